@@ -1,0 +1,26 @@
+"""Which Celery task and queue a recipient's messages go to. Names are fixed here, and only here."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from bus.envelope import COORDINATOR
+
+ADVANCE_TASK = "agentyard.coordinator.advance"
+SWEEP_TASK = "agentyard.maintenance.sweep"
+COORDINATOR_QUEUE = "coordinator"
+
+
+class Route(NamedTuple):
+    task: str
+    queue: str
+
+
+def agent_queue(agent_id: str) -> str:
+    return f"agent.{agent_id}"
+
+
+def route_for(recipient: str) -> Route:
+    if recipient == COORDINATOR:
+        return Route(ADVANCE_TASK, COORDINATOR_QUEUE)
+    return Route(agent_queue(recipient), agent_queue(recipient))

@@ -1,0 +1,41 @@
+"""agentyard: teams of LLM agents as durable workflows on Celery, Redis and PostgreSQL.
+
+    from orchestration import Agent, Orchestrator, Workflow
+"""
+
+from orchestration.definitions import Agent, Workflow
+from orchestration.orchestrator import Orchestrator
+from orchestration.results import StepResult, Tokens, WorkflowResult, WorkflowRun
+from storage.errors import (
+    AgentyardError,
+    ConfigurationError,
+    InvalidRequest,
+    ProviderError,
+    RunNotFound,
+    UnknownAgent,
+    UnknownWorkflow,
+    WaitTimeout,
+)
+from storage.models import StepStatus, WorkflowStatus
+from storage.settings import Settings
+
+__all__ = [
+    "Agent",
+    "AgentyardError",
+    "ConfigurationError",
+    "InvalidRequest",
+    "Orchestrator",
+    "ProviderError",
+    "RunNotFound",
+    "Settings",
+    "StepResult",
+    "StepStatus",
+    "Tokens",
+    "UnknownAgent",
+    "UnknownWorkflow",
+    "WaitTimeout",
+    "Workflow",
+    "WorkflowResult",
+    "WorkflowRun",
+    "WorkflowStatus",
+]

@@ -1,0 +1,164 @@
+"""The coordinator: a state machine over a workflow's Workflow and Step rows.
+
+``advance`` locks the workflow row, looks at its steps, and does at most what is ready now:
+dispatch the next step, schedule a retry, hand a step to a fallback agent, or finish the
+workflow. It never waits for anything; every change is announced by another ``advance``.
+Calling it twice, or for a finished workflow, is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+from sqlmodel import Session, col, select
+
+from bus.envelope import AgentMessage, request_step
+from bus.publisher import Bus
+from orchestration.retry import Backoff
+from orchestration.team import Team
+from storage.db import is_postgres, session_scope
+from storage.models import StepRow, StepStatus, WorkflowRow, WorkflowStatus, as_utc, utcnow
+from storage.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Outcome:
+    messages: list[AgentMessage] = field(default_factory=list)
+    finished: WorkflowStatus | None = None
+
+
+class Coordinator:
+    def __init__(self, team: Team, bus: Bus, settings: Settings, backoff: Backoff | None = None):
+        self._team = team
+        self._bus = bus
+        self._settings = settings
+        self._url = settings.effective_database_url
+        self._backoff = backoff or Backoff()
+
+    def advance(self, workflow_id: str) -> None:
+        with session_scope(self._url) as session:
+            workflow = self._lock(session, workflow_id)
+            if workflow is None:
+                log.warning("coordinator.unknown_workflow", workflow_id=workflow_id)
+                return
+            if WorkflowStatus(workflow.status).finished:
+                return
+            steps = list(
+                session.exec(
+                    select(StepRow)
+                    .where(StepRow.workflow_id == workflow_id)
+                    .order_by(col(StepRow.position))
+                ).all()
+            )
+            outcome = self._advance_sequence(workflow, steps, utcnow())
+            for message in outcome.messages:
+                self._bus.record(session, message)
+        self._bus.route(outcome.messages)
+        if outcome.finished is not None:
+            log.info(
+                "workflow.finished",
+                workflow_id=workflow_id,
+                status=outcome.finished.value,
+                cost_usd=workflow.cost_micro / 1e6,
+            )
+
+    def _lock(self, session: Session, workflow_id: str) -> WorkflowRow | None:
+        query = select(WorkflowRow).where(WorkflowRow.id == workflow_id)
+        if is_postgres(self._url):
+            query = query.with_for_update()
+        return session.exec(query).one_or_none()
+
+    def _advance_sequence(
+        self, workflow: WorkflowRow, steps: list[StepRow], now: datetime
+    ) -> _Outcome:
+        outcome = _Outcome()
+        previous: StepRow | None = None
+        for step in steps:
+            status = StepStatus(step.status)
+            if status is StepStatus.SUCCEEDED:
+                previous = step
+                continue
+            if status is StepStatus.ATTEMPT_FAILED:
+                self._after_failed_attempt(step, now)
+                status = StepStatus(step.status)
+            if status is StepStatus.FAILED:
+                self._finish(workflow, steps, WorkflowStatus.FAILED, now, failed=step)
+                outcome.finished = WorkflowStatus.FAILED
+            elif status is StepStatus.PENDING and (step.due_at is None or as_utc(step.due_at) <= now):
+                step_input = workflow.input if previous is None else (previous.output or "")
+                outcome.messages.append(self._dispatch(workflow, step, step_input, now))
+            return outcome  # a sequence runs one step at a time
+        self._finish(workflow, steps, WorkflowStatus.SUCCEEDED, now)
+        outcome.finished = WorkflowStatus.SUCCEEDED
+        return outcome
+
+    def _dispatch(
+        self, workflow: WorkflowRow, step: StepRow, step_input: str, now: datetime
+    ) -> AgentMessage:
+        step.ran_by = step.ran_by or step.agent_id
+        step.attempt += 1
+        step.agent_attempt += 1
+        step.status = StepStatus.DISPATCHED.value
+        step.input = step_input
+        step.dispatched_at = now
+        step.due_at = None
+        step.lease_until = now + timedelta(seconds=self._settings.dispatch_timeout_s)
+        if workflow.status == WorkflowStatus.PENDING.value:
+            workflow.status = WorkflowStatus.RUNNING.value
+        log.info(
+            "step.dispatched",
+            workflow_id=workflow.id,
+            step_id=step.id,
+            agent_id=step.ran_by,
+            attempt=step.attempt,
+        )
+        return request_step(
+            agent_id=step.ran_by,
+            workflow_id=workflow.id,
+            step_id=step.id,
+            attempt=step.attempt,
+            priority=workflow.priority,
+        )
+
+    def _after_failed_attempt(self, step: StepRow, now: datetime) -> None:
+        """Retry on the same agent, move to its fallback, or give up."""
+        agent = self._team.agent(step.ran_by or step.agent_id)
+        if step.error_retryable and step.agent_attempt <= agent.max_retries:
+            delay = self._backoff.delay_s(step.agent_attempt, step.retry_after_s)
+            step.status = StepStatus.PENDING.value
+            step.due_at = now + timedelta(seconds=delay)
+            log.info("step.retry_scheduled", step_id=step.id, agent_id=agent.id,
+                     attempt=step.attempt, delay_s=round(delay, 3), error_kind=step.error_kind)
+        elif agent.fallback is not None:
+            log.info("step.fallback", step_id=step.id, agent_id=agent.id, fallback=agent.fallback,
+                     error_kind=step.error_kind)
+            step.ran_by = agent.fallback
+            step.agent_attempt = 0
+            step.status = StepStatus.PENDING.value
+            step.due_at = None
+        else:
+            step.status = StepStatus.FAILED.value
+            step.finished_at = now
+
+    def _finish(
+        self,
+        workflow: WorkflowRow,
+        steps: list[StepRow],
+        status: WorkflowStatus,
+        now: datetime,
+        failed: StepRow | None = None,
+    ) -> None:
+        workflow.status = status.value
+        workflow.cost_micro = sum(step.cost_micro for step in steps)
+        workflow.finished_at = now
+        if status is WorkflowStatus.SUCCEEDED:
+            workflow.output = steps[-1].output
+        elif failed is not None:
+            workflow.error = (
+                f"step {failed.position + 1} ({failed.ran_by or failed.agent_id}) failed after "
+                f"{failed.attempt} attempt(s): {failed.error_kind or 'error'}: {failed.error}"
+            )

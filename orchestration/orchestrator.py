@@ -1,0 +1,164 @@
+"""``Orchestrator``: the one place where a team, the database, the bus and Celery are wired together.
+
+A team module builds one at import time, registers its agents and workflows, and exposes
+``orc.celery`` so that ``celery -A team worker`` finds the app. The same object enqueues
+workflows (``submit``) and reattaches to runs (``run``) from any process.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+from celery import Celery
+
+from bus import priorities
+from bus.envelope import advance
+from bus.publisher import Bus
+from orchestration.coordinator import Coordinator
+from orchestration.definitions import Agent, Workflow
+from orchestration.maintenance import Maintenance
+from orchestration.pricing import usd_to_micro
+from orchestration.results import WorkflowRun
+from orchestration.step_runner import StepRunner
+from orchestration.team import Team
+from storage.db import migrate, session_scope
+from storage.errors import InvalidRequest, RunNotFound
+from storage.models import StepRow, WorkflowRow
+from storage.settings import Settings
+from workers.celery_app import make_celery
+from workers.logging import configure_logging
+from workers.providers.registry import Providers
+from workers.tasks import register_agent_task, register_coordinator_task, register_maintenance_task
+
+log = structlog.get_logger(__name__)
+
+
+class Orchestrator:
+    def __init__(self, name: str, settings: Settings | None = None) -> None:
+        self.name = name
+        self.settings = settings or Settings()
+        self.team = Team(name)
+        self._lock = threading.Lock()
+        self._celery: Celery | None = None
+        self._bus: Bus | None = None
+        self._coordinator: Coordinator | None = None
+        self._runner: StepRunner | None = None
+        self._maintenance: Maintenance | None = None
+        self._ready = False
+        configure_logging(self.settings)
+
+    def __repr__(self) -> str:
+        return f"Orchestrator({self.name!r}, agents={sorted(self.team.agents)})"
+
+    # -- the team ------------------------------------------------------------------------------
+
+    def register_agent(self, agent: Agent) -> Agent:
+        self.team.add_agent(agent)
+        if self._celery is not None:
+            register_agent_task(self._celery, agent.id, self._run_step)
+        return agent
+
+    def register_workflow(self, workflow: Workflow) -> Workflow:
+        self.team.add_workflow(workflow)
+        return workflow
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.effective_database_url
+
+    @property
+    def celery(self) -> Celery:
+        with self._lock:
+            if self._celery is None:
+                app = make_celery(self.name, self.settings)
+                for agent_id in self.team.agents:
+                    register_agent_task(app, agent_id, self._run_step)
+                register_coordinator_task(app, self._advance)
+                register_maintenance_task(app, self._sweep, self.settings.sweep_interval_s)
+                self._celery = app
+            return self._celery
+
+    @property
+    def bus(self) -> Bus:
+        if self._bus is None:
+            self._bus = Bus(self.celery, self.database_url)
+        return self._bus
+
+    def ensure_ready(self) -> None:
+        """Create or upgrade the schema once per process (cheap when it is current)."""
+        if not self._ready:
+            migrate(self.database_url)
+            self._ready = True
+
+    def coordinator(self) -> Coordinator:
+        if self._coordinator is None:
+            self.ensure_ready()
+            self._coordinator = Coordinator(self.team, self.bus, self.settings)
+        return self._coordinator
+
+    def step_runner(self) -> StepRunner:
+        if self._runner is None:
+            self.ensure_ready()
+            self._runner = StepRunner(self.team, self.bus, Providers(self.settings), self.settings)
+        return self._runner
+
+    def maintenance(self) -> Maintenance:
+        if self._maintenance is None:
+            self.ensure_ready()
+            self._maintenance = Maintenance(self.bus, self.settings)
+        return self._maintenance
+
+    def _run_step(self, message: Any) -> None:
+        self.step_runner().run(message)
+
+    def _advance(self, workflow_id: str) -> None:
+        self.coordinator().advance(workflow_id)
+
+    def _sweep(self) -> None:
+        self.maintenance().sweep()
+
+    # -- the user's API ----------------------------------------------------------------------------
+
+    def submit(self, workflow: str, input: str, priority: int = priorities.DEFAULT) -> WorkflowRun:
+        """Enqueue one run of ``workflow``; returns at once with a handle on the run."""
+        definition = self.team.workflow(workflow)
+        priorities.check(priority)
+        if not isinstance(input, str) or not input.strip():
+            raise InvalidRequest(f"the input of workflow {workflow!r} is empty; give it some text")
+        if len(input) > self.settings.max_input_chars:
+            raise InvalidRequest(
+                f"the input of workflow {workflow!r} has {len(input)} characters, over the limit "
+                f"of {self.settings.max_input_chars} (AGENTYARD_MAX_INPUT_CHARS); store large "
+                "documents elsewhere and pass a reference"
+            )
+        self.ensure_ready()
+        row = WorkflowRow(
+            team=self.name,
+            name=definition.name,
+            priority=priority,
+            input=input,
+            budget_micro=None if definition.budget_usd is None else usd_to_micro(definition.budget_usd),
+        )
+        notice = advance(sender="client", workflow_id=row.id, priority=priority)
+        with session_scope(self.database_url) as session:
+            session.add(row)
+            session.flush()  # the workflow row first: steps reference it
+            for position, agent_id in enumerate(definition.steps):
+                session.add(StepRow(workflow_id=row.id, position=position, agent_id=agent_id))
+            self.bus.record(session, notice)
+        self.bus.route([notice])
+        log.info("workflow.submitted", workflow_id=row.id, workflow=definition.name,
+                 priority=priority)
+        return WorkflowRun(row.id, self.database_url)
+
+    def run(self, run_id: str) -> WorkflowRun:
+        """Reattach to a run by id, from any process."""
+        self.ensure_ready()
+        with session_scope(self.database_url) as session:
+            if session.get(WorkflowRow, run_id) is None:
+                raise RunNotFound(f"no workflow run with id {run_id!r} in this database")
+        return WorkflowRun(run_id, self.database_url)

@@ -1,0 +1,148 @@
+"""What a user gets back: a handle on a run, and the result of a finished one."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, select
+
+from storage.db import session_scope
+from storage.errors import RunNotFound, WaitTimeout
+from storage.models import StepRow, WorkflowRow, WorkflowStatus, as_utc
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    input: int = 0
+    output: int = 0
+    cache_creation: int = 0
+    cache_read: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output + self.cache_creation + self.cache_read
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    id: str
+    position: int
+    agent: str  # the agent that ran the latest attempt (a fallback, when one took over)
+    requested_agent: str
+    status: str
+    output: str | None
+    error: str | None
+    attempt: int
+    tokens: Tokens
+    cost_usd: float
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: StepRow) -> StepResult:
+        return cls(
+            id=row.id,
+            position=row.position,
+            agent=row.ran_by or row.agent_id,
+            requested_agent=row.agent_id,
+            status=row.status,
+            output=row.output,
+            error=row.error,
+            attempt=row.attempt,
+            tokens=Tokens(row.input_tokens, row.output_tokens, row.cache_creation_tokens,
+                          row.cache_read_tokens),
+            cost_usd=row.cost_micro / 1e6,
+            started_at=as_utc(row.started_at),
+            finished_at=as_utc(row.finished_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowResult:
+    id: str
+    workflow: str
+    status: WorkflowStatus
+    input: str
+    output: str | None
+    error: str | None
+    cost_usd: float
+    steps: tuple[StepResult, ...]
+    created_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def tokens(self) -> Tokens:
+        return Tokens(*(sum(getattr(s.tokens, f) for s in self.steps)
+                        for f in ("input", "output", "cache_creation", "cache_read")))
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
+def load_result(database_url: str, run_id: str) -> WorkflowResult:
+    """The current state of a run (finished or not) from the database."""
+    with session_scope(database_url) as session:
+        workflow = session.get(WorkflowRow, run_id)
+        if workflow is None:
+            raise RunNotFound(f"no workflow run with id {run_id!r} in this database")
+        steps = session.exec(
+            select(StepRow).where(StepRow.workflow_id == run_id).order_by(col(StepRow.position))
+        ).all()
+    step_results = tuple(StepResult.from_row(s) for s in steps)
+    return WorkflowResult(
+        id=workflow.id,
+        workflow=workflow.name,
+        status=WorkflowStatus(workflow.status),
+        input=workflow.input,
+        output=workflow.output,
+        error=workflow.error,
+        # While a run is under way, its cost so far is the sum of its steps.
+        cost_usd=(workflow.cost_micro or sum(s.cost_micro for s in steps)) / 1e6,
+        steps=step_results,
+        created_at=as_utc(workflow.created_at) or workflow.created_at,
+        finished_at=as_utc(workflow.finished_at),
+    )
+
+
+class WorkflowRun:
+    """A handle on one submitted run; ``Orchestrator.run(id)`` rebuilds it in any process."""
+
+    def __init__(self, run_id: str, database_url: str) -> None:
+        self.id = run_id
+        self._database_url = database_url
+
+    def __repr__(self) -> str:
+        return f"WorkflowRun(id={self.id!r})"
+
+    def result(self) -> WorkflowResult:
+        return load_result(self._database_url, self.id)
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        poll_s: float = 0.05,
+        on_progress: Callable[[WorkflowResult], None] | None = None,
+    ) -> WorkflowResult:
+        """Block until the run finishes; ``WaitTimeout`` after ``timeout`` seconds (it goes on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll_s
+        while True:
+            result = self.result()
+            if on_progress is not None:
+                on_progress(result)
+            if result.finished:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"workflow run {self.id} is still {result.status.value} after {timeout}s; "
+                    f"it goes on: call orc.run({self.id!r}).wait() again to keep waiting"
+                )
+            time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 0.5)

@@ -1,0 +1,72 @@
+"""A team: the registered agents and workflows of one orchestrator, checked as they are added."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestration.definitions import Agent, Workflow
+from orchestration.pricing import price_of
+from storage.errors import ConfigurationError, UnknownAgent, UnknownWorkflow
+from workers.providers.registry import check_model_name
+
+
+@dataclass
+class Team:
+    name: str
+    agents: dict[str, Agent] = field(default_factory=dict)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+
+    def add_agent(self, agent: Agent) -> None:
+        if agent.id in self.agents and self.agents[agent.id] != agent:
+            raise ConfigurationError(f"agent {agent.id!r} is already registered with another definition")
+        price_of(agent.model)  # an unpriced model is refused now, not at its first call
+        check_model_name(agent.model)
+        self.agents[agent.id] = agent
+
+    def add_workflow(self, workflow: Workflow) -> None:
+        missing = [step for step in workflow.steps if step not in self.agents]
+        if missing:
+            raise UnknownAgent(
+                f"workflow {workflow.name!r} names agent(s) {missing} that are not registered; "
+                "register them with orc.register_agent(...) first"
+            )
+        for agent_id in set(workflow.steps):
+            self.fallback_chain(agent_id)
+        self.workflows[workflow.name] = workflow
+
+    def agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise UnknownAgent(
+                f"agent {agent_id!r} is not registered in team {self.name!r} "
+                f"(registered: {', '.join(sorted(self.agents)) or 'none'})"
+            ) from None
+
+    def workflow(self, name: str) -> Workflow:
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise UnknownWorkflow(
+                f"workflow {name!r} is not registered in team {self.name!r} "
+                f"(registered: {', '.join(sorted(self.workflows)) or 'none'})"
+            ) from None
+
+    def fallback_chain(self, agent_id: str) -> list[str]:
+        """``agent_id`` and the fallbacks after it, in order. Unknown agents and cycles are errors."""
+        chain = [agent_id]
+        current = self.agent(agent_id)
+        while current.fallback is not None:
+            if current.fallback in chain:
+                raise ConfigurationError(
+                    f"fallback cycle: {' -> '.join([*chain, current.fallback])}; "
+                    "a fallback chain must end"
+                )
+            if current.fallback not in self.agents:
+                raise UnknownAgent(
+                    f"agent {current.id!r} falls back to {current.fallback!r}, which is not "
+                    "registered; register the fallback agent first"
+                )
+            chain.append(current.fallback)
+            current = self.agents[current.fallback]
+        return chain

@@ -1,0 +1,83 @@
+"""Every exception agentyard raises, under one root: ``AgentyardError``.
+
+It lives in ``storage`` because that is the package every other one may import; users get the
+same classes from ``orchestration``. Messages say what happened, with the ids involved, and what
+to do next.
+"""
+
+from __future__ import annotations
+
+
+class AgentyardError(Exception):
+    """Root of every error agentyard raises on purpose."""
+
+
+class ConfigurationError(AgentyardError):
+    """Settings, a module path or a team definition that cannot work."""
+
+
+class InvalidRequest(AgentyardError, ValueError):
+    """A request that was refused before anything was written."""
+
+
+class UnknownAgent(InvalidRequest, LookupError):
+    """An agent id that is not registered with the orchestrator."""
+
+
+class UnknownWorkflow(InvalidRequest, LookupError):
+    """A workflow name that is not registered with the orchestrator."""
+
+
+class RunNotFound(AgentyardError, LookupError):
+    """A workflow run id that is not in the database."""
+
+
+class WaitTimeout(AgentyardError, TimeoutError):
+    """``WorkflowRun.wait`` gave up before the run finished (the run goes on)."""
+
+
+class ProviderError(AgentyardError):
+    """A model call that did not return a usable answer.
+
+    ``retryable`` tells the retry policy whether another attempt may succeed; ``retry_after_s``
+    carries the provider's own hint when it gave one.
+    """
+
+    retryable: bool = False
+    kind: str = "provider_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(ProviderError):
+    retryable = True
+    kind = "rate_limited"
+
+
+class Overloaded(ProviderError):
+    retryable = True
+    kind = "overloaded"
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+    kind = "timeout"
+
+
+class ProviderUnavailable(ProviderError):
+    """Connection refused, reset, or a 5xx other than overloaded."""
+
+    retryable = True
+    kind = "unavailable"
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused the request itself (4xx): sending it again will not help."""
+
+    retryable = False
+    kind = "rejected"

@@ -1,0 +1,165 @@
+"""The tables: PostgreSQL is the truth about every workflow, step, message and model call.
+
+Money is stored as integer micro-dollars (``*_micro``); times are UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; every value agentyard writes is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _when(*, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), index=index))
+
+
+class WorkflowStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"  # waiting for its turn, or for a retry's due time
+    DISPATCHED = "dispatched"  # a request is on the agent's queue
+    RUNNING = "running"  # a worker claimed this attempt and holds its lease
+    ATTEMPT_FAILED = "attempt_failed"  # the coordinator decides: retry, fallback or fail
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (StepStatus.SUCCEEDED, StepStatus.FAILED)
+
+
+class WorkflowRow(SQLModel, table=True):
+    __tablename__ = "workflows"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    team: str = Field(max_length=200, index=True)
+    name: str = Field(max_length=200, index=True)
+    status: str = Field(default=WorkflowStatus.PENDING.value, max_length=32, index=True)
+    priority: int = 5
+    input: str = Field(sa_column=Column(Text, nullable=False))
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    budget_micro: int | None = None
+    cost_micro: int = 0
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    finished_at: datetime | None = _when()
+
+
+class StepRow(SQLModel, table=True):
+    __tablename__ = "steps"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "position", name="uq_steps_workflow_position"),
+        Index("ix_steps_status_lease", "status", "lease_until"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    workflow_id: str = Field(foreign_key="workflows.id", index=True, max_length=36)
+    position: int
+    agent_id: str = Field(max_length=200, description="The agent the workflow asked for.")
+    ran_by: str | None = Field(
+        default=None, max_length=200, description="The agent that ran the latest attempt."
+    )
+    status: str = Field(default=StepStatus.PENDING.value, max_length=32)
+    attempt: int = Field(default=0, description="Attempts dispatched so far; 1 for the first.")
+    agent_attempt: int = Field(default=0, description="Attempts on the agent in `ran_by`.")
+    input: str | None = Field(default=None, sa_column=Column(Text))
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    error_kind: str | None = Field(default=None, max_length=64)
+    error_retryable: bool = False
+    retry_after_s: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_micro: int = Field(default=0, description="Every attempt's cost, failed ones included.")
+    due_at: datetime | None = _when()
+    lease_until: datetime | None = _when()
+    dispatched_at: datetime | None = _when()
+    started_at: datetime | None = _when()
+    finished_at: datetime | None = _when()
+
+
+class MessageRow(SQLModel, table=True):
+    """Every message on the bus, written before it is routed (audit first, then route).
+
+    ``routed_at`` is set once the broker accepted it; the maintenance sweep routes rows a crash
+    left unrouted, which makes this table the outbox as well as the audit trail.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_unrouted", "routed_at", "created_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    workflow_id: str | None = Field(default=None, index=True, max_length=36)
+    step_id: str | None = Field(default=None, max_length=36)
+    type: str = Field(max_length=32)
+    sender: str = Field(max_length=200)
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    task: str = Field(max_length=255)
+    queue: str = Field(max_length=255)
+    priority: int = 5
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    routed_at: datetime | None = _when()
+
+
+class TraceRow(SQLModel, table=True):
+    """One model call: what went in, what came out, what it cost. The record of a decision."""
+
+    __tablename__ = "traces"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    workflow_id: str = Field(index=True, max_length=36)
+    step_id: str = Field(index=True, max_length=36)
+    parent_step_id: str | None = Field(default=None, max_length=36)
+    agent_id: str = Field(max_length=200, index=True)
+    model: str = Field(max_length=200)
+    attempt: int
+    system_prompt: str = Field(default="", sa_column=Column(Text, nullable=False))
+    prompt: str = Field(default="", sa_column=Column(Text, nullable=False))
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    reasoning: str | None = Field(default=None, sa_column=Column(Text))
+    outcome: str = Field(max_length=64)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_micro: int = 0
+    latency_ms: float = 0.0
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -1,0 +1,83 @@
+"""agentyard's settings: the one module that reads the environment.
+
+Every value comes from an ``AGENTYARD_*`` variable (or a ``.env`` file). Nothing else in the
+project calls ``os.environ`` for configuration; components are handed a ``Settings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where agentyard finds its servers and how it treats them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTYARD_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for shared state. Unset: an embedded redis-server (demo only).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the audit database. Unset: SQLite under `home`.",
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL. Unset: the Redis URL."
+    )
+    redis_key_prefix: str = Field(
+        default="",
+        description="Prefix of every Redis key agentyard and kombu write (one Redis, many teams).",
+    )
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    home: Path = Field(default=Path(".agentyard"), description="Local state of the embedded default.")
+
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    visibility_timeout_s: int = Field(
+        default=3600, description="Redis broker: an unacked message is redelivered after this."
+    )
+    task_time_limit_s: int = Field(
+        default=1800, description="Hard limit of a prefork task; must stay under the visibility."
+    )
+    lease_margin_s: float = Field(
+        default=30.0, description="A running step's lease is its agent's timeout plus this."
+    )
+    dispatch_timeout_s: float = Field(
+        default=3600.0, description="A dispatched step nobody started by then is dispatched again."
+    )
+    sweep_interval_s: float = Field(default=5.0, description="Period of the maintenance sweep.")
+    max_input_chars: int = Field(default=100_000, description="Largest workflow input accepted.")
+
+    @model_validator(mode="after")
+    def _time_limit_under_visibility(self) -> Settings:
+        if self.task_time_limit_s >= self.visibility_timeout_s:
+            raise ValueError(
+                "AGENTYARD_TASK_TIME_LIMIT_S must be below AGENTYARD_VISIBILITY_TIMEOUT_S, "
+                "or a slow task is redelivered while it still runs"
+            )
+        return self
+
+    @property
+    def effective_broker_url(self) -> str | None:
+        return self.broker_url or self.redis_url
+
+    @property
+    def effective_database_url(self) -> str:
+        return normalize_database_url(self.database_url or f"sqlite:///{self.home / 'agentyard.db'}")
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever spelling the user gave."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

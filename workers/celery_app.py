@@ -1,0 +1,70 @@
+"""The Celery app and every setting it runs with.
+
+Durability first: acks late (a message leaves the queue only when its task is done), reject on
+worker lost (a killed worker gives its message back), prefetch 1 (a worker holds one message per
+slot, so priorities mean something), JSON only. Results live in PostgreSQL, not in a result
+backend. The broker's transport options are built here and nowhere else, so every producer, worker
+and Flower agrees on priority steps and key prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from bus.priorities import PRIORITY_STEPS
+from bus.routing import COORDINATOR_QUEUE
+from storage.errors import ConfigurationError
+from storage.settings import Settings
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "priority_steps": PRIORITY_STEPS,
+        "sep": ":",
+        "queue_order_strategy": "priority",
+        "visibility_timeout": settings.visibility_timeout_s,
+        # kombu 5.7: sweep for messages of dead consumers every 10 s instead of every 100 s.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+    }
+    if settings.redis_key_prefix:
+        options["global_keyprefix"] = settings.redis_key_prefix
+    return options
+
+
+def make_celery(name: str, settings: Settings) -> Celery:
+    broker = settings.effective_broker_url
+    if not broker:
+        raise ConfigurationError(
+            "no broker configured: set AGENTYARD_REDIS_URL (or AGENTYARD_BROKER_URL), "
+            "or run `agentyard demo` which starts an embedded Redis"
+        )
+    app = Celery(name, broker=broker, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        event_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_time_limit=settings.task_time_limit_s,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_default_queue=COORDINATOR_QUEUE,
+        task_queues=[Queue(COORDINATOR_QUEUE)],
+        task_create_missing_queues=True,
+        worker_hijack_root_logger=False,
+        broker_pool_limit=64,
+        # Flower and `celery inspect` show task arguments: ours are ids, never prompts or keys.
+        task_protocol=2,
+    )
+    return app

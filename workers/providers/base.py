@@ -1,0 +1,62 @@
+"""What every model provider takes and gives back.
+
+A provider turns one ``ModelRequest`` into one ``ModelResponse`` or raises a ``ProviderError``
+(``storage.errors``) saying whether another attempt may help. Providers never retry: agentyard's
+retry policy sees every attempt (one retry layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    model: str
+    system: str
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int
+    timeout_s: float
+    # "<step id>:<attempt>": lets a provider (or a test double) tell attempts apart.
+    request_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens by kind, exactly as billed. Cache tokens are not part of ``input_tokens``."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResponse:
+    text: str
+    usage: Usage
+    model: str
+    stop_reason: str | None = None
+    reasoning: str | None = field(default=None, repr=False)
+
+
+class ModelProvider(Protocol):
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        """Make one call. Raises ``ProviderError`` subclasses on failure; never retries."""
+        ...

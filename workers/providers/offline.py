@@ -1,0 +1,150 @@
+"""The offline provider: deterministic answers, realistic usage, no network.
+
+Model names look like ``offline:<profile>[?option=value&...]``:
+
+- ``offline:echo`` answers at once; ``offline:slow`` takes about half a second.
+- ``latency=0.2`` sets the latency in seconds.
+- ``fail=rate_limited|overloaded|timeout|unavailable|rejected`` with ``fail_rate=0.3`` fails that
+  share of calls, chosen by a hash of the request key (so the same attempt always fails or always
+  succeeds, and a retry is a fresh draw); ``fail_first=2`` fails the first two attempts of every
+  step instead.
+
+It is a real code path (the demo and the tests run it through the same agent task), not a mock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from storage.errors import (
+    ConfigurationError,
+    Overloaded,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from workers.providers.base import ModelRequest, ModelResponse, Usage
+
+PREFIX = "offline:"
+_PROFILES = {"echo": 0.0, "slow": 0.5}
+_FAILURES: dict[str, type[ProviderError]] = {
+    "rate_limited": RateLimited,
+    "overloaded": Overloaded,
+    "timeout": ProviderTimeout,
+    "unavailable": ProviderUnavailable,
+    "rejected": ProviderRejected,
+}
+_CHARS_PER_TOKEN = 4
+_TOKENS_PER_MESSAGE = 4  # role markers and separators, as real tokenizers add
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineModel:
+    profile: str
+    latency_s: float
+    failure: str | None = None
+    fail_rate: float = 0.0
+    fail_first: int = 0
+
+    @classmethod
+    def parse(cls, model: str) -> OfflineModel:
+        if not model.startswith(PREFIX):
+            raise ConfigurationError(f"{model!r} is not an offline model (they start with {PREFIX!r})")
+        profile, _, query = model[len(PREFIX) :].partition("?")
+        if profile not in _PROFILES:
+            raise ConfigurationError(
+                f"unknown offline profile {profile!r} in {model!r}; use one of {sorted(_PROFILES)}"
+            )
+        options = dict(parse_qsl(query, strict_parsing=bool(query)))
+        unknown = set(options) - {"latency", "fail", "fail_rate", "fail_first"}
+        if unknown:
+            raise ConfigurationError(f"unknown option(s) {sorted(unknown)} in offline model {model!r}")
+        failure = options.get("fail")
+        if failure is not None and failure not in _FAILURES:
+            raise ConfigurationError(
+                f"unknown failure {failure!r} in {model!r}; use one of {sorted(_FAILURES)}"
+            )
+        try:
+            return cls(
+                profile=profile,
+                latency_s=float(options.get("latency", _PROFILES[profile])),
+                failure=failure,
+                fail_rate=float(options.get("fail_rate", 1.0 if failure else 0.0)),
+                fail_first=int(options.get("fail_first", 0)),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad number in offline model {model!r}: {exc}") from None
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text) / _CHARS_PER_TOKEN)
+
+
+def _draw(key: str) -> float:
+    """A number in [0, 1) that depends only on ``key``."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _attempt_of(request_key: str) -> int:
+    _, _, attempt = request_key.rpartition(":")
+    return int(attempt) if attempt.isdigit() else 1
+
+
+def _compose(request: ModelRequest) -> str:
+    role = re.split(r"(?<=[.!?])\s", request.system.strip(), maxsplit=1)[0][:80] or "Assistant"
+    task = request.messages[-1].content if request.messages else ""
+    words = re.findall(r"[\w'-]+", task)
+    head = " ".join(words[:40])
+    digest = hashlib.sha256(f"{request.system}\n{task}".encode()).hexdigest()[:8]
+    return (
+        f"{role}\n\n"
+        f"On {head or 'the task'}: the main points are set out below, in order of weight.\n"
+        f"- {' '.join(words[:12]) or 'nothing to go on'}\n"
+        f"- {' '.join(words[12:24]) or 'no further detail'}\n"
+        f"(offline answer {digest})"
+    )
+
+
+class OfflineProvider:
+    """Answers ``offline:*`` models without a network; see the module docstring."""
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        model = OfflineModel.parse(request.model)
+        if model.latency_s > 0:
+            time.sleep(min(model.latency_s, request.timeout_s))
+            if model.latency_s > request.timeout_s:
+                raise ProviderTimeout(
+                    f"offline model took {model.latency_s}s, over the {request.timeout_s}s timeout"
+                )
+        if model.failure and self._fails(model, request.request_key):
+            raise _FAILURES[model.failure](
+                f"injected {model.failure} from {request.model}",
+                status={"rate_limited": 429, "overloaded": 529, "rejected": 400}.get(model.failure),
+                retry_after_s=0.05 if model.failure == "rate_limited" else None,
+            )
+        text = _compose(request)
+        limit = request.max_tokens * _CHARS_PER_TOKEN
+        stop_reason = "end_turn"
+        if len(text) > limit:
+            text, stop_reason = text[:limit], "max_tokens"
+        prompt_chars = len(request.system) + sum(len(m.content) for m in request.messages)
+        usage = Usage(
+            input_tokens=math.ceil(prompt_chars / _CHARS_PER_TOKEN)
+            + _TOKENS_PER_MESSAGE * (len(request.messages) + 1),
+            output_tokens=_tokens(text),
+        )
+        return ModelResponse(text=text, usage=usage, model=request.model, stop_reason=stop_reason)
+
+    @staticmethod
+    def _fails(model: OfflineModel, request_key: str) -> bool:
+        if model.fail_first:
+            return _attempt_of(request_key) <= model.fail_first
+        return _draw(f"{request_key}|{model.failure}") < model.fail_rate

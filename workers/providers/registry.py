@@ -1,0 +1,44 @@
+"""Picks the provider for a model name: ``offline:*`` runs locally, anything else is Anthropic."""
+
+from __future__ import annotations
+
+import threading
+
+from storage.settings import Settings
+from workers.providers.base import ModelProvider
+from workers.providers.offline import PREFIX as OFFLINE_PREFIX
+from workers.providers.offline import OfflineModel, OfflineProvider
+
+
+class Providers:
+    """The providers of one process, made on first use and shared by its threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._offline = OfflineProvider()
+        self._anthropic: ModelProvider | None = None
+
+    def for_model(self, model: str) -> ModelProvider:
+        if is_offline(model):
+            return self._offline
+        with self._lock:
+            if self._anthropic is None:
+                from workers.providers.anthropic_provider import AnthropicProvider
+
+                key = self._settings.anthropic_api_key
+                self._anthropic = AnthropicProvider(
+                    api_key=key.get_secret_value() if key else None,
+                    base_url=self._settings.anthropic_base_url,
+                )
+            return self._anthropic
+
+
+def is_offline(model: str) -> bool:
+    return model.startswith(OFFLINE_PREFIX)
+
+
+def check_model_name(model: str) -> None:
+    """Raise ``ConfigurationError`` now for an offline model name that could never run."""
+    if is_offline(model):
+        OfflineModel.parse(model)

@@ -1,0 +1,366 @@
+"""A local server that speaks enough of the Anthropic Messages API for the real SDK.
+
+Tests and demos point the official ``anthropic`` client at it (``AGENTYARD_ANTHROPIC_BASE_URL``) so
+the code path is the real one, HTTP included, without the internet or a bill. Replies are
+deterministic: the same request always gets the same text and token counts (about four characters
+per token, output capped at ``max_tokens``).
+
+Faults are scripted over HTTP, one entry consumed per ``POST /v1/messages`` call, in order::
+
+    POST /_stub/script  {"responses": [{"status": 429, "retry_after": 1.5}, {"delay_s": 5},
+                                       {"status": 200, "cache_read_input_tokens": 100}]}
+    GET  /_stub/stats   -> {"calls": N, "by_status": {"200": n, ...}, "scripted_left": n}
+    POST /_stub/reset   -> forgets the script and the counts
+
+An entry may carry ``status`` (default 200), ``delay_s``, ``retry_after`` (seconds),
+``retry_after_ms``, ``error_type``, ``message`` and ``error_code`` (``error.details.error_code``,
+e.g. ``enforced_spend_limit_reached``); a 200 entry may override ``text``, ``thinking``,
+``input_tokens``, ``output_tokens``, ``cache_creation_input_tokens`` and
+``cache_read_input_tokens``. A new script replaces the one still pending. A request without
+credentials gets a 401 before the script is looked at, as the real API would answer it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import socket
+import sys
+import threading
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+
+class StubState:
+    """The script and the counters one stub server shares between its handler threads."""
+
+    def __init__(self, latency_s: float = 0.0) -> None:
+        self.latency_s = latency_s
+        # Set when the server stops, so a handler sleeping out a scripted delay wakes up at once.
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._script: deque[dict[str, Any]] = deque()
+        self._calls = 0
+        self._by_status: Counter[int] = Counter()
+
+    def script(self, responses: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._script = deque(dict(r) for r in responses)
+
+    def next_entry(self) -> dict[str, Any]:
+        with self._lock:
+            return self._script.popleft() if self._script else {}
+
+    def record(self, status: int) -> None:
+        with self._lock:
+            self._calls += 1
+            self._by_status[status] += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "calls": self._calls,
+                "by_status": {str(s): n for s, n in sorted(self._by_status.items())},
+                "scripted_left": len(self._script),
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self._calls = 0
+            self._by_status.clear()
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message or system prompt: a string or a list of content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return ""
+
+
+def _tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def build_message(body: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The Messages API reply to ``body``: deterministic text, usage counted at ~4 chars a token."""
+    system = _text_of(body.get("system", ""))
+    messages = body["messages"]
+    last_user = next(
+        (_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    max_tokens = int(body["max_tokens"])
+    text = entry.get("text") or (
+        f"stub reply (system {_digest(system)}, user {_digest(last_user)}): {last_user[:200]}"
+    )
+    stop_reason = "end_turn"
+    if _tokens(text) > max_tokens:
+        text, stop_reason = text[: max_tokens * 4], "max_tokens"
+    content: list[dict[str, Any]] = []
+    if entry.get("thinking"):
+        content.append({"type": "thinking", "thinking": entry["thinking"], "signature": "stub"})
+    content.append({"type": "text", "text": text})
+    prompt = system + "".join(_text_of(m.get("content")) for m in messages)
+    usage = {
+        "input_tokens": _tokens(prompt),
+        "output_tokens": min(max_tokens, _tokens(text)),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+    usage.update({k: int(entry[k]) for k in USAGE_FIELDS if k in entry})
+    return {
+        "id": f"msg_stub_{_digest(json.dumps(body, sort_keys=True))}",
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "model": body["model"],
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def error_body(
+    status: int, message: str, *, error_type: str | None = None, error_code: str | None = None
+) -> dict[str, Any]:
+    """An error body shaped like the real API's, so the SDK picks its exception class."""
+    default_type = "api_error" if status >= 500 else "invalid_request_error"
+    error: dict[str, Any] = {
+        "type": error_type or ERROR_TYPES.get(status, default_type),
+        "message": message,
+    }
+    if error_code:
+        error["details"] = {"error_code": error_code}
+    return {"type": "error", "error": error, "request_id": f"req_stub_{uuid.uuid4().hex[:16]}"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keeps the SDK's pooled connections alive, as the real API does.
+    protocol_version = "HTTP/1.1"
+    server: _StubHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("stub-anthropic %s", format % args)
+
+    def do_GET(self) -> None:
+        if self.path == "/_stub/stats":
+            self._send(200, self.server.state.stats())
+        else:
+            self._send(404, error_body(404, f"Not found: {self.path}"))
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        try:
+            body = self._read_json()
+        except ValueError as exc:
+            self._send(400, error_body(400, f"Request body is not valid JSON: {exc}"))
+            return
+        if self.path == "/_stub/script":
+            state.script(body.get("responses", []))
+            self._send(200, {"scripted": len(body.get("responses", []))})
+        elif self.path == "/_stub/reset":
+            state.reset()
+            self._send(200, {"reset": True})
+        elif self.path.split("?")[0] == "/v1/messages":
+            self._messages(body)
+        else:
+            self._send(404, error_body(404, f"Not found: {self.path}"))
+
+    def _messages(self, body: dict[str, Any]) -> None:
+        state = self.server.state
+        reply = self._answer(body)
+        # Stopping the server wakes this wait; the reply then goes to a client that has gone.
+        state.stopping.wait(state.latency_s + reply.delay_s)
+        state.record(reply.status)
+        self._send(reply.status, reply.body, reply.headers)
+
+    def _answer(self, body: dict[str, Any]) -> _Reply:
+        # Checked in the real API's order: credentials, version header, the request, then the model.
+        auth = self.headers.get("Authorization", "")
+        if not self.headers.get("x-api-key") and not auth.startswith("Bearer "):
+            return _Reply(401, error_body(401, "x-api-key header is required"))
+        if not self.headers.get("anthropic-version"):
+            return _Reply(400, error_body(400, "anthropic-version: header is required"))
+        missing = [f for f in ("model", "max_tokens", "messages") if f not in body]
+        if missing:
+            return _Reply(400, error_body(400, f"{missing[0]}: Field required"))
+        entry = self.server.state.next_entry()
+        status = int(entry.get("status", 200))
+        headers: dict[str, str] = {}
+        if "retry_after" in entry:
+            headers["retry-after"] = str(entry["retry_after"])
+        if "retry_after_ms" in entry:
+            headers["retry-after-ms"] = str(entry["retry_after_ms"])
+        delay_s = float(entry.get("delay_s", 0.0))
+        if status == 200:
+            return _Reply(200, build_message(body, entry), headers, delay_s)
+        message = entry.get("message") or {
+            429: "Number of request tokens has exceeded your per-minute rate limit",
+            529: "Overloaded",
+        }.get(status, f"Scripted stub error {status}")
+        error = error_body(
+            status, message, error_type=entry.get("error_type"), error_code=entry.get("error_code")
+        )
+        return _Reply(status, error, headers, delay_s)
+
+    def _read_json(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        data = json.loads(raw or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        return data
+
+    def _send(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        data = json.dumps(payload).encode()
+        with contextlib.suppress(OSError):  # the client may have timed out and gone
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("request-id", f"req_stub_{uuid.uuid4().hex[:16]}")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+
+class _StubHTTPServer(ThreadingHTTPServer):
+    # Handler threads are joined on close (after their sockets are shut), so none outlives a test.
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], state: StubState) -> None:
+        super().__init__(address, _Handler)
+        self.state = state
+        self._conn_lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Unblock handlers waiting on idle keep-alive connections so they can be joined."""
+        with self._conn_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class StubAnthropicServer:
+    """The stub on a free 127.0.0.1 port in a background thread; a context manager.
+
+    ``base_url`` is what to hand the SDK (or ``AGENTYARD_ANTHROPIC_BASE_URL``). ``script``,
+    ``stats`` and ``reset`` act on the running server directly; the ``/_stub/*`` endpoints do the
+    same for a stub in another process.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0) -> None:
+        self.state = StubState(latency_s)
+        self._httpd = _StubHTTPServer((host, port), self.state)
+        self.host, self.port = self._httpd.server_address[:2]
+        self.base_url = f"http://{self.host}:{self.port}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> StubAnthropicServer:
+        self._thread = threading.Thread(
+            target=self.serve_forever, name=f"stub-anthropic-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until ``stop`` is called from another one (or Ctrl-C)."""
+        self._httpd.serve_forever(poll_interval=0.05)
+
+    def stop(self) -> None:
+        self.state.stopping.set()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.drop_connections()
+        self._httpd.server_close()
+
+    def script(self, responses: list[dict[str, Any]]) -> None:
+        self.state.script(responses)
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.stats()
+
+    def reset(self) -> None:
+        self.state.reset()
+
+    def __enter__(self) -> StubAnthropicServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(host: str, port: int, latency_s: float = 0.0) -> None:
+    """Run the stub in the foreground until Ctrl-C (``agentyard stub-anthropic``)."""
+    server = StubAnthropicServer(host, port, latency_s)
+    print(f"stub Anthropic API on {server.base_url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,61 @@
+"""Celery task shells: decode the envelope, hand it to agentyard's logic, never lose it.
+
+The logic (``StepRunner``, ``Coordinator``, ``Maintenance``) is handed in by the Orchestrator, so
+this package knows Celery and nothing of the policies. A message that cannot be decoded is logged
+and dropped rather than retried forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from celery import Celery
+
+from bus.envelope import AgentMessage
+from bus.routing import ADVANCE_TASK, COORDINATOR_QUEUE, SWEEP_TASK, agent_queue
+from storage.errors import InvalidRequest
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AgentMessage], None]
+
+
+def _decode(task_name: str, envelope: Any) -> AgentMessage | None:
+    try:
+        return AgentMessage.decode(envelope)
+    except InvalidRequest as exc:
+        log.error("task.bad_message", task=task_name, error=str(exc))
+        return None
+
+
+def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
+    name = agent_queue(agent_id)
+
+    @app.task(name=name, queue=name, ignore_result=True)  # type: ignore[untyped-decorator]
+    def agent_step(envelope: dict[str, Any]) -> None:
+        message = _decode(name, envelope)
+        if message is not None:
+            handler(message)
+
+
+def register_coordinator_task(app: Celery, handler: Callable[[str], None]) -> None:
+    @app.task(name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True)  # type: ignore[untyped-decorator]
+    def advance(envelope: dict[str, Any]) -> None:
+        message = _decode(ADVANCE_TASK, envelope)
+        if message is not None and message.workflow_id:
+            handler(message.workflow_id)
+
+
+def register_maintenance_task(app: Celery, handler: Callable[[], None], every_s: float) -> None:
+    @app.task(name=SWEEP_TASK, queue=COORDINATOR_QUEUE, ignore_result=True,  # type: ignore[untyped-decorator]
+              acks_late=False)
+    def sweep() -> None:
+        handler()
+
+    # Short expiry: a sweep that waited longer than a period is superseded by the next one.
+    app.conf.beat_schedule = {
+        "agentyard-sweep": {"task": SWEEP_TASK, "schedule": every_s,
+                            "options": {"queue": COORDINATOR_QUEUE, "expires": every_s * 2}},
+    }
