@@ -68,7 +68,6 @@ class StubState:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._script: deque[dict[str, Any]] = deque()
-        self._calls = 0
         self._by_status: Counter[int] = Counter()
 
     def script(self, responses: list[dict[str, Any]]) -> None:
@@ -81,13 +80,12 @@ class StubState:
 
     def record(self, status: int) -> None:
         with self._lock:
-            self._calls += 1
             self._by_status[status] += 1
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "calls": self._calls,
+                "calls": self._by_status.total(),
                 "by_status": {str(s): n for s, n in sorted(self._by_status.items())},
                 "scripted_left": len(self._script),
             }
@@ -95,7 +93,6 @@ class StubState:
     def reset(self) -> None:
         with self._lock:
             self._script.clear()
-            self._calls = 0
             self._by_status.clear()
 
 
@@ -289,6 +286,10 @@ class _StubHTTPServer(ThreadingHTTPServer):
             self._conns.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out and hung up is routine here, not worth a traceback on stderr.
+        log.debug("stub-anthropic: connection from %s ended badly", client_address, exc_info=True)
+
     def drop_connections(self) -> None:
         """Unblock handlers waiting on idle keep-alive connections so they can be joined."""
         with self._conn_lock:
@@ -309,7 +310,8 @@ class StubAnthropicServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0) -> None:
         self.state = StubState(latency_s)
         self._httpd = _StubHTTPServer((host, port), self.state)
-        self.host, self.port = self._httpd.server_address[:2]
+        self.host = host
+        self.port: int = self._httpd.server_address[1]
         self.base_url = f"http://{self.host}:{self.port}"
         self._thread: threading.Thread | None = None
 
@@ -359,7 +361,7 @@ def serve(host: str, port: int, latency_s: float = 0.0) -> None:
     server = StubAnthropicServer(host, port, latency_s)
     print(f"stub Anthropic API on {server.base_url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     try:
-        server._httpd.serve_forever()
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:

@@ -98,19 +98,25 @@ def _attempt_of(request_key: str) -> int:
     return int(attempt) if attempt.isdigit() else 1
 
 
+def _fold(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def _compose(request: ModelRequest) -> str:
-    role = re.split(r"(?<=[.!?])\s", request.system.strip(), maxsplit=1)[0][:80] or "Assistant"
+    """A short, deterministic answer shaped by the agent's role and the task."""
+    role = re.split(r"(?<=[.!?])\s", request.system.strip(), maxsplit=1)[0][:100] or "Assistant."
     task = request.messages[-1].content if request.messages else ""
-    words = re.findall(r"[\w'-]+", task)
-    head = " ".join(words[:40])
+    topic_match = re.search(r"Request:\n(.+?)(?:\n\n|$)", task, re.S)
+    topic = _fold(topic_match.group(1) if topic_match else task)[:120] or "the task"
+    previous = re.search(r"Output of the previous step \(([\w-]+)\):\n(.*)", task, re.S)
     digest = hashlib.sha256(f"{request.system}\n{task}".encode()).hexdigest()[:8]
-    return (
-        f"{role}\n\n"
-        f"On {head or 'the task'}: the main points are set out below, in order of weight.\n"
-        f"- {' '.join(words[:12]) or 'nothing to go on'}\n"
-        f"- {' '.join(words[12:24]) or 'no further detail'}\n"
-        f"(offline answer {digest})"
-    )
+    lines = [role, f"Topic: {topic}"]
+    if previous:
+        words = len(previous.group(2).split())
+        lines.append(f"- Builds on the {previous.group(1)}'s {words} words.")
+    lines += [f"- Point {n} of 3 on {topic}." for n in (1, 2, 3)]
+    lines.append(f"(offline answer {digest})")
+    return "\n".join(lines)
 
 
 class OfflineProvider:

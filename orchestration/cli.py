@@ -1,0 +1,198 @@
+"""The ``agentyard`` command: workers, beat, Flower, running and inspecting workflows, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+
+from bus import priorities
+from bus.routing import COORDINATOR_QUEUE
+from storage.errors import AgentyardError, WaitTimeout
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from orchestration.loader import load_orchestrator
+
+    orc = load_orchestrator(args.team)
+    queues: list[str] = []
+    if args.coordinator:
+        queues.append(COORDINATOR_QUEUE)
+    agents = [a for a in (args.agents or "").split(",") if a]
+    if args.all_agents:
+        agents = sorted(orc.team.agents)
+    for agent_id in agents:
+        queues.append(orc.team.agent(agent_id).queue)
+    if not queues:
+        print("say what this worker serves: --agents a,b, --all-agents, or --coordinator",
+              file=sys.stderr)
+        return EXIT_USAGE
+    orc.ensure_ready()
+    name = args.name or f"{'coordinator' if args.coordinator else 'agents'}-{'-'.join(agents)[:40]}"
+    argv = [
+        "worker",
+        "--queues", ",".join(queues),
+        "--pool", args.pool,
+        "--concurrency", str(args.concurrency),
+        "--loglevel", args.loglevel,
+        "--hostname", f"{name}@{socket.gethostname()}",
+    ]
+    if args.beat:
+        argv += ["--beat", "--schedule", str(orc.settings.home / "beat-schedule")]
+        orc.settings.home.mkdir(parents=True, exist_ok=True)
+    orc.celery.worker_main(argv)
+    return 0
+
+
+def _beat(args: argparse.Namespace) -> int:
+    from orchestration.loader import load_orchestrator
+
+    orc = load_orchestrator(args.team)
+    orc.settings.home.mkdir(parents=True, exist_ok=True)
+    orc.celery.start(["beat", "--loglevel", args.loglevel,
+                      "--schedule", str(orc.settings.home / "beat-schedule")])
+    return 0
+
+
+def _flower(args: argparse.Namespace) -> int:
+    from orchestration.loader import load_orchestrator
+
+    orc = load_orchestrator(args.team)
+    orc.celery.start(["flower", f"--port={args.port}", f"--address={args.address}"])
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from orchestration.loader import load_orchestrator
+    from orchestration.report import ProgressPrinter, format_result
+
+    orc = load_orchestrator(args.team)
+    run = orc.submit(args.workflow, args.input, priority=args.priority)
+    print(f"submitted run {run.id}")
+    if args.no_wait:
+        return 0
+    result = run.wait(timeout=args.timeout, on_progress=ProgressPrinter())
+    print(format_result(result))
+    return 0 if result.status.value == "succeeded" else EXIT_FAILED
+
+
+def _status(args: argparse.Namespace) -> int:
+    from orchestration.report import format_result
+    from orchestration.results import load_result
+    from storage.db import migrate
+    from storage.settings import Settings
+
+    url = Settings().effective_database_url
+    migrate(url)
+    print(format_result(load_result(url, args.run_id), show_output=not args.brief))
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from storage.db import migrate
+    from storage.settings import Settings
+
+    migrate(Settings().effective_database_url)
+    print("schema is current")
+    return 0
+
+
+def _stub(args: argparse.Namespace) -> int:
+    from workers.stub_anthropic import serve
+
+    serve(args.host, args.port, latency_s=args.latency)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from orchestration.demo import run_demo
+
+    return run_demo(team=args.team, workflow=args.workflow, topic=args.topic)
+
+
+def _priority(text: str) -> int:
+    try:
+        return priorities.check(int(text))
+    except (ValueError, AgentyardError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentyard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="run a worker for some agents or the coordinator")
+    worker.add_argument("team", help="the orchestrator, as module:attribute (e.g. examples.team:orc)")
+    worker.add_argument("--agents", help="comma-separated agent ids; one queue agent.<id> each")
+    worker.add_argument("--all-agents", action="store_true", help="serve every registered agent")
+    worker.add_argument("--coordinator", action="store_true", help="serve the coordinator queue")
+    worker.add_argument("--beat", action="store_true", help="also run the periodic sweep (one per site)")
+    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"],
+                        help="threads suits agents: model calls wait on the network")
+    worker.add_argument("--name", help="worker name (default from what it serves)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=_worker)
+
+    beat = commands.add_parser("beat", help="run the scheduler of the periodic sweep")
+    beat.add_argument("team")
+    beat.add_argument("--loglevel", default="INFO")
+    beat.set_defaults(func=_beat)
+
+    flower = commands.add_parser("flower", help="start Flower with the team's broker options")
+    flower.add_argument("team")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--address", default="127.0.0.1")
+    flower.set_defaults(func=_flower)
+
+    run = commands.add_parser("run", help="enqueue one workflow and follow it")
+    run.add_argument("team")
+    run.add_argument("workflow")
+    run.add_argument("input")
+    run.add_argument("--priority", type=_priority, default=priorities.DEFAULT, help="0..9, 9 most urgent")
+    run.add_argument("--timeout", type=float, default=600.0, help="seconds to follow it")
+    run.add_argument("--no-wait", action="store_true", help="print the run id and return")
+    run.set_defaults(func=_run)
+
+    status = commands.add_parser("status", help="show one run")
+    status.add_argument("run_id")
+    status.add_argument("--brief", action="store_true", help="leave out the output")
+    status.set_defaults(func=_status)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.set_defaults(func=_migrate)
+
+    stub = commands.add_parser("stub-anthropic", help="a local server speaking the Messages API")
+    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, default=8765)
+    stub.add_argument("--latency", type=float, default=0.0, help="seconds per response")
+    stub.set_defaults(func=_stub)
+
+    demo = commands.add_parser("demo", help="run the example team end to end, no servers needed")
+    demo.add_argument("--team", default="examples.team:orc")
+    demo.add_argument("--workflow", default="research")
+    demo.add_argument("--topic", default="the history of the electric telegraph")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except WaitTimeout as exc:
+        print(f"agentyard: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except AgentyardError as exc:
+        print(f"agentyard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The Anthropic Messages API as a ``ModelProvider``, through the official SDK.
+
+One call, one HTTP request: the SDK runs with ``max_retries=0`` so agentyard's retry policy sees
+every attempt (invariant 5). SDK exceptions are translated here, at the boundary, into
+``storage.errors`` classes that say whether another attempt may help.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import anthropic
+
+from storage.errors import (
+    ConfigurationError,
+    Overloaded,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from workers.providers.base import ChatMessage, ModelRequest, ModelResponse, Usage
+
+if TYPE_CHECKING:
+    from anthropic.types import Message, MessageParam
+
+    from storage.settings import Settings
+
+REAL_API_URL = "https://api.anthropic.com"
+# Sent when a non-Anthropic base URL (the stub, a credential-injecting proxy) needs no key: the
+# SDK refuses to build a request without some credential header.
+NO_KEY_PLACEHOLDER = "agentyard-no-key"
+# Error codes of a 429 that is a spend limit: waiting seconds will not lift it.
+SPEND_LIMIT_CODES = frozenset(
+    {
+        "enforced_spend_limit_reached",
+        "contract_spend_limit_reached",
+        "linked_organization_spend_limit_reached",
+    }
+)
+# Older responses carry no error code; their message is all there is to tell them apart.
+SPEND_LIMIT_PHRASES = ("usage limit", "spend limit", "spending limit")
+
+
+class AnthropicProvider:
+    """Makes one Messages API call per ``complete`` and reports what it cost.
+
+    Credentials: an API key is required for the real API. Without one, a ``base_url`` that is not
+    api.anthropic.com (agentyard's stub server, or a proxy that adds credentials) is accepted and
+    a placeholder key is sent, since the stub accepts any key. With neither a key nor such a base
+    URL the constructor raises ``ConfigurationError`` at once, at worker start rather than at the
+    first call. The key and base URL are always passed to the SDK explicitly, so its own
+    environment variables (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) never take effect.
+
+    Safe to share between threads: SDK clients are cached per timeout behind a lock, and each
+    client's HTTP connection pool is thread-safe. ``close`` releases them.
+    """
+
+    def __init__(self, api_key: str | None, base_url: str | None) -> None:
+        base_url = (base_url or "").rstrip("/") or None
+        if not api_key:
+            if base_url is None or _is_real_api(base_url):
+                raise ConfigurationError(
+                    "No Anthropic API key is configured: set AGENTYARD_ANTHROPIC_API_KEY, or point "
+                    "AGENTYARD_ANTHROPIC_BASE_URL at agentyard's stub server "
+                    "(`agentyard stub-anthropic`) to run without one."
+                )
+            api_key = NO_KEY_PLACEHOLDER
+        self._api_key = api_key
+        self._base_url = base_url or REAL_API_URL
+        self._clients: dict[float, anthropic.Anthropic] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnthropicProvider:
+        key = settings.anthropic_api_key
+        return cls(key.get_secret_value() if key else None, settings.anthropic_base_url)
+
+    def __repr__(self) -> str:
+        # Never the key: a provider may end up in a log line or a traceback's locals.
+        return f"AnthropicProvider(base_url={self._base_url!r})"
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        """Make one call. Raises ``ProviderError`` subclasses on failure; never retries."""
+        messages = [_message_param(m) for m in request.messages]
+        client = self._client(request.timeout_s)
+        try:
+            message = client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                # The API refuses an empty system text block; no system prompt is sent as none.
+                system=request.system or anthropic.omit,
+                messages=messages,
+            )
+        except anthropic.APIError as exc:
+            # `from None`: the SDK's exception holds the request, and the request holds the key.
+            raise self._translate(exc, request) from None
+        return _response(message)
+
+    def close(self) -> None:
+        """Close every cached client's connection pool."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def __enter__(self) -> AnthropicProvider:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _client(self, timeout_s: float) -> anthropic.Anthropic:
+        with self._lock:
+            client = self._clients.get(timeout_s)
+            if client is None:
+                client = anthropic.Anthropic(
+                    api_key=self._api_key,
+                    base_url=self._base_url,
+                    max_retries=0,
+                    timeout=timeout_s,
+                )
+                self._clients[timeout_s] = client
+            return client
+
+    def _translate(self, exc: anthropic.APIError, request: ModelRequest) -> ProviderError:
+        where = f"model {request.model}" + (
+            f", {request.request_key}" if request.request_key else ""
+        )
+        if isinstance(exc, anthropic.APITimeoutError):
+            return ProviderTimeout(
+                f"Anthropic API did not answer within {request.timeout_s}s ({where})."
+            )
+        if isinstance(exc, anthropic.APIConnectionError):
+            return ProviderUnavailable(
+                f"Could not reach the Anthropic API at {self._base_url} ({where}): "
+                f"{self._scrub(str(exc.__cause__ or exc))}"
+            )
+        if not isinstance(exc, anthropic.APIStatusError):
+            return ProviderUnavailable(
+                f"Anthropic API gave an unusable answer ({where}): {self._scrub(exc.message)}"
+            )
+        status = exc.status_code
+        retry_after = retry_after_s(exc.response.headers)
+        said = self._scrub(exc.api_message or exc.message)
+        detail = f"{status} {exc.type or 'error'}: {said} ({where}, request {exc.request_id})"
+        if status == 429 and _is_spend_limit(exc):
+            return ProviderRejected(
+                f"Anthropic spend limit reached, {detail}. Raise the limit in the Anthropic "
+                "console or wait for it to reset; retrying will not help.",
+                status=status,
+            )
+        if status == 429:
+            return RateLimited(
+                f"Anthropic rate limit, {detail}", status=status, retry_after_s=retry_after
+            )
+        if status == 529 or exc.type == "overloaded_error":
+            return Overloaded(
+                f"Anthropic API overloaded, {detail}", status=status, retry_after_s=retry_after
+            )
+        if status >= 500:
+            return ProviderUnavailable(
+                f"Anthropic API error, {detail}", status=status, retry_after_s=retry_after
+            )
+        hint = " Check AGENTYARD_ANTHROPIC_API_KEY." if status in (401, 403) else ""
+        return ProviderRejected(
+            f"Anthropic API refused the request, {detail}.{hint}", status=status
+        )
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the API key, whatever a server chose to echo back."""
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """The server's wait hint in seconds: ``retry-after-ms`` wins over ``retry-after``.
+
+    ``retry-after`` may be seconds (integer or not) or an HTTP date, as the SDK itself accepts.
+    """
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            parsed = email.utils.parsedate_tz(value) if scale == 1.0 else None
+            if parsed is None:
+                continue
+            seconds = email.utils.mktime_tz(parsed) - time.time()
+        return max(0.0, seconds)
+    return None
+
+
+def _is_spend_limit(exc: anthropic.APIStatusError) -> bool:
+    if exc.error_code in SPEND_LIMIT_CODES:
+        return True
+    message = (exc.api_message or "").lower()
+    return any(phrase in message for phrase in SPEND_LIMIT_PHRASES)
+
+
+def _is_real_api(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    return host == "anthropic.com" or host.endswith(".anthropic.com")
+
+
+def _message_param(message: ChatMessage) -> MessageParam:
+    # Spelled out per role: the SDK's MessageParam is a union of TypedDicts told apart by role.
+    if message.role == "user":
+        return {"role": "user", "content": message.content}
+    return {"role": "assistant", "content": message.content}
+
+
+def _response(message: Message) -> ModelResponse:
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for block in message.content:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "thinking":
+            thoughts.append(block.thinking)
+    usage = message.usage
+    return ModelResponse(
+        text="".join(texts),
+        usage=Usage(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+        ),
+        model=message.model,
+        stop_reason=message.stop_reason,
+        reasoning="".join(thoughts) if thoughts else None,
+    )
