@@ -51,16 +51,14 @@ class Bus:
 
     def route(self, messages: Iterable[AgentMessage]) -> None:
         """Send already-recorded messages to their queues, then mark them routed."""
-        routed: list[str] = []
+        routed = []
         for message in messages:
-            for recipient in message.to:
-                route = route_for(recipient)
-                self._app.send_task(
-                    route.task,
-                    kwargs={"envelope": message.encode()},
-                    queue=route.queue,
-                    priority=to_broker(message.priority),
-                )
+            try:
+                self._send(message)
+            except Exception as exc:  # noqa: BLE001  (any broker failure: the sweep routes it later)
+                log.warning("bus.route_failed", message_id=message.id, error=str(exc),
+                            next="the maintenance sweep routes it again")
+                continue
             routed.append(message.id)
         if routed:
             with session_scope(self._database_url) as session:
@@ -69,6 +67,16 @@ class Bus:
                     .where(col(MessageRow.id).in_(routed))
                     .values(routed_at=utcnow())
                 )
+
+    def _send(self, message: AgentMessage) -> None:
+        for recipient in message.to:
+            route = route_for(recipient)
+            self._app.send_task(
+                route.task,
+                kwargs={"envelope": message.encode()},
+                queue=route.queue,
+                priority=to_broker(message.priority),
+            )
 
     def publish(self, message: AgentMessage) -> None:
         """Record and route one message on its own."""

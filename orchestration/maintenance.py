@@ -29,13 +29,15 @@ BATCH = 500
 
 
 class Maintenance:
-    def __init__(self, bus: Bus, settings: Settings) -> None:
+    def __init__(self, bus: Bus, settings: Settings,
+                 stranded_after_s: float = STRANDED_AFTER_S) -> None:
         self._bus = bus
         self._url = settings.effective_database_url
+        self._stranded_after_s = stranded_after_s
 
     def sweep(self) -> dict[str, int]:
         counts = {
-            "stranded_messages": self._bus.route_stranded(STRANDED_AFTER_S, BATCH),
+            "stranded_messages": self._bus.route_stranded(self._stranded_after_s, BATCH),
             "expired_leases": self._expire_leases(),
             "due_retries": self._advance_due(),
         }

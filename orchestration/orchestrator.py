@@ -36,13 +36,14 @@ log = structlog.get_logger(__name__)
 
 
 class Orchestrator:
-    def __init__(self, name: str, settings: Settings | None = None) -> None:
+    def __init__(self, name: str, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
+        """``bus`` replaces the Celery-backed bus (tests drive workflows in-process with one)."""
         self.name = name
         self.settings = settings or Settings()
         self.team = Team(name)
         self._lock = threading.Lock()
         self._celery: Celery | None = None
-        self._bus: Bus | None = None
+        self._bus: Bus | None = bus
         self._coordinator: Coordinator | None = None
         self._runner: StepRunner | None = None
         self._maintenance: Maintenance | None = None

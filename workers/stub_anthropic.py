@@ -16,8 +16,10 @@ An entry may carry ``status`` (default 200), ``delay_s``, ``retry_after`` (secon
 ``retry_after_ms``, ``error_type``, ``message`` and ``error_code`` (``error.details.error_code``,
 e.g. ``enforced_spend_limit_reached``); a 200 entry may override ``text``, ``thinking``,
 ``input_tokens``, ``output_tokens``, ``cache_creation_input_tokens`` and
-``cache_read_input_tokens``. A new script replaces the one still pending. A request without
-credentials gets a 401 before the script is looked at, as the real API would answer it.
+``cache_read_input_tokens``. A new script replaces the one still pending.
+
+Any key is accepted, as ``x-api-key`` or as ``Authorization: Bearer`` (how SDK 2.x sends it); a
+request with neither gets the real API's 401 before the script is looked at.
 """
 
 from __future__ import annotations
@@ -258,7 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("request-id", f"req_stub_{uuid.uuid4().hex[:16]}")
+            request_id = payload.get("request_id") or f"req_stub_{uuid.uuid4().hex[:16]}"
+            self.send_header("request-id", request_id)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()

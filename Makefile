@@ -1,0 +1,40 @@
+# Every target sets up its own .venv first; `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-unit services bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+## make demo: the example team end to end on real workers, an embedded Redis and SQLite
+demo: $(STAMP)
+	$(BIN)/agentyard demo
+
+## make services: make sure Redis and PostgreSQL answer (starts or installs them if needed)
+services:
+	@bash .ci/services
+
+## make test: the whole suite on real Redis and PostgreSQL
+test: $(STAMP) services
+	$(BIN)/python -m pytest
+
+## make test-unit: the tests that need no server
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+## make bench: agentyard against plain Celery, same Redis, same worker processes, same run
+bench: $(STAMP) services
+	$(BIN)/python bench/overhead.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy orchestration bus storage workers
+
+clean:
+	rm -rf $(VENV) .agentyard .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,129 @@
+"""Fixtures. Unit tests use SQLite and no server; integration and system tests use a real Redis
+and PostgreSQL, each test with its own database or key prefix. Without a server they skip on a
+laptop and FAIL under CI (``CI`` set), so a missing server can never pass as green."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from orchestration import Agent, Orchestrator, Settings, Workflow
+from tests.support import InlineBus
+
+TEST_REDIS_URL = os.environ.get("AGENTYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_POSTGRES_URL = os.environ.get(
+    "AGENTYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _missing(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error}); `make test` starts it"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+# -- unit ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'agentyard.db'}"
+
+
+@pytest.fixture
+def unit_settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    return Settings(redis_url="memory://", database_url=sqlite_url, home=tmp_path,
+                    log_level="WARNING", _env_file=None)  # type: ignore[call-arg]
+
+
+TeamFactory = Callable[..., tuple[Orchestrator, InlineBus]]
+
+
+@pytest.fixture
+def inline_team(unit_settings: Settings) -> TeamFactory:
+    """An orchestrator whose messages stay in memory: ``drain`` delivers them in-process."""
+
+    def make(*agents: Agent, workflows: tuple[Workflow, ...] = ()) -> tuple[Orchestrator, InlineBus]:
+        bus = InlineBus(unit_settings.effective_database_url)
+        orc = Orchestrator("unit", unit_settings, bus=bus)
+        for agent in agents:
+            orc.register_agent(agent)
+        for workflow in workflows:
+            orc.register_workflow(workflow)
+        return orc, bus
+
+    return make
+
+
+# -- integration ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> str:
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _missing(f"Redis at {TEST_REDIS_URL}", exc)
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def key_prefix(redis_server_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"agentyard-test-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_server_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own, dropped at the end."""
+    admin = create_engine(TEST_POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"agentyard_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001  (any driver error means: no usable server)
+        admin.dispose()
+        _missing(f"PostgreSQL at {TEST_POSTGRES_URL}", exc)
+    url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    from storage.db import engine_for
+
+    engine_for(url).dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def server_settings(redis_server_url: str, postgres_url: str, key_prefix: str,
+                    tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_server_url, database_url=postgres_url,
+                    redis_key_prefix=key_prefix, home=tmp_path, log_level="WARNING",
+                    _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def server_env(server_settings: Settings) -> dict[str, str]:
+    """The same settings as environment variables, for worker processes."""
+    return {
+        "AGENTYARD_REDIS_URL": server_settings.redis_url or "",
+        "AGENTYARD_DATABASE_URL": server_settings.effective_database_url,
+        "AGENTYARD_REDIS_KEY_PREFIX": server_settings.redis_key_prefix,
+        "AGENTYARD_HOME": str(server_settings.home),
+        "AGENTYARD_LOG_LEVEL": "INFO",
+        "AGENTYARD_LOG_FORMAT": "json",
+    }

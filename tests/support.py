@@ -1,0 +1,45 @@
+"""Helpers shared by the tests: an in-process bus that keeps messages in memory, and its driver."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from bus.envelope import COORDINATOR, AgentMessage
+from bus.publisher import Bus
+from orchestration import Orchestrator
+from orchestration.results import WorkflowResult
+
+
+class InlineBus(Bus):
+    """The real bus (audit rows, routed marks) with an in-memory queue instead of a broker."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(app=None, database_url=database_url)  # type: ignore[arg-type]
+        self.queue: deque[AgentMessage] = deque()
+        self.sent: list[AgentMessage] = []
+
+    def _send(self, message: AgentMessage) -> None:
+        self.queue.append(message)
+        self.sent.append(message)
+
+
+def drain(orc: Orchestrator, bus: InlineBus, limit: int = 1000) -> int:
+    """Deliver queued messages the way workers would, until none is left. Returns how many."""
+    delivered = 0
+    while bus.queue:
+        message = bus.queue.popleft()
+        if message.to[0] == COORDINATOR:
+            assert message.workflow_id is not None
+            orc.coordinator().advance(message.workflow_id)
+        else:
+            orc.step_runner().run(message)
+        delivered += 1
+        assert delivered < limit, "the workflow did not settle: messages keep coming"
+    return delivered
+
+
+def run_inline(orc: Orchestrator, bus: InlineBus, workflow: str, text: str,
+               priority: int = 5) -> WorkflowResult:
+    run = orc.submit(workflow, text, priority=priority)
+    drain(orc, bus)
+    return run.result()

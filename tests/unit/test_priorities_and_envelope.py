@@ -1,0 +1,53 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from bus.envelope import AgentMessage, MessageType, advance, request_step
+from bus.priorities import to_broker
+from bus.routing import route_for
+from storage.errors import InvalidRequest
+
+
+def test_the_most_urgent_priority_maps_to_the_redis_transports_first_served_step() -> None:
+    assert to_broker(9) == 0
+    assert to_broker(0) == 9
+    assert to_broker(5) == 4
+
+
+@pytest.mark.parametrize("bad", [-1, 10, True, 2.5, "5"])
+def test_a_priority_outside_zero_to_nine_is_refused(bad: object) -> None:
+    with pytest.raises(InvalidRequest, match="outside 0..9"):
+        to_broker(bad)  # type: ignore[arg-type]
+
+
+def test_a_message_survives_encode_and_decode_unchanged() -> None:
+    message = request_step(agent_id="writer", workflow_id="w1", step_id="s1", attempt=2, priority=7)
+    decoded = AgentMessage.decode(message.encode())
+    assert decoded == message
+    assert decoded.timestamp.tzinfo is not None
+
+
+def test_an_encoded_message_is_plain_json_with_ids_and_no_prompt() -> None:
+    encoded = request_step(agent_id="writer", workflow_id="w1", step_id="s1", attempt=1,
+                           priority=5).encode()
+    assert encoded["payload"] == {"step_id": "s1", "attempt": 1}
+    assert set(encoded) == {"id", "type", "sender", "to", "payload", "workflow_id", "step_id",
+                            "priority", "attempt", "timestamp"}
+
+
+@pytest.mark.parametrize("garbage", [None, "text", {"type": "request"}, {"unexpected": 1}])
+def test_something_that_is_not_a_message_is_refused_with_a_clear_error(garbage: object) -> None:
+    with pytest.raises(InvalidRequest, match="not an agentyard message"):
+        AgentMessage.decode(garbage)
+
+
+def test_a_message_with_a_bad_priority_cannot_be_built() -> None:
+    with pytest.raises(ValueError, match="outside 0..9"):
+        AgentMessage(type=MessageType.NOTIFICATION, sender="x", to=("y",), priority=11,
+                     timestamp=datetime.now(UTC))
+
+
+def test_agents_and_the_coordinator_have_their_own_queues() -> None:
+    assert route_for("researcher") == ("agent.researcher", "agent.researcher")
+    assert route_for("coordinator").queue == "coordinator"
+    assert advance(sender="a", workflow_id="w", priority=5).to == ("coordinator",)

@@ -1,0 +1,50 @@
+import pytest
+
+from orchestration.loader import load_orchestrator
+from storage.errors import ConfigurationError
+from storage.settings import Settings, normalize_database_url
+
+
+def test_settings_come_from_agentyard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTYARD_REDIS_URL", "redis://example:6379/1")
+    monkeypatch.setenv("AGENTYARD_ANTHROPIC_API_KEY", "sk-secret")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.effective_broker_url == "redis://example:6379/1"
+    assert "sk-secret" not in repr(settings)
+
+
+def test_the_broker_defaults_to_redis_but_can_be_set_apart() -> None:
+    settings = Settings(redis_url="redis://a/0", broker_url="redis://b/0", _env_file=None)  # type: ignore[call-arg]
+    assert settings.effective_broker_url == "redis://b/0"
+
+
+def test_a_time_limit_at_or_over_the_visibility_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="TIME_LIMIT_S must be below"):
+        Settings(task_time_limit_s=3600, visibility_timeout_s=3600, _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("given", ["postgres://u@h/db", "postgresql://u@h/db",
+                                   "postgresql+psycopg2://u@h/db"])
+def test_postgres_urls_use_psycopg_3_whatever_their_spelling(given: str) -> None:
+    assert normalize_database_url(given) == "postgresql+psycopg://u@h/db"
+
+
+def test_without_a_database_url_the_default_is_sqlite_under_home(tmp_path: object) -> None:
+    settings = Settings(home=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    assert settings.effective_database_url == f"sqlite:///{tmp_path}/agentyard.db"
+
+
+@pytest.mark.parametrize("path", ["", "team:", "team:orc:x", "9team:orc", "team/orc", "team orc"])
+def test_a_malformed_module_path_gets_a_clear_error(path: str) -> None:
+    with pytest.raises(ConfigurationError, match="not a module path"):
+        load_orchestrator(path)
+
+
+def test_a_module_that_does_not_exist_gets_a_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match="cannot import module 'no_such_team'"):
+        load_orchestrator("no_such_team:orc")
+
+
+def test_an_attribute_that_is_not_an_orchestrator_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="is not an Orchestrator"):
+        load_orchestrator("storage.settings:Settings")

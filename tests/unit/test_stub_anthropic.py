@@ -1,0 +1,252 @@
+"""The stub Anthropic server, spoken to over plain HTTP (no SDK): bodies, scripts, stats."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from workers.stub_anthropic import StubAnthropicServer
+
+HEADERS = {"x-api-key": "test-key", "anthropic-version": "2023-06-01"}
+REQUEST = {
+    "model": "claude-stub",
+    "max_tokens": 256,
+    "system": "You are terse.",
+    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+}
+
+
+@pytest.fixture
+def stub() -> Iterator[StubAnthropicServer]:
+    with StubAnthropicServer() as server:
+        yield server
+
+
+def call(
+    stub: StubAnthropicServer,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One request on its own connection, closed before returning: (status, headers, JSON)."""
+    conn = http.client.HTTPConnection("127.0.0.1", stub.port, timeout=10)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        send_headers = {"Content-Type": "application/json", **(headers or {})}
+        conn.request(method, path, body=payload, headers=send_headers)
+        response = conn.getresponse()
+        data = json.loads(response.read())
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def messages(stub: StubAnthropicServer, body: dict[str, Any] = REQUEST) -> tuple[int, Any, Any]:
+    return call(stub, "POST", "/v1/messages", body, HEADERS)
+
+
+def test_a_messages_call_returns_a_well_formed_message(stub: StubAnthropicServer) -> None:
+    status, _, body = messages(stub)
+
+    assert status == 200
+    assert body["id"].startswith("msg_")
+    assert body["type"] == "message"
+    assert body["role"] == "assistant"
+    assert body["model"] == "claude-stub"
+    assert body["stop_reason"] == "end_turn"
+    assert body["stop_sequence"] is None
+    assert [block["type"] for block in body["content"]] == ["text"]
+    assert "capital of France" in body["content"][0]["text"]
+    assert set(body["usage"]) == {
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    }
+
+
+def test_the_same_request_always_gets_the_same_reply(stub: StubAnthropicServer) -> None:
+    assert messages(stub)[2] == messages(stub)[2]
+
+
+def test_a_different_system_prompt_changes_the_reply(stub: StubAnthropicServer) -> None:
+    other = {**REQUEST, "system": "You are verbose."}
+    assert messages(stub)[2]["content"] != messages(stub, other)[2]["content"]
+
+
+def test_token_counts_are_about_four_characters_each(stub: StubAnthropicServer) -> None:
+    # Given a prompt of 4,000 characters
+    long_prompt = {**REQUEST, "system": "", "messages": [{"role": "user", "content": "x" * 4000}]}
+
+    # When it is sent
+    usage = messages(stub, long_prompt)[2]["usage"]
+
+    # Then it is billed as about 1,000 input tokens
+    assert usage["input_tokens"] == 1000
+    assert usage["output_tokens"] >= 1
+
+
+def test_output_is_capped_at_max_tokens(stub: StubAnthropicServer) -> None:
+    status, _, body = messages(stub, {**REQUEST, "max_tokens": 3})
+
+    assert status == 200
+    assert body["usage"]["output_tokens"] == 3
+    assert len(body["content"][0]["text"]) <= 12
+    assert body["stop_reason"] == "max_tokens"
+
+
+def test_scripted_responses_are_consumed_in_order_then_back_to_normal(
+    stub: StubAnthropicServer,
+) -> None:
+    # Given a script of three faults
+    stub.script([{"status": 429, "retry_after": 1.5}, {"status": 529}, {"status": 500}])
+
+    # When four calls are made
+    statuses = [messages(stub)[0] for _ in range(4)]
+
+    # Then the faults come in order, and the fourth call is answered normally
+    assert statuses == [429, 529, 500, 200]
+
+
+def test_a_scripted_429_carries_retry_after_and_a_rate_limit_error(
+    stub: StubAnthropicServer,
+) -> None:
+    stub.script([{"status": 429, "retry_after": 1.5, "retry_after_ms": 1500}])
+
+    status, headers, body = messages(stub)
+
+    assert status == 429
+    assert headers["retry-after"] == "1.5"
+    assert headers["retry-after-ms"] == "1500"
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "rate_limit_error"
+    assert body["error"]["message"]
+
+
+def test_a_scripted_529_is_an_overloaded_error(stub: StubAnthropicServer) -> None:
+    stub.script([{"status": 529}])
+
+    status, _, body = messages(stub)
+
+    assert (status, body["error"]["type"]) == (529, "overloaded_error")
+
+
+def test_a_scripted_success_can_report_cache_tokens(stub: StubAnthropicServer) -> None:
+    stub.script([{"cache_read_input_tokens": 100, "cache_creation_input_tokens": 50}])
+
+    usage = messages(stub)[2]["usage"]
+
+    assert usage["cache_read_input_tokens"] == 100
+    assert usage["cache_creation_input_tokens"] == 50
+
+
+def test_a_scripted_delay_holds_the_response_back(stub: StubAnthropicServer) -> None:
+    stub.script([{"delay_s": 0.3}])
+
+    started = time.monotonic()
+    status = messages(stub)[0]
+
+    assert status == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_request_without_an_api_key_is_refused_like_the_real_api(
+    stub: StubAnthropicServer,
+) -> None:
+    # Given a scripted fault waiting
+    stub.script([{"status": 529}])
+
+    # When a call comes without credentials
+    status, _, body = call(
+        stub, "POST", "/v1/messages", REQUEST, {"anthropic-version": "2023-06-01"}
+    )
+
+    # Then it gets a 401, and the script is left for a call that authenticates
+    assert (status, body["error"]["type"]) == (401, "authentication_error")
+    assert messages(stub)[0] == 529
+
+
+def test_a_bearer_token_is_accepted_as_a_credential(stub: StubAnthropicServer) -> None:
+    headers = {"Authorization": "Bearer test-key", "anthropic-version": "2023-06-01"}
+    assert call(stub, "POST", "/v1/messages", REQUEST, headers)[0] == 200
+
+
+def test_a_request_without_an_api_version_is_refused(stub: StubAnthropicServer) -> None:
+    status, _, body = call(stub, "POST", "/v1/messages", REQUEST, {"x-api-key": "k"})
+    assert (status, body["error"]["type"]) == (400, "invalid_request_error")
+
+
+def test_a_request_missing_max_tokens_is_refused(stub: StubAnthropicServer) -> None:
+    body = {k: v for k, v in REQUEST.items() if k != "max_tokens"}
+    assert messages(stub, body)[0] == 400
+
+
+def test_stats_count_calls_by_status(stub: StubAnthropicServer) -> None:
+    stub.script([{"status": 429}, {"status": 429}, {"status": 529}])
+    for _ in range(5):
+        messages(stub)
+
+    assert stub.stats() == {
+        "calls": 5,
+        "by_status": {"200": 2, "429": 2, "529": 1},
+        "scripted_left": 0,
+    }
+
+
+def test_the_script_stats_and_reset_are_controlled_over_http(stub: StubAnthropicServer) -> None:
+    # Given a script posted over HTTP
+    status, _, body = call(stub, "POST", "/_stub/script", {"responses": [{"status": 503}]})
+    assert (status, body) == (200, {"scripted": 1})
+
+    # When a call consumes it
+    assert messages(stub)[0] == 503
+
+    # Then the stats endpoint counts it, and reset forgets it
+    assert call(stub, "GET", "/_stub/stats")[2]["by_status"] == {"503": 1}
+    call(stub, "POST", "/_stub/reset", {})
+    assert call(stub, "GET", "/_stub/stats")[2] == {"calls": 0, "by_status": {}, "scripted_left": 0}
+
+
+def test_reset_drops_a_pending_script(stub: StubAnthropicServer) -> None:
+    stub.script([{"status": 500}])
+    stub.reset()
+    assert messages(stub)[0] == 200
+
+
+def test_an_unknown_path_is_not_found(stub: StubAnthropicServer) -> None:
+    status, _, body = call(stub, "GET", "/v1/nothing-here", headers=HEADERS)
+    assert (status, body["error"]["type"]) == (404, "not_found_error")
+
+
+def test_base_latency_slows_every_call() -> None:
+    with StubAnthropicServer(latency_s=0.2) as slow:
+        started = time.monotonic()
+        messages(slow)
+        assert time.monotonic() - started >= 0.2
+
+
+def test_the_server_listens_on_loopback_only(stub: StubAnthropicServer) -> None:
+    assert stub.base_url == f"http://127.0.0.1:{stub.port}"
+
+
+def test_stopping_does_not_wait_out_a_scripted_delay() -> None:
+    # Given a call stuck in a long scripted delay
+    server = StubAnthropicServer().start()
+    server.script([{"delay_s": 30}])
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/v1/messages", body=json.dumps(REQUEST), headers=HEADERS)
+    time.sleep(0.1)
+
+    # When the server is stopped
+    started = time.monotonic()
+    server.stop()
+    conn.close()
+
+    # Then it stops at once
+    assert time.monotonic() - started < 5

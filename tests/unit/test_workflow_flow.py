@@ -1,0 +1,245 @@
+"""A workflow's life, driven in-process: the real coordinator, step runner, bus audit and SQLite,
+with messages delivered by ``drain`` instead of a broker."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, func, select
+
+from bus.envelope import COORDINATOR
+from orchestration import Agent, Workflow, WorkflowStatus
+from orchestration.maintenance import Maintenance
+from storage.db import session_scope
+from storage.models import MessageRow, StepRow, TraceRow, WorkflowRow, utcnow
+from tests.conftest import TeamFactory
+from tests.support import InlineBus, drain, run_inline
+
+ECHO = "offline:echo"
+
+
+def _count(url: str, model: type, **where: object) -> int:
+    with session_scope(url) as session:
+        query = select(func.count()).select_from(model)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        return int(session.exec(query).one())
+
+
+def _three(inline_team: TeamFactory, **models: str):  # type: ignore[no-untyped-def]
+    agents = [Agent(id=a, model=models.get(a, ECHO), system_prompt=f"You are the {a}.", max_retries=2)
+              for a in ("researcher", "writer", "reviewer")]
+    return inline_team(*agents, workflows=(Workflow.sequence("research", ["researcher", "writer",
+                                                                          "reviewer"]),))
+
+
+def test_a_sequence_runs_each_step_on_the_previous_ones_output(inline_team: TeamFactory) -> None:
+    orc, bus = _three(inline_team)
+    result = run_inline(orc, bus, "research", "the telegraph")
+
+    assert result.status is WorkflowStatus.SUCCEEDED
+    assert [s.agent for s in result.steps] == ["researcher", "writer", "reviewer"]
+    assert all(s.status == "succeeded" and s.attempt == 1 for s in result.steps)
+    with session_scope(orc.database_url) as session:
+        steps = session.exec(select(StepRow).order_by(col(StepRow.position))).all()
+    assert steps[0].input == "the telegraph"
+    assert steps[1].input == steps[0].output
+    assert steps[2].input == steps[1].output
+    assert result.output == steps[2].output
+
+
+def test_the_workflow_cost_is_the_sum_of_its_steps_and_each_step_has_tokens_and_times(
+    inline_team: TeamFactory,
+) -> None:
+    orc, bus = _three(inline_team)
+    result = run_inline(orc, bus, "research", "the telegraph")
+
+    assert result.cost_usd == pytest.approx(sum(s.cost_usd for s in result.steps))
+    assert result.cost_usd > 0
+    for step in result.steps:
+        assert step.tokens.input > 0 and step.tokens.output > 0
+        assert step.started_at is not None and step.finished_at is not None
+        assert step.started_at <= step.finished_at
+
+
+def test_every_message_is_in_the_audit_table_and_marked_routed(inline_team: TeamFactory) -> None:
+    orc, bus = _three(inline_team)
+    run_inline(orc, bus, "research", "the telegraph")
+
+    with session_scope(orc.database_url) as session:
+        rows = {row.id: row for row in session.exec(select(MessageRow)).all()}
+    assert len(bus.sent) == 7  # submit, then per step: a request and the advance after it
+    for message in bus.sent:
+        assert message.id in rows
+        assert rows[message.id].routed_at is not None
+
+
+def test_a_request_delivered_again_after_its_step_finished_does_not_call_the_model(
+    inline_team: TeamFactory,
+) -> None:
+    orc, bus = _three(inline_team)
+    run_inline(orc, bus, "research", "the telegraph")
+    requests = [m for m in bus.sent if m.to[0] != COORDINATOR]
+
+    for message in requests:  # the broker redelivers every request once more
+        orc.step_runner().run(message)
+
+    assert _count(orc.database_url, TraceRow) == 3
+    assert not bus.queue
+
+
+def test_the_same_attempt_delivered_twice_calls_the_model_once(inline_team: TeamFactory) -> None:
+    orc, bus = _three(inline_team)
+    orc.submit("research", "the telegraph")
+    orc.coordinator().advance(bus.queue.popleft().workflow_id)  # type: ignore[arg-type]
+    request = bus.queue.popleft()
+
+    orc.step_runner().run(request)
+    orc.step_runner().run(request)
+
+    assert _count(orc.database_url, TraceRow) == 1
+
+
+def test_a_retryable_failure_is_retried_after_its_backoff(inline_team: TeamFactory) -> None:
+    orc, bus = _three(inline_team, writer="offline:echo?fail=rate_limited&fail_first=1")
+    run = orc.submit("research", "the telegraph")
+    drain(orc, bus)
+    assert run.result().steps[1].status == "pending"  # waiting for its retry's due time
+
+    time.sleep(0.1)  # the injected rate limit asks for 0.05 s
+    Maintenance(orc.bus, orc.settings).sweep()
+    drain(orc, bus)
+
+    result = run.result()
+    assert result.status is WorkflowStatus.SUCCEEDED
+    assert result.steps[1].attempt == 2
+    assert _count(orc.database_url, TraceRow, outcome="rate_limited") == 1
+
+
+def test_a_step_that_keeps_failing_fails_the_workflow_with_a_readable_reason(
+    inline_team: TeamFactory,
+) -> None:
+    orc, bus = _three(inline_team, writer="offline:echo?fail=rate_limited")
+    run = orc.submit("research", "the telegraph")
+    for _ in range(4):
+        drain(orc, bus)
+        time.sleep(0.1)
+        Maintenance(orc.bus, orc.settings).sweep()
+    drain(orc, bus)
+
+    result = run.result()
+    assert result.status is WorkflowStatus.FAILED
+    assert result.steps[1].attempt == 3  # the first attempt and max_retries=2 more
+    assert result.error is not None
+    assert "step 2 (writer) failed after 3 attempt(s): rate_limited" in result.error
+    assert result.steps[0].status == "succeeded" and result.steps[0].output
+    assert result.steps[2].status == "pending"
+
+
+def test_an_error_that_will_not_go_away_is_not_retried(inline_team: TeamFactory) -> None:
+    orc, bus = _three(inline_team, researcher="offline:echo?fail=rejected")
+    result = run_inline(orc, bus, "research", "the telegraph")
+
+    assert result.status is WorkflowStatus.FAILED
+    assert result.steps[0].attempt == 1
+
+
+def test_the_fallback_agent_takes_over_and_the_result_says_so(inline_team: TeamFactory) -> None:
+    orc, bus = inline_team(
+        Agent(id="primary", model="offline:echo?fail=rejected", fallback="backup"),
+        Agent(id="backup", model=ECHO),
+        workflows=(Workflow.sequence("w", ["primary"]),),
+    )
+    result = run_inline(orc, bus, "w", "the telegraph")
+
+    assert result.status is WorkflowStatus.SUCCEEDED
+    assert result.steps[0].agent == "backup"
+    assert result.steps[0].requested_agent == "primary"
+    assert result.steps[0].attempt == 2
+
+
+def test_an_attempt_whose_worker_died_is_dispatched_again_and_the_old_message_is_ignored(
+    inline_team: TeamFactory,
+) -> None:
+    orc, bus = _three(inline_team)
+    run = orc.submit("research", "the telegraph")
+    orc.coordinator().advance(bus.queue.popleft().workflow_id)  # type: ignore[arg-type]
+    lost = bus.queue.popleft()
+    # A worker claimed the attempt and was killed: the step is running, its lease runs out.
+    with session_scope(orc.database_url) as session:
+        session.exec(update(StepRow).where(col(StepRow.position) == 0)
+                     .values(status="running", lease_until=utcnow() - timedelta(seconds=1)))
+
+    assert Maintenance(orc.bus, orc.settings).sweep()["expired_leases"] == 1
+    bus.queue.append(lost)  # the broker redelivers the old message too
+    drain(orc, bus)
+
+    result = run.result()
+    assert result.status is WorkflowStatus.SUCCEEDED
+    assert result.steps[0].attempt == 2
+    assert _count(orc.database_url, TraceRow, step_id=result.steps[0].id) == 1
+
+
+def test_a_message_the_broker_never_took_is_routed_by_the_sweep(
+    inline_team: TeamFactory,
+) -> None:
+    orc, bus = _three(inline_team)
+
+    class BrokerDown(InlineBus):
+        def _send(self, message):  # type: ignore[no-untyped-def]
+            raise ConnectionError("broker unreachable")
+
+    down = BrokerDown(orc.database_url)
+    orc._bus = down
+    run = orc.submit("research", "the telegraph")  # accepted: the run is in the database
+    assert _count(orc.database_url, MessageRow, workflow_id=run.id) == 1
+    orc._bus = bus
+    orc._maintenance = None
+
+    assert Maintenance(bus, orc.settings, stranded_after_s=0).sweep()["stranded_messages"] == 1
+    drain(orc, bus)
+    assert run.result().status is WorkflowStatus.SUCCEEDED
+
+
+def test_advancing_a_finished_workflow_changes_nothing(inline_team: TeamFactory) -> None:
+    orc, bus = _three(inline_team)
+    result = run_inline(orc, bus, "research", "the telegraph")
+
+    orc.coordinator().advance(result.id)
+
+    assert not bus.queue
+    assert orc.run(result.id).result() == result
+
+
+@pytest.mark.parametrize(
+    ("workflow", "text", "priority", "error"),
+    [
+        ("nope", "x", 5, "workflow 'nope' is not registered"),
+        ("research", "", 5, "is empty"),
+        ("research", "   \n", 5, "is empty"),
+        ("research", "x" * 100_001, 5, "over the limit of 100000"),
+        ("research", "x", 10, "outside 0..9"),
+        ("research", "x", -1, "outside 0..9"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_writes_nothing(
+    inline_team: TeamFactory, workflow: str, text: str, priority: int, error: str
+) -> None:
+    orc, bus = _three(inline_team)
+    orc.ensure_ready()
+    with pytest.raises(ValueError, match=error):
+        orc.submit(workflow, text, priority=priority)
+    assert _count(orc.database_url, WorkflowRow) == 0
+    assert _count(orc.database_url, MessageRow) == 0
+    assert not bus.sent
+
+
+def test_reattaching_to_an_unknown_run_says_so(inline_team: TeamFactory) -> None:
+    from storage.errors import RunNotFound
+
+    orc, _ = _three(inline_team)
+    with pytest.raises(RunNotFound, match="no workflow run with id 'missing'"):
+        orc.run("missing")
