@@ -1,5 +1,8 @@
 """Celery task shells: decode the envelope, hand it to agentyard's logic, never lose it.
 
+Tasks are registered with ``shared=False``: a shared task would be copied into every other
+Celery app of the process (two Orchestrators would run each other's handlers).
+
 The logic (``StepRunner``, ``Coordinator``, ``Maintenance``) is handed in by the Orchestrator, so
 this package knows Celery and nothing of the policies. A message that cannot be decoded is logged
 and dropped rather than retried forever.
@@ -33,7 +36,7 @@ def _decode(task_name: str, envelope: Any) -> AgentMessage | None:
 def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
     name = agent_queue(agent_id)
 
-    @app.task(name=name, queue=name, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name=name, queue=name, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
     def agent_step(envelope: dict[str, Any]) -> None:
         message = _decode(name, envelope)
         if message is not None:
@@ -41,7 +44,7 @@ def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
 
 
 def register_coordinator_task(app: Celery, handler: Callable[[str], None]) -> None:
-    @app.task(name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True)  # type: ignore[untyped-decorator]
+    @app.task(name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
     def advance(envelope: dict[str, Any]) -> None:
         message = _decode(ADVANCE_TASK, envelope)
         if message is not None and message.workflow_id:
@@ -49,7 +52,7 @@ def register_coordinator_task(app: Celery, handler: Callable[[str], None]) -> No
 
 
 def register_maintenance_task(app: Celery, handler: Callable[[], None], every_s: float) -> None:
-    @app.task(name=SWEEP_TASK, queue=COORDINATOR_QUEUE, ignore_result=True,  # type: ignore[untyped-decorator]
+    @app.task(name=SWEEP_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False,  # type: ignore[untyped-decorator]
               acks_late=False)
     def sweep() -> None:
         handler()

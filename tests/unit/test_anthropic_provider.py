@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from storage.errors import (
     ConfigurationError,
@@ -18,6 +19,7 @@ from storage.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from storage.settings import Settings
 from workers.providers.anthropic_provider import AnthropicProvider
 from workers.providers.base import ChatMessage, ModelRequest
 from workers.stub_anthropic import StubAnthropicServer
@@ -271,3 +273,10 @@ def test_many_threads_share_one_provider(
     # Then every call got through, once each
     assert errors == []
     assert stub.stats()["calls"] == 40
+
+
+def test_the_provider_is_built_from_settings(stub: StubAnthropicServer) -> None:
+    settings = Settings(anthropic_api_key=SecretStr(API_KEY), anthropic_base_url=stub.base_url)
+
+    with AnthropicProvider.from_settings(settings) as provider:
+        assert provider.complete(make_request()).text

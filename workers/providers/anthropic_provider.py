@@ -8,6 +8,7 @@ every attempt (invariant 5). SDK exceptions are translated here, at the boundary
 from __future__ import annotations
 
 import email.utils
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -95,7 +96,7 @@ class AnthropicProvider:
             message = client.messages.create(
                 model=request.model,
                 max_tokens=request.max_tokens,
-                # The API refuses an empty system text block; no system prompt is sent as none.
+                # No system prompt is left out rather than sent as an empty string.
                 system=request.system or anthropic.omit,
                 messages=messages,
             )
@@ -200,7 +201,8 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
             if parsed is None:
                 continue
             seconds = email.utils.mktime_tz(parsed) - time.time()
-        return max(0.0, seconds)
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
     return None
 
 
