@@ -46,6 +46,7 @@ class Orchestrator:
         self._bus: Bus | None = bus
         self._coordinator: Coordinator | None = None
         self._runner: StepRunner | None = None
+        self._providers: Providers | None = None
         self._maintenance: Maintenance | None = None
         self._ready = False
         configure_logging(self.settings)
@@ -104,7 +105,8 @@ class Orchestrator:
     def step_runner(self) -> StepRunner:
         if self._runner is None:
             self.ensure_ready()
-            self._runner = StepRunner(self.team, self.bus, Providers(self.settings), self.settings)
+            self._providers = Providers(self.settings)
+            self._runner = StepRunner(self.team, self.bus, self._providers, self.settings)
         return self._runner
 
     def maintenance(self) -> Maintenance:
@@ -112,6 +114,15 @@ class Orchestrator:
             self.ensure_ready()
             self._maintenance = Maintenance(self.bus, self.settings)
         return self._maintenance
+
+    def close(self) -> None:
+        """Release connections (model providers, the broker pool). The object stays usable."""
+        if self._providers is not None:
+            self._providers.close()
+            self._providers = None
+            self._runner = None
+        if self._celery is not None:
+            self._celery.close()
 
     def _run_step(self, message: Any) -> None:
         self.step_runner().run(message)

@@ -27,6 +27,7 @@ def orc(server_settings: Settings) -> Iterator[Orchestrator]:
     with start_worker(orc.celery, pool="threads", concurrency=4, perform_ping_check=False,
                       queues=queues, shutdown_timeout=10):
         yield orc
+    orc.close()
 
 
 def test_a_workflow_runs_to_completion_through_a_real_worker(orc: Orchestrator) -> None:

@@ -33,6 +33,14 @@ class Providers:
                 )
             return self._anthropic
 
+    def close(self) -> None:
+        """Release the HTTP connections of the providers made so far."""
+        with self._lock:
+            close = getattr(self._anthropic, "close", None)
+            if close is not None:
+                close()
+            self._anthropic = None
+
 
 def is_offline(model: str) -> bool:
     return model.startswith(OFFLINE_PREFIX)

@@ -1,0 +1,454 @@
+"""agentyard's overhead against plain Celery: same Redis, same worker processes, same run.
+
+    python bench/overhead.py [--workflows 200] [--runs 20] [--processes 2] [--concurrency 4]
+
+What runs (see docs/performance.md):
+
+- a fresh PostgreSQL database and a fresh Redis key prefix of this run's own (both removed at the
+  end), full durability on: the app's defaults (acks late, reject on worker lost, prefetch 1, the
+  audit/outbox rows in PostgreSQL);
+- ``--processes`` real ``agentyard worker bench.overhead_team:orc --all-agents --coordinator``
+  processes on the threads pool; each also consumes ``bench.noop`` (bench/overhead_team.py);
+- throughput: N five-step sequence workflows on ``offline:echo`` (zero model latency) submitted
+  at once, against N ``celery.chain`` of five ``bench.noop`` tasks submitted at once;
+  steps/s = 5N / (finish of the last one - start of the first submit);
+- latency at light load: ``--runs`` workflows one at a time, against as many chains one at a
+  time; per-step latency = (finish - submit) / 5, finish read from the worker's own clock (the
+  workflow's ``finished_at``; the time the chain's last task wrote to Redis), so polling does not
+  blur it.
+
+Prints a table and writes bench/results/overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results"
+STEPS = 5
+GOAL_RATIO = 0.5
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--workflows", type=int, default=200, help="N for the throughput phase")
+    p.add_argument("--runs", type=int, default=20, help="sequential runs for the latency phase")
+    p.add_argument("--warmup", type=int, default=10, help="workflows and chains run first, unmeasured")
+    p.add_argument("--processes", type=int, default=2, help="worker processes")
+    p.add_argument("--concurrency", type=int, default=4, help="threads per worker process")
+    p.add_argument("--loglevel", default="INFO", help="of the workers (Celery and agentyard)")
+    p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    p.add_argument("--postgres-url", default=os.environ.get(
+        "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+        help="an existing database to connect to; the bench creates and drops its own next to it")
+    p.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
+    p.add_argument("--instrument", action="store_true",
+                   help="count DB round trips, commits and broker sends per task in the workers "
+                        "(adds a little overhead; prints a breakdown)")
+    p.add_argument("--output", type=Path, default=RESULTS / "overhead.json")
+    return p.parse_args()
+
+
+# -- database and Redis of this run's own ------------------------------------------------------
+
+
+def _create_database(admin_url: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from storage.settings import normalize_database_url
+
+    admin_url = normalize_database_url(admin_url)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from storage.settings import normalize_database_url
+
+    admin = create_engine(normalize_database_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _delete_keys(redis_url: str, prefix: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            deleted += client.delete(*batch)
+            batch = []
+    if batch:
+        deleted += client.delete(*batch)
+    client.close()
+    return deleted
+
+
+# -- the two workloads -------------------------------------------------------------------------
+
+
+class Agentyard:
+    """N five-step sequence workflows through the coordinator and five agent queues."""
+
+    label = "agentyard"
+
+    def __init__(self, team: Any) -> None:
+        self.orc = team.orc
+        self.workflow = team.WORKFLOW
+
+    def submit(self, tag: str) -> str:
+        return self.orc.submit(self.workflow, f"bench input {tag}").id
+
+    def finished(self, ids: list[str]) -> dict[str, float]:
+        """``{id: finished_at as epoch seconds}`` of the runs among ``ids`` that have finished."""
+        from sqlmodel import col, select
+
+        from storage.db import session_scope
+        from storage.models import WorkflowRow
+
+        with session_scope(self.orc.database_url) as session:
+            rows = session.exec(
+                select(WorkflowRow.id, WorkflowRow.status, WorkflowRow.finished_at)
+                .where(col(WorkflowRow.id).in_(ids), col(WorkflowRow.finished_at).is_not(None))
+            ).all()
+        failed = [i for i, status, _ in rows if status != "succeeded"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} bench workflow(s) failed, e.g. {failed[0]}")
+        return {i: finished.timestamp() for i, _, finished in rows}
+
+
+class PlainCelery:
+    """N ``celery.chain`` of five ``bench.noop``; the last task appends its finish time to a list."""
+
+    label = "celery"
+
+    def __init__(self, team: Any, redis_url: str, prefix: str) -> None:
+        import redis
+        from celery import chain
+
+        self._chain = chain
+        self._noop = team.noop
+        self._redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self._prefix = prefix
+
+    def submit(self, tag: str) -> str:
+        mark = f"{self._prefix}bench:done:{tag}"
+        tasks = [self._noop.si() for _ in range(STEPS - 1)] + [self._noop.si(mark=mark)]
+        self._chain(*tasks).apply_async()
+        return mark
+
+    def finished(self, ids: list[str]) -> dict[str, float]:
+        pipe = self._redis.pipeline(transaction=False)
+        for mark in ids:
+            pipe.lindex(mark, 0)
+        return {mark: float(t) for mark, t in zip(ids, pipe.execute(), strict=True) if t is not None}
+
+
+def _wait(workload: Any, ids: list[str], timeout_s: float, poll_s: float) -> dict[str, float]:
+    deadline = time.monotonic() + timeout_s
+    done: dict[str, float] = {}
+    pending = list(ids)
+    while pending:
+        # Only ask about what is still pending (in slices: an IN list of hundreds is fine).
+        for start in range(0, len(pending), 500):
+            done |= workload.finished(pending[start:start + 500])
+        pending = [i for i in pending if i not in done]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workload.label}: {len(pending)} of {len(ids)} unfinished "
+                               f"after {timeout_s}s")
+        time.sleep(poll_s)
+    return done
+
+
+def throughput(workload: Any, n: int, tag: str, timeout_s: float) -> dict[str, Any]:
+    started = time.time()
+    ids = [workload.submit(f"{tag}-{i}") for i in range(n)]
+    submitted = time.time()
+    done = _wait(workload, ids, timeout_s, poll_s=0.05)
+    elapsed = max(done.values()) - started
+    return {
+        "workflows": n,
+        "steps": STEPS * n,
+        "submit_s": round(submitted - started, 3),
+        "elapsed_s": round(elapsed, 3),
+        "steps_per_s": round(STEPS * n / elapsed, 1),
+    }
+
+
+def latency(workload: Any, runs: int, tag: str, timeout_s: float) -> dict[str, Any]:
+    per_step_ms: list[float] = []
+    ids = []
+    for i in range(runs):
+        started = time.time()
+        run_id = workload.submit(f"{tag}-{i}")
+        finished = _wait(workload, [run_id], timeout_s, poll_s=0.005)[run_id]
+        per_step_ms.append((finished - started) * 1000 / STEPS)
+        ids.append(run_id)
+    return {"runs": runs, "ids": ids, **_summary(per_step_ms, "step_ms")}
+
+
+def _summary(values: list[float], unit: str) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        f"p50_{unit}": round(statistics.median(ordered), 2),
+        f"p90_{unit}": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
+        f"mean_{unit}": round(statistics.fmean(ordered), 2),
+        f"min_{unit}": round(ordered[0], 2),
+    }
+
+
+def step_breakdown(database_url: str, ids: list[str]) -> dict[str, float]:
+    """Medians (ms) of where a light-load workflow's time goes, from its Step rows."""
+    from sqlmodel import col, select
+
+    from storage.db import session_scope
+    from storage.models import StepRow, WorkflowRow
+
+    queue, run, hop, first, last = [], [], [], [], []
+    with session_scope(database_url) as session:
+        for workflow_id in ids:
+            workflow = session.get_one(WorkflowRow, workflow_id)
+            steps = session.exec(select(StepRow).where(StepRow.workflow_id == workflow_id)
+                                 .order_by(col(StepRow.position))).all()
+            first.append((steps[0].dispatched_at - workflow.created_at).total_seconds())
+            for a, b in zip(steps, steps[1:], strict=False):
+                hop.append((b.dispatched_at - a.finished_at).total_seconds())
+            for s in steps:
+                queue.append((s.started_at - s.dispatched_at).total_seconds())
+                run.append((s.finished_at - s.started_at).total_seconds())
+            last.append((workflow.finished_at - steps[-1].finished_at).total_seconds())
+    med = lambda xs: round(statistics.median(xs) * 1000, 2)  # noqa: E731
+    return {
+        "submit_to_first_dispatch_ms": med(first),
+        "dispatch_to_claim_ms": med(queue),
+        "claim_to_result_committed_ms": med(run),
+        "result_to_next_dispatch_ms": med(hop),
+        "last_result_to_workflow_finished_ms": med(last),
+    }
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def _versions(database_url: str) -> dict[str, str]:
+    import celery
+    import kombu
+    import redis
+    import sqlalchemy
+    from sqlalchemy import text
+
+    from storage.db import engine_for
+
+    with engine_for(database_url).connect() as connection:
+        pg = connection.execute(text("SHOW server_version")).scalar_one()
+    return {"python": platform.python_version(), "celery": celery.__version__,
+            "kombu": kombu.__version__, "redis-py": redis.__version__,
+            "sqlalchemy": sqlalchemy.__version__, "postgresql": str(pg)}
+
+
+def _redis_server_version(redis_url: str) -> str:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    version = str(client.info("server")["redis_version"])
+    client.close()
+    return version
+
+
+def main() -> int:
+    args = _parse()
+    os.chdir(ROOT)
+    run_id = uuid.uuid4().hex[:8]
+    prefix = f"bench-{run_id}:"
+    db_name = f"agentyard_bench_{run_id}"
+    database_url = _create_database(args.postgres_url, db_name)
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in logs.glob("worker-*.log"):
+        old.unlink()
+    for old in logs.glob("instrument-*.json"):
+        old.unlink()
+    env = {
+        "AGENTYARD_REDIS_URL": args.redis_url,
+        "AGENTYARD_DATABASE_URL": database_url,
+        "AGENTYARD_REDIS_KEY_PREFIX": prefix,
+        "AGENTYARD_HOME": str(ROOT / ".agentyard" / f"bench-{run_id}"),
+        "AGENTYARD_LOG_LEVEL": args.loglevel,
+        "AGENTYARD_LOG_FORMAT": "json",
+    }
+    if args.instrument:
+        env["BENCH_INSTRUMENT"] = str(logs)
+    os.environ.update({k: v for k, v in env.items() if k != "BENCH_INSTRUMENT"})
+    # The driver (submitting, polling) logs warnings only; the workers log at --loglevel.
+    os.environ["AGENTYARD_LOG_LEVEL"] = "WARNING"
+
+    from bench import overhead_team as team
+    from workers.processes import WorkerProcess, wait_for_workers
+
+    orc = team.orc
+    workers = [
+        WorkerProcess("bench.overhead_team:orc", "--all-agents", "--coordinator",
+                      "--pool", "threads", "--concurrency", str(args.concurrency),
+                      "--name", f"bench{i}", "--loglevel", args.loglevel,
+                      env=env, cwd=ROOT, log_path=logs / f"worker-{i}.log")
+        for i in range(args.processes)
+    ]
+    print(f"bench run {run_id}: database {db_name}, redis key prefix {prefix!r}")
+    print(f"{args.processes} worker process(es) x {args.concurrency} threads, each serving "
+          f"coordinator + {len(team.AGENTS)} agent queues + {team.NOOP_QUEUE}; "
+          f"{os.cpu_count()} CPU core(s)")
+    report: dict[str, Any] = {}
+    try:
+        orc.ensure_ready()
+        for worker in workers:
+            worker.start()
+        wait_for_workers(orc.celery, len(workers), timeout_s=90, processes=workers)
+        _check_queues(orc, team, len(workers))
+
+        yard = Agentyard(team)
+        plain = PlainCelery(team, args.redis_url, prefix)
+        timeout = max(120.0, args.workflows * 2.0)
+        print(f"warm-up: {args.warmup} workflows and {args.warmup} chains...")
+        for workload in (plain, yard):
+            throughput(workload, args.warmup, "warmup", timeout)
+        if args.instrument:
+            _reset_instruments(orc)
+
+        print(f"throughput: {args.workflows} at once, each...")
+        tp_plain = throughput(plain, args.workflows, "tp", timeout)
+        tp_yard = throughput(yard, args.workflows, "tp", timeout)
+        if args.instrument:
+            counts = _collect_instruments(orc, logs, len(workers))
+        print(f"latency: {args.runs} one at a time, each...")
+        lat_plain = latency(plain, args.runs, "lat", 60)
+        lat_yard = latency(yard, args.runs, "lat", 60)
+        breakdown = step_breakdown(database_url, lat_yard.pop("ids"))
+        lat_plain.pop("ids")
+
+        ratio = tp_yard["steps_per_s"] / tp_plain["steps_per_s"]
+        report = {
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {"cpu_cores": os.cpu_count(), "platform": platform.platform(),
+                        "redis": _redis_server_version(args.redis_url),
+                        **_versions(database_url)},
+            "config": {"worker_processes": args.processes, "threads_per_process": args.concurrency,
+                       "pool": "threads", "worker_loglevel": args.loglevel,
+                       "model": "offline:echo", "steps_per_workflow": STEPS,
+                       "durability": "app defaults: acks_late, reject_on_worker_lost, "
+                                     "prefetch_multiplier=1, PostgreSQL audit + outbox",
+                       "instrumented": args.instrument},
+            "throughput": {"agentyard": tp_yard, "celery": tp_plain,
+                           "ratio_agentyard_over_celery": round(ratio, 3)},
+            "latency_light_load": {
+                "definition": "per-step latency = (worker-clock finish - client-clock submit) / 5, "
+                              "one run at a time",
+                "agentyard": lat_yard, "celery": lat_plain,
+                "agentyard_step_breakdown_p50": breakdown,
+            },
+            "goal": {"ratio_at_least": GOAL_RATIO, "met": ratio >= GOAL_RATIO},
+        }
+        if args.instrument:
+            report["instrument"] = counts
+        _print(report)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    finally:
+        for worker in workers:
+            worker.stop(grace_s=15)
+        from storage.db import engine_for
+
+        with contextlib.suppress(Exception):
+            engine_for(database_url).dispose()
+        deleted = _delete_keys(args.redis_url, prefix)
+        if args.keep_db:
+            print(f"kept database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
+        else:
+            _drop_database(args.postgres_url, db_name)
+            print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
+    return 0 if report else 1
+
+
+def _check_queues(orc: Any, team: Any, count: int) -> None:
+    """Every worker consumes the coordinator, agent and no-op queues: same processes for both."""
+    replies = orc.celery.control.inspect(timeout=2.0).active_queues() or {}
+    wanted = {"coordinator", team.NOOP_QUEUE, *(f"agent.{a}" for a in team.AGENTS)}
+    if len(replies) < count:
+        raise RuntimeError(f"only {len(replies)} of {count} workers answered active_queues")
+    for name, queues in replies.items():
+        missing = wanted - {q["name"] for q in queues}
+        if missing:
+            raise RuntimeError(f"worker {name} does not consume {sorted(missing)}")
+
+
+def _reset_instruments(orc: Any) -> None:
+    orc.celery.control.broadcast("bench_instrument_reset", reply=True, timeout=2.0)
+
+
+def _collect_instruments(orc: Any, logs: Path, count: int) -> dict[str, Any]:
+    from bench import instrument
+
+    replies = orc.celery.control.broadcast("bench_instrument_dump", reply=True, timeout=5.0) or []
+    dumps = [payload for reply in replies for payload in reply.values()]
+    if len(dumps) < count:
+        print(f"warning: {len(dumps)} of {count} workers sent their instrument counts")
+    return instrument.merge(dumps)
+
+
+def _print(report: dict[str, Any]) -> None:
+    tp = report["throughput"]
+    lat = report["latency_light_load"]
+    y, c = tp["agentyard"], tp["celery"]
+    ly, lc = lat["agentyard"], lat["celery"]
+    cfg = report["config"]
+    print()
+    print(f"{cfg['worker_processes']} worker processes x {cfg['threads_per_process']} threads, "
+          f"{report['machine']['cpu_cores']} cores; full durability (app defaults)")
+    print(f"{'':34}{'agentyard':>12}{'celery':>12}{'ratio':>9}")
+    print(f"{'throughput, steps/s':34}{y['steps_per_s']:>12.1f}{c['steps_per_s']:>12.1f}"
+          f"{tp['ratio_agentyard_over_celery']:>9.3f}")
+    print(f"{'  (N at once, elapsed s)':34}{y['elapsed_s']:>12.2f}{c['elapsed_s']:>12.2f}")
+    print(f"{'  (of which submitting, s)':34}{y['submit_s']:>12.2f}{c['submit_s']:>12.2f}")
+    print(f"{'latency per step p50, ms':34}{ly['p50_step_ms']:>12.2f}{lc['p50_step_ms']:>12.2f}"
+          f"{ly['p50_step_ms'] / lc['p50_step_ms']:>8.1f}x")
+    print(f"{'latency per step p90, ms':34}{ly['p90_step_ms']:>12.2f}{lc['p90_step_ms']:>12.2f}")
+    print(f"  per-step latency = (finish - submit) / {STEPS}, {ly['runs']} runs one at a time")
+    print("agentyard step, p50 (ms): " + ", ".join(
+        f"{k.removesuffix('_ms').replace('_', ' ')} {v}"
+        for k, v in lat["agentyard_step_breakdown_p50"].items()))
+    goal = report["goal"]
+    print(f"goal ratio >= {goal['ratio_at_least']}: {'met' if goal['met'] else 'NOT met'}")
+    if "instrument" in report:
+        print("\nper task, in the throughput phase (worker-side counts):")
+        print(json.dumps(report["instrument"], indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The team `bench/overhead.py` measures: five zero-latency agents in a five-step sequence, and a
+plain Celery no-op task on the SAME Celery app, for the baseline.
+
+Settings come from the environment (``AGENTYARD_*``), as for any team. Worker processes are the
+real ``agentyard worker bench.overhead_team:orc --all-agents --coordinator``; the
+``celeryd_after_setup`` hook below adds the ``bench.noop`` queue to what they consume, so both
+workloads run on the very same processes, pools and broker connections.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import signals
+
+from orchestration import Agent, Orchestrator, Workflow
+from storage.redis_client import redis_for
+
+AGENTS = ("s1", "s2", "s3", "s4", "s5")
+WORKFLOW = "five"
+NOOP_TASK = "bench.noop"
+NOOP_QUEUE = "bench.noop"
+
+orc = Orchestrator("bench")  # settings from the environment (AGENTYARD_*)
+
+for agent_id in AGENTS:
+    orc.register_agent(Agent(id=agent_id, model="offline:echo",
+                             system_prompt=f"You are bench agent {agent_id}. Answer briefly."))
+orc.register_workflow(Workflow.sequence(WORKFLOW, list(AGENTS)))
+
+app = orc.celery  # `celery -A bench.overhead_team` works too
+
+
+@app.task(name=NOOP_TASK, queue=NOOP_QUEUE, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
+def noop(mark: str | None = None) -> None:
+    """Does nothing; the last task of a baseline chain appends its finish time to list ``mark``."""
+    if mark:
+        redis_for(orc.settings.redis_url).rpush(mark, repr(time.time()))
+
+
+@signals.celeryd_after_setup.connect
+def _consume_noop_queue(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    # Celery's documented way to add a queue after -Q was applied; only for this team's app.
+    if instance is not None and instance.app is app:
+        instance.app.amqp.queues.select_add(NOOP_QUEUE)
+
+
+if os.environ.get("BENCH_INSTRUMENT"):
+    from bench import instrument
+
+    instrument.install(orc)
