@@ -187,19 +187,66 @@ def _wait(workload: Any, ids: list[str], timeout_s: float, poll_s: float) -> dic
     return done
 
 
-def throughput(workload: Any, n: int, tag: str, timeout_s: float) -> dict[str, Any]:
+def throughput(workload: Any, n: int, tag: str, timeout_s: float,
+               worker_pids: list[int] | None = None) -> dict[str, Any]:
+    cpu_before = cpu_snapshot(worker_pids or [])
     started = time.time()
     ids = [workload.submit(f"{tag}-{i}") for i in range(n)]
     submitted = time.time()
     done = _wait(workload, ids, timeout_s, poll_s=0.05)
     elapsed = max(done.values()) - started
+    cpu = cpu_delta(cpu_before, cpu_snapshot(worker_pids or []))
     return {
         "workflows": n,
         "steps": STEPS * n,
         "submit_s": round(submitted - started, 3),
         "elapsed_s": round(elapsed, 3),
         "steps_per_s": round(STEPS * n / elapsed, 1),
+        # CPU seconds spent during the phase (to the last poll), by process group, and per step.
+        "cpu_s": cpu,
+        "cpu_ms_per_step": {k: round(v * 1000 / (STEPS * n), 2) for k, v in cpu.items()},
     }
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of one process (all its threads), in seconds; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def cpu_snapshot(worker_pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far of: the workers, every postgres and redis-server process, this driver,
+    and the machine (all cores, busy time). Linux only; empty elsewhere."""
+    if not Path("/proc/stat").exists():
+        return {}
+    groups = {"workers": 0.0, "postgres": 0.0, "redis": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "postgres":
+            groups["postgres"] += _proc_cpu(int(entry.name))
+        elif comm == "redis-server":
+            groups["redis"] += _proc_cpu(int(entry.name))
+    groups["workers"] = sum(_proc_cpu(pid) for pid in worker_pids)
+    groups["driver"] = _proc_cpu(os.getpid())
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(v) for v in cpu[:8]) - int(cpu[3]) - int(cpu[4])  # minus idle and iowait
+    groups["machine_busy"] = busy / _TICK
+    return groups
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
 
 
 def latency(workload: Any, runs: int, tag: str, timeout_s: float) -> dict[str, Any]:
@@ -342,8 +389,9 @@ def main() -> int:
             _reset_instruments(orc)
 
         print(f"throughput: {args.workflows} at once, each...")
-        tp_plain = throughput(plain, args.workflows, "tp", timeout)
-        tp_yard = throughput(yard, args.workflows, "tp", timeout)
+        pids = [w.pid for w in workers]
+        tp_plain = throughput(plain, args.workflows, "tp", timeout, pids)
+        tp_yard = throughput(yard, args.workflows, "tp", timeout, pids)
         if args.instrument:
             counts = _collect_instruments(orc, logs, len(workers))
         print(f"latency: {args.runs} one at a time, each...")
@@ -436,6 +484,10 @@ def _print(report: dict[str, Any]) -> None:
           f"{tp['ratio_agentyard_over_celery']:>9.3f}")
     print(f"{'  (N at once, elapsed s)':34}{y['elapsed_s']:>12.2f}{c['elapsed_s']:>12.2f}")
     print(f"{'  (of which submitting, s)':34}{y['submit_s']:>12.2f}{c['submit_s']:>12.2f}")
+    for group in ("workers", "postgres", "redis", "driver", "machine_busy"):
+        if group in y.get("cpu_ms_per_step", {}):
+            print(f"{'  CPU ms per step, ' + group:34}{y['cpu_ms_per_step'][group]:>12.2f}"
+                  f"{c['cpu_ms_per_step'][group]:>12.2f}")
     print(f"{'latency per step p50, ms':34}{ly['p50_step_ms']:>12.2f}{lc['p50_step_ms']:>12.2f}"
           f"{ly['p50_step_ms'] / lc['p50_step_ms']:>8.1f}x")
     print(f"{'latency per step p90, ms':34}{ly['p90_step_ms']:>12.2f}{lc['p90_step_ms']:>12.2f}")

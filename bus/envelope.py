@@ -73,7 +73,9 @@ def request_step(
     )
 
 
-def advance(*, sender: str, workflow_id: str, priority: int, step_id: str | None = None) -> AgentMessage:
+def advance(
+    *, sender: str, workflow_id: str, priority: int, step_id: str | None = None
+) -> AgentMessage:
     """Ask the coordinator to look at a workflow again (a step finished, a retry is due...)."""
     return AgentMessage(
         type=MessageType.NOTIFICATION,

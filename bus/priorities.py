@@ -16,7 +16,11 @@ PRIORITY_STEPS = list(range(LOWEST, HIGHEST + 1))
 
 
 def check(priority: int) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int) or not LOWEST <= priority <= HIGHEST:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not LOWEST <= priority <= HIGHEST
+    ):
         raise InvalidRequest(
             f"priority {priority!r} is outside {LOWEST}..{HIGHEST} ({HIGHEST} is the most urgent)"
         )

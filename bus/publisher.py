@@ -55,9 +55,13 @@ class Bus:
         for message in messages:
             try:
                 self._send(message)
-            except Exception as exc:  # noqa: BLE001  (any broker failure: the sweep routes it later)
-                log.warning("bus.route_failed", message_id=message.id, error=str(exc),
-                            next="the maintenance sweep routes it again")
+            except Exception as exc:
+                log.warning(
+                    "bus.route_failed",
+                    message_id=message.id,
+                    error=str(exc),
+                    next="the maintenance sweep routes it again",
+                )
                 continue
             routed.append(message.id)
         if routed:

@@ -1,6 +1,6 @@
 """agentyard: teams of LLM agents as durable workflows on Celery, Redis and PostgreSQL.
 
-    from orchestration import Agent, Orchestrator, Workflow
+from orchestration import Agent, Orchestrator, Workflow
 """
 
 from orchestration.definitions import Agent, Workflow

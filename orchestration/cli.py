@@ -28,18 +28,25 @@ def _worker(args: argparse.Namespace) -> int:
     for agent_id in agents:
         queues.append(orc.team.agent(agent_id).queue)
     if not queues:
-        print("say what this worker serves: --agents a,b, --all-agents, or --coordinator",
-              file=sys.stderr)
+        print(
+            "say what this worker serves: --agents a,b, --all-agents, or --coordinator",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     orc.ensure_ready()
     name = args.name or f"{'coordinator' if args.coordinator else 'agents'}-{'-'.join(agents)[:40]}"
     argv = [
         "worker",
-        "--queues", ",".join(queues),
-        "--pool", args.pool,
-        "--concurrency", str(args.concurrency),
-        "--loglevel", args.loglevel,
-        "--hostname", f"{name}@{socket.gethostname()}",
+        "--queues",
+        ",".join(queues),
+        "--pool",
+        args.pool,
+        "--concurrency",
+        str(args.concurrency),
+        "--loglevel",
+        args.loglevel,
+        "--hostname",
+        f"{name}@{socket.gethostname()}",
     ]
     if args.beat:
         argv += ["--beat", "--schedule", str(orc.settings.home / "beat-schedule")]
@@ -53,8 +60,15 @@ def _beat(args: argparse.Namespace) -> int:
 
     orc = load_orchestrator(args.team)
     orc.settings.home.mkdir(parents=True, exist_ok=True)
-    orc.celery.start(["beat", "--loglevel", args.loglevel,
-                      "--schedule", str(orc.settings.home / "beat-schedule")])
+    orc.celery.start(
+        [
+            "beat",
+            "--loglevel",
+            args.loglevel,
+            "--schedule",
+            str(orc.settings.home / "beat-schedule"),
+        ]
+    )
     return 0
 
 
@@ -126,14 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     worker = commands.add_parser("worker", help="run a worker for some agents or the coordinator")
-    worker.add_argument("team", help="the orchestrator, as module:attribute (e.g. examples.team:orc)")
+    worker.add_argument(
+        "team", help="the orchestrator, as module:attribute (e.g. examples.team:orc)"
+    )
     worker.add_argument("--agents", help="comma-separated agent ids; one queue agent.<id> each")
     worker.add_argument("--all-agents", action="store_true", help="serve every registered agent")
     worker.add_argument("--coordinator", action="store_true", help="serve the coordinator queue")
-    worker.add_argument("--beat", action="store_true", help="also run the periodic sweep (one per site)")
+    worker.add_argument(
+        "--beat", action="store_true", help="also run the periodic sweep (one per site)"
+    )
     worker.add_argument("--concurrency", type=int, default=8)
-    worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"],
-                        help="threads suits agents: model calls wait on the network")
+    worker.add_argument(
+        "--pool",
+        default="threads",
+        choices=["threads", "prefork", "solo"],
+        help="threads suits agents: model calls wait on the network",
+    )
     worker.add_argument("--name", help="worker name (default from what it serves)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=_worker)
@@ -153,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("team")
     run.add_argument("workflow")
     run.add_argument("input")
-    run.add_argument("--priority", type=_priority, default=priorities.DEFAULT, help="0..9, 9 most urgent")
+    run.add_argument(
+        "--priority", type=_priority, default=priorities.DEFAULT, help="0..9, 9 most urgent"
+    )
     run.add_argument("--timeout", type=float, default=600.0, help="seconds to follow it")
     run.add_argument("--no-wait", action="store_true", help="print the run id and return")
     run.set_defaults(func=_run)

@@ -55,7 +55,9 @@ def compose_prompt(
     previous = earlier[-1] if earlier else None
     older = earlier[:-1]
     if older:
-        lines = "\n".join(f"- step {s.position + 1} ({s.agent_id}): {extract(s.output)}" for s in older)
+        lines = "\n".join(
+            f"- step {s.position + 1} ({s.agent_id}): {extract(s.output)}" for s in older
+        )
         parts.append(f"Earlier steps (summary):\n{lines}")
     if previous is not None:
         parts.append(f"Output of the previous step ({previous.agent_id}):\n{step_input}")

@@ -88,7 +88,7 @@ class Coordinator:
             if status is StepStatus.FAILED:
                 self._finish(workflow, steps, WorkflowStatus.FAILED, now, failed=step)
                 outcome.finished = WorkflowStatus.FAILED
-            elif status is StepStatus.PENDING and (step.due_at is None or as_utc(step.due_at) <= now):
+            elif status is StepStatus.PENDING and _due(step, now):
                 step_input = workflow.input if previous is None else (previous.output or "")
                 outcome.messages.append(self._dispatch(workflow, step, step_input, now))
             return outcome  # a sequence runs one step at a time
@@ -131,11 +131,22 @@ class Coordinator:
             delay = self._backoff.delay_s(step.agent_attempt, step.retry_after_s)
             step.status = StepStatus.PENDING.value
             step.due_at = now + timedelta(seconds=delay)
-            log.info("step.retry_scheduled", step_id=step.id, agent_id=agent.id,
-                     attempt=step.attempt, delay_s=round(delay, 3), error_kind=step.error_kind)
+            log.info(
+                "step.retry_scheduled",
+                step_id=step.id,
+                agent_id=agent.id,
+                attempt=step.attempt,
+                delay_s=round(delay, 3),
+                error_kind=step.error_kind,
+            )
         elif agent.fallback is not None:
-            log.info("step.fallback", step_id=step.id, agent_id=agent.id, fallback=agent.fallback,
-                     error_kind=step.error_kind)
+            log.info(
+                "step.fallback",
+                step_id=step.id,
+                agent_id=agent.id,
+                fallback=agent.fallback,
+                error_kind=step.error_kind,
+            )
             step.ran_by = agent.fallback
             step.agent_attempt = 0
             step.status = StepStatus.PENDING.value
@@ -162,3 +173,8 @@ class Coordinator:
                 f"step {failed.position + 1} ({failed.ran_by or failed.agent_id}) failed after "
                 f"{failed.attempt} attempt(s): {failed.error_kind or 'error'}: {failed.error}"
             )
+
+
+def _due(step: StepRow, now: datetime) -> bool:
+    """A pending step may go unless it waits for a retry's due time."""
+    return step.due_at is None or as_utc(step.due_at) <= now

@@ -70,4 +70,6 @@ class Workflow(BaseModel):
     def sequence(
         cls, name: str, agents: list[str] | tuple[str, ...], budget_usd: float | None = None
     ) -> Workflow:
-        return cls(name=name, kind=WorkflowKind.SEQUENCE, steps=tuple(agents), budget_usd=budget_usd)
+        return cls(
+            name=name, kind=WorkflowKind.SEQUENCE, steps=tuple(agents), budget_usd=budget_usd
+        )

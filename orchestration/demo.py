@@ -36,10 +36,25 @@ def run_demo(team: str, workflow: str, topic: str) -> int:
         configure_logging(settings.model_copy(update={"log_level": "WARNING"}), force=True)
         orc.ensure_ready()
         logs = settings.home / "logs"
-        agents = WorkerProcess(team, "--all-agents", "--concurrency", "4", "--name", "demo-agents",
-                               log_path=logs / "agents.log")
-        coordinator = WorkerProcess(team, "--coordinator", "--beat", "--concurrency", "2",
-                                    "--name", "demo-coordinator", log_path=logs / "coordinator.log")
+        agents = WorkerProcess(
+            team,
+            "--all-agents",
+            "--concurrency",
+            "4",
+            "--name",
+            "demo-agents",
+            log_path=logs / "agents.log",
+        )
+        coordinator = WorkerProcess(
+            team,
+            "--coordinator",
+            "--beat",
+            "--concurrency",
+            "2",
+            "--name",
+            "demo-coordinator",
+            log_path=logs / "coordinator.log",
+        )
         for process in (agents, coordinator):
             stack.enter_context(process)
         print(f"started 2 worker processes (logs in {logs}/); waiting for them to answer...")

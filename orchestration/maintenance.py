@@ -1,4 +1,4 @@
-"""The periodic sweep (run by beat): what keeps a workflow moving when a message or a worker is lost.
+"""The periodic sweep (run by beat): keeps workflows moving when a message or a worker is lost.
 
 - messages recorded but never routed (a crash between commit and publish) are routed;
 - attempts whose lease ran out (a worker died mid-step, or a request was never picked up) are
@@ -8,8 +8,6 @@ Every action goes through a compare-and-set, so two sweeps at once do no harm.
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 import structlog
 from sqlalchemy import update
@@ -29,8 +27,9 @@ BATCH = 500
 
 
 class Maintenance:
-    def __init__(self, bus: Bus, settings: Settings,
-                 stranded_after_s: float = STRANDED_AFTER_S) -> None:
+    def __init__(
+        self, bus: Bus, settings: Settings, stranded_after_s: float = STRANDED_AFTER_S
+    ) -> None:
         self._bus = bus
         self._url = settings.effective_database_url
         self._stranded_after_s = stranded_after_s
@@ -50,21 +49,31 @@ class Maintenance:
         expired = 0
         with session_scope(self._url) as session:
             rows = session.exec(
-                select(StepRow.id, StepRow.attempt, StepRow.status, WorkflowRow.id,
-                       WorkflowRow.priority)
+                select(StepRow, col(WorkflowRow.priority))
                 .join(WorkflowRow, col(WorkflowRow.id) == col(StepRow.workflow_id))
                 .where(
-                    col(StepRow.status).in_([StepStatus.RUNNING.value, StepStatus.DISPATCHED.value]),
+                    col(StepRow.status).in_(
+                        [StepStatus.RUNNING.value, StepStatus.DISPATCHED.value]
+                    ),
                     col(StepRow.lease_until) < now,
                 )
                 .limit(BATCH)
             ).all()
-        for step_id, attempt, status, workflow_id, priority in rows:
+        for step, priority in rows:
+            step_id, attempt, status, workflow_id = (
+                step.id,
+                step.attempt,
+                step.status,
+                step.workflow_id,
+            )
             with session_scope(self._url) as session:
                 changed = session.exec(
                     update(StepRow)
-                    .where(col(StepRow.id) == step_id, col(StepRow.attempt) == attempt,
-                           col(StepRow.status) == status)
+                    .where(
+                        col(StepRow.id) == step_id,
+                        col(StepRow.attempt) == attempt,
+                        col(StepRow.status) == status,
+                    )
                     .values(
                         status=StepStatus.ATTEMPT_FAILED.value,
                         error_kind="lease_expired",
@@ -75,8 +84,9 @@ class Maintenance:
                     )
                 ).rowcount
                 if changed:
-                    notice = advance(sender=SENDER, workflow_id=workflow_id, priority=priority,
-                                     step_id=step_id)
+                    notice = advance(
+                        sender=SENDER, workflow_id=workflow_id, priority=priority, step_id=step_id
+                    )
                     self._bus.record(session, notice)
             if changed:
                 expired += 1
@@ -91,8 +101,9 @@ class Maintenance:
                 select(WorkflowRow.id, WorkflowRow.priority)
                 .join(StepRow, col(StepRow.workflow_id) == col(WorkflowRow.id))
                 .where(
-                    col(WorkflowRow.status).in_([WorkflowStatus.PENDING.value,
-                                                 WorkflowStatus.RUNNING.value]),
+                    col(WorkflowRow.status).in_(
+                        [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
+                    ),
                     col(StepRow.status) == StepStatus.PENDING.value,
                     col(StepRow.due_at) <= now,
                 )

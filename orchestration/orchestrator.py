@@ -1,4 +1,4 @@
-"""``Orchestrator``: the one place where a team, the database, the bus and Celery are wired together.
+"""``Orchestrator``: the one place where a team, the database, the bus and Celery meet.
 
 A team module builds one at import time, registers its agents and workflows, and exposes
 ``orc.celery`` so that ``celery -A team worker`` finds the app. The same object enqueues
@@ -36,7 +36,9 @@ log = structlog.get_logger(__name__)
 
 
 class Orchestrator:
-    def __init__(self, name: str, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
+    def __init__(
+        self, name: str, settings: Settings | None = None, *, bus: Bus | None = None
+    ) -> None:
         """``bus`` replaces the Celery-backed bus (tests drive workflows in-process with one)."""
         self.name = name
         self.settings = settings or Settings()
@@ -153,7 +155,9 @@ class Orchestrator:
             name=definition.name,
             priority=priority,
             input=input,
-            budget_micro=None if definition.budget_usd is None else usd_to_micro(definition.budget_usd),
+            budget_micro=None
+            if definition.budget_usd is None
+            else usd_to_micro(definition.budget_usd),
         )
         notice = advance(sender="client", workflow_id=row.id, priority=priority)
         with session_scope(self.database_url) as session:
@@ -163,8 +167,9 @@ class Orchestrator:
                 session.add(StepRow(workflow_id=row.id, position=position, agent_id=agent_id))
             self.bus.record(session, notice)
         self.bus.route([notice])
-        log.info("workflow.submitted", workflow_id=row.id, workflow=definition.name,
-                 priority=priority)
+        log.info(
+            "workflow.submitted", workflow_id=row.id, workflow=definition.name, priority=priority
+        )
         return WorkflowRun(row.id, self.database_url)
 
     def run(self, run_id: str) -> WorkflowRun:

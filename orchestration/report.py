@@ -14,7 +14,11 @@ def _seconds(step: StepResult) -> str:
 
 
 def step_line(step: StepResult) -> str:
-    agent = step.agent if step.agent == step.requested_agent else f"{step.agent} (for {step.requested_agent})"
+    agent = (
+        step.agent
+        if step.agent == step.requested_agent
+        else f"{step.agent} (for {step.requested_agent})"
+    )
     return (
         f"  step {step.position + 1} {agent:<24} {step.status:<15} attempt {step.attempt}  "
         f"tokens in {step.tokens.input + step.tokens.cache_read + step.tokens.cache_creation:>6} "

@@ -55,8 +55,12 @@ class StepResult:
             output=row.output,
             error=row.error,
             attempt=row.attempt,
-            tokens=Tokens(row.input_tokens, row.output_tokens, row.cache_creation_tokens,
-                          row.cache_read_tokens),
+            tokens=Tokens(
+                row.input_tokens,
+                row.output_tokens,
+                row.cache_creation_tokens,
+                row.cache_read_tokens,
+            ),
             cost_usd=row.cost_micro / 1e6,
             started_at=as_utc(row.started_at),
             finished_at=as_utc(row.finished_at),
@@ -78,8 +82,12 @@ class WorkflowResult:
 
     @property
     def tokens(self) -> Tokens:
-        return Tokens(*(sum(getattr(s.tokens, f) for s in self.steps)
-                        for f in ("input", "output", "cache_creation", "cache_read")))
+        return Tokens(
+            *(
+                sum(getattr(s.tokens, f) for s in self.steps)
+                for f in ("input", "output", "cache_creation", "cache_read")
+            )
+        )
 
     @property
     def finished(self) -> bool:
@@ -144,5 +152,7 @@ class WorkflowRun:
                     f"workflow run {self.id} is still {result.status.value} after {timeout}s; "
                     f"it goes on: call orc.run({self.id!r}).wait() again to keep waiting"
                 )
-            time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
+            time.sleep(
+                delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
+            )
             delay = min(delay * 1.5, 0.5)

@@ -51,7 +51,9 @@ class StepRunner:
                 return
             self._run_claimed(step_id, attempt, agent)
         finally:
-            structlog.contextvars.unbind_contextvars("workflow_id", "step_id", "agent_id", "attempt")
+            structlog.contextvars.unbind_contextvars(
+                "workflow_id", "step_id", "agent_id", "attempt"
+            )
 
     def _claim(self, step_id: str, attempt: int, agent: Agent) -> bool:
         now = utcnow()
@@ -71,7 +73,9 @@ class StepRunner:
                 )
             ).rowcount
         if not claimed:
-            log.info("step.delivery_skipped", reason="attempt already claimed, finished or superseded")
+            log.info(
+                "step.delivery_skipped", reason="attempt already claimed, finished or superseded"
+            )
         return bool(claimed)
 
     def _run_claimed(self, step_id: str, attempt: int, agent: Agent) -> None:
@@ -130,8 +134,19 @@ class StepRunner:
         latency_ms = (time.perf_counter() - clock) * 1000
         usage = response.usage if response is not None else Usage()
         cost = cost_micro(agent.model, usage)
-        self._record(step, workflow, agent, attempt, request, response, error, usage, cost,
-                     started, latency_ms)
+        self._record(
+            step,
+            workflow,
+            agent,
+            attempt,
+            request,
+            response,
+            error,
+            usage,
+            cost,
+            started,
+            latency_ms,
+        )
 
     def _record(
         self,
@@ -159,8 +174,13 @@ class StepRunner:
             "lease_until": None,
         }
         if error is None and response is not None:
-            values |= {"status": StepStatus.SUCCEEDED.value, "output": response.text,
-                       "error": None, "error_kind": None, "finished_at": now}
+            values |= {
+                "status": StepStatus.SUCCEEDED.value,
+                "output": response.text,
+                "error": None,
+                "error_kind": None,
+                "finished_at": now,
+            }
         else:
             values |= {
                 "status": StepStatus.ATTEMPT_FAILED.value,
@@ -169,8 +189,9 @@ class StepRunner:
                 "error_retryable": bool(getattr(error, "retryable", False)),
                 "retry_after_s": getattr(error, "retry_after_s", None),
             }
-        notice = advance(sender=agent.id, workflow_id=workflow.id, priority=workflow.priority,
-                         step_id=step.id)
+        notice = advance(
+            sender=agent.id, workflow_id=workflow.id, priority=workflow.priority, step_id=step.id
+        )
         with session_scope(self._url) as session:
             fenced = session.exec(
                 update(StepRow)
@@ -211,9 +232,15 @@ class StepRunner:
             log.warning("step.result_fenced_off", outcome=outcome, cost_usd=cost / 1e6)
             return
         self._bus.route([notice])
-        log.info("step.finished", outcome=outcome, latency_ms=round(latency_ms, 1),
-                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                 cost_usd=cost / 1e6, error=None if error is None else str(error))
+        log.info(
+            "step.finished",
+            outcome=outcome,
+            latency_ms=round(latency_ms, 1),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=cost / 1e6,
+            error=None if error is None else str(error),
+        )
 
 
 def _kind(error: AgentyardError) -> str:

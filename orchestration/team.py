@@ -18,7 +18,9 @@ class Team:
 
     def add_agent(self, agent: Agent) -> None:
         if agent.id in self.agents and self.agents[agent.id] != agent:
-            raise ConfigurationError(f"agent {agent.id!r} is already registered with another definition")
+            raise ConfigurationError(
+                f"agent {agent.id!r} is already registered with another definition"
+            )
         price_of(agent.model)  # an unpriced model is refused now, not at its first call
         check_model_name(agent.model)
         self.agents[agent.id] = agent
@@ -53,7 +55,7 @@ class Team:
             ) from None
 
     def fallback_chain(self, agent_id: str) -> list[str]:
-        """``agent_id`` and the fallbacks after it, in order. Unknown agents and cycles are errors."""
+        """``agent_id`` and its fallbacks, in order. Unknown agents and cycles are errors."""
         chain = [agent_id]
         current = self.agent(agent_id)
         while current.fallback is not None:

@@ -43,11 +43,9 @@ def engine_for(url: str) -> Engine:
                 engine.dispose(close=False)
             _engines.clear()
             _pid = os.getpid()
-        engine = _engines.get(url)
-        if engine is None:
-            engine = _create_engine(url)
-            _engines[url] = engine
-        return engine
+        if url not in _engines:
+            _engines[url] = _create_engine(url)
+        return _engines[url]
 
 
 def _create_engine(url: str) -> Engine:
@@ -113,10 +111,9 @@ def migrate(url: str) -> None:
         raise ConfigurationError(
             f"cannot reach the database ({exc.orig}); check AGENTYARD_DATABASE_URL"
         ) from None
-    with _migration_lock(url, engine):
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+    with _migration_lock(url, engine), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
     _migrated.add(url)
 
 
@@ -128,7 +125,9 @@ def _migration_lock(url: str, engine: Engine) -> Iterator[None]:
             try:
                 yield
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
+                )
                 connection.commit()
         return
     database = url.split("///", 1)[-1]

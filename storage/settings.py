@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     )
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
-    home: Path = Field(default=Path(".agentyard"), description="Local state of the embedded default.")
+    home: Path = Field(
+        default=Path(".agentyard"), description="Local state of the embedded default."
+    )
 
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -72,7 +74,9 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        return normalize_database_url(self.database_url or f"sqlite:///{self.home / 'agentyard.db'}")
+        return normalize_database_url(
+            self.database_url or f"sqlite:///{self.home / 'agentyard.db'}"
+        )
 
 
 def normalize_database_url(url: str) -> str:

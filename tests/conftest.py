@@ -40,8 +40,13 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def unit_settings(sqlite_url: str, tmp_path: Path) -> Settings:
-    return Settings(redis_url="memory://", database_url=sqlite_url, home=tmp_path,
-                    log_level="WARNING", _env_file=None)  # type: ignore[call-arg]
+    return Settings(
+        redis_url="memory://",
+        database_url=sqlite_url,
+        home=tmp_path,
+        log_level="WARNING",
+        _env_file=None,
+    )  # type: ignore[call-arg]
 
 
 TeamFactory = Callable[..., tuple[Orchestrator, InlineBus]]
@@ -51,7 +56,9 @@ TeamFactory = Callable[..., tuple[Orchestrator, InlineBus]]
 def inline_team(unit_settings: Settings) -> TeamFactory:
     """An orchestrator whose messages stay in memory: ``drain`` delivers them in-process."""
 
-    def make(*agents: Agent, workflows: tuple[Workflow, ...] = ()) -> tuple[Orchestrator, InlineBus]:
+    def make(
+        *agents: Agent, workflows: tuple[Workflow, ...] = ()
+    ) -> tuple[Orchestrator, InlineBus]:
         bus = InlineBus(unit_settings.effective_database_url)
         orc = Orchestrator("unit", unit_settings, bus=bus)
         for agent in agents:
@@ -95,7 +102,7 @@ def postgres_url() -> Iterator[str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001  (any driver error means: no usable server)
+    except Exception as exc:
         admin.dispose()
         _missing(f"PostgreSQL at {TEST_POSTGRES_URL}", exc)
     url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
@@ -109,11 +116,17 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def server_settings(redis_server_url: str, postgres_url: str, key_prefix: str,
-                    tmp_path: Path) -> Settings:
-    return Settings(redis_url=redis_server_url, database_url=postgres_url,
-                    redis_key_prefix=key_prefix, home=tmp_path, log_level="WARNING",
-                    _env_file=None)  # type: ignore[call-arg]
+def server_settings(
+    redis_server_url: str, postgres_url: str, key_prefix: str, tmp_path: Path
+) -> Settings:
+    return Settings(
+        redis_url=redis_server_url,
+        database_url=postgres_url,
+        redis_key_prefix=key_prefix,
+        home=tmp_path,
+        log_level="WARNING",
+        _env_file=None,
+    )  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -38,8 +38,9 @@ def drain(orc: Orchestrator, bus: InlineBus, limit: int = 1000) -> int:
     return delivered
 
 
-def run_inline(orc: Orchestrator, bus: InlineBus, workflow: str, text: str,
-               priority: int = 5) -> WorkflowResult:
+def run_inline(
+    orc: Orchestrator, bus: InlineBus, workflow: str, text: str, priority: int = 5
+) -> WorkflowResult:
     run = orc.submit(workflow, text, priority=priority)
     drain(orc, bus)
     return run.result()

@@ -6,6 +6,7 @@ stopping it stops its pool children too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,8 +20,14 @@ from celery import Celery
 
 
 class WorkerProcess:
-    def __init__(self, team: str, *args: str, env: dict[str, str] | None = None,
-                 log_path: Path | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        team: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.argv = [sys.executable, "-m", "orchestration.cli", "worker", team, *args]
         self._env = {**os.environ, **(env or {})}
         self._log_path = log_path
@@ -57,7 +64,7 @@ class WorkerProcess:
             self.process.wait()
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM (Celery's warm shutdown: running tasks finish), then SIGKILL after ``grace_s``."""
+        """SIGTERM (Celery's warm shutdown: running tasks finish), SIGKILL after ``grace_s``."""
         if self.alive():
             self._signal(signal.SIGTERM)
             assert self.process is not None
@@ -72,21 +79,24 @@ class WorkerProcess:
     def _signal(self, signum: int) -> None:
         if self.alive():
             assert self.process is not None
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
-def wait_for_workers(app: Celery, count: int, timeout_s: float = 60.0,
-                     processes: list[WorkerProcess] | None = None) -> None:
+def wait_for_workers(
+    app: Celery, count: int, timeout_s: float = 60.0, processes: list[WorkerProcess] | None = None
+) -> None:
     """Block until ``count`` workers answer a ping; fail early if one of ``processes`` died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -36,7 +36,7 @@ def _decode(task_name: str, envelope: Any) -> AgentMessage | None:
 def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
     name = agent_queue(agent_id)
 
-    @app.task(name=name, queue=name, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
+    @app.task(name=name, queue=name, ignore_result=True, shared=False)
     def agent_step(envelope: dict[str, Any]) -> None:
         message = _decode(name, envelope)
         if message is not None:
@@ -44,7 +44,7 @@ def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
 
 
 def register_coordinator_task(app: Celery, handler: Callable[[str], None]) -> None:
-    @app.task(name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
+    @app.task(name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False)
     def advance(envelope: dict[str, Any]) -> None:
         message = _decode(ADVANCE_TASK, envelope)
         if message is not None and message.workflow_id:
@@ -52,13 +52,21 @@ def register_coordinator_task(app: Celery, handler: Callable[[str], None]) -> No
 
 
 def register_maintenance_task(app: Celery, handler: Callable[[], None], every_s: float) -> None:
-    @app.task(name=SWEEP_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False,  # type: ignore[untyped-decorator]
-              acks_late=False)
+    @app.task(
+        name=SWEEP_TASK,
+        queue=COORDINATOR_QUEUE,
+        ignore_result=True,
+        shared=False,
+        acks_late=False,
+    )
     def sweep() -> None:
         handler()
 
     # Short expiry: a sweep that waited longer than a period is superseded by the next one.
     app.conf.beat_schedule = {
-        "agentyard-sweep": {"task": SWEEP_TASK, "schedule": every_s,
-                            "options": {"queue": COORDINATOR_QUEUE, "expires": every_s * 2}},
+        "agentyard-sweep": {
+            "task": SWEEP_TASK,
+            "schedule": every_s,
+            "options": {"queue": COORDINATOR_QUEUE, "expires": every_s * 2},
+        },
     }

@@ -20,12 +20,19 @@ pytestmark = pytest.mark.integration
 def orc(server_settings: Settings) -> Iterator[Orchestrator]:
     orc = Orchestrator("integration", server_settings)
     for agent_id in ("researcher", "writer", "reviewer"):
-        orc.register_agent(Agent(id=agent_id, model="offline:echo",
-                                 system_prompt=f"You are the {agent_id}."))
+        orc.register_agent(
+            Agent(id=agent_id, model="offline:echo", system_prompt=f"You are the {agent_id}.")
+        )
     orc.register_workflow(Workflow.sequence("research", ["researcher", "writer", "reviewer"]))
     queues = ["coordinator", *(a.queue for a in orc.team.agents.values())]
-    with start_worker(orc.celery, pool="threads", concurrency=4, perform_ping_check=False,
-                      queues=queues, shutdown_timeout=10):
+    with start_worker(
+        orc.celery,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        queues=queues,
+        shutdown_timeout=10,
+    ):
         yield orc
     orc.close()
 
@@ -47,11 +54,14 @@ def test_many_workflows_in_parallel_all_finish_with_one_trace_per_step(orc: Orch
     assert all(r.status is WorkflowStatus.SUCCEEDED for r in results)
     with session_scope(orc.database_url) as session:
         ids = [r.id for r in results]
-        traces = session.exec(select(func.count()).select_from(TraceRow)
-                              .where(col(TraceRow.workflow_id).in_(ids))).one()
-        unrouted = session.exec(select(func.count()).select_from(MessageRow)
-                                .where(col(MessageRow.workflow_id).in_(ids),
-                                       col(MessageRow.routed_at).is_(None))).one()
+        traces = session.exec(
+            select(func.count()).select_from(TraceRow).where(col(TraceRow.workflow_id).in_(ids))
+        ).one()
+        unrouted = session.exec(
+            select(func.count())
+            .select_from(MessageRow)
+            .where(col(MessageRow.workflow_id).in_(ids), col(MessageRow.routed_at).is_(None))
+        ).one()
     assert traces == 60
     assert unrouted == 0
 
@@ -60,20 +70,27 @@ def test_the_run_is_on_record_in_postgres_with_its_messages_in_order(orc: Orches
     result = orc.submit("research", "the telegraph").wait(timeout=60)
 
     with session_scope(orc.database_url) as session:
-        messages = session.exec(select(MessageRow).where(MessageRow.workflow_id == result.id)
-                                .order_by(col(MessageRow.created_at))).all()
+        messages = session.exec(
+            select(MessageRow)
+            .where(MessageRow.workflow_id == result.id)
+            .order_by(col(MessageRow.created_at))
+        ).all()
         steps = session.exec(select(StepRow).where(StepRow.workflow_id == result.id)).all()
     assert [(m.sender, m.recipients[0]) for m in messages] == [
         ("client", "coordinator"),
-        ("coordinator", "researcher"), ("researcher", "coordinator"),
-        ("coordinator", "writer"), ("writer", "coordinator"),
-        ("coordinator", "reviewer"), ("reviewer", "coordinator"),
+        ("coordinator", "researcher"),
+        ("researcher", "coordinator"),
+        ("coordinator", "writer"),
+        ("writer", "coordinator"),
+        ("coordinator", "reviewer"),
+        ("reviewer", "coordinator"),
     ]
     assert all(s.lease_until is None for s in steps)
 
 
-def test_broker_keys_live_under_the_configured_prefix(orc: Orchestrator,
-                                                       server_settings: Settings) -> None:
+def test_broker_keys_live_under_the_configured_prefix(
+    orc: Orchestrator, server_settings: Settings
+) -> None:
     orc.submit("research", "the telegraph").wait(timeout=60)
 
     client = redis.Redis.from_url(server_settings.redis_url or "")

@@ -8,8 +8,14 @@ MODEL = os.environ.get("SAMPLE_TEAM_MODEL", "offline:echo")
 
 orc = Orchestrator("sample")
 for agent_id in ("researcher", "writer", "reviewer"):
-    orc.register_agent(Agent(id=agent_id, model=MODEL, system_prompt=f"You are the {agent_id}.",
-                             timeout_s=float(os.environ.get("SAMPLE_TEAM_TIMEOUT_S", "60"))))
+    orc.register_agent(
+        Agent(
+            id=agent_id,
+            model=MODEL,
+            system_prompt=f"You are the {agent_id}.",
+            timeout_s=float(os.environ.get("SAMPLE_TEAM_TIMEOUT_S", "60")),
+        )
+    )
 orc.register_workflow(Workflow.sequence("research", ["researcher", "writer", "reviewer"]))
 
 app = orc.celery

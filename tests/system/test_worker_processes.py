@@ -41,16 +41,23 @@ def orc(env: dict[str, str]) -> Orchestrator:
 
 
 def _workers(tmp_path: Path, env: dict[str, str], *specs: tuple[str, ...]) -> list[WorkerProcess]:
-    return [WorkerProcess(TEAM, *spec, env=env, cwd=ROOT, log_path=tmp_path / f"worker{i}.log")
-            for i, spec in enumerate(specs)]
+    return [
+        WorkerProcess(TEAM, *spec, env=env, cwd=ROOT, log_path=tmp_path / f"worker{i}.log")
+        for i, spec in enumerate(specs)
+    ]
 
 
 @pytest.fixture
-def running_workers(tmp_path: Path, env: dict[str, str], orc: Orchestrator) -> Iterator[list[WorkerProcess]]:
-    processes = _workers(tmp_path, env,
-                         ("--coordinator", "--concurrency", "4"),
-                         ("--agents", "researcher,writer", "--concurrency", "8"),
-                         ("--agents", "reviewer", "--concurrency", "8"))
+def running_workers(
+    tmp_path: Path, env: dict[str, str], orc: Orchestrator
+) -> Iterator[list[WorkerProcess]]:
+    processes = _workers(
+        tmp_path,
+        env,
+        ("--coordinator", "--concurrency", "4"),
+        ("--agents", "researcher,writer", "--concurrency", "8"),
+        ("--agents", "reviewer", "--concurrency", "8"),
+    )
     for process in processes:
         process.start()
     try:
@@ -73,11 +80,14 @@ def test_workflows_submitted_from_python_run_on_worker_processes(
         assert result.output and result.cost_usd > 0
     ids = [r.id for r in results]
     with session_scope(orc.database_url) as session:
-        traces = session.exec(select(func.count()).select_from(TraceRow)
-                              .where(col(TraceRow.workflow_id).in_(ids))).one()
-        messages = session.exec(select(func.count()).select_from(MessageRow)
-                                .where(col(MessageRow.workflow_id).in_(ids),
-                                       col(MessageRow.routed_at).is_not(None))).one()
+        traces = session.exec(
+            select(func.count()).select_from(TraceRow).where(col(TraceRow.workflow_id).in_(ids))
+        ).one()
+        messages = session.exec(
+            select(func.count())
+            .select_from(MessageRow)
+            .where(col(MessageRow.workflow_id).in_(ids), col(MessageRow.routed_at).is_not(None))
+        ).one()
     assert traces == 36  # one model call per step, no more
     assert messages == 12 * 7
 
@@ -93,8 +103,15 @@ def test_another_process_reattaches_to_a_run_by_id(
         "print(json.dumps({'id': result.id, 'status': result.status.value,\n"
         "                  'steps': len(result.steps), 'cost': result.cost_usd}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, run.id], env={**os.environ, **env},
-                         cwd=ROOT, capture_output=True, text=True, timeout=90, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, run.id],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
 
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["id"] == run.id and seen["status"] == "succeeded" and seen["steps"] == 3
@@ -105,15 +122,26 @@ def test_the_cli_runs_a_workflow_and_shows_it_again_by_id(
     running_workers: list[WorkerProcess], env: dict[str, str]
 ) -> None:
     cli = [sys.executable, "-m", "orchestration.cli"]
-    ran = subprocess.run([*cli, "run", TEAM, "research", "the telegraph", "--priority", "7"],
-                         env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True,
-                         timeout=90)
+    ran = subprocess.run(
+        [*cli, "run", TEAM, "research", "the telegraph", "--priority", "7"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert ran.returncode == 0, ran.stderr
     run_id = ran.stdout.split("submitted run ", 1)[1].split()[0]
     assert "status succeeded" in ran.stdout
 
-    status = subprocess.run([*cli, "status", run_id, "--brief"], env={**os.environ, **env},
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [*cli, "status", run_id, "--brief"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert status.returncode == 0, status.stderr
     assert f"run {run_id}" in status.stdout and "status succeeded" in status.stdout
     assert status.stdout.count("succeeded") >= 4  # the run and its three steps
@@ -122,15 +150,38 @@ def test_the_cli_runs_a_workflow_and_shows_it_again_by_id(
 def test_plain_celery_workers_serve_the_same_queues(
     tmp_path: Path, env: dict[str, str], orc: Orchestrator
 ) -> None:
-    celery = [sys.executable, "-m", "celery", "-A", "tests.system.sample_team", "worker",
-              "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"]
+    celery = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tests.system.sample_team",
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        "4",
+        "--loglevel",
+        "INFO",
+    ]
     log = open(tmp_path / "celery.log", "wb")  # noqa: SIM115
     processes = [
-        subprocess.Popen([*celery, "-Q", "coordinator", "-n", "coord@%h"], env={**os.environ, **env},
-                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
-        subprocess.Popen([*celery, "-Q", "agent.researcher,agent.writer,agent.reviewer",
-                          "-n", "agents@%h"], env={**os.environ, **env}, cwd=ROOT, stdout=log,
-                         stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen(
+            [*celery, "-Q", "coordinator", "-n", "coord@%h"],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [*celery, "-Q", "agent.researcher,agent.writer,agent.reviewer", "-n", "agents@%h"],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
     ]
     try:
         wait_for_workers(orc.celery, 2)
@@ -144,9 +195,14 @@ def test_plain_celery_workers_serve_the_same_queues(
 
 
 def test_a_malformed_team_path_on_the_cli_is_a_clear_error(env: dict[str, str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", "team/orc", "w", "x"],
-                         env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "run", "team/orc", "w", "x"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2
     assert "is not a module path" in out.stderr
     assert "Traceback" not in out.stderr

@@ -1,5 +1,5 @@
-from orchestration import Agent, Orchestrator, Settings
 from bus.routing import ADVANCE_TASK, SWEEP_TASK
+from orchestration import Agent, Orchestrator, Settings
 from workers.celery_app import transport_options
 
 
@@ -18,7 +18,9 @@ def test_two_orchestrators_in_one_process_keep_their_tasks_apart(unit_settings: 
         assert first.celery.tasks[name].app is first.celery
 
 
-def test_an_agent_registered_after_the_app_exists_still_gets_its_task(unit_settings: Settings) -> None:
+def test_an_agent_registered_after_the_app_exists_still_gets_its_task(
+    unit_settings: Settings,
+) -> None:
     orc = _orc("late", unit_settings)
     app = orc.celery
     orc.register_agent(Agent(id="reviewer", model="offline:echo"))

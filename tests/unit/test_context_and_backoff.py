@@ -15,8 +15,10 @@ def test_the_first_step_sees_the_workflow_input_alone() -> None:
 
 
 def test_a_later_step_sees_the_request_a_summary_of_older_steps_and_the_previous_output() -> None:
-    earlier = [EarlierStep(0, "researcher", "Facts one. Facts two."),
-               EarlierStep(1, "writer", "The article.")]
+    earlier = [
+        EarlierStep(0, "researcher", "Facts one. Facts two."),
+        EarlierStep(1, "writer", "The article."),
+    ]
     prompt = compose_prompt("the telegraph", "The article.", 2, earlier)
     assert prompt.startswith("Request:\nthe telegraph")
     assert "step 1 (researcher): Facts one. Facts two." in prompt
@@ -28,7 +30,18 @@ def test_the_history_is_the_last_five_exchanges_then_the_prompt() -> None:
     history = [Exchange(f"q{i}", f"a{i}") for i in range(8)]
     messages = build_messages(history, "now")
     assert [m.content for m in messages] == [
-        "q3", "a3", "q4", "a4", "q5", "a5", "q6", "a6", "q7", "a7", "now"]
+        "q3",
+        "a3",
+        "q4",
+        "a4",
+        "q5",
+        "a5",
+        "q6",
+        "a6",
+        "q7",
+        "a7",
+        "now",
+    ]
     assert [m.role for m in messages[:2]] == ["user", "assistant"]
 
 

@@ -5,11 +5,21 @@ from workers.providers.base import ChatMessage, ModelRequest
 from workers.providers.offline import OfflineModel, OfflineProvider
 
 
-def _request(model: str = "offline:echo", key: str = "step:1", text: str = "the telegraph",
-             max_tokens: int = 1024, timeout_s: float = 5.0) -> ModelRequest:
-    return ModelRequest(model=model, system="You are a researcher. Be brief.",
-                        messages=(ChatMessage("user", text),), max_tokens=max_tokens,
-                        timeout_s=timeout_s, request_key=key)
+def _request(
+    model: str = "offline:echo",
+    key: str = "step:1",
+    text: str = "the telegraph",
+    max_tokens: int = 1024,
+    timeout_s: float = 5.0,
+) -> ModelRequest:
+    return ModelRequest(
+        model=model,
+        system="You are a researcher. Be brief.",
+        messages=(ChatMessage("user", text),),
+        max_tokens=max_tokens,
+        timeout_s=timeout_s,
+        request_key=key,
+    )
 
 
 def test_the_same_request_gets_the_same_answer_and_usage() -> None:

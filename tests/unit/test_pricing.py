@@ -14,8 +14,12 @@ def test_a_call_costs_its_input_and_output_at_list_price() -> None:
 
 def test_cache_writes_and_reads_are_billed_apart_from_input_and_never_twice() -> None:
     # sonnet: 3 in, 15 out, 3.75 cache write, 0.30 cache read (micro-dollars per token)
-    usage = Usage(input_tokens=100, output_tokens=10, cache_creation_input_tokens=1000,
-                  cache_read_input_tokens=2000)
+    usage = Usage(
+        input_tokens=100,
+        output_tokens=10,
+        cache_creation_input_tokens=1000,
+        cache_read_input_tokens=2000,
+    )
     assert cost_micro("claude-sonnet-4-5", usage) == 300 + 150 + 3750 + 600
 
 

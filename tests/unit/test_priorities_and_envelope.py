@@ -16,7 +16,7 @@ def test_the_most_urgent_priority_maps_to_the_redis_transports_first_served_step
 
 @pytest.mark.parametrize("bad", [-1, 10, True, 2.5, "5"])
 def test_a_priority_outside_zero_to_nine_is_refused(bad: object) -> None:
-    with pytest.raises(InvalidRequest, match="outside 0..9"):
+    with pytest.raises(InvalidRequest, match=r"outside 0\.\.9"):
         to_broker(bad)  # type: ignore[arg-type]
 
 
@@ -28,11 +28,22 @@ def test_a_message_survives_encode_and_decode_unchanged() -> None:
 
 
 def test_an_encoded_message_is_plain_json_with_ids_and_no_prompt() -> None:
-    encoded = request_step(agent_id="writer", workflow_id="w1", step_id="s1", attempt=1,
-                           priority=5).encode()
+    encoded = request_step(
+        agent_id="writer", workflow_id="w1", step_id="s1", attempt=1, priority=5
+    ).encode()
     assert encoded["payload"] == {"step_id": "s1", "attempt": 1}
-    assert set(encoded) == {"id", "type", "sender", "to", "payload", "workflow_id", "step_id",
-                            "priority", "attempt", "timestamp"}
+    assert set(encoded) == {
+        "id",
+        "type",
+        "sender",
+        "to",
+        "payload",
+        "workflow_id",
+        "step_id",
+        "priority",
+        "attempt",
+        "timestamp",
+    }
 
 
 @pytest.mark.parametrize("garbage", [None, "text", {"type": "request"}, {"unexpected": 1}])
@@ -42,9 +53,14 @@ def test_something_that_is_not_a_message_is_refused_with_a_clear_error(garbage: 
 
 
 def test_a_message_with_a_bad_priority_cannot_be_built() -> None:
-    with pytest.raises(ValueError, match="outside 0..9"):
-        AgentMessage(type=MessageType.NOTIFICATION, sender="x", to=("y",), priority=11,
-                     timestamp=datetime.now(UTC))
+    with pytest.raises(ValueError, match=r"outside 0\.\.9"):
+        AgentMessage(
+            type=MessageType.NOTIFICATION,
+            sender="x",
+            to=("y",),
+            priority=11,
+            timestamp=datetime.now(UTC),
+        )
 
 
 def test_agents_and_the_coordinator_have_their_own_queues() -> None:

@@ -23,8 +23,9 @@ def test_a_time_limit_at_or_over_the_visibility_timeout_is_refused() -> None:
         Settings(task_time_limit_s=3600, visibility_timeout_s=3600, _env_file=None)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("given", ["postgres://u@h/db", "postgresql://u@h/db",
-                                   "postgresql+psycopg2://u@h/db"])
+@pytest.mark.parametrize(
+    "given", ["postgres://u@h/db", "postgresql://u@h/db", "postgresql+psycopg2://u@h/db"]
+)
 def test_postgres_urls_use_psycopg_3_whatever_their_spelling(given: str) -> None:
     assert normalize_database_url(given) == "postgresql+psycopg://u@h/db"
 

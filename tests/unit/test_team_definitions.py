@@ -17,7 +17,12 @@ def test_an_agent_id_that_cannot_name_a_queue_is_refused(bad: str) -> None:
 
 def test_an_agent_has_the_documented_defaults_and_its_own_queue() -> None:
     agent = _agent("writer")
-    assert (agent.max_tokens, agent.max_retries, agent.timeout_s, agent.fallback) == (1024, 3, 60, None)
+    assert (agent.max_tokens, agent.max_retries, agent.timeout_s, agent.fallback) == (
+        1024,
+        3,
+        60,
+        None,
+    )
     assert agent.queue == "agent.writer"
 
 

@@ -30,10 +30,13 @@ def _count(url: str, model: type, **where: object) -> int:
 
 
 def _three(inline_team: TeamFactory, **models: str):  # type: ignore[no-untyped-def]
-    agents = [Agent(id=a, model=models.get(a, ECHO), system_prompt=f"You are the {a}.", max_retries=2)
-              for a in ("researcher", "writer", "reviewer")]
-    return inline_team(*agents, workflows=(Workflow.sequence("research", ["researcher", "writer",
-                                                                          "reviewer"]),))
+    agents = [
+        Agent(id=a, model=models.get(a, ECHO), system_prompt=f"You are the {a}.", max_retries=2)
+        for a in ("researcher", "writer", "reviewer")
+    ]
+    return inline_team(
+        *agents, workflows=(Workflow.sequence("research", ["researcher", "writer", "reviewer"]),)
+    )
 
 
 def test_a_sequence_runs_each_step_on_the_previous_ones_output(inline_team: TeamFactory) -> None:
@@ -170,8 +173,11 @@ def test_an_attempt_whose_worker_died_is_dispatched_again_and_the_old_message_is
     lost = bus.queue.popleft()
     # A worker claimed the attempt and was killed: the step is running, its lease runs out.
     with session_scope(orc.database_url) as session:
-        session.exec(update(StepRow).where(col(StepRow.position) == 0)
-                     .values(status="running", lease_until=utcnow() - timedelta(seconds=1)))
+        session.exec(
+            update(StepRow)
+            .where(col(StepRow.position) == 0)
+            .values(status="running", lease_until=utcnow() - timedelta(seconds=1))
+        )
 
     assert Maintenance(orc.bus, orc.settings).sweep()["expired_leases"] == 1
     bus.queue.append(lost)  # the broker redelivers the old message too

@@ -56,7 +56,9 @@ class OfflineModel:
     @classmethod
     def parse(cls, model: str) -> OfflineModel:
         if not model.startswith(PREFIX):
-            raise ConfigurationError(f"{model!r} is not an offline model (they start with {PREFIX!r})")
+            raise ConfigurationError(
+                f"{model!r} is not an offline model (they start with {PREFIX!r})"
+            )
         profile, _, query = model[len(PREFIX) :].partition("?")
         if profile not in _PROFILES:
             raise ConfigurationError(
@@ -65,7 +67,9 @@ class OfflineModel:
         options = dict(parse_qsl(query, strict_parsing=bool(query)))
         unknown = set(options) - {"latency", "fail", "fail_rate", "fail_first"}
         if unknown:
-            raise ConfigurationError(f"unknown option(s) {sorted(unknown)} in offline model {model!r}")
+            raise ConfigurationError(
+                f"unknown option(s) {sorted(unknown)} in offline model {model!r}"
+            )
         failure = options.get("fail")
         if failure is not None and failure not in _FAILURES:
             raise ConfigurationError(

@@ -1,0 +1,108 @@
+"""Worker-side counters for ``bench/overhead.py --instrument``: where a task's time goes.
+
+Installed by bench/overhead_team.py when ``BENCH_INSTRUMENT`` is set (never otherwise). Per task
+name it counts: tasks, wall time, the thread's CPU time, SQL statements by verb and their wall
+time, commits, and broker publishes (send_task / apply_async) and their wall time. The driver
+resets and collects the counters through two remote-control commands.
+
+Only SQLAlchemy events and Celery signals are used: nothing in agentyard's code is patched.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from celery import signals
+from celery.worker.control import control_command
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+_lock = threading.Lock()
+_local = threading.local()
+_counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+
+def _task() -> str:
+    return getattr(_local, "task", None) or "(outside a task)"
+
+
+def _add(task: str, **values: float) -> None:
+    with _lock:
+        row = _counts[task]
+        for key, value in values.items():
+            row[key] += value
+
+
+def install(orc: Any) -> None:
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info.setdefault("bench_t", []).append(time.perf_counter())
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info["bench_t"].pop()
+        verb = statement.lstrip().split(None, 1)[0].lower()
+        _add(_task(), **{"sql": 1, f"sql_{verb}": 1,
+                         "sql_ms": (time.perf_counter() - started) * 1000})
+
+    @event.listens_for(Engine, "commit")
+    def _commit(conn: Any) -> None:
+        _add(_task(), commits=1)
+
+    @event.listens_for(Engine, "checkout")
+    def _checkout(*args: Any) -> None:
+        _add(_task(), pool_checkouts=1)
+
+    @signals.before_task_publish.connect(weak=False)
+    def _before_publish(**_: Any) -> None:
+        _local.publish_t = time.perf_counter()
+
+    @signals.after_task_publish.connect(weak=False)
+    def _after_publish(**_: Any) -> None:
+        started = getattr(_local, "publish_t", None)
+        if started is not None:
+            _add(_task(), publishes=1, publish_ms=(time.perf_counter() - started) * 1000)
+
+    @signals.task_prerun.connect(weak=False)
+    def _prerun(task: Any = None, **_: Any) -> None:
+        _local.task = task.name if task is not None else "?"
+        _local.t = (time.perf_counter(), time.thread_time())
+
+    @signals.task_postrun.connect(weak=False)
+    def _postrun(task: Any = None, **_: Any) -> None:
+        wall, cpu = _local.t
+        _add(_task(), tasks=1, task_ms=(time.perf_counter() - wall) * 1000,
+             task_cpu_ms=(time.thread_time() - cpu) * 1000)
+        _local.task = None
+
+    @control_command()  # type: ignore[misc]
+    def bench_instrument_reset(state: Any, **_: Any) -> dict[str, Any]:
+        with _lock:
+            _counts.clear()
+        return {"ok": True, "pid": os.getpid()}
+
+    @control_command()  # type: ignore[misc]
+    def bench_instrument_dump(state: Any, **_: Any) -> dict[str, Any]:
+        with _lock:
+            data = {task: dict(row) for task, row in _counts.items()}
+        return {"pid": os.getpid(), "cpu_s": time.process_time(), "counts": data}
+
+
+def merge(dumps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum the workers' counters; per task name, averages per task."""
+    total: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for dump in dumps:
+        for task, row in dump.get("counts", {}).items():
+            for key, value in row.items():
+                total[task][key] += value
+    out: dict[str, Any] = {}
+    for task, row in sorted(total.items()):
+        n = row.get("tasks") or 1
+        out[task] = {"tasks": int(row.get("tasks", 0)),
+                     **{f"{k}_per_task": round(v / n, 3) for k, v in sorted(row.items())
+                        if k != "tasks"}}
+    return out
