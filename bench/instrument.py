@@ -10,7 +10,9 @@ Only SQLAlchemy events and Celery signals are used: nothing in agentyard's code 
 
 from __future__ import annotations
 
+import cProfile
 import os
+import pstats
 import threading
 import time
 from collections import defaultdict
@@ -24,6 +26,10 @@ from sqlalchemy.engine import Engine
 _lock = threading.Lock()
 _local = threading.local()
 _counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+# BENCH_CPROFILE=1: every task body runs under cProfile with the thread's CPU clock as timer;
+# the dump command writes one .pstats file per task name into the BENCH_INSTRUMENT directory.
+_PROFILE = bool(os.environ.get("BENCH_CPROFILE"))
+_profiles: dict[str, list[cProfile.Profile]] = defaultdict(list)
 
 
 def _task() -> str:
@@ -70,11 +76,18 @@ def install(orc: Any) -> None:
     @signals.task_prerun.connect(weak=False)
     def _prerun(task: Any = None, **_: Any) -> None:
         _local.task = task.name if task is not None else "?"
+        if _PROFILE:
+            _local.profile = cProfile.Profile(time.thread_time)
+            _local.profile.enable()
         _local.t = (time.perf_counter(), time.thread_time())
 
     @signals.task_postrun.connect(weak=False)
     def _postrun(task: Any = None, **_: Any) -> None:
         wall, cpu = _local.t
+        if _PROFILE:
+            _local.profile.disable()
+            with _lock:
+                _profiles[_task()].append(_local.profile)
         _add(_task(), tasks=1, task_ms=(time.perf_counter() - wall) * 1000,
              task_cpu_ms=(time.thread_time() - cpu) * 1000)
         _local.task = None
@@ -83,12 +96,21 @@ def install(orc: Any) -> None:
     def bench_instrument_reset(state: Any, **_: Any) -> dict[str, Any]:
         with _lock:
             _counts.clear()
+            _profiles.clear()
         return {"ok": True, "pid": os.getpid()}
 
     @control_command()  # type: ignore[misc]
-    def bench_instrument_dump(state: Any, **_: Any) -> dict[str, Any]:
+    def bench_instrument_dump(state: Any, phase: str = "phase", **_: Any) -> dict[str, Any]:
         with _lock:
             data = {task: dict(row) for task, row in _counts.items()}
+            profiles = {task: list(ps) for task, ps in _profiles.items()}
+        directory = os.environ.get("BENCH_INSTRUMENT", ".")
+        for task, ps in profiles.items():
+            if ps:
+                stats = pstats.Stats(ps[0])
+                for more in ps[1:]:
+                    stats.add(more)
+                stats.dump_stats(os.path.join(directory, f"cprofile-{phase}-{task}-{os.getpid()}.pstats"))
         return {"pid": os.getpid(), "cpu_s": time.process_time(), "counts": data}
 
 

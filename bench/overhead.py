@@ -47,6 +47,8 @@ GOAL_RATIO = 0.5
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workflows", type=int, default=200, help="N for the throughput phase")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="throughput rounds (each: celery, then agentyard); the median is reported")
     p.add_argument("--runs", type=int, default=20, help="sequential runs for the latency phase")
     p.add_argument("--warmup", type=int, default=10, help="workflows and chains run first, unmeasured")
     p.add_argument("--processes", type=int, default=2, help="worker processes")
@@ -60,6 +62,12 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--instrument", action="store_true",
                    help="count DB round trips, commits and broker sends per task in the workers "
                         "(adds a little overhead; prints a breakdown)")
+    p.add_argument("--cprofile", action="store_true",
+                   help="with --instrument: cProfile every task body on the thread CPU clock "
+                        "(bench/results/logs/cprofile-<phase>-<task>-<pid>.pstats)")
+    p.add_argument("--py-spy", action="store_true",
+                   help="sample the workers with py-spy during the agentyard throughput phase "
+                        "(collapsed stacks in bench/results/logs/py-spy-<pid>.txt)")
     p.add_argument("--output", type=Path, default=RESULTS / "overhead.json")
     return p.parse_args()
 
@@ -249,6 +257,12 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
 
 
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median throughput (the middle one of an odd count)."""
+    ordered = sorted(rounds, key=lambda r: r["steps_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def latency(workload: Any, runs: int, tag: str, timeout_s: float) -> dict[str, Any]:
     per_step_ms: list[float] = []
     ids = []
@@ -340,7 +354,7 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("worker-*.log"):
         old.unlink()
-    for old in logs.glob("instrument-*.json"):
+    for old in [*logs.glob("cprofile-*.pstats"), *logs.glob("py-spy-*.txt")]:
         old.unlink()
     env = {
         "AGENTYARD_REDIS_URL": args.redis_url,
@@ -352,6 +366,8 @@ def main() -> int:
     }
     if args.instrument:
         env["BENCH_INSTRUMENT"] = str(logs)
+        if args.cprofile:
+            env["BENCH_CPROFILE"] = "1"
     os.environ.update({k: v for k, v in env.items() if k != "BENCH_INSTRUMENT"})
     # The driver (submitting, polling) logs warnings only; the workers log at --loglevel.
     os.environ["AGENTYARD_LOG_LEVEL"] = "WARNING"
@@ -388,15 +404,26 @@ def main() -> int:
         if args.instrument:
             _reset_instruments(orc)
 
-        print(f"throughput: {args.workflows} at once, each...")
+        print(f"throughput: {args.workflows} at once, each; {args.repeat} round(s), "
+              "celery then agentyard in each...")
         pids = [w.pid for w in workers]
-        tp_plain = throughput(plain, args.workflows, "tp", timeout, pids)
-        tp_yard = throughput(yard, args.workflows, "tp", timeout, pids)
+        rounds: dict[str, list[dict[str, Any]]] = {"celery": [], "agentyard": []}
+        for r in range(args.repeat):
+            rounds["celery"].append(throughput(plain, args.workflows, f"tp{r}", timeout, pids))
+            with _py_spy(pids if args.py_spy and r == 0 else [], logs):
+                rounds["agentyard"].append(throughput(yard, args.workflows, f"tp{r}", timeout, pids))
+            print(f"  round {r + 1}: celery {rounds['celery'][-1]['steps_per_s']} steps/s, "
+                  f"agentyard {rounds['agentyard'][-1]['steps_per_s']} steps/s")
+        tp_plain, tp_yard = _median_round(rounds["celery"]), _median_round(rounds["agentyard"])
+        counts: dict[str, Any] = {}
         if args.instrument:
-            counts = _collect_instruments(orc, logs, len(workers))
+            counts["throughput"] = _collect_instruments(orc, "throughput", len(workers))
+            _reset_instruments(orc)
         print(f"latency: {args.runs} one at a time, each...")
         lat_plain = latency(plain, args.runs, "lat", 60)
         lat_yard = latency(yard, args.runs, "lat", 60)
+        if args.instrument:
+            counts["latency"] = _collect_instruments(orc, "latency", len(workers))
         breakdown = step_breakdown(database_url, lat_yard.pop("ids"))
         lat_plain.pop("ids")
 
@@ -406,14 +433,19 @@ def main() -> int:
             "machine": {"cpu_cores": os.cpu_count(), "platform": platform.platform(),
                         "redis": _redis_server_version(args.redis_url),
                         **_versions(database_url)},
-            "config": {"worker_processes": args.processes, "threads_per_process": args.concurrency,
+            "config": {"workflows": args.workflows, "throughput_rounds": args.repeat,
+                       "latency_runs": args.runs, "worker_processes": args.processes, "threads_per_process": args.concurrency,
                        "pool": "threads", "worker_loglevel": args.loglevel,
                        "model": "offline:echo", "steps_per_workflow": STEPS,
                        "durability": "app defaults: acks_late, reject_on_worker_lost, "
                                      "prefetch_multiplier=1, PostgreSQL audit + outbox",
                        "instrumented": args.instrument},
             "throughput": {"agentyard": tp_yard, "celery": tp_plain,
-                           "ratio_agentyard_over_celery": round(ratio, 3)},
+                           "ratio_agentyard_over_celery": round(ratio, 3),
+                           "rounds": {k: [r["steps_per_s"] for r in v] for k, v in rounds.items()},
+                           "ratio_per_round": [round(y["steps_per_s"] / c["steps_per_s"], 3)
+                                               for y, c in zip(rounds["agentyard"],
+                                                               rounds["celery"], strict=True)]},
             "latency_light_load": {
                 "definition": "per-step latency = (worker-clock finish - client-clock submit) / 5, "
                               "one run at a time",
@@ -444,6 +476,29 @@ def main() -> int:
     return 0 if report else 1
 
 
+@contextlib.contextmanager
+def _py_spy(pids: list[int], logs: Path) -> Any:
+    """py-spy record on each pid for the duration of the block (active threads only)."""
+    import shutil
+    import signal
+    import subprocess
+
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spies = [subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+                               "--nonblocking", "--output", str(logs / f"py-spy-{pid}.txt")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for pid in pids]
+    if spies:
+        time.sleep(1.0)  # attached before the phase starts
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=30)
+
+
 def _check_queues(orc: Any, team: Any, count: int) -> None:
     """Every worker consumes the coordinator, agent and no-op queues: same processes for both."""
     replies = orc.celery.control.inspect(timeout=2.0).active_queues() or {}
@@ -460,10 +515,11 @@ def _reset_instruments(orc: Any) -> None:
     orc.celery.control.broadcast("bench_instrument_reset", reply=True, timeout=2.0)
 
 
-def _collect_instruments(orc: Any, logs: Path, count: int) -> dict[str, Any]:
+def _collect_instruments(orc: Any, phase: str, count: int) -> dict[str, Any]:
     from bench import instrument
 
-    replies = orc.celery.control.broadcast("bench_instrument_dump", reply=True, timeout=5.0) or []
+    replies = orc.celery.control.broadcast("bench_instrument_dump", arguments={"phase": phase},
+                                           reply=True, timeout=10.0) or []
     dumps = [payload for reply in replies for payload in reply.values()]
     if len(dumps) < count:
         print(f"warning: {len(dumps)} of {count} workers sent their instrument counts")
@@ -498,8 +554,20 @@ def _print(report: dict[str, Any]) -> None:
     goal = report["goal"]
     print(f"goal ratio >= {goal['ratio_at_least']}: {'met' if goal['met'] else 'NOT met'}")
     if "instrument" in report:
-        print("\nper task, in the throughput phase (worker-side counts):")
-        print(json.dumps(report["instrument"], indent=2))
+        _print_instrument(report["instrument"])
+
+
+def _print_instrument(phases: dict[str, Any]) -> None:
+    keys = [("tasks", "tasks"), ("task_ms_per_task", "wall ms"), ("task_cpu_ms_per_task", "cpu ms"),
+            ("sql_per_task", "SQL"), ("commits_per_task", "commits"),
+            ("pool_checkouts_per_task", "checkouts"), ("sql_ms_per_task", "SQL ms"),
+            ("publishes_per_task", "publishes"), ("publish_ms_per_task", "publish ms")]
+    for phase, tasks in phases.items():
+        print(f"\nper task, {phase} phase (worker-side; SQL excludes BEGIN and pool pre-ping):")
+        print(f"  {'task':32}" + "".join(f"{label:>11}" for _, label in keys))
+        for name, row in tasks.items():
+            print(f"  {name:32}" + "".join(f"{row.get(k, 0):>11.2f}" if k != "tasks"
+                                           else f"{row.get(k, 0):>11d}" for k, _ in keys))
 
 
 if __name__ == "__main__":

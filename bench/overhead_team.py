@@ -51,3 +51,8 @@ if os.environ.get("BENCH_INSTRUMENT"):
     from bench import instrument
 
     instrument.install(orc)
+
+if os.environ.get("BENCH_EXPERIMENT"):  # TEMPORARY
+    from bench import _experiments
+
+    _experiments.apply(orc)

@@ -25,6 +25,11 @@ from storage.models import MessageRow, utcnow
 log = structlog.get_logger(__name__)
 
 
+def task_id_for(message: AgentMessage, recipient: str) -> str:
+    """The Celery task id of ``message``'s copy for ``recipient``: the broker's view keys on it."""
+    return message.id if len(message.to) == 1 else f"{message.id}:{recipient}"
+
+
 class Bus:
     def __init__(self, app: Celery, database_url: str) -> None:
         self._app = app
@@ -80,6 +85,7 @@ class Bus:
                 kwargs={"envelope": message.encode()},
                 queue=route.queue,
                 priority=to_broker(message.priority),
+                task_id=task_id_for(message, recipient),
             )
 
     def publish(self, message: AgentMessage) -> None:

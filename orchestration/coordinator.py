@@ -116,13 +116,15 @@ class Coordinator:
             agent_id=step.ran_by,
             attempt=step.attempt,
         )
-        return request_step(
+        request = request_step(
             agent_id=step.ran_by,
             workflow_id=workflow.id,
             step_id=step.id,
             attempt=step.attempt,
             priority=workflow.priority,
         )
+        step.request_id = request.id
+        return request
 
     def _after_failed_attempt(self, step: StepRow, now: datetime) -> None:
         """Retry on the same agent, move to its fallback, or give up."""

@@ -1,20 +1,27 @@
 """The periodic sweep (run by beat): keeps workflows moving when a message or a worker is lost.
 
 - messages recorded but never routed (a crash between commit and publish) are routed;
-- attempts whose lease ran out (a worker died mid-step, or a request was never picked up) are
-  marked failed-and-retryable, and the coordinator is told;
-- steps whose retry is due get their workflow advanced.
-Every action goes through a compare-and-set, so two sweeps at once do no harm.
+- attempts whose lease ran out (a worker died mid-step) are marked failed-and-retryable;
+- requests the broker lost are marked the same way: a step dispatched a while ago whose agent
+  queue is empty and whose message no worker holds unacknowledged (kombu's Redis transport loses
+  a message popped by a worker that dies before recording it);
+- workflows with a retry that is due are advanced.
+Every change goes through a compare-and-set on the step row, so two sweeps at once do no harm,
+and each is followed by an ``advance`` so the coordinator decides what comes next.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bus.broker_view import BrokerView
 from bus.envelope import advance
 from bus.publisher import Bus
+from bus.routing import agent_queue
 from storage.db import session_scope
 from storage.models import StepRow, StepStatus, WorkflowRow, WorkflowStatus, utcnow
 from storage.settings import Settings
@@ -28,16 +35,24 @@ BATCH = 500
 
 class Maintenance:
     def __init__(
-        self, bus: Bus, settings: Settings, stranded_after_s: float = STRANDED_AFTER_S
+        self,
+        bus: Bus,
+        settings: Settings,
+        broker: BrokerView | None = None,
+        stranded_after_s: float = STRANDED_AFTER_S,
+        lost_after_s: float | None = None,
     ) -> None:
         self._bus = bus
         self._url = settings.effective_database_url
+        self._broker = broker
         self._stranded_after_s = stranded_after_s
+        self._lost_after_s = settings.lost_request_after_s if lost_after_s is None else lost_after_s
 
     def sweep(self) -> dict[str, int]:
         counts = {
             "stranded_messages": self._bus.route_stranded(self._stranded_after_s, BATCH),
             "expired_leases": self._expire_leases(),
+            "lost_requests": self._recover_lost_requests(),
             "due_retries": self._advance_due(),
         }
         if any(counts.values()):
@@ -46,7 +61,6 @@ class Maintenance:
 
     def _expire_leases(self) -> int:
         now = utcnow()
-        expired = 0
         with session_scope(self._url) as session:
             rows = session.exec(
                 select(StepRow, col(WorkflowRow.priority))
@@ -59,40 +73,80 @@ class Maintenance:
                 )
                 .limit(BATCH)
             ).all()
-        for step, priority in rows:
-            step_id, attempt, status, workflow_id = (
-                step.id,
-                step.attempt,
-                step.status,
-                step.workflow_id,
+        return sum(
+            self._fail_attempt(
+                step,
+                priority,
+                "lease_expired",
+                f"attempt {step.attempt} was {step.status} past its lease (worker lost?)",
             )
-            with session_scope(self._url) as session:
-                changed = session.exec(
-                    update(StepRow)
-                    .where(
-                        col(StepRow.id) == step_id,
-                        col(StepRow.attempt) == attempt,
-                        col(StepRow.status) == status,
-                    )
-                    .values(
-                        status=StepStatus.ATTEMPT_FAILED.value,
-                        error_kind="lease_expired",
-                        error=f"attempt {attempt} was {status} past its lease (worker lost?)",
-                        error_retryable=True,
-                        retry_after_s=0.0,
-                        lease_until=None,
-                    )
-                ).rowcount
-                if changed:
-                    notice = advance(
-                        sender=SENDER, workflow_id=workflow_id, priority=priority, step_id=step_id
-                    )
-                    self._bus.record(session, notice)
+            for step, priority in rows
+        )
+
+    def _recover_lost_requests(self) -> int:
+        if self._broker is None:
+            return 0
+        cutoff = utcnow() - timedelta(seconds=self._lost_after_s)
+        with session_scope(self._url) as session:
+            rows = session.exec(
+                select(StepRow, col(WorkflowRow.priority))
+                .join(WorkflowRow, col(WorkflowRow.id) == col(StepRow.workflow_id))
+                .where(
+                    StepRow.status == StepStatus.DISPATCHED.value,
+                    col(StepRow.dispatched_at) < cutoff,
+                )
+                .limit(BATCH)
+            ).all()
+        if not rows:
+            return 0
+        held = self._broker.unacked_task_ids()
+        empty_queues = {
+            agent
+            for agent in {step.ran_by or step.agent_id for step, _ in rows}
+            if self._broker.queue_depth(agent_queue(agent)) == 0
+        }
+        return sum(
+            self._fail_attempt(
+                step,
+                priority,
+                "message_lost",
+                f"the request for attempt {step.attempt} is neither queued nor held by a "
+                "worker (lost by the broker)",
+            )
+            for step, priority in rows
+            if (step.ran_by or step.agent_id) in empty_queues and step.request_id not in held
+        )
+
+    def _fail_attempt(self, step: StepRow, priority: int, kind: str, error: str) -> int:
+        """Mark one attempt failed-and-retryable if it is still where we saw it; tell the
+        coordinator. Returns 1 if this sweep made the change."""
+        notice = advance(
+            sender=SENDER, workflow_id=step.workflow_id, priority=priority, step_id=step.id
+        )
+        with session_scope(self._url) as session:
+            changed = session.exec(
+                update(StepRow)
+                .where(
+                    col(StepRow.id) == step.id,
+                    col(StepRow.attempt) == step.attempt,
+                    col(StepRow.status) == step.status,
+                )
+                .values(
+                    status=StepStatus.ATTEMPT_FAILED.value,
+                    error_kind=kind,
+                    error=error,
+                    error_retryable=True,
+                    retry_after_s=0.0,
+                    lease_until=None,
+                )
+            ).rowcount
             if changed:
-                expired += 1
-                log.warning("step.lease_expired", step_id=step_id, attempt=attempt, status=status)
-                self._bus.route([notice])
-        return expired
+                self._bus.record(session, notice)
+        if not changed:
+            return 0
+        log.warning(f"step.{kind}", step_id=step.id, attempt=step.attempt, status=step.status)
+        self._bus.route([notice])
+        return 1
 
     def _advance_due(self) -> int:
         now = utcnow()

@@ -14,6 +14,7 @@ import structlog
 from celery import Celery
 
 from bus import priorities
+from bus.broker_view import BrokerView
 from bus.envelope import advance
 from bus.publisher import Bus
 from orchestration.coordinator import Coordinator
@@ -26,6 +27,7 @@ from orchestration.team import Team
 from storage.db import migrate, session_scope
 from storage.errors import InvalidRequest, RunNotFound
 from storage.models import StepRow, WorkflowRow
+from storage.redis_client import redis_for
 from storage.settings import Settings
 from workers.celery_app import make_celery
 from workers.logging import configure_logging
@@ -114,7 +116,7 @@ class Orchestrator:
     def maintenance(self) -> Maintenance:
         if self._maintenance is None:
             self.ensure_ready()
-            self._maintenance = Maintenance(self.bus, self.settings)
+            self._maintenance = Maintenance(self.bus, self.settings, self._broker_view())
         return self._maintenance
 
     def close(self) -> None:
@@ -125,6 +127,13 @@ class Orchestrator:
             self._runner = None
         if self._celery is not None:
             self._celery.close()
+
+    def _broker_view(self) -> BrokerView | None:
+        """The broker's contents, when the broker is Redis (the lost-request check needs it)."""
+        broker = self.settings.effective_broker_url or ""
+        if not broker.startswith(("redis://", "rediss://")):
+            return None
+        return BrokerView(redis_for(broker), self.settings.redis_key_prefix)
 
     def _run_step(self, message: Any) -> None:
         self.step_runner().run(message)

@@ -96,6 +96,9 @@ class StepRow(SQLModel, table=True):
     )
     status: str = Field(default=StepStatus.PENDING.value, max_length=32)
     attempt: int = Field(default=0, description="Attempts dispatched so far; 1 for the first.")
+    request_id: str | None = Field(
+        default=None, max_length=36, description="The message carrying the current attempt."
+    )
     agent_attempt: int = Field(default=0, description="Attempts on the agent in `ran_by`.")
     input: str | None = Field(default=None, sa_column=Column(Text))
     output: str | None = Field(default=None, sa_column=Column(Text))

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     dispatch_timeout_s: float = Field(
         default=3600.0, description="A dispatched step nobody started by then is dispatched again."
     )
+    lost_request_after_s: float = Field(
+        default=30.0,
+        description="A request dispatched this long ago, with its queue empty and no worker "
+        "holding it, was lost by the broker and is dispatched again.",
+    )
     sweep_interval_s: float = Field(default=5.0, description="Period of the maintenance sweep.")
     max_input_chars: int = Field(default=100_000, description="Largest workflow input accepted.")
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 19:46:21.613494
+Create Date: 2026-11-23 20:09:41.722221
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
 
 revision = '0001'
 down_revision = None
@@ -95,6 +96,7 @@ def upgrade() -> None:
     sa.Column('ran_by', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('request_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
     sa.Column('agent_attempt', sa.Integer(), nullable=False),
     sa.Column('input', sa.Text(), nullable=True),
     sa.Column('output', sa.Text(), nullable=True),

@@ -1,0 +1,49 @@
+"""What the Redis broker holds right now, read the way kombu's Redis transport lays it out.
+
+A queue is one Redis list per priority band: ``<queue>`` for band 0 and ``<queue>:<band>`` for
+the others (separator ``:``, steps 0..9); messages a worker took but has not acknowledged sit in
+the ``unacked`` hash. Every key carries the configured prefix. Used to tell a request that is
+still waiting from one the broker lost (popped by a worker that died before recording it as
+unacknowledged: a window kombu's Redis transport cannot close), and for queue-depth metrics.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from bus.priorities import PRIORITY_STEPS
+
+UNACKED_KEY = "unacked"
+SEP = ":"
+
+
+class BrokerView:
+    def __init__(self, client: redis.Redis, prefix: str = "") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}{name}"
+
+    def band_keys(self, queue: str) -> list[str]:
+        return [self._key(queue if band == 0 else f"{queue}{SEP}{band}") for band in PRIORITY_STEPS]
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting in ``queue``, all priority bands summed."""
+        pipe = self._client.pipeline(transaction=False)
+        for key in self.band_keys(queue):
+            pipe.llen(key)
+        return sum(int(n) for n in pipe.execute())
+
+    def unacked_task_ids(self) -> set[str]:
+        """Task ids of the messages workers hold without having acknowledged them."""
+        ids: set[str] = set()
+        for raw in self._client.hvals(self._key(UNACKED_KEY)):
+            try:
+                payload = json.loads(raw)[0]
+                ids.add(str(payload["headers"]["id"]))
+            except (ValueError, LookupError, TypeError):
+                continue  # not a Celery message: none of ours
+        return ids

@@ -1,0 +1,129 @@
+"""A worker SIGKILLed mid-step delays its workflows; it never loses them or pays twice.
+
+Three ways back: a step the worker had claimed comes back when its lease runs out (the sweep);
+a message it had received but not started comes back from the broker after the visibility
+timeout; a message it had popped but not yet recorded (lost by the broker) is found missing by
+the sweep and dispatched again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, func, select
+
+from orchestration import Orchestrator, WorkflowStatus
+from storage.db import session_scope
+from storage.models import StepRow, TraceRow
+from tests.system.test_worker_processes import ROOT, TEAM
+from workers.processes import WorkerProcess, wait_for_workers
+
+pytestmark = [pytest.mark.integration, pytest.mark.system]
+
+
+@pytest.fixture
+def env(server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    fast = {
+        **server_env,
+        "SAMPLE_TEAM_MODEL": "offline:slow?latency=1.5",
+        "SAMPLE_TEAM_TIMEOUT_S": "3",
+        "AGENTYARD_LEASE_MARGIN_S": "1",
+        "AGENTYARD_SWEEP_INTERVAL_S": "0.5",
+        # A message the killed worker had received but not started comes back after the
+        # visibility timeout: short here so that the test sees it happen.
+        "AGENTYARD_VISIBILITY_TIMEOUT_S": "8",
+        "AGENTYARD_TASK_TIME_LIMIT_S": "6",
+        # A message the killed worker had popped but not yet recorded is lost by the broker:
+        # the sweep finds it missing and dispatches the step again.
+        "AGENTYARD_LOST_REQUEST_AFTER_S": "3",
+    }
+    for name, value in fast.items():
+        monkeypatch.setenv(name, value)
+    return fast
+
+
+@pytest.fixture
+def orc(env: dict[str, str]) -> Orchestrator:
+    import importlib
+
+    import tests.system.sample_team as module
+
+    return importlib.reload(module).orc
+
+
+def _running_steps(orc: Orchestrator) -> int:
+    with session_scope(orc.database_url) as session:
+        return int(
+            session.exec(
+                select(func.count()).select_from(StepRow).where(StepRow.status == "running")
+            ).one()
+        )
+
+
+def _dump(orc: Orchestrator, tmp_path: Path) -> None:
+    with session_scope(orc.database_url) as session:
+        for step in session.exec(select(StepRow).order_by(col(StepRow.workflow_id))).all():
+            print(
+                step.workflow_id[:8],
+                step.position,
+                step.status,
+                step.attempt,
+                step.error_kind,
+                step.lease_until,
+                step.due_at,
+            )
+    for log in tmp_path.glob("*.log"):
+        print("=====", log.name)
+        print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+
+
+def test_a_killed_agent_worker_loses_no_workflow_and_no_step_is_paid_twice(
+    orc: Orchestrator, env: dict[str, str], tmp_path: Path
+) -> None:
+    def worker(name: str, *args: str) -> WorkerProcess:
+        return WorkerProcess(
+            TEAM, *args, "--name", name, env=env, cwd=ROOT, log_path=tmp_path / f"{name}.log"
+        )
+
+    coordinator = worker("coordinator", "--coordinator", "--beat", "--concurrency", "4").start()
+    doomed = worker("doomed", "--all-agents", "--concurrency", "8").start()
+    survivor: WorkerProcess | None = None
+    try:
+        wait_for_workers(orc.celery, 2, processes=[coordinator, doomed])
+        runs = [orc.submit("research", f"topic {i}") for i in range(4)]
+
+        # Given steps in the middle of their model calls
+        deadline = time.monotonic() + 30
+        while _running_steps(orc) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _running_steps(orc) >= 2
+        # When their worker is killed without warning, and another one comes up
+        doomed.kill()
+        survivor = worker("survivor", "--all-agents", "--concurrency", "8").start()
+
+        # Then every workflow still finishes
+        try:
+            results = [run.wait(timeout=60) for run in runs]
+        except Exception:
+            _dump(orc, tmp_path)
+            raise
+    finally:
+        for process in (survivor, doomed, coordinator):
+            if process is not None:
+                process.stop()
+
+    assert [r.status for r in results] == [WorkflowStatus.SUCCEEDED] * 4
+    assert any(step.attempt > 1 for r in results for step in r.steps)
+    with session_scope(orc.database_url) as session:
+        ids = [r.id for r in results]
+        succeeded_calls = session.exec(
+            select(TraceRow.step_id, func.count())
+            .where(col(TraceRow.workflow_id).in_(ids), TraceRow.outcome == "succeeded")
+            .group_by(col(TraceRow.step_id))
+        ).all()
+    # exactly one successful model call per step: the killed attempts never completed, and the
+    # redelivered stale messages were turned away by the claim
+    assert len(succeeded_calls) == 12
+    assert all(count == 1 for _, count in succeeded_calls)
