@@ -40,10 +40,14 @@ class Coordinator:
         self._backoff = backoff or Backoff()
 
     def advance(self, workflow_id: str) -> None:
+        with structlog.contextvars.bound_contextvars(workflow_id=workflow_id):
+            self._advance(workflow_id)
+
+    def _advance(self, workflow_id: str) -> None:
         with session_scope(self._url) as session:
             workflow = self._lock(session, workflow_id)
             if workflow is None:
-                log.warning("coordinator.unknown_workflow", workflow_id=workflow_id)
+                log.warning("coordinator.unknown_workflow")
                 return
             if WorkflowStatus(workflow.status).finished:
                 return
@@ -61,7 +65,6 @@ class Coordinator:
         if outcome.finished is not None:
             log.info(
                 "workflow.finished",
-                workflow_id=workflow_id,
                 status=outcome.finished.value,
                 cost_usd=workflow.cost_micro / 1e6,
             )
@@ -111,7 +114,6 @@ class Coordinator:
             workflow.status = WorkflowStatus.RUNNING.value
         log.info(
             "step.dispatched",
-            workflow_id=workflow.id,
             step_id=step.id,
             agent_id=step.ran_by,
             attempt=step.attempt,
