@@ -52,8 +52,10 @@ def install(orc: Any) -> None:
     def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         started = conn.info["bench_t"].pop()
         verb = statement.lstrip().split(None, 1)[0].lower()
-        _add(_task(), **{"sql": 1, f"sql_{verb}": 1,
-                         "sql_ms": (time.perf_counter() - started) * 1000})
+        _add(
+            _task(),
+            **{"sql": 1, f"sql_{verb}": 1, "sql_ms": (time.perf_counter() - started) * 1000},
+        )
 
     @event.listens_for(Engine, "commit")
     def _commit(conn: Any) -> None:
@@ -88,8 +90,12 @@ def install(orc: Any) -> None:
             _local.profile.disable()
             with _lock:
                 _profiles[_task()].append(_local.profile)
-        _add(_task(), tasks=1, task_ms=(time.perf_counter() - wall) * 1000,
-             task_cpu_ms=(time.thread_time() - cpu) * 1000)
+        _add(
+            _task(),
+            tasks=1,
+            task_ms=(time.perf_counter() - wall) * 1000,
+            task_cpu_ms=(time.thread_time() - cpu) * 1000,
+        )
         _local.task = None
 
     @control_command()  # type: ignore[misc]
@@ -110,7 +116,9 @@ def install(orc: Any) -> None:
                 stats = pstats.Stats(ps[0])
                 for more in ps[1:]:
                     stats.add(more)
-                stats.dump_stats(os.path.join(directory, f"cprofile-{phase}-{task}-{os.getpid()}.pstats"))
+                stats.dump_stats(
+                    os.path.join(directory, f"cprofile-{phase}-{task}-{os.getpid()}.pstats")
+                )
         return {"pid": os.getpid(), "cpu_s": time.process_time(), "counts": data}
 
 
@@ -124,7 +132,8 @@ def merge(dumps: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for task, row in sorted(total.items()):
         n = row.get("tasks") or 1
-        out[task] = {"tasks": int(row.get("tasks", 0)),
-                     **{f"{k}_per_task": round(v / n, 3) for k, v in sorted(row.items())
-                        if k != "tasks"}}
+        out[task] = {
+            "tasks": int(row.get("tasks", 0)),
+            **{f"{k}_per_task": round(v / n, 3) for k, v in sorted(row.items()) if k != "tasks"},
+        }
     return out

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -47,27 +48,48 @@ GOAL_RATIO = 0.5
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workflows", type=int, default=200, help="N for the throughput phase")
-    p.add_argument("--repeat", type=int, default=3,
-                   help="throughput rounds (each: celery, then agentyard); the median is reported")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="throughput rounds (each: celery, then agentyard); the median is reported",
+    )
     p.add_argument("--runs", type=int, default=20, help="sequential runs for the latency phase")
-    p.add_argument("--warmup", type=int, default=10, help="workflows and chains run first, unmeasured")
+    p.add_argument(
+        "--warmup", type=int, default=10, help="workflows and chains run first, unmeasured"
+    )
     p.add_argument("--processes", type=int, default=2, help="worker processes")
     p.add_argument("--concurrency", type=int, default=4, help="threads per worker process")
     p.add_argument("--loglevel", default="INFO", help="of the workers (Celery and agentyard)")
-    p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    p.add_argument("--postgres-url", default=os.environ.get(
-        "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-        help="an existing database to connect to; the bench creates and drops its own next to it")
+    p.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="an existing database to connect to; the bench creates and drops its own next to it",
+    )
     p.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
-    p.add_argument("--instrument", action="store_true",
-                   help="count DB round trips, commits and broker sends per task in the workers "
-                        "(adds a little overhead; prints a breakdown)")
-    p.add_argument("--cprofile", action="store_true",
-                   help="with --instrument: cProfile every task body on the thread CPU clock "
-                        "(bench/results/logs/cprofile-<phase>-<task>-<pid>.pstats)")
-    p.add_argument("--py-spy", action="store_true",
-                   help="sample the workers with py-spy during the agentyard throughput phase "
-                        "(collapsed stacks in bench/results/logs/py-spy-<pid>.txt)")
+    p.add_argument(
+        "--instrument",
+        action="store_true",
+        help="count DB round trips, commits and broker sends per task in the workers "
+        "(adds a little overhead; prints a breakdown)",
+    )
+    p.add_argument(
+        "--cprofile",
+        action="store_true",
+        help="with --instrument: cProfile every task body on the thread CPU clock "
+        "(bench/results/logs/cprofile-<phase>-<task>-<pid>.pstats)",
+    )
+    p.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample the workers with py-spy during the agentyard throughput phase "
+        "(collapsed stacks in bench/results/logs/py-spy-<pid>.txt)",
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "overhead.json")
     return p.parse_args()
 
@@ -141,8 +163,9 @@ class Agentyard:
 
         with session_scope(self.orc.database_url) as session:
             rows = session.exec(
-                select(WorkflowRow.id, WorkflowRow.status, WorkflowRow.finished_at)
-                .where(col(WorkflowRow.id).in_(ids), col(WorkflowRow.finished_at).is_not(None))
+                select(WorkflowRow.id, WorkflowRow.status, WorkflowRow.finished_at).where(
+                    col(WorkflowRow.id).in_(ids), col(WorkflowRow.finished_at).is_not(None)
+                )
             ).all()
         failed = [i for i, status, _ in rows if status != "succeeded"]
         if failed:
@@ -151,7 +174,7 @@ class Agentyard:
 
 
 class PlainCelery:
-    """N ``celery.chain`` of five ``bench.noop``; the last task appends its finish time to a list."""
+    """N ``celery.chain`` of five ``bench.noop``; the last task records its finish time."""
 
     label = "celery"
 
@@ -174,7 +197,9 @@ class PlainCelery:
         pipe = self._redis.pipeline(transaction=False)
         for mark in ids:
             pipe.lindex(mark, 0)
-        return {mark: float(t) for mark, t in zip(ids, pipe.execute(), strict=True) if t is not None}
+        return {
+            mark: float(t) for mark, t in zip(ids, pipe.execute(), strict=True) if t is not None
+        }
 
 
 def _wait(workload: Any, ids: list[str], timeout_s: float, poll_s: float) -> dict[str, float]:
@@ -184,19 +209,21 @@ def _wait(workload: Any, ids: list[str], timeout_s: float, poll_s: float) -> dic
     while pending:
         # Only ask about what is still pending (in slices: an IN list of hundreds is fine).
         for start in range(0, len(pending), 500):
-            done |= workload.finished(pending[start:start + 500])
+            done |= workload.finished(pending[start : start + 500])
         pending = [i for i in pending if i not in done]
         if not pending:
             break
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{workload.label}: {len(pending)} of {len(ids)} unfinished "
-                               f"after {timeout_s}s")
+            raise TimeoutError(
+                f"{workload.label}: {len(pending)} of {len(ids)} unfinished after {timeout_s}s"
+            )
         time.sleep(poll_s)
     return done
 
 
-def throughput(workload: Any, n: int, tag: str, timeout_s: float,
-               worker_pids: list[int] | None = None) -> dict[str, Any]:
+def throughput(
+    workload: Any, n: int, tag: str, timeout_s: float, worker_pids: list[int] | None = None
+) -> dict[str, Any]:
     cpu_before = cpu_snapshot(worker_pids or [])
     started = time.time()
     ids = [workload.submit(f"{tag}-{i}") for i in range(n)]
@@ -296,10 +323,13 @@ def step_breakdown(database_url: str, ids: list[str]) -> dict[str, float]:
     with session_scope(database_url) as session:
         for workflow_id in ids:
             workflow = session.get_one(WorkflowRow, workflow_id)
-            steps = session.exec(select(StepRow).where(StepRow.workflow_id == workflow_id)
-                                 .order_by(col(StepRow.position))).all()
+            steps = session.exec(
+                select(StepRow)
+                .where(StepRow.workflow_id == workflow_id)
+                .order_by(col(StepRow.position))
+            ).all()
             first.append((steps[0].dispatched_at - workflow.created_at).total_seconds())
-            for a, b in zip(steps, steps[1:], strict=False):
+            for a, b in itertools.pairwise(steps):
                 hop.append((b.dispatched_at - a.finished_at).total_seconds())
             for s in steps:
                 queue.append((s.started_at - s.dispatched_at).total_seconds())
@@ -329,9 +359,14 @@ def _versions(database_url: str) -> dict[str, str]:
 
     with engine_for(database_url).connect() as connection:
         pg = connection.execute(text("SHOW server_version")).scalar_one()
-    return {"python": platform.python_version(), "celery": celery.__version__,
-            "kombu": kombu.__version__, "redis-py": redis.__version__,
-            "sqlalchemy": sqlalchemy.__version__, "postgresql": str(pg)}
+    return {
+        "python": platform.python_version(),
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+        "redis-py": redis.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "postgresql": str(pg),
+    }
 
 
 def _redis_server_version(redis_url: str) -> str:
@@ -349,7 +384,38 @@ def main() -> int:
     run_id = uuid.uuid4().hex[:8]
     prefix = f"bench-{run_id}:"
     db_name = f"agentyard_bench_{run_id}"
+    if args.cprofile:
+        args.instrument = True
     database_url = _create_database(args.postgres_url, db_name)
+    workers: list[Any] = []
+    report: dict[str, Any] = {}
+    try:
+        report = _run(args, run_id, prefix, db_name, database_url, workers)
+    finally:
+        for worker in workers:
+            worker.stop(grace_s=15)
+        from storage.db import engine_for
+
+        with contextlib.suppress(Exception):
+            engine_for(database_url).dispose()
+        deleted = _delete_keys(args.redis_url, prefix)
+        if args.keep_db:
+            print(f"kept database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
+        else:
+            _drop_database(args.postgres_url, db_name)
+            print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
+    return 0 if report else 1
+
+
+def _run(
+    args: argparse.Namespace,
+    run_id: str,
+    prefix: str,
+    db_name: str,
+    database_url: str,
+    workers: list[Any],
+) -> dict[str, Any]:
+    """Start the workers (appended to ``workers`` for the caller to stop), measure, report."""
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("worker-*.log"):
@@ -376,104 +442,126 @@ def main() -> int:
     from workers.processes import WorkerProcess, wait_for_workers
 
     orc = team.orc
-    workers = [
-        WorkerProcess("bench.overhead_team:orc", "--all-agents", "--coordinator",
-                      "--pool", "threads", "--concurrency", str(args.concurrency),
-                      "--name", f"bench{i}", "--loglevel", args.loglevel,
-                      env=env, cwd=ROOT, log_path=logs / f"worker-{i}.log")
+    workers += [
+        WorkerProcess(
+            "bench.overhead_team:orc",
+            "--all-agents",
+            "--coordinator",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(args.concurrency),
+            "--name",
+            f"bench{i}",
+            "--loglevel",
+            args.loglevel,
+            env=env,
+            cwd=ROOT,
+            log_path=logs / f"worker-{i}.log",
+        )
         for i in range(args.processes)
     ]
     print(f"bench run {run_id}: database {db_name}, redis key prefix {prefix!r}")
-    print(f"{args.processes} worker process(es) x {args.concurrency} threads, each serving "
-          f"coordinator + {len(team.AGENTS)} agent queues + {team.NOOP_QUEUE}; "
-          f"{os.cpu_count()} CPU core(s)")
-    report: dict[str, Any] = {}
-    try:
-        orc.ensure_ready()
-        for worker in workers:
-            worker.start()
-        wait_for_workers(orc.celery, len(workers), timeout_s=90, processes=workers)
-        _check_queues(orc, team, len(workers))
+    print(
+        f"{args.processes} worker process(es) x {args.concurrency} threads, each serving "
+        f"coordinator + {len(team.AGENTS)} agent queues + {team.NOOP_QUEUE}; "
+        f"{os.cpu_count()} CPU core(s)"
+    )
+    orc.ensure_ready()
+    for worker in workers:
+        worker.start()
+    wait_for_workers(orc.celery, len(workers), timeout_s=90, processes=workers)
+    _check_queues(orc, team, len(workers))
 
-        yard = Agentyard(team)
-        plain = PlainCelery(team, args.redis_url, prefix)
-        timeout = max(120.0, args.workflows * 2.0)
-        print(f"warm-up: {args.warmup} workflows and {args.warmup} chains...")
-        for workload in (plain, yard):
-            throughput(workload, args.warmup, "warmup", timeout)
-        if args.instrument:
-            _reset_instruments(orc)
+    yard = Agentyard(team)
+    plain = PlainCelery(team, args.redis_url, prefix)
+    timeout = max(120.0, args.workflows * 2.0)
+    print(f"warm-up: {args.warmup} workflows and {args.warmup} chains...")
+    for workload in (plain, yard):
+        throughput(workload, args.warmup, "warmup", timeout)
+    if args.instrument:
+        _reset_instruments(orc)
 
-        print(f"throughput: {args.workflows} at once, each; {args.repeat} round(s), "
-              "celery then agentyard in each...")
-        pids = [w.pid for w in workers]
-        rounds: dict[str, list[dict[str, Any]]] = {"celery": [], "agentyard": []}
-        for r in range(args.repeat):
-            rounds["celery"].append(throughput(plain, args.workflows, f"tp{r}", timeout, pids))
-            with _py_spy(pids if args.py_spy and r == 0 else [], logs):
-                rounds["agentyard"].append(throughput(yard, args.workflows, f"tp{r}", timeout, pids))
-            print(f"  round {r + 1}: celery {rounds['celery'][-1]['steps_per_s']} steps/s, "
-                  f"agentyard {rounds['agentyard'][-1]['steps_per_s']} steps/s")
-        tp_plain, tp_yard = _median_round(rounds["celery"]), _median_round(rounds["agentyard"])
-        counts: dict[str, Any] = {}
-        if args.instrument:
-            counts["throughput"] = _collect_instruments(orc, "throughput", len(workers))
-            _reset_instruments(orc)
-        print(f"latency: {args.runs} one at a time, each...")
-        lat_plain = latency(plain, args.runs, "lat", 60)
-        lat_yard = latency(yard, args.runs, "lat", 60)
-        if args.instrument:
-            counts["latency"] = _collect_instruments(orc, "latency", len(workers))
-        breakdown = step_breakdown(database_url, lat_yard.pop("ids"))
-        lat_plain.pop("ids")
+    print(
+        f"throughput: {args.workflows} at once, each; {args.repeat} round(s), "
+        "celery then agentyard in each..."
+    )
+    pids = [w.pid for w in workers]
+    rounds: dict[str, list[dict[str, Any]]] = {"celery": [], "agentyard": []}
+    for r in range(args.repeat):
+        rounds["celery"].append(throughput(plain, args.workflows, f"tp{r}", timeout, pids))
+        with _py_spy(pids if args.py_spy and r == 0 else [], logs):
+            rounds["agentyard"].append(throughput(yard, args.workflows, f"tp{r}", timeout, pids))
+        print(
+            f"  round {r + 1}: celery {rounds['celery'][-1]['steps_per_s']} steps/s, "
+            f"agentyard {rounds['agentyard'][-1]['steps_per_s']} steps/s"
+        )
+    tp_plain, tp_yard = _median_round(rounds["celery"]), _median_round(rounds["agentyard"])
+    counts: dict[str, Any] = {}
+    if args.instrument:
+        counts["throughput"] = _collect_instruments(orc, "throughput", len(workers))
+        _reset_instruments(orc)
+    print(f"latency: {args.runs} one at a time, each...")
+    lat_plain = latency(plain, args.runs, "lat", 60)
+    lat_yard = latency(yard, args.runs, "lat", 60)
+    if args.instrument:
+        counts["latency"] = _collect_instruments(orc, "latency", len(workers))
+    breakdown = step_breakdown(database_url, lat_yard.pop("ids"))
+    lat_plain.pop("ids")
 
-        ratio = tp_yard["steps_per_s"] / tp_plain["steps_per_s"]
-        report = {
-            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpu_cores": os.cpu_count(), "platform": platform.platform(),
-                        "redis": _redis_server_version(args.redis_url),
-                        **_versions(database_url)},
-            "config": {"workflows": args.workflows, "throughput_rounds": args.repeat,
-                       "latency_runs": args.runs, "worker_processes": args.processes, "threads_per_process": args.concurrency,
-                       "pool": "threads", "worker_loglevel": args.loglevel,
-                       "model": "offline:echo", "steps_per_workflow": STEPS,
-                       "durability": "app defaults: acks_late, reject_on_worker_lost, "
-                                     "prefetch_multiplier=1, PostgreSQL audit + outbox",
-                       "instrumented": args.instrument},
-            "throughput": {"agentyard": tp_yard, "celery": tp_plain,
-                           "ratio_agentyard_over_celery": round(ratio, 3),
-                           "rounds": {k: [r["steps_per_s"] for r in v] for k, v in rounds.items()},
-                           "ratio_per_round": [round(y["steps_per_s"] / c["steps_per_s"], 3)
-                                               for y, c in zip(rounds["agentyard"],
-                                                               rounds["celery"], strict=True)]},
-            "latency_light_load": {
-                "definition": "per-step latency = (worker-clock finish - client-clock submit) / 5, "
-                              "one run at a time",
-                "agentyard": lat_yard, "celery": lat_plain,
-                "agentyard_step_breakdown_p50": breakdown,
-            },
-            "goal": {"ratio_at_least": GOAL_RATIO, "met": ratio >= GOAL_RATIO},
-        }
-        if args.instrument:
-            report["instrument"] = counts
-        _print(report)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
-    finally:
-        for worker in workers:
-            worker.stop(grace_s=15)
-        from storage.db import engine_for
-
-        with contextlib.suppress(Exception):
-            engine_for(database_url).dispose()
-        deleted = _delete_keys(args.redis_url, prefix)
-        if args.keep_db:
-            print(f"kept database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
-        else:
-            _drop_database(args.postgres_url, db_name)
-            print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
-    return 0 if report else 1
+    ratio = tp_yard["steps_per_s"] / tp_plain["steps_per_s"]
+    report = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "redis": _redis_server_version(args.redis_url),
+            **_versions(database_url),
+        },
+        "config": {
+            "workflows": args.workflows,
+            "throughput_rounds": args.repeat,
+            "latency_runs": args.runs,
+            "worker_processes": args.processes,
+            "threads_per_process": args.concurrency,
+            "pool": "threads",
+            "worker_loglevel": args.loglevel,
+            "model": "offline:echo",
+            "steps_per_workflow": STEPS,
+            "durability": "app defaults: acks_late, reject_on_worker_lost, "
+            "prefetch_multiplier=1, PostgreSQL audit + outbox",
+            "instrumented": args.instrument,
+        },
+        "throughput": {
+            "note": "cpu_s / cpu_ms_per_step: CPU used during the phase by the bench's worker "
+            "processes, by every postgres and redis-server process, by this driver (submits and "
+            "polls), and by the whole machine (other load included)",
+            "agentyard": tp_yard,
+            "celery": tp_plain,
+            "ratio_agentyard_over_celery": round(ratio, 3),
+            "rounds": {k: [r["steps_per_s"] for r in v] for k, v in rounds.items()},
+            "ratio_per_round": [
+                round(y["steps_per_s"] / c["steps_per_s"], 3)
+                for y, c in zip(rounds["agentyard"], rounds["celery"], strict=True)
+            ],
+        },
+        "latency_light_load": {
+            "definition": "per-step latency = (worker-clock finish - client-clock submit) / 5, "
+            "one run at a time",
+            "agentyard": lat_yard,
+            "celery": lat_plain,
+            "agentyard_step_breakdown_p50": breakdown,
+        },
+        "goal": {"ratio_at_least": GOAL_RATIO, "met": ratio >= GOAL_RATIO},
+    }
+    if args.instrument:
+        report["instrument"] = counts
+    _print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
+    print(f"\nwrote {shown}")
+    return report
 
 
 @contextlib.contextmanager
@@ -484,10 +572,26 @@ def _py_spy(pids: list[int], logs: Path) -> Any:
     import subprocess
 
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    spies = [subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
-                               "--nonblocking", "--output", str(logs / f"py-spy-{pid}.txt")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for pid in pids]
+    spies = [
+        subprocess.Popen(
+            [
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(logs / f"py-spy-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
     if spies:
         time.sleep(1.0)  # attached before the phase starts
     try:
@@ -518,8 +622,12 @@ def _reset_instruments(orc: Any) -> None:
 def _collect_instruments(orc: Any, phase: str, count: int) -> dict[str, Any]:
     from bench import instrument
 
-    replies = orc.celery.control.broadcast("bench_instrument_dump", arguments={"phase": phase},
-                                           reply=True, timeout=10.0) or []
+    replies = (
+        orc.celery.control.broadcast(
+            "bench_instrument_dump", arguments={"phase": phase}, reply=True, timeout=10.0
+        )
+        or []
+    )
     dumps = [payload for reply in replies for payload in reply.values()]
     if len(dumps) < count:
         print(f"warning: {len(dumps)} of {count} workers sent their instrument counts")
@@ -533,24 +641,38 @@ def _print(report: dict[str, Any]) -> None:
     ly, lc = lat["agentyard"], lat["celery"]
     cfg = report["config"]
     print()
-    print(f"{cfg['worker_processes']} worker processes x {cfg['threads_per_process']} threads, "
-          f"{report['machine']['cpu_cores']} cores; full durability (app defaults)")
+    print(
+        f"{cfg['worker_processes']} worker processes x {cfg['threads_per_process']} threads, "
+        f"{report['machine']['cpu_cores']} cores; full durability (app defaults)"
+    )
     print(f"{'':34}{'agentyard':>12}{'celery':>12}{'ratio':>9}")
-    print(f"{'throughput, steps/s':34}{y['steps_per_s']:>12.1f}{c['steps_per_s']:>12.1f}"
-          f"{tp['ratio_agentyard_over_celery']:>9.3f}")
+    print(
+        f"{'throughput, steps/s':34}{y['steps_per_s']:>12.1f}{c['steps_per_s']:>12.1f}"
+        f"{tp['ratio_agentyard_over_celery']:>9.3f}"
+    )
     print(f"{'  (N at once, elapsed s)':34}{y['elapsed_s']:>12.2f}{c['elapsed_s']:>12.2f}")
     print(f"{'  (of which submitting, s)':34}{y['submit_s']:>12.2f}{c['submit_s']:>12.2f}")
+    labels = {"machine_busy": "whole machine"}
     for group in ("workers", "postgres", "redis", "driver", "machine_busy"):
         if group in y.get("cpu_ms_per_step", {}):
-            print(f"{'  CPU ms per step, ' + group:34}{y['cpu_ms_per_step'][group]:>12.2f}"
-                  f"{c['cpu_ms_per_step'][group]:>12.2f}")
-    print(f"{'latency per step p50, ms':34}{ly['p50_step_ms']:>12.2f}{lc['p50_step_ms']:>12.2f}"
-          f"{ly['p50_step_ms'] / lc['p50_step_ms']:>8.1f}x")
+            print(
+                f"{'  CPU ms/step, ' + labels.get(group, group):34}"
+                f"{y['cpu_ms_per_step'][group]:>12.2f}"
+                f"{c['cpu_ms_per_step'][group]:>12.2f}"
+            )
+    print(
+        f"{'latency per step p50, ms':34}{ly['p50_step_ms']:>12.2f}{lc['p50_step_ms']:>12.2f}"
+        f"{ly['p50_step_ms'] / lc['p50_step_ms']:>8.1f}x"
+    )
     print(f"{'latency per step p90, ms':34}{ly['p90_step_ms']:>12.2f}{lc['p90_step_ms']:>12.2f}")
     print(f"  per-step latency = (finish - submit) / {STEPS}, {ly['runs']} runs one at a time")
-    print("agentyard step, p50 (ms): " + ", ".join(
-        f"{k.removesuffix('_ms').replace('_', ' ')} {v}"
-        for k, v in lat["agentyard_step_breakdown_p50"].items()))
+    print(
+        "agentyard step, p50 (ms): "
+        + ", ".join(
+            f"{k.removesuffix('_ms').replace('_', ' ')} {v}"
+            for k, v in lat["agentyard_step_breakdown_p50"].items()
+        )
+    )
     goal = report["goal"]
     print(f"goal ratio >= {goal['ratio_at_least']}: {'met' if goal['met'] else 'NOT met'}")
     if "instrument" in report:
@@ -558,16 +680,28 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def _print_instrument(phases: dict[str, Any]) -> None:
-    keys = [("tasks", "tasks"), ("task_ms_per_task", "wall ms"), ("task_cpu_ms_per_task", "cpu ms"),
-            ("sql_per_task", "SQL"), ("commits_per_task", "commits"),
-            ("pool_checkouts_per_task", "checkouts"), ("sql_ms_per_task", "SQL ms"),
-            ("publishes_per_task", "publishes"), ("publish_ms_per_task", "publish ms")]
+    keys = [
+        ("tasks", "tasks"),
+        ("task_ms_per_task", "wall ms"),
+        ("task_cpu_ms_per_task", "cpu ms"),
+        ("sql_per_task", "SQL"),
+        ("commits_per_task", "commits"),
+        ("pool_checkouts_per_task", "checkouts"),
+        ("sql_ms_per_task", "SQL ms"),
+        ("publishes_per_task", "publishes"),
+        ("publish_ms_per_task", "publish ms"),
+    ]
     for phase, tasks in phases.items():
         print(f"\nper task, {phase} phase (worker-side; SQL excludes BEGIN and pool pre-ping):")
         print(f"  {'task':32}" + "".join(f"{label:>11}" for _, label in keys))
         for name, row in tasks.items():
-            print(f"  {name:32}" + "".join(f"{row.get(k, 0):>11.2f}" if k != "tasks"
-                                           else f"{row.get(k, 0):>11d}" for k, _ in keys))
+            print(
+                f"  {name:32}"
+                + "".join(
+                    f"{row.get(k, 0):>11.2f}" if k != "tasks" else f"{row.get(k, 0):>11d}"
+                    for k, _ in keys
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,13 @@ NOOP_QUEUE = "bench.noop"
 orc = Orchestrator("bench")  # settings from the environment (AGENTYARD_*)
 
 for agent_id in AGENTS:
-    orc.register_agent(Agent(id=agent_id, model="offline:echo",
-                             system_prompt=f"You are bench agent {agent_id}. Answer briefly."))
+    orc.register_agent(
+        Agent(
+            id=agent_id,
+            model="offline:echo",
+            system_prompt=f"You are bench agent {agent_id}. Answer briefly.",
+        )
+    )
 orc.register_workflow(Workflow.sequence(WORKFLOW, list(AGENTS)))
 
 app = orc.celery  # `celery -A bench.overhead_team` works too
@@ -51,8 +56,3 @@ if os.environ.get("BENCH_INSTRUMENT"):
     from bench import instrument
 
     instrument.install(orc)
-
-if os.environ.get("BENCH_EXPERIMENT"):  # TEMPORARY
-    from bench import _experiments
-
-    _experiments.apply(orc)

@@ -49,9 +49,20 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     ("session.commit / flush", re.compile(r"^Session\.(commit|flush)$")),
     ("session_scope exit/enter", re.compile(r"^session_scope$")),
     ("psycopg (driver, any)", re.compile(r"^(Cursor|Connection|BaseCursor|BaseConnection)\..*")),
-    ("pydantic (validate/dump)", re.compile(r"^(BaseModel\.(model_validate|model_dump|__init__)|AgentMessage\..*)$")),
-    ("structlog / logging", re.compile(r"^(BoundLoggerLazyProxy|_make_filtering_bound_logger|.*_log|PrintLogger\.msg|JSONRenderer.*|Logger\._log)")),
-    ("celery tracer (trace_task)", re.compile(r"^(build_tracer\.<locals>\.trace_task|trace_task)$")),
+    (
+        "pydantic (validate/dump)",
+        re.compile(r"^(BaseModel\.(model_validate|model_dump|__init__)|AgentMessage\..*)$"),
+    ),
+    (
+        "structlog / logging",
+        re.compile(
+            r"^(BoundLoggerLazyProxy|_make_filtering_bound_logger|.*_log|PrintLogger\.msg|JSONRenderer.*|Logger\._log)"
+        ),
+    ),
+    (
+        "celery tracer (trace_task)",
+        re.compile(r"^(build_tracer\.<locals>\.trace_task|trace_task)$"),
+    ),
     ("celery send_task (any caller)", re.compile(r"^Celery\.send_task$")),
     ("celery event dispatch", re.compile(r"^EventDispatcher\.(send|publish)$")),
     ("kombu consumer loop (asynloop)", re.compile(r"^asynloop$")),
