@@ -1,26 +1,26 @@
 """Publishing: the message goes into the audit table first, then onto each recipient's queue.
 
-``record`` adds the audit row to the caller's transaction (so a step's result and the message
-announcing it commit together); ``route`` hands it to the broker afterwards and marks it routed.
-A crash between the two leaves an unrouted row, which the maintenance sweep routes again:
-consumers are idempotent, so routing twice is harmless and routing never is impossible.
+``record`` adds the audit row to the caller's transaction (so a step's result and the request it
+leads to commit together); ``route`` hands recorded messages to the broker after that commit.
+A crash between the two leaves a recorded message that no queue holds. It is not re-sent from
+this table: the maintenance sweep reconciles from the workflow and step rows, which say what
+must happen next, and consumers are idempotent, so a duplicate is harmless and a loss is not
+possible.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 
 import structlog
 from celery import Celery
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bus.envelope import AgentMessage
 from bus.priorities import to_broker
 from bus.routing import route_for
 from storage.db import session_scope
-from storage.models import MessageRow, utcnow
+from storage.models import MessageRow
 
 log = structlog.get_logger(__name__)
 
@@ -55,37 +55,35 @@ class Bus:
         )
 
     def route(self, messages: Iterable[AgentMessage]) -> None:
-        """Send already-recorded messages to their queues, then mark them routed."""
-        routed = []
+        """Send already-recorded messages to their queues. A broker failure is logged, not
+        raised: the work is on record, and the sweep picks it up."""
         for message in messages:
             try:
                 self._send(message)
-            except Exception as exc:
+            except Exception as exc:  # any broker failure: the sweep recovers the work
                 log.warning(
                     "bus.route_failed",
                     message_id=message.id,
                     error=str(exc),
-                    next="the maintenance sweep routes it again",
-                )
-                continue
-            routed.append(message.id)
-        if routed:
-            with session_scope(self._database_url) as session:
-                session.exec(
-                    update(MessageRow)
-                    .where(col(MessageRow.id).in_(routed))
-                    .values(routed_at=utcnow())
+                    next="the maintenance sweep reconciles it",
                 )
 
     def _send(self, message: AgentMessage) -> None:
+        encoded = message.encode()
+        # What Flower and `celery inspect` show of the task: ids, never a prompt or a key.
+        shown = repr(
+            {"message": message.id, "workflow": message.workflow_id, "step": message.step_id}
+        )
         for recipient in message.to:
             route = route_for(recipient)
             self._app.send_task(
                 route.task,
-                kwargs={"envelope": message.encode()},
+                kwargs={"envelope": encoded},
                 queue=route.queue,
                 priority=to_broker(message.priority),
                 task_id=task_id_for(message, recipient),
+                argsrepr="()",
+                kwargsrepr=shown,
             )
 
     def publish(self, message: AgentMessage) -> None:
@@ -93,19 +91,3 @@ class Bus:
         with session_scope(self._database_url) as session:
             self.record(session, message)
         self.route([message])
-
-    def route_stranded(self, older_than_s: float, limit: int = 500) -> int:
-        """Route messages a crash left recorded but unrouted. Returns how many."""
-        cutoff: datetime = utcnow() - timedelta(seconds=older_than_s)
-        with session_scope(self._database_url) as session:
-            rows = session.exec(
-                select(MessageRow)
-                .where(col(MessageRow.routed_at).is_(None), col(MessageRow.created_at) < cutoff)
-                .order_by(col(MessageRow.created_at))
-                .limit(limit)
-            ).all()
-        messages = [AgentMessage.decode(row.payload) for row in rows]
-        if messages:
-            log.warning("bus.routing_stranded_messages", count=len(messages))
-            self.route(messages)
-        return len(messages)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bus.envelope import AgentMessage, request_step
@@ -19,14 +20,22 @@ from bus.publisher import Bus
 from orchestration.retry import Backoff
 from orchestration.team import Team
 from storage.db import is_postgres, session_scope
-from storage.models import StepRow, StepStatus, WorkflowRow, WorkflowStatus, as_utc, utcnow
+from storage.models import (
+    MessageRow,
+    StepRow,
+    StepStatus,
+    WorkflowRow,
+    WorkflowStatus,
+    as_utc,
+    utcnow,
+)
 from storage.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass
-class _Outcome:
+class _Outcome:  # what one decision produced
     messages: list[AgentMessage] = field(default_factory=list)
     finished: WorkflowStatus | None = None
 
@@ -39,41 +48,46 @@ class Coordinator:
         self._url = settings.effective_database_url
         self._backoff = backoff or Backoff()
 
-    def advance(self, workflow_id: str) -> None:
-        with structlog.contextvars.bound_contextvars(workflow_id=workflow_id):
-            self._advance(workflow_id)
+    def advance(self, workflow_id: str, delivered: str | None = None) -> None:
+        """Decide in a transaction of its own, then route what was decided.
 
-    def _advance(self, workflow_id: str) -> None:
-        with session_scope(self._url) as session:
-            workflow = self._lock(session, workflow_id)
-            if workflow is None:
-                log.warning("coordinator.unknown_workflow")
-                return
-            if WorkflowStatus(workflow.status).finished:
-                return
-            steps = list(
-                session.exec(
-                    select(StepRow)
-                    .where(StepRow.workflow_id == workflow_id)
-                    .order_by(col(StepRow.position))
-                ).all()
-            )
-            outcome = self._advance_sequence(workflow, steps, utcnow())
-            for message in outcome.messages:
-                self._bus.record(session, message)
-        self._bus.route(outcome.messages)
+        ``delivered`` is the id of the message that asked for this, stamped as delivered."""
+        with structlog.contextvars.bound_contextvars(workflow_id=workflow_id):
+            with session_scope(self._url) as session:
+                if delivered is not None:
+                    mark_delivered(session, delivered)
+                messages = self.decide(session, workflow_id)
+            self._bus.route(messages)
+
+    def decide(self, session: Session, workflow_id: str) -> list[AgentMessage]:
+        """Lock the workflow row and make the decisions that are due, inside the caller's
+        transaction. Returns the messages recorded; the caller routes them after its commit."""
+        workflow = lock_workflow(session, workflow_id, self._url)
+        if workflow is None:
+            log.warning("coordinator.unknown_workflow", workflow_id=workflow_id)
+            return []
+        if WorkflowStatus(workflow.status).finished:
+            return []
+        steps = list(
+            session.exec(
+                select(StepRow)
+                .where(StepRow.workflow_id == workflow_id)
+                .order_by(col(StepRow.position))
+            ).all()
+        )
+        now = utcnow()
+        outcome = self._advance_sequence(workflow, steps, now)
+        workflow.updated_at = now
+        for message in outcome.messages:
+            self._bus.record(session, message)
         if outcome.finished is not None:
             log.info(
                 "workflow.finished",
+                workflow_id=workflow_id,
                 status=outcome.finished.value,
                 cost_usd=workflow.cost_micro / 1e6,
             )
-
-    def _lock(self, session: Session, workflow_id: str) -> WorkflowRow | None:
-        query = select(WorkflowRow).where(WorkflowRow.id == workflow_id)
-        if is_postgres(self._url):
-            query = query.with_for_update()
-        return session.exec(query).one_or_none()
+        return outcome.messages
 
     def _advance_sequence(
         self, workflow: WorkflowRow, steps: list[StepRow], now: datetime
@@ -182,3 +196,23 @@ class Coordinator:
 def _due(step: StepRow, now: datetime) -> bool:
     """A pending step may go unless it waits for a retry's due time."""
     return step.due_at is None or as_utc(step.due_at) <= now
+
+
+def lock_workflow(session: Session, workflow_id: str, url: str) -> WorkflowRow | None:
+    """The workflow row, locked until the transaction ends (PostgreSQL; SQLite has one writer).
+
+    Every transaction that changes a workflow's steps takes this lock first, so locks are always
+    taken in the same order: workflow, then steps."""
+    query = select(WorkflowRow).where(WorkflowRow.id == workflow_id)
+    if is_postgres(url):
+        query = query.with_for_update()
+    return session.exec(query).one_or_none()
+
+
+def mark_delivered(session: Session, message_id: str) -> None:
+    """Stamp a message as taken by its consumer (audit), in the consumer's transaction."""
+    session.exec(
+        update(MessageRow)
+        .where(col(MessageRow.id) == message_id, col(MessageRow.delivered_at).is_(None))
+        .values(delivered_at=utcnow())
+    )

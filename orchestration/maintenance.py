@@ -1,6 +1,7 @@
 """The periodic sweep (run by beat): keeps workflows moving when a message or a worker is lost.
 
-- messages recorded but never routed (a crash between commit and publish) are routed;
+- workflows that sit idle (nothing dispatched or running, no retry waiting) are advanced: an
+  ``advance`` that never reached the broker, or a coordinator that died mid-decision;
 - attempts whose lease ran out (a worker died mid-step) are marked failed-and-retryable;
 - requests the broker lost are marked the same way: a step dispatched a while ago whose agent
   queue is empty and whose message no worker holds unacknowledged (kombu's Redis transport loses
@@ -15,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import col, select
 
 from bus.broker_view import BrokerView
@@ -29,7 +30,7 @@ from storage.settings import Settings
 log = structlog.get_logger(__name__)
 
 SENDER = "maintenance"
-STRANDED_AFTER_S = 15.0
+IDLE_AFTER_S = 15.0
 BATCH = 500
 
 
@@ -39,18 +40,18 @@ class Maintenance:
         bus: Bus,
         settings: Settings,
         broker: BrokerView | None = None,
-        stranded_after_s: float = STRANDED_AFTER_S,
+        idle_after_s: float = IDLE_AFTER_S,
         lost_after_s: float | None = None,
     ) -> None:
         self._bus = bus
         self._url = settings.effective_database_url
         self._broker = broker
-        self._stranded_after_s = stranded_after_s
+        self._idle_after_s = idle_after_s
         self._lost_after_s = settings.lost_request_after_s if lost_after_s is None else lost_after_s
 
     def sweep(self) -> dict[str, int]:
         counts = {
-            "stranded_messages": self._bus.route_stranded(self._stranded_after_s, BATCH),
+            "idle_workflows": self._advance_idle(),
             "expired_leases": self._expire_leases(),
             "lost_requests": self._recover_lost_requests(),
             "due_retries": self._advance_due(),
@@ -147,6 +148,34 @@ class Maintenance:
         log.warning(f"step.{kind}", step_id=step.id, attempt=step.attempt, status=step.status)
         self._bus.route([notice])
         return 1
+
+    def _advance_idle(self) -> int:
+        """Advance unfinished workflows that nothing is moving: no attempt dispatched or
+        running, no retry waiting, and no change for a while."""
+        now = utcnow()
+        busy = select(StepRow.workflow_id).where(
+            col(StepRow.workflow_id) == col(WorkflowRow.id),
+            or_(
+                col(StepRow.status).in_([StepStatus.DISPATCHED.value, StepStatus.RUNNING.value]),
+                col(StepRow.due_at) > now,
+            ),
+        )
+        with session_scope(self._url) as session:
+            idle = session.exec(
+                select(WorkflowRow.id, WorkflowRow.priority)
+                .where(
+                    col(WorkflowRow.status).in_(
+                        [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
+                    ),
+                    col(WorkflowRow.updated_at) < now - timedelta(seconds=self._idle_after_s),
+                    ~busy.exists(),
+                )
+                .limit(BATCH)
+            ).all()
+        for workflow_id, priority in idle:
+            log.warning("workflow.idle", workflow_id=workflow_id)
+            self._bus.publish(advance(sender=SENDER, workflow_id=workflow_id, priority=priority))
+        return len(idle)
 
     def _advance_due(self) -> int:
         now = utcnow()

@@ -8,14 +8,13 @@ workflows (``submit``) and reattaches to runs (``run``) from any process.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import structlog
 from celery import Celery
 
 from bus import priorities
 from bus.broker_view import BrokerView
-from bus.envelope import advance
+from bus.envelope import AgentMessage, advance
 from bus.publisher import Bus
 from orchestration.coordinator import Coordinator
 from orchestration.definitions import Agent, Workflow
@@ -110,7 +109,9 @@ class Orchestrator:
         if self._runner is None:
             self.ensure_ready()
             self._providers = Providers(self.settings)
-            self._runner = StepRunner(self.team, self.bus, self._providers, self.settings)
+            self._runner = StepRunner(
+                self.team, self.bus, self.coordinator(), self._providers, self.settings
+            )
         return self._runner
 
     def maintenance(self) -> Maintenance:
@@ -135,11 +136,12 @@ class Orchestrator:
             return None
         return BrokerView(redis_for(broker), self.settings.redis_key_prefix)
 
-    def _run_step(self, message: Any) -> None:
+    def _run_step(self, message: AgentMessage) -> None:
         self.step_runner().run(message)
 
-    def _advance(self, workflow_id: str) -> None:
-        self.coordinator().advance(workflow_id)
+    def _advance(self, message: AgentMessage) -> None:
+        if message.workflow_id:
+            self.coordinator().advance(message.workflow_id, delivered=message.id)
 
     def _sweep(self) -> None:
         self.maintenance().sweep()

@@ -1,23 +1,32 @@
 """One attempt of one step, run by an agent worker.
 
-In order: skip a stale or repeated delivery; claim the attempt (a compare-and-set on the step row:
-the fence that keeps a redelivered message from calling the model twice); build the context; call
-the model under the agent's deadline; price the usage; write the result, the trace and the
-``advance`` message in ONE transaction; route the message.
+Two transactions around the model call:
+
+1. claim and load: a compare-and-set moves the attempt from dispatched to running (the fence
+   that keeps a redelivered message from calling the model twice), then the step, its workflow,
+   the earlier steps and the agent's history are read;
+2. record and decide: with the workflow row locked, the result (or the failure) goes on the step
+   row, the call's trace is added, and the coordinator decides what comes next in the same
+   transaction; the messages it recorded are routed after the commit.
+
+Deciding here, rather than sending an ``advance`` to the coordinator queue, saves a broker hop
+and a transaction per step; the coordinator's code makes the decision either way.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from bus.envelope import AgentMessage, advance
+from bus.envelope import AgentMessage
 from bus.publisher import Bus
 from orchestration.context import EarlierStep, Exchange, build_messages, compose_prompt
+from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
 from orchestration.pricing import cost_micro
 from orchestration.team import Team
@@ -31,10 +40,37 @@ from workers.providers.registry import Providers
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What happened in one model call."""
+
+    request: ModelRequest
+    response: ModelResponse | None
+    error: AgentyardError | None
+    usage: Usage
+    cost: int
+    started: datetime
+    latency_ms: float
+
+    @property
+    def outcome(self) -> str:
+        if self.error is None:
+            return "succeeded"
+        return self.error.kind if isinstance(self.error, ProviderError) else "configuration_error"
+
+
 class StepRunner:
-    def __init__(self, team: Team, bus: Bus, providers: Providers, settings: Settings) -> None:
+    def __init__(
+        self,
+        team: Team,
+        bus: Bus,
+        coordinator: Coordinator,
+        providers: Providers,
+        settings: Settings,
+    ) -> None:
         self._team = team
         self._bus = bus
+        self._coordinator = coordinator
         self._providers = providers
         self._settings = settings
         self._url = settings.effective_database_url
@@ -43,20 +79,21 @@ class StepRunner:
         step_id = str(message.payload["step_id"])
         attempt = int(message.payload["attempt"])
         agent = self._team.agent(message.to[0])
-        structlog.contextvars.bind_contextvars(
+        with structlog.contextvars.bound_contextvars(
             workflow_id=message.workflow_id, step_id=step_id, agent_id=agent.id, attempt=attempt
-        )
-        try:
-            if not self._claim(step_id, attempt, agent):
+        ):
+            request = self._claim_and_load(message, step_id, attempt, agent)
+            if request is None:
+                log.info("step.delivery_skipped", reason="attempt claimed, finished or superseded")
                 return
-            self._run_claimed(step_id, attempt, agent)
-        finally:
-            structlog.contextvars.unbind_contextvars(
-                "workflow_id", "step_id", "agent_id", "attempt"
-            )
+            call = self._call(agent, request)
+            self._record_and_decide(message, step_id, attempt, agent, call)
 
-    def _claim(self, step_id: str, attempt: int, agent: Agent) -> bool:
+    def _claim_and_load(
+        self, message: AgentMessage, step_id: str, attempt: int, agent: Agent
+    ) -> ModelRequest | None:
         now = utcnow()
+        lease = timedelta(seconds=agent.timeout_s + self._settings.lease_margin_s)
         with session_scope(self._url) as session:
             claimed = session.exec(
                 update(StepRow)
@@ -65,52 +102,21 @@ class StepRunner:
                     col(StepRow.attempt) == attempt,
                     col(StepRow.status) == StepStatus.DISPATCHED.value,
                 )
-                .values(
-                    status=StepStatus.RUNNING.value,
-                    started_at=now,
-                    lease_until=now
-                    + timedelta(seconds=agent.timeout_s + self._settings.lease_margin_s),
-                )
+                .values(status=StepStatus.RUNNING.value, started_at=now, lease_until=now + lease)
             ).rowcount
-        if not claimed:
-            log.info(
-                "step.delivery_skipped", reason="attempt already claimed, finished or superseded"
-            )
-        return bool(claimed)
-
-    def _run_claimed(self, step_id: str, attempt: int, agent: Agent) -> None:
-        with session_scope(self._url) as session:
+            if not claimed:
+                return None
+            mark_delivered(session, message.id)
             step = session.get_one(StepRow, step_id)
             workflow = session.get_one(WorkflowRow, step.workflow_id)
-            earlier = [
-                EarlierStep(s.position, s.ran_by or s.agent_id, s.output or "")
-                for s in session.exec(
-                    select(StepRow)
-                    .where(
-                        StepRow.workflow_id == step.workflow_id,
-                        col(StepRow.position) < step.position,
-                        StepRow.status == StepStatus.SUCCEEDED.value,
-                    )
-                    .order_by(col(StepRow.position))
-                ).all()
-            ]
-            history = [
-                Exchange(t.prompt, t.output or "")
-                for t in reversed(
-                    session.exec(
-                        select(TraceRow)
-                        .where(
-                            TraceRow.workflow_id == step.workflow_id,
-                            TraceRow.agent_id == agent.id,
-                            TraceRow.outcome == "succeeded",
-                        )
-                        .order_by(col(TraceRow.finished_at).desc())
-                        .limit(5)
-                    ).all()
-                )
-            ]
+            earlier = _earlier_steps(session, step)
+            history = (
+                _history(session, step.workflow_id, agent.id)
+                if any(s.agent_id == agent.id for s in earlier)
+                else []
+            )
         prompt = compose_prompt(workflow.input, step.input or "", step.position, earlier)
-        request = ModelRequest(
+        return ModelRequest(
             model=agent.model,
             system=agent.system_prompt,
             messages=build_messages(history, prompt),
@@ -118,6 +124,8 @@ class StepRunner:
             timeout_s=agent.timeout_s,
             request_key=f"{step_id}:{attempt}",
         )
+
+    def _call(self, agent: Agent, request: ModelRequest) -> _Call:
         started = utcnow()
         clock = time.perf_counter()
         response: ModelResponse | None = None
@@ -126,126 +134,134 @@ class StepRunner:
             response = self._providers.for_model(agent.model).complete(request)
             if time.perf_counter() - clock > agent.timeout_s:
                 # The SDK's timeout bounds each read, not the whole call: enforce the deadline here.
-                raise _deadline_exceeded(agent)
-        except ProviderError as exc:
+                error = ProviderTimeout(
+                    f"agent {agent.id!r} exceeded its {agent.timeout_s}s deadline"
+                )
+        except AgentyardError as exc:  # provider errors, and configuration no retry can mend
             error = exc
-        except AgentyardError as exc:  # configuration problems: another attempt will not help
-            error = exc
-        latency_ms = (time.perf_counter() - clock) * 1000
         usage = response.usage if response is not None else Usage()
-        cost = cost_micro(agent.model, usage)
-        self._record(
-            step,
-            workflow,
-            agent,
-            attempt,
-            request,
-            response,
-            error,
-            usage,
-            cost,
-            started,
-            latency_ms,
+        return _Call(
+            request=request,
+            response=response,
+            error=error,
+            usage=usage,
+            cost=cost_micro(agent.model, usage),
+            started=started,
+            latency_ms=(time.perf_counter() - clock) * 1000,
         )
 
-    def _record(
-        self,
-        step: StepRow,
-        workflow: WorkflowRow,
-        agent: Agent,
-        attempt: int,
-        request: ModelRequest,
-        response: ModelResponse | None,
-        error: AgentyardError | None,
-        usage: Usage,
-        cost: int,
-        started: datetime,
-        latency_ms: float,
+    def _record_and_decide(
+        self, message: AgentMessage, step_id: str, attempt: int, agent: Agent, call: _Call
     ) -> None:
-        now = utcnow()
-        outcome = "succeeded" if error is None else _kind(error)
-        values: dict[str, object] = {
-            "input_tokens": col(StepRow.input_tokens) + usage.input_tokens,
-            "output_tokens": col(StepRow.output_tokens) + usage.output_tokens,
-            "cache_creation_tokens": col(StepRow.cache_creation_tokens)
-            + usage.cache_creation_input_tokens,
-            "cache_read_tokens": col(StepRow.cache_read_tokens) + usage.cache_read_input_tokens,
-            "cost_micro": col(StepRow.cost_micro) + cost,
-            "lease_until": None,
-        }
-        if error is None and response is not None:
-            values |= {
-                "status": StepStatus.SUCCEEDED.value,
-                "output": response.text,
-                "error": None,
-                "error_kind": None,
-                "finished_at": now,
-            }
-        else:
-            values |= {
-                "status": StepStatus.ATTEMPT_FAILED.value,
-                "error": str(error),
-                "error_kind": outcome,
-                "error_retryable": bool(getattr(error, "retryable", False)),
-                "retry_after_s": getattr(error, "retry_after_s", None),
-            }
-        notice = advance(
-            sender=agent.id, workflow_id=workflow.id, priority=workflow.priority, step_id=step.id
-        )
+        workflow_id = str(message.workflow_id)
+        next_messages: list[AgentMessage] = []
         with session_scope(self._url) as session:
+            lock_workflow(session, workflow_id, self._url)
             fenced = session.exec(
                 update(StepRow)
                 .where(
-                    col(StepRow.id) == step.id,
+                    col(StepRow.id) == step_id,
                     col(StepRow.attempt) == attempt,
                     col(StepRow.status) == StepStatus.RUNNING.value,
                 )
-                .values(**values)
+                .values(**_step_values(call))
             ).rowcount
-            session.add(
-                TraceRow(
-                    workflow_id=workflow.id,
-                    step_id=step.id,
-                    agent_id=agent.id,
-                    model=agent.model,
-                    attempt=attempt,
-                    system_prompt=request.system,
-                    prompt=request.messages[-1].content,
-                    output=response.text if response is not None else None,
-                    reasoning=response.reasoning if response is not None else None,
-                    outcome=outcome,
-                    error=None if error is None else str(error),
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cache_creation_tokens=usage.cache_creation_input_tokens,
-                    cache_read_tokens=usage.cache_read_input_tokens,
-                    cost_micro=cost,
-                    latency_ms=latency_ms,
-                    started_at=started,
-                    finished_at=now,
-                )
-            )
+            session.add(_trace(workflow_id, step_id, agent, attempt, call))
             if fenced:
-                self._bus.record(session, notice)
+                next_messages = self._coordinator.decide(session, workflow_id)
         if not fenced:
             # Our lease ran out and the attempt was given up on; the call is on record all the same.
-            log.warning("step.result_fenced_off", outcome=outcome, cost_usd=cost / 1e6)
+            log.warning("step.result_fenced_off", outcome=call.outcome, cost_usd=call.cost / 1e6)
             return
-        self._bus.route([notice])
+        self._bus.route(next_messages)
         log.info(
             "step.finished",
-            outcome=outcome,
-            latency_ms=round(latency_ms, 1),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=cost / 1e6,
-            error=None if error is None else str(error),
+            outcome=call.outcome,
+            latency_ms=round(call.latency_ms, 1),
+            input_tokens=call.usage.input_tokens,
+            output_tokens=call.usage.output_tokens,
+            cost_usd=call.cost / 1e6,
+            error=None if call.error is None else str(call.error),
         )
 
 
-def _kind(error: AgentyardError) -> str:
-    return error.kind if isinstance(error, ProviderError) else "configuration_error"
+def _earlier_steps(session: Session, step: StepRow) -> list[EarlierStep]:
+    rows = session.exec(
+        select(StepRow)
+        .where(
+            StepRow.workflow_id == step.workflow_id,
+            col(StepRow.position) < step.position,
+            StepRow.status == StepStatus.SUCCEEDED.value,
+        )
+        .order_by(col(StepRow.position))
+    ).all()
+    return [EarlierStep(s.position, s.ran_by or s.agent_id, s.output or "") for s in rows]
 
 
-def _deadline_exceeded(agent: Agent) -> ProviderError:
-    return ProviderTimeout(f"agent {agent.id!r} exceeded its {agent.timeout_s}s deadline")
+def _history(session: Session, workflow_id: str, agent_id: str) -> list[Exchange]:
+    """The agent's last exchanges in this run, oldest first."""
+    rows = session.exec(
+        select(TraceRow)
+        .where(
+            TraceRow.workflow_id == workflow_id,
+            TraceRow.agent_id == agent_id,
+            TraceRow.outcome == "succeeded",
+        )
+        .order_by(col(TraceRow.finished_at).desc())
+        .limit(5)
+    ).all()
+    return [Exchange(t.prompt, t.output or "") for t in reversed(rows)]
+
+
+def _step_values(call: _Call) -> dict[str, object]:
+    """The step row's new values: tokens and cost add up over attempts, failed ones included."""
+    usage = call.usage
+    values: dict[str, object] = {
+        "input_tokens": col(StepRow.input_tokens) + usage.input_tokens,
+        "output_tokens": col(StepRow.output_tokens) + usage.output_tokens,
+        "cache_creation_tokens": col(StepRow.cache_creation_tokens)
+        + usage.cache_creation_input_tokens,
+        "cache_read_tokens": col(StepRow.cache_read_tokens) + usage.cache_read_input_tokens,
+        "cost_micro": col(StepRow.cost_micro) + call.cost,
+        "lease_until": None,
+    }
+    if call.error is None and call.response is not None:
+        return values | {
+            "status": StepStatus.SUCCEEDED.value,
+            "output": call.response.text,
+            "error": None,
+            "error_kind": None,
+            "finished_at": utcnow(),
+        }
+    return values | {
+        "status": StepStatus.ATTEMPT_FAILED.value,
+        "error": str(call.error),
+        "error_kind": call.outcome,
+        "error_retryable": bool(getattr(call.error, "retryable", False)),
+        "retry_after_s": getattr(call.error, "retry_after_s", None),
+    }
+
+
+def _trace(workflow_id: str, step_id: str, agent: Agent, attempt: int, call: _Call) -> TraceRow:
+    response = call.response
+    return TraceRow(
+        workflow_id=workflow_id,
+        step_id=step_id,
+        agent_id=agent.id,
+        model=agent.model,
+        attempt=attempt,
+        system_prompt=call.request.system,
+        prompt=call.request.messages[-1].content,
+        output=response.text if response is not None else None,
+        reasoning=response.reasoning if response is not None else None,
+        outcome=call.outcome,
+        error=None if call.error is None else str(call.error),
+        input_tokens=call.usage.input_tokens,
+        output_tokens=call.usage.output_tokens,
+        cache_creation_tokens=call.usage.cache_creation_input_tokens,
+        cache_read_tokens=call.usage.cache_read_input_tokens,
+        cost_micro=call.cost,
+        latency_ms=call.latency_ms,
+        started_at=call.started,
+        finished_at=utcnow(),
+    )

@@ -63,6 +63,7 @@ class StepStatus(StrEnum):
 
 class WorkflowRow(SQLModel, table=True):
     __tablename__ = "workflows"
+    __table_args__ = (Index("ix_workflows_status_updated", "status", "updated_at"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     team: str = Field(max_length=200, index=True)
@@ -75,6 +76,9 @@ class WorkflowRow(SQLModel, table=True):
     budget_micro: int | None = None
     cost_micro: int = 0
     created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     finished_at: datetime | None = _when()
@@ -121,12 +125,12 @@ class StepRow(SQLModel, table=True):
 class MessageRow(SQLModel, table=True):
     """Every message on the bus, written before it is routed (audit first, then route).
 
-    ``routed_at`` is set once the broker accepted it; the maintenance sweep routes rows a crash
-    left unrouted, which makes this table the outbox as well as the audit trail.
+    ``delivered_at`` is stamped by the consumer in the transaction where it acts on the message.
+    A message a crash kept off the broker is not routed again from here: the maintenance sweep
+    reconciles from the workflow and step rows, which are the truth (see ``maintenance``).
     """
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_unrouted", "routed_at", "created_at"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     workflow_id: str | None = Field(default=None, index=True, max_length=36)
@@ -141,7 +145,7 @@ class MessageRow(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
-    routed_at: datetime | None = _when()
+    delivered_at: datetime | None = _when()
 
 
 class TraceRow(SQLModel, table=True):

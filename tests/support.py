@@ -11,7 +11,7 @@ from orchestration.results import WorkflowResult
 
 
 class InlineBus(Bus):
-    """The real bus (audit rows, routed marks) with an in-memory queue instead of a broker."""
+    """The real bus (audit rows) with an in-memory queue instead of a broker."""
 
     def __init__(self, database_url: str) -> None:
         super().__init__(app=None, database_url=database_url)  # type: ignore[arg-type]
@@ -30,7 +30,7 @@ def drain(orc: Orchestrator, bus: InlineBus, limit: int = 1000) -> int:
         message = bus.queue.popleft()
         if message.to[0] == COORDINATOR:
             assert message.workflow_id is not None
-            orc.coordinator().advance(message.workflow_id)
+            orc.coordinator().advance(message.workflow_id, delivered=message.id)
         else:
             orc.step_runner().run(message)
         delivered += 1

@@ -43,12 +43,12 @@ def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
             handler(message)
 
 
-def register_coordinator_task(app: Celery, handler: Callable[[str], None]) -> None:
+def register_coordinator_task(app: Celery, handler: Handler) -> None:
     @app.task(name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False)
     def advance(envelope: dict[str, Any]) -> None:
         message = _decode(ADVANCE_TASK, envelope)
-        if message is not None and message.workflow_id:
-            handler(message.workflow_id)
+        if message is not None:
+            handler(message)
 
 
 def register_maintenance_task(app: Celery, handler: Callable[[], None], every_s: float) -> None:

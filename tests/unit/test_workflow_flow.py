@@ -68,16 +68,24 @@ def test_the_workflow_cost_is_the_sum_of_its_steps_and_each_step_has_tokens_and_
         assert step.started_at <= step.finished_at
 
 
-def test_every_message_is_in_the_audit_table_and_marked_routed(inline_team: TeamFactory) -> None:
+def test_every_message_is_on_record_and_stamped_when_its_consumer_took_it(
+    inline_team: TeamFactory,
+) -> None:
     orc, bus = _three(inline_team)
     run_inline(orc, bus, "research", "the telegraph")
 
     with session_scope(orc.database_url) as session:
         rows = {row.id: row for row in session.exec(select(MessageRow)).all()}
-    assert len(bus.sent) == 7  # submit, then per step: a request and the advance after it
-    for message in bus.sent:
-        assert message.id in rows
-        assert rows[message.id].routed_at is not None
+    # the client's advance, then one request per step: an agent's result and the decision
+    # about the next step commit together, with no hop through the coordinator queue
+    assert [(m.sender, m.to[0]) for m in bus.sent] == [
+        ("client", "coordinator"),
+        ("coordinator", "researcher"),
+        ("coordinator", "writer"),
+        ("coordinator", "reviewer"),
+    ]
+    assert set(rows) == {m.id for m in bus.sent}
+    assert all(row.delivered_at is not None for row in rows.values())
 
 
 def test_a_request_delivered_again_after_its_step_finished_does_not_call_the_model(
@@ -189,7 +197,7 @@ def test_an_attempt_whose_worker_died_is_dispatched_again_and_the_old_message_is
     assert _count(orc.database_url, TraceRow, step_id=result.steps[0].id) == 1
 
 
-def test_a_message_the_broker_never_took_is_routed_by_the_sweep(
+def test_a_run_whose_first_message_the_broker_never_took_is_advanced_by_the_sweep(
     inline_team: TeamFactory,
 ) -> None:
     orc, bus = _three(inline_team)
@@ -198,16 +206,24 @@ def test_a_message_the_broker_never_took_is_routed_by_the_sweep(
         def _send(self, message):  # type: ignore[no-untyped-def]
             raise ConnectionError("broker unreachable")
 
-    down = BrokerDown(orc.database_url)
-    orc._bus = down
+    orc._bus = BrokerDown(orc.database_url)
     run = orc.submit("research", "the telegraph")  # accepted: the run is in the database
     assert _count(orc.database_url, MessageRow, workflow_id=run.id) == 1
     orc._bus = bus
-    orc._maintenance = None
 
-    assert Maintenance(bus, orc.settings, stranded_after_s=0).sweep()["stranded_messages"] == 1
+    assert Maintenance(bus, orc.settings, idle_after_s=0).sweep()["idle_workflows"] == 1
     drain(orc, bus)
     assert run.result().status is WorkflowStatus.SUCCEEDED
+
+
+def test_a_workflow_that_is_moving_is_not_advanced_by_the_sweep(inline_team: TeamFactory) -> None:
+    orc, bus = _three(inline_team)
+    orc.submit("research", "the telegraph")
+    drain_one = bus.queue.popleft()
+    orc.coordinator().advance(drain_one.workflow_id, delivered=drain_one.id)  # type: ignore[arg-type]
+
+    # the first request is on its way: the workflow is not idle, however old its last change
+    assert Maintenance(bus, orc.settings, idle_after_s=0).sweep()["idle_workflows"] == 0
 
 
 def test_advancing_a_finished_workflow_changes_nothing(inline_team: TeamFactory) -> None:

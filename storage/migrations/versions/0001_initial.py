@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 20:09:41.722221
+Create Date: 2026-11-23 20:28:19.913323
 """
 
 from __future__ import annotations
@@ -32,11 +32,10 @@ def upgrade() -> None:
     sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('routed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.create_index('ix_messages_unrouted', ['routed_at', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_workflow_id'), ['workflow_id'], unique=False)
 
     op.create_table('traces',
@@ -80,12 +79,14 @@ def upgrade() -> None:
     sa.Column('budget_micro', sa.Integer(), nullable=True),
     sa.Column('cost_micro', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('workflows', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_workflows_name'), ['name'], unique=False)
         batch_op.create_index(batch_op.f('ix_workflows_status'), ['status'], unique=False)
+        batch_op.create_index('ix_workflows_status_updated', ['status', 'updated_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_workflows_team'), ['team'], unique=False)
 
     op.create_table('steps',
@@ -134,6 +135,7 @@ def downgrade() -> None:
     op.drop_table('steps')
     with op.batch_alter_table('workflows', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_workflows_team'))
+        batch_op.drop_index('ix_workflows_status_updated')
         batch_op.drop_index(batch_op.f('ix_workflows_status'))
         batch_op.drop_index(batch_op.f('ix_workflows_name'))
 
@@ -146,7 +148,6 @@ def downgrade() -> None:
     op.drop_table('traces')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_messages_workflow_id'))
-        batch_op.drop_index('ix_messages_unrouted')
 
     op.drop_table('messages')
     # ### end Alembic commands ###
