@@ -59,10 +59,13 @@ class Coordinator:
                 messages = self.decide(session, workflow_id)
             self._bus.route(messages)
 
-    def decide(self, session: Session, workflow_id: str) -> list[AgentMessage]:
-        """Lock the workflow row and make the decisions that are due, inside the caller's
-        transaction. Returns the messages recorded; the caller routes them after its commit."""
-        workflow = lock_workflow(session, workflow_id, self._url)
+    def decide(
+        self, session: Session, workflow_id: str, locked: WorkflowRow | None = None
+    ) -> list[AgentMessage]:
+        """Lock the workflow row (unless the caller passes it ``locked``) and make the decisions
+        that are due, inside the caller's transaction. Returns the messages recorded; the caller
+        routes them after its commit."""
+        workflow = locked or lock_workflow(session, workflow_id, self._url)
         if workflow is None:
             log.warning("coordinator.unknown_workflow", workflow_id=workflow_id)
             return []

@@ -14,7 +14,7 @@ from celery import Celery
 
 from bus import priorities
 from bus.broker_view import BrokerView
-from bus.envelope import AgentMessage, advance
+from bus.envelope import AgentMessage
 from bus.publisher import Bus
 from orchestration.coordinator import Coordinator
 from orchestration.definitions import Agent, Workflow
@@ -170,14 +170,18 @@ class Orchestrator:
             if definition.budget_usd is None
             else usd_to_micro(definition.budget_usd),
         )
-        notice = advance(sender="client", workflow_id=row.id, priority=priority)
+        coordinator = self.coordinator()
         with session_scope(self.database_url) as session:
             session.add(row)
             session.flush()  # the workflow row first: steps reference it
-            for position, agent_id in enumerate(definition.steps):
-                session.add(StepRow(workflow_id=row.id, position=position, agent_id=agent_id))
-            self.bus.record(session, notice)
-        self.bus.route([notice])
+            session.add_all(
+                StepRow(workflow_id=row.id, position=position, agent_id=agent_id)
+                for position, agent_id in enumerate(definition.steps)
+            )
+            session.flush()
+            # The first decision (dispatch the first step) commits with the run itself.
+            requests = coordinator.decide(session, row.id, locked=row)
+        self.bus.route(requests)
         log.info(
             "workflow.submitted", workflow_id=row.id, workflow=definition.name, priority=priority
         )

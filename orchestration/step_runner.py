@@ -156,7 +156,7 @@ class StepRunner:
         workflow_id = str(message.workflow_id)
         next_messages: list[AgentMessage] = []
         with session_scope(self._url) as session:
-            lock_workflow(session, workflow_id, self._url)
+            workflow = lock_workflow(session, workflow_id, self._url)
             fenced = session.exec(
                 update(StepRow)
                 .where(
@@ -168,7 +168,7 @@ class StepRunner:
             ).rowcount
             session.add(_trace(workflow_id, step_id, agent, attempt, call))
             if fenced:
-                next_messages = self._coordinator.decide(session, workflow_id)
+                next_messages = self._coordinator.decide(session, workflow_id, locked=workflow)
         if not fenced:
             # Our lease ran out and the attempt was given up on; the call is on record all the same.
             log.warning("step.result_fenced_off", outcome=call.outcome, cost_usd=call.cost / 1e6)

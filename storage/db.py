@@ -57,7 +57,10 @@ def _create_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # No pre-ping: it costs a round trip per checkout, several per step. A connection the
+        # server dropped fails its statement, SQLAlchemy discards the pool, and the step is
+        # recovered by the sweep (lease or lost-request); the next checkout connects afresh.
+        return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
     raise ConfigurationError(
         f"unsupported database URL scheme in {url.split(':', 1)[0]!r}: "
         "set AGENTYARD_DATABASE_URL to a postgresql:// or sqlite:/// URL"

@@ -17,8 +17,11 @@ class InlineBus(Bus):
         super().__init__(app=None, database_url=database_url)  # type: ignore[arg-type]
         self.queue: deque[AgentMessage] = deque()
         self.sent: list[AgentMessage] = []
+        self.broker_down = False  # set it to see what a send that fails does
 
     def _send(self, message: AgentMessage) -> None:
+        if self.broker_down:
+            raise ConnectionError("broker unreachable")
         self.queue.append(message)
         self.sent.append(message)
 

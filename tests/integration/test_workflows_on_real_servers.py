@@ -77,7 +77,6 @@ def test_the_run_is_on_record_in_postgres_with_its_messages_in_order(orc: Orches
         ).all()
         steps = session.exec(select(StepRow).where(StepRow.workflow_id == result.id)).all()
     assert [(m.sender, m.recipients[0]) for m in messages] == [
-        ("client", "coordinator"),
         ("coordinator", "researcher"),
         ("coordinator", "writer"),
         ("coordinator", "reviewer"),

@@ -6,17 +6,19 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import fakeredis
 import pytest
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
+from bus.broker_view import BrokerView
 from bus.envelope import COORDINATOR
 from orchestration import Agent, Workflow, WorkflowStatus
 from orchestration.maintenance import Maintenance
 from storage.db import session_scope
 from storage.models import MessageRow, StepRow, TraceRow, WorkflowRow, utcnow
 from tests.conftest import TeamFactory
-from tests.support import InlineBus, drain, run_inline
+from tests.support import drain, run_inline
 
 ECHO = "offline:echo"
 
@@ -76,10 +78,9 @@ def test_every_message_is_on_record_and_stamped_when_its_consumer_took_it(
 
     with session_scope(orc.database_url) as session:
         rows = {row.id: row for row in session.exec(select(MessageRow)).all()}
-    # the client's advance, then one request per step: an agent's result and the decision
-    # about the next step commit together, with no hop through the coordinator queue
+    # one request per step: the run and its first decision commit together, and so do an
+    # agent's result and the decision about the next step; no hop through the coordinator queue
     assert [(m.sender, m.to[0]) for m in bus.sent] == [
-        ("client", "coordinator"),
         ("coordinator", "researcher"),
         ("coordinator", "writer"),
         ("coordinator", "reviewer"),
@@ -105,7 +106,6 @@ def test_a_request_delivered_again_after_its_step_finished_does_not_call_the_mod
 def test_the_same_attempt_delivered_twice_calls_the_model_once(inline_team: TeamFactory) -> None:
     orc, bus = _three(inline_team)
     orc.submit("research", "the telegraph")
-    orc.coordinator().advance(bus.queue.popleft().workflow_id)  # type: ignore[arg-type]
     request = bus.queue.popleft()
 
     orc.step_runner().run(request)
@@ -177,7 +177,6 @@ def test_an_attempt_whose_worker_died_is_dispatched_again_and_the_old_message_is
 ) -> None:
     orc, bus = _three(inline_team)
     run = orc.submit("research", "the telegraph")
-    orc.coordinator().advance(bus.queue.popleft().workflow_id)  # type: ignore[arg-type]
     lost = bus.queue.popleft()
     # A worker claimed the attempt and was killed: the step is running, its lease runs out.
     with session_scope(orc.database_url) as session:
@@ -197,19 +196,33 @@ def test_an_attempt_whose_worker_died_is_dispatched_again_and_the_old_message_is
     assert _count(orc.database_url, TraceRow, step_id=result.steps[0].id) == 1
 
 
-def test_a_run_whose_first_message_the_broker_never_took_is_advanced_by_the_sweep(
+def test_a_request_the_broker_never_took_is_dispatched_again_by_the_sweep(
     inline_team: TeamFactory,
 ) -> None:
     orc, bus = _three(inline_team)
-
-    class BrokerDown(InlineBus):
-        def _send(self, message):  # type: ignore[no-untyped-def]
-            raise ConnectionError("broker unreachable")
-
-    orc._bus = BrokerDown(orc.database_url)
+    bus.broker_down = True
     run = orc.submit("research", "the telegraph")  # accepted: the run is in the database
     assert _count(orc.database_url, MessageRow, workflow_id=run.id) == 1
-    orc._bus = bus
+    bus.broker_down = False
+
+    sweep = Maintenance(bus, orc.settings, BrokerView(fakeredis.FakeRedis()), lost_after_s=0)
+    assert sweep.sweep()["lost_requests"] == 1
+    drain(orc, bus)
+    assert run.result().status is WorkflowStatus.SUCCEEDED
+
+
+def test_a_workflow_nothing_moves_is_advanced_by_the_sweep(inline_team: TeamFactory) -> None:
+    # Given a coordinator that died before its decision committed: the first step is still
+    # pending and nothing is on its way
+    orc, bus = _three(inline_team)
+    run = orc.submit("research", "the telegraph")
+    bus.queue.clear()
+    with session_scope(orc.database_url) as session:
+        session.exec(
+            update(StepRow)
+            .where(col(StepRow.workflow_id) == run.id)
+            .values(status="pending", attempt=0, agent_attempt=0)
+        )
 
     assert Maintenance(bus, orc.settings, idle_after_s=0).sweep()["idle_workflows"] == 1
     drain(orc, bus)
@@ -219,8 +232,6 @@ def test_a_run_whose_first_message_the_broker_never_took_is_advanced_by_the_swee
 def test_a_workflow_that_is_moving_is_not_advanced_by_the_sweep(inline_team: TeamFactory) -> None:
     orc, bus = _three(inline_team)
     orc.submit("research", "the telegraph")
-    drain_one = bus.queue.popleft()
-    orc.coordinator().advance(drain_one.workflow_id, delivered=drain_one.id)  # type: ignore[arg-type]
 
     # the first request is on its way: the workflow is not idle, however old its last change
     assert Maintenance(bus, orc.settings, idle_after_s=0).sweep()["idle_workflows"] == 0
