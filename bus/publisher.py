@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import structlog
 from celery import Celery
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from bus.envelope import AgentMessage
@@ -38,8 +39,9 @@ class Bus:
     def record(self, session: Session, message: AgentMessage) -> None:
         """Add ``message`` to the audit table inside the caller's transaction."""
         first = route_for(message.to[0])
-        session.add(
-            MessageRow(
+        # A Core insert: building a validated SQLModel object costs more than the insert itself.
+        session.exec(
+            insert(MessageRow).values(
                 id=message.id,
                 workflow_id=message.workflow_id,
                 step_id=message.step_id,

@@ -11,6 +11,7 @@ import threading
 
 import structlog
 from celery import Celery
+from sqlalchemy import insert
 
 from bus import priorities
 from bus.broker_view import BrokerView
@@ -25,7 +26,7 @@ from orchestration.step_runner import StepRunner
 from orchestration.team import Team
 from storage.db import migrate, session_scope
 from storage.errors import InvalidRequest, RunNotFound
-from storage.models import StepRow, WorkflowRow
+from storage.models import StepRow, WorkflowRow, new_id
 from storage.redis_client import redis_for
 from storage.settings import Settings
 from workers.celery_app import make_celery
@@ -174,11 +175,19 @@ class Orchestrator:
         with session_scope(self.database_url) as session:
             session.add(row)
             session.flush()  # the workflow row first: steps reference it
-            session.add_all(
-                StepRow(workflow_id=row.id, position=position, agent_id=agent_id)
-                for position, agent_id in enumerate(definition.steps)
+            session.exec(
+                insert(StepRow).values(
+                    [
+                        {
+                            "id": new_id(),
+                            "workflow_id": row.id,
+                            "position": position,
+                            "agent_id": agent_id,
+                        }
+                        for position, agent_id in enumerate(definition.steps)
+                    ]
+                )
             )
-            session.flush()
             # The first decision (dispatch the first step) commits with the run itself.
             requests = coordinator.decide(session, row.id, locked=row)
         self.bus.route(requests)

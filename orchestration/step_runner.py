@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from bus.envelope import AgentMessage
@@ -32,7 +32,7 @@ from orchestration.pricing import cost_micro
 from orchestration.team import Team
 from storage.db import session_scope
 from storage.errors import AgentyardError, ProviderError, ProviderTimeout
-from storage.models import StepRow, StepStatus, TraceRow, WorkflowRow, utcnow
+from storage.models import StepRow, StepStatus, TraceRow, WorkflowRow, new_id, utcnow
 from storage.settings import Settings
 from workers.providers.base import ModelRequest, ModelResponse, Usage
 from workers.providers.registry import Providers
@@ -103,19 +103,22 @@ class StepRunner:
                     col(StepRow.status) == StepStatus.DISPATCHED.value,
                 )
                 .values(status=StepStatus.RUNNING.value, started_at=now, lease_until=now + lease)
-            ).rowcount
-            if not claimed:
+                .returning(col(StepRow.workflow_id), col(StepRow.position), col(StepRow.input))
+            ).one_or_none()
+            if claimed is None:
                 return None
+            workflow_id, position, step_input = claimed
             mark_delivered(session, message.id)
-            step = session.get_one(StepRow, step_id)
-            workflow = session.get_one(WorkflowRow, step.workflow_id)
-            earlier = _earlier_steps(session, step)
+            workflow_input = session.exec(
+                select(WorkflowRow.input).where(WorkflowRow.id == workflow_id)
+            ).one()
+            earlier = _earlier_steps(session, workflow_id, position)
             history = (
-                _history(session, step.workflow_id, agent.id)
+                _history(session, workflow_id, agent.id)
                 if any(s.agent_id == agent.id for s in earlier)
                 else []
             )
-        prompt = compose_prompt(workflow.input, step.input or "", step.position, earlier)
+        prompt = compose_prompt(workflow_input, step_input or "", position, earlier)
         return ModelRequest(
             model=agent.model,
             system=agent.system_prompt,
@@ -166,7 +169,9 @@ class StepRunner:
                 )
                 .values(**_step_values(call))
             ).rowcount
-            session.add(_trace(workflow_id, step_id, agent, attempt, call))
+            session.exec(
+                insert(TraceRow).values(_trace(workflow_id, step_id, agent, attempt, call))
+            )
             if fenced:
                 next_messages = self._coordinator.decide(session, workflow_id, locked=workflow)
         if not fenced:
@@ -185,17 +190,19 @@ class StepRunner:
         )
 
 
-def _earlier_steps(session: Session, step: StepRow) -> list[EarlierStep]:
+def _earlier_steps(session: Session, workflow_id: str, position: int) -> list[EarlierStep]:
     rows = session.exec(
-        select(StepRow)
+        select(StepRow.position, StepRow.ran_by, StepRow.agent_id, StepRow.output)
         .where(
-            StepRow.workflow_id == step.workflow_id,
-            col(StepRow.position) < step.position,
+            StepRow.workflow_id == workflow_id,
+            col(StepRow.position) < position,
             StepRow.status == StepStatus.SUCCEEDED.value,
         )
         .order_by(col(StepRow.position))
     ).all()
-    return [EarlierStep(s.position, s.ran_by or s.agent_id, s.output or "") for s in rows]
+    return [
+        EarlierStep(pos, ran_by or agent_id, output or "") for pos, ran_by, agent_id, output in rows
+    ]
 
 
 def _history(session: Session, workflow_id: str, agent_id: str) -> list[Exchange]:
@@ -242,9 +249,13 @@ def _step_values(call: _Call) -> dict[str, object]:
     }
 
 
-def _trace(workflow_id: str, step_id: str, agent: Agent, attempt: int, call: _Call) -> TraceRow:
+def _trace(
+    workflow_id: str, step_id: str, agent: Agent, attempt: int, call: _Call
+) -> dict[str, object]:
+    """The trace row of one call (a Core insert: no SQLModel object on the hot path)."""
     response = call.response
-    return TraceRow(
+    return dict(
+        id=new_id(),
         workflow_id=workflow_id,
         step_id=step_id,
         agent_id=agent.id,
