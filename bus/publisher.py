@@ -14,14 +14,13 @@ from collections.abc import Iterable
 
 import structlog
 from celery import Celery
-from sqlalchemy import insert
 from sqlmodel import Session
 
 from bus.envelope import AgentMessage
 from bus.priorities import to_broker
 from bus.routing import route_for
+from storage import statements
 from storage.db import session_scope
-from storage.models import MessageRow
 
 log = structlog.get_logger(__name__)
 
@@ -39,9 +38,10 @@ class Bus:
     def record(self, session: Session, message: AgentMessage) -> None:
         """Add ``message`` to the audit table inside the caller's transaction."""
         first = route_for(message.to[0])
-        # A Core insert: building a validated SQLModel object costs more than the insert itself.
-        session.exec(
-            insert(MessageRow).values(
+        statements.run(
+            session,
+            statements.INSERT_MESSAGE,
+            dict(
                 id=message.id,
                 workflow_id=message.workflow_id,
                 step_id=message.step_id,
@@ -53,7 +53,8 @@ class Bus:
                 priority=message.priority,
                 payload=message.encode(),
                 created_at=message.timestamp,
-            )
+                delivered_at=None,
+            ),
         )
 
     def route(self, messages: Iterable[AgentMessage]) -> None:

@@ -12,16 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bus.envelope import AgentMessage, request_step
 from bus.publisher import Bus
 from orchestration.retry import Backoff
 from orchestration.team import Team
+from storage import statements
 from storage.db import is_postgres, session_scope
 from storage.models import (
-    MessageRow,
     StepRow,
     StepStatus,
     WorkflowRow,
@@ -214,8 +213,6 @@ def lock_workflow(session: Session, workflow_id: str, url: str) -> WorkflowRow |
 
 def mark_delivered(session: Session, message_id: str) -> None:
     """Stamp a message as taken by its consumer (audit), in the consumer's transaction."""
-    session.exec(
-        update(MessageRow)
-        .where(col(MessageRow.id) == message_id, col(MessageRow.delivered_at).is_(None))
-        .values(delivered_at=utcnow())
+    statements.run(
+        session, statements.MARK_DELIVERED, {"w_id": message_id, "delivered_at": utcnow()}
     )

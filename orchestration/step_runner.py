@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from bus.envelope import AgentMessage
@@ -30,6 +30,7 @@ from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
 from orchestration.pricing import cost_micro
 from orchestration.team import Team
+from storage import statements
 from storage.db import session_scope
 from storage.errors import AgentyardError, ProviderError, ProviderTimeout
 from storage.models import StepRow, StepStatus, TraceRow, WorkflowRow, new_id, utcnow
@@ -95,19 +96,19 @@ class StepRunner:
         now = utcnow()
         lease = timedelta(seconds=agent.timeout_s + self._settings.lease_margin_s)
         with session_scope(self._url) as session:
-            claimed = session.exec(
-                update(StepRow)
-                .where(
-                    col(StepRow.id) == step_id,
-                    col(StepRow.attempt) == attempt,
-                    col(StepRow.status) == StepStatus.DISPATCHED.value,
-                )
-                .values(status=StepStatus.RUNNING.value, started_at=now, lease_until=now + lease)
-                .returning(col(StepRow.workflow_id), col(StepRow.position), col(StepRow.input))
+            claimed = statements.run(
+                session,
+                statements.CLAIM_STEP,
+                {
+                    "w_id": step_id,
+                    "w_attempt": attempt,
+                    "started_at": now,
+                    "lease_until": now + lease,
+                },
             ).one_or_none()
             if claimed is None:
                 return None
-            workflow_id, position, step_input = claimed
+            workflow_id, position, step_input = claimed[0], claimed[1], claimed[2]
             mark_delivered(session, message.id)
             workflow_input = session.exec(
                 select(WorkflowRow.input).where(WorkflowRow.id == workflow_id)
@@ -160,17 +161,12 @@ class StepRunner:
         next_messages: list[AgentMessage] = []
         with session_scope(self._url) as session:
             workflow = lock_workflow(session, workflow_id, self._url)
-            fenced = session.exec(
-                update(StepRow)
-                .where(
-                    col(StepRow.id) == step_id,
-                    col(StepRow.attempt) == attempt,
-                    col(StepRow.status) == StepStatus.RUNNING.value,
-                )
-                .values(**_step_values(call))
+            statement, params = _step_update(call)
+            fenced = statements.run(
+                session, statement, {**params, "w_id": step_id, "w_attempt": attempt}
             ).rowcount
-            session.exec(
-                insert(TraceRow).values(_trace(workflow_id, step_id, agent, attempt, call))
+            statements.run(
+                session, statements.INSERT_TRACE, _trace(workflow_id, step_id, agent, attempt, call)
             )
             if fenced:
                 next_messages = self._coordinator.decide(session, workflow_id, locked=workflow)
@@ -220,28 +216,23 @@ def _history(session: Session, workflow_id: str, agent_id: str) -> list[Exchange
     return [Exchange(t.prompt, t.output or "") for t in reversed(rows)]
 
 
-def _step_values(call: _Call) -> dict[str, object]:
-    """The step row's new values: tokens and cost add up over attempts, failed ones included."""
+def _step_update(call: _Call) -> tuple[Any, dict[str, object]]:
+    """The fenced update of the step row and its parameters. Tokens and cost add up over
+    attempts, failed ones included."""
     usage = call.usage
-    values: dict[str, object] = {
-        "input_tokens": col(StepRow.input_tokens) + usage.input_tokens,
-        "output_tokens": col(StepRow.output_tokens) + usage.output_tokens,
-        "cache_creation_tokens": col(StepRow.cache_creation_tokens)
-        + usage.cache_creation_input_tokens,
-        "cache_read_tokens": col(StepRow.cache_read_tokens) + usage.cache_read_input_tokens,
-        "cost_micro": col(StepRow.cost_micro) + call.cost,
-        "lease_until": None,
+    params: dict[str, object] = {
+        "add_input": usage.input_tokens,
+        "add_output": usage.output_tokens,
+        "add_cache_creation": usage.cache_creation_input_tokens,
+        "add_cache_read": usage.cache_read_input_tokens,
+        "add_cost": call.cost,
     }
     if call.error is None and call.response is not None:
-        return values | {
-            "status": StepStatus.SUCCEEDED.value,
+        return statements.STEP_SUCCEEDED, params | {
             "output": call.response.text,
-            "error": None,
-            "error_kind": None,
             "finished_at": utcnow(),
         }
-    return values | {
-        "status": StepStatus.ATTEMPT_FAILED.value,
+    return statements.STEP_ATTEMPT_FAILED, params | {
         "error": str(call.error),
         "error_kind": call.outcome,
         "error_retryable": bool(getattr(call.error, "retryable", False)),
