@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bus.envelope import AgentMessage, request_step
 from bus.publisher import Bus
@@ -70,13 +70,7 @@ class Coordinator:
             return []
         if WorkflowStatus(workflow.status).finished:
             return []
-        steps = list(
-            session.exec(
-                select(StepRow)
-                .where(StepRow.workflow_id == workflow_id)
-                .order_by(col(StepRow.position))
-            ).all()
-        )
+        steps = list(session.exec(statements.STEPS_OF_WORKFLOW, params={"w_id": workflow_id}).all())
         now = utcnow()
         outcome = self._advance_sequence(workflow, steps, now)
         workflow.updated_at = now
@@ -205,10 +199,8 @@ def lock_workflow(session: Session, workflow_id: str, url: str) -> WorkflowRow |
 
     Every transaction that changes a workflow's steps takes this lock first, so locks are always
     taken in the same order: workflow, then steps."""
-    query = select(WorkflowRow).where(WorkflowRow.id == workflow_id)
-    if is_postgres(url):
-        query = query.with_for_update()
-    return session.exec(query).one_or_none()
+    query = statements.WORKFLOW_FOR_UPDATE if is_postgres(url) else statements.WORKFLOW
+    return session.exec(query, params={"w_id": workflow_id}).one_or_none()
 
 
 def mark_delivered(session: Session, message_id: str) -> None:

@@ -33,7 +33,7 @@ from orchestration.team import Team
 from storage import statements
 from storage.db import session_scope
 from storage.errors import AgentyardError, ProviderError, ProviderTimeout
-from storage.models import StepRow, StepStatus, TraceRow, WorkflowRow, new_id, utcnow
+from storage.models import TraceRow, new_id, utcnow
 from storage.settings import Settings
 from workers.providers.base import ModelRequest, ModelResponse, Usage
 from workers.providers.registry import Providers
@@ -110,9 +110,9 @@ class StepRunner:
                 return None
             workflow_id, position, step_input = claimed[0], claimed[1], claimed[2]
             mark_delivered(session, message.id)
-            workflow_input = session.exec(
-                select(WorkflowRow.input).where(WorkflowRow.id == workflow_id)
-            ).one()
+            workflow_input = statements.run(
+                session, statements.WORKFLOW_INPUT, {"w_id": workflow_id}
+            ).scalar_one()
             earlier = _earlier_steps(session, workflow_id, position)
             history = (
                 _history(session, workflow_id, agent.id)
@@ -187,14 +187,8 @@ class StepRunner:
 
 
 def _earlier_steps(session: Session, workflow_id: str, position: int) -> list[EarlierStep]:
-    rows = session.exec(
-        select(StepRow.position, StepRow.ran_by, StepRow.agent_id, StepRow.output)
-        .where(
-            StepRow.workflow_id == workflow_id,
-            col(StepRow.position) < position,
-            StepRow.status == StepStatus.SUCCEEDED.value,
-        )
-        .order_by(col(StepRow.position))
+    rows = statements.run(
+        session, statements.EARLIER_OUTPUTS, {"w_id": workflow_id, "w_position": position}
     ).all()
     return [
         EarlierStep(pos, ran_by or agent_id, output or "") for pos, ran_by, agent_id, output in rows

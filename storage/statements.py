@@ -13,13 +13,14 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.engine import CursorResult
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from storage.models import MessageRow, StepRow, StepStatus, TraceRow
+from storage.models import MessageRow, StepRow, StepStatus, TraceRow, WorkflowRow
 
 steps: Table = StepRow.__table__  # type: ignore[attr-defined]
 messages: Table = MessageRow.__table__  # type: ignore[attr-defined]
 traces: Table = TraceRow.__table__  # type: ignore[attr-defined]
+workflows: Table = WorkflowRow.__table__  # type: ignore[attr-defined]
 
 # dispatched -> running for one attempt: the fence against a second delivery of the same attempt
 CLAIM_STEP = (
@@ -88,6 +89,26 @@ MARK_DELIVERED = (
 
 INSERT_MESSAGE = insert(messages)
 INSERT_TRACE = insert(traces)
+
+# Reads, as ORM selects where the caller needs rows it will change (prebuilt all the same: a
+# statement object keeps its cache key, so it is neither rebuilt nor re-keyed per call).
+WORKFLOW = select(WorkflowRow).where(col(WorkflowRow.id) == bindparam("w_id"))
+WORKFLOW_FOR_UPDATE = WORKFLOW.with_for_update()
+STEPS_OF_WORKFLOW = (
+    select(StepRow)
+    .where(col(StepRow.workflow_id) == bindparam("w_id"))
+    .order_by(col(StepRow.position))
+)
+WORKFLOW_INPUT = select(workflows.c.input).where(workflows.c.id == bindparam("w_id"))
+EARLIER_OUTPUTS = (
+    select(steps.c.position, steps.c.ran_by, steps.c.agent_id, steps.c.output)
+    .where(
+        steps.c.workflow_id == bindparam("w_id"),
+        steps.c.position < bindparam("w_position"),
+        steps.c.status == StepStatus.SUCCEEDED.value,
+    )
+    .order_by(steps.c.position)
+)
 
 
 def run(session: Session, statement: Any, params: dict[str, Any]) -> CursorResult[*tuple[Any, ...]]:
