@@ -1,9 +1,12 @@
 """The coordinator: a state machine over a workflow's Workflow and Step rows.
 
-``advance`` locks the workflow row, looks at its steps, and does at most what is ready now:
+``decide`` locks the workflow row, looks at its steps, and does at most what is ready now:
 dispatch the next step, schedule a retry, hand a step to a fallback agent, or finish the
-workflow. It never waits for anything; every change is announced by another ``advance``.
-Calling it twice, or for a finished workflow, is harmless.
+workflow. It never waits for anything. It runs inside the transaction that changed the state:
+``submit`` (the first dispatch commits with the run), an agent's result (the next dispatch
+commits with the result), and ``advance`` on the coordinator queue (retries that came due, and
+whatever the maintenance sweep finds idle). Deciding twice, or for a finished workflow, is
+harmless.
 """
 
 from __future__ import annotations
