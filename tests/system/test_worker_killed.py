@@ -17,16 +17,15 @@ from sqlmodel import col, func, select
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import StepRow, TraceRow
-from tests.system.test_worker_processes import ROOT, TEAM
+from tests.system.conftest import ROOT, TEAM
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 
 @pytest.fixture
-def env(server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    fast = {
-        **server_env,
+def extra_env() -> dict[str, str]:
+    return {
         "SAMPLE_TEAM_MODEL": "offline:slow?latency=1.5",
         "SAMPLE_TEAM_TIMEOUT_S": "3",
         "AGENTYARD_LEASE_MARGIN_S": "1",
@@ -39,18 +38,6 @@ def env(server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str
         # the sweep finds it missing and dispatches the step again.
         "AGENTYARD_LOST_REQUEST_AFTER_S": "3",
     }
-    for name, value in fast.items():
-        monkeypatch.setenv(name, value)
-    return fast
-
-
-@pytest.fixture
-def orc(env: dict[str, str]) -> Orchestrator:
-    import importlib
-
-    import tests.system.sample_team as module
-
-    return importlib.reload(module).orc
 
 
 def _running_steps(orc: Orchestrator) -> int:

@@ -15,29 +15,10 @@ from sqlmodel import col, func, select
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import MessageRow, TraceRow
+from tests.system.conftest import ROOT, TEAM
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
-
-TEAM = "tests.system.sample_team:orc"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def env(server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name, value in server_env.items():
-        monkeypatch.setenv(name, value)
-    return server_env
-
-
-@pytest.fixture
-def orc(env: dict[str, str]) -> Orchestrator:
-    """A fresh Orchestrator for this test's settings (the module's one was built at import)."""
-    import importlib
-
-    import tests.system.sample_team as module
-
-    return importlib.reload(module).orc
 
 
 def _workers(tmp_path: Path, env: dict[str, str], *specs: tuple[str, ...]) -> list[WorkerProcess]:
