@@ -44,7 +44,7 @@ BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     ("  StepRunner._record (result txn + route)", re.compile(r"^StepRunner\._record$")),
     ("  offline provider complete()", re.compile(r"^OfflineProvider\.complete$")),
     ("task body: Coordinator.advance", re.compile(r"^Coordinator\.advance$")),
-    ("Bus.route (send_task + routed_at UPDATE)", re.compile(r"^Bus\.route$")),
+    ("Bus.route (send_task)", re.compile(r"^Bus\.route$")),
     ("  Bus._send (send_task)", re.compile(r"^Bus\._send$")),
     ("session.commit / flush", re.compile(r"^Session\.(commit|flush)$")),
     ("session_scope exit/enter", re.compile(r"^session_scope$")),
