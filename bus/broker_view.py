@@ -16,7 +16,7 @@ import redis
 from bus.priorities import PRIORITY_STEPS
 
 UNACKED_KEY = "unacked"
-SEP = ":"
+SEP = ":"  # kombu's separator between a queue and its priority band; the app is built with it
 
 
 class BrokerView:

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from bus.envelope import AgentMessage, request_step
 from bus.publisher import Bus
+from orchestration.pricing import micro_to_usd
 from orchestration.retry import Backoff
 from orchestration.team import Team
 from storage import statements
@@ -84,7 +85,7 @@ class Coordinator:
                 "workflow.finished",
                 workflow_id=workflow_id,
                 status=outcome.finished.value,
-                cost_usd=workflow.cost_micro / 1e6,
+                cost_usd=micro_to_usd(workflow.cost_micro),
             )
         return outcome.messages
 

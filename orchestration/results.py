@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
+from orchestration.pricing import micro_to_usd
 from storage.db import session_scope
 from storage.errors import RunNotFound, WaitTimeout
 from storage.models import StepRow, WorkflowRow, WorkflowStatus, as_utc
@@ -61,7 +62,7 @@ class StepResult:
                 row.cache_creation_tokens,
                 row.cache_read_tokens,
             ),
-            cost_usd=row.cost_micro / 1e6,
+            cost_usd=micro_to_usd(row.cost_micro),
             started_at=as_utc(row.started_at),
             finished_at=as_utc(row.finished_at),
         )
@@ -112,7 +113,7 @@ def load_result(database_url: str, run_id: str) -> WorkflowResult:
         output=workflow.output,
         error=workflow.error,
         # While a run is under way, its cost so far is the sum of its steps.
-        cost_usd=(workflow.cost_micro or sum(s.cost_micro for s in steps)) / 1e6,
+        cost_usd=micro_to_usd(workflow.cost_micro or sum(s.cost_micro for s in steps)),
         steps=step_results,
         created_at=as_utc(workflow.created_at) or workflow.created_at,
         finished_at=as_utc(workflow.finished_at),

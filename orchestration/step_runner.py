@@ -28,7 +28,7 @@ from bus.publisher import Bus
 from orchestration.context import EarlierStep, Exchange, build_messages, compose_prompt
 from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
-from orchestration.pricing import cost_micro
+from orchestration.pricing import cost_micro, micro_to_usd
 from orchestration.team import Team
 from storage import statements
 from storage.db import session_scope
@@ -172,7 +172,9 @@ class StepRunner:
                 next_messages = self._coordinator.decide(session, workflow_id, locked=workflow)
         if not fenced:
             # Our lease ran out and the attempt was given up on; the call is on record all the same.
-            log.warning("step.result_fenced_off", outcome=call.outcome, cost_usd=call.cost / 1e6)
+            log.warning(
+                "step.result_fenced_off", outcome=call.outcome, cost_usd=micro_to_usd(call.cost)
+            )
             return
         self._bus.route(next_messages)
         log.info(
@@ -181,7 +183,7 @@ class StepRunner:
             latency_ms=round(call.latency_ms, 1),
             input_tokens=call.usage.input_tokens,
             output_tokens=call.usage.output_tokens,
-            cost_usd=call.cost / 1e6,
+            cost_usd=micro_to_usd(call.cost),
             error=None if call.error is None else str(call.error),
         )
 

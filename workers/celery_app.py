@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+from bus.broker_view import SEP
 from bus.priorities import PRIORITY_STEPS
 from bus.routing import COORDINATOR_QUEUE
 from storage.errors import ConfigurationError
@@ -23,7 +24,7 @@ from storage.settings import Settings
 def transport_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "priority_steps": PRIORITY_STEPS,
-        "sep": ":",
+        "sep": SEP,
         "queue_order_strategy": "priority",
         "visibility_timeout": settings.visibility_timeout_s,
         # kombu 5.7: sweep for messages of dead consumers every 10 s instead of every 100 s.
