@@ -14,13 +14,13 @@ from collections.abc import Iterable
 
 import structlog
 from celery import Celery
-from sqlmodel import Session
+from sqlalchemy import Connection
 
 from bus.envelope import AgentMessage
 from bus.priorities import to_broker
 from bus.routing import route_for
 from storage import statements
-from storage.db import session_scope
+from storage.db import transaction
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +35,11 @@ class Bus:
         self._app = app
         self._database_url = database_url
 
-    def record(self, session: Session, message: AgentMessage) -> None:
+    def record(self, connection: Connection, message: AgentMessage) -> None:
         """Add ``message`` to the audit table inside the caller's transaction."""
         first = route_for(message.to[0])
         statements.run(
-            session,
+            connection,
             statements.INSERT_MESSAGE,
             dict(
                 id=message.id,
@@ -91,6 +91,6 @@ class Bus:
 
     def publish(self, message: AgentMessage) -> None:
         """Record and route one message on its own."""
-        with session_scope(self._database_url) as session:
-            self.record(session, message)
+        with transaction(self._database_url) as connection:
+            self.record(connection, message)
         self.route([message])

@@ -1,214 +1,156 @@
-"""The coordinator: a state machine over a workflow's Workflow and Step rows.
+"""The coordinator: reads a workflow's rows, asks the planner what is due, writes it back.
 
-``decide`` locks the workflow row, looks at its steps, and does at most what is ready now:
-dispatch the next step, schedule a retry, hand a step to a fallback agent, or finish the
-workflow. It never waits for anything. It runs inside the transaction that changed the state:
-``submit`` (the first dispatch commits with the run), an agent's result (the next dispatch
-commits with the result), and ``advance`` on the coordinator queue (retries that came due, and
-whatever the maintenance sweep finds idle). Deciding twice, or for a finished workflow, is
-harmless.
+``decide`` runs inside the transaction that changed the state, after taking the workflow's row
+lock: ``start`` (a new run's first dispatch commits with the run), an agent's result (the next
+dispatch commits with the result), and ``advance`` on the coordinator queue (retries that came
+due, and whatever the maintenance sweep finds idle). It never waits for anything, and deciding
+twice, or for a finished workflow, is harmless. The rules themselves are in ``planner.py``.
+
+Every statement here is a prebuilt Core statement (``storage.statements``): this is the path
+every step of every workflow takes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlmodel import Session
+from sqlalchemy import Connection
 
-from bus.envelope import AgentMessage, request_step
+from bus.envelope import AgentMessage
 from bus.publisher import Bus
-from orchestration.pricing import micro_to_usd
+from orchestration.planner import Plan, Rules, RunState, StepState, plan_sequence
 from orchestration.retry import Backoff
 from orchestration.team import Team
 from storage import statements
-from storage.db import is_postgres, session_scope
-from storage.models import (
-    StepRow,
-    StepStatus,
-    WorkflowRow,
-    WorkflowStatus,
-    as_utc,
-    utcnow,
-)
+from storage.db import transaction
+from storage.models import WorkflowStatus, new_id, utcnow
 from storage.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass
-class _Outcome:  # what one decision produced
-    messages: list[AgentMessage] = field(default_factory=list)
-    finished: WorkflowStatus | None = None
-
-
 class Coordinator:
     def __init__(self, team: Team, bus: Bus, settings: Settings, backoff: Backoff | None = None):
-        self._team = team
         self._bus = bus
-        self._settings = settings
         self._url = settings.effective_database_url
-        self._backoff = backoff or Backoff()
+        self._rules = Rules(
+            team=team,
+            backoff=backoff or Backoff(),
+            dispatch_timeout_s=settings.dispatch_timeout_s,
+        )
 
     def advance(self, workflow_id: str, delivered: str | None = None) -> None:
         """Decide in a transaction of its own, then route what was decided.
 
         ``delivered`` is the id of the message that asked for this, stamped as delivered."""
         with structlog.contextvars.bound_contextvars(workflow_id=workflow_id):
-            with session_scope(self._url) as session:
+            with transaction(self._url) as connection:
+                run = lock_workflow(connection, workflow_id)
                 if delivered is not None:
-                    mark_delivered(session, delivered)
-                messages = self.decide(session, workflow_id)
+                    mark_delivered(connection, delivered)
+                messages = self.decide(connection, run) if run is not None else []
             self._bus.route(messages)
 
-    def decide(
-        self, session: Session, workflow_id: str, locked: WorkflowRow | None = None
+    def start(
+        self, connection: Connection, run: RunState, agents: list[str], row: dict[str, Any]
     ) -> list[AgentMessage]:
-        """Lock the workflow row (unless the caller passes it ``locked``) and make the decisions
-        that are due, inside the caller's transaction. Returns the messages recorded; the caller
-        routes them after its commit."""
-        workflow = locked or lock_workflow(session, workflow_id, self._url)
-        if workflow is None:
-            log.warning("coordinator.unknown_workflow", workflow_id=workflow_id)
-            return []
-        if WorkflowStatus(workflow.status).finished:
-            return []
-        steps = list(session.exec(statements.STEPS_OF_WORKFLOW, params={"w_id": workflow_id}).all())
-        now = utcnow()
-        outcome = self._advance_sequence(workflow, steps, now)
-        workflow.updated_at = now
-        for message in outcome.messages:
-            self._bus.record(session, message)
-        if outcome.finished is not None:
-            log.info(
-                "workflow.finished",
-                workflow_id=workflow_id,
-                status=outcome.finished.value,
-                cost_usd=micro_to_usd(workflow.cost_micro),
+        """Insert a new run with one step per agent, its first decision already made (the first
+        step dispatched), in the caller's transaction. ``row`` holds the workflow row's other
+        columns. Returns the messages to route after the commit."""
+        steps = [
+            StepState(id=row_id, position=position, agent_id=agent_id)
+            for position, (agent_id, row_id) in enumerate(
+                zip(agents, [new_id() for _ in agents], strict=True)
             )
-        return outcome.messages
-
-    def _advance_sequence(
-        self, workflow: WorkflowRow, steps: list[StepRow], now: datetime
-    ) -> _Outcome:
-        outcome = _Outcome()
-        previous: StepRow | None = None
-        for step in steps:
-            status = StepStatus(step.status)
-            if status is StepStatus.SUCCEEDED:
-                previous = step
-                continue
-            if status is StepStatus.ATTEMPT_FAILED:
-                self._after_failed_attempt(step, now)
-                status = StepStatus(step.status)
-            if status is StepStatus.FAILED:
-                self._finish(workflow, steps, WorkflowStatus.FAILED, now, failed=step)
-                outcome.finished = WorkflowStatus.FAILED
-            elif status is StepStatus.PENDING and _due(step, now):
-                step_input = workflow.input if previous is None else (previous.output or "")
-                outcome.messages.append(self._dispatch(workflow, step, step_input, now))
-            return outcome  # a sequence runs one step at a time
-        self._finish(workflow, steps, WorkflowStatus.SUCCEEDED, now)
-        outcome.finished = WorkflowStatus.SUCCEEDED
-        return outcome
-
-    def _dispatch(
-        self, workflow: WorkflowRow, step: StepRow, step_input: str, now: datetime
-    ) -> AgentMessage:
-        step.ran_by = step.ran_by or step.agent_id
-        step.attempt += 1
-        step.agent_attempt += 1
-        step.status = StepStatus.DISPATCHED.value
-        step.input = step_input
-        step.dispatched_at = now
-        step.due_at = None
-        step.lease_until = now + timedelta(seconds=self._settings.dispatch_timeout_s)
-        if workflow.status == WorkflowStatus.PENDING.value:
-            workflow.status = WorkflowStatus.RUNNING.value
-        log.info(
-            "step.dispatched",
-            step_id=step.id,
-            agent_id=step.ran_by,
-            attempt=step.attempt,
+        ]
+        now = row["created_at"]
+        plan = plan_sequence(run, steps, now, self._rules)
+        statements.run(connection, statements.INSERT_WORKFLOW, {**row, **_run_values(run)})
+        statements.run(
+            connection,
+            statements.INSERT_STEP,
+            [{"workflow_id": run.id, **_step_values(step)} for step in steps],
         )
-        request = request_step(
-            agent_id=step.ran_by,
-            workflow_id=workflow.id,
-            step_id=step.id,
-            attempt=step.attempt,
-            priority=workflow.priority,
-        )
-        step.request_id = request.id
-        return request
+        return self._record(connection, run, plan)
 
-    def _after_failed_attempt(self, step: StepRow, now: datetime) -> None:
-        """Retry on the same agent, move to its fallback, or give up."""
-        agent = self._team.agent(step.ran_by or step.agent_id)
-        if step.error_retryable and step.agent_attempt <= agent.max_retries:
-            delay = self._backoff.delay_s(step.agent_attempt, step.retry_after_s)
-            step.status = StepStatus.PENDING.value
-            step.due_at = now + timedelta(seconds=delay)
-            log.info(
-                "step.retry_scheduled",
-                step_id=step.id,
-                agent_id=agent.id,
-                attempt=step.attempt,
-                delay_s=round(delay, 3),
-                error_kind=step.error_kind,
+    def decide(self, connection: Connection, run: RunState) -> list[AgentMessage]:
+        """Make the decisions that are due for ``run``, whose row the caller has locked
+        (``lock_workflow``), inside the caller's transaction. Returns the messages recorded;
+        the caller routes them after its commit."""
+        if WorkflowStatus(run.status).finished:
+            return []
+        steps = [
+            StepState(**row._asdict())
+            for row in statements.run(connection, statements.STEPS_OF_WORKFLOW, {"w_id": run.id})
+        ]
+        plan = plan_sequence(run, steps, utcnow(), self._rules)
+        for step in plan.steps:
+            statements.run(
+                connection, statements.SAVE_STEP, {"w_id": step.id, **_planned_values(step)}
             )
-        elif agent.fallback is not None:
-            log.info(
-                "step.fallback",
-                step_id=step.id,
-                agent_id=agent.id,
-                fallback=agent.fallback,
-                error_kind=step.error_kind,
+        if plan.run_changed:
+            statements.run(
+                connection, statements.SAVE_WORKFLOW, {"w_id": run.id, **_saved_run_values(run)}
             )
-            step.ran_by = agent.fallback
-            step.agent_attempt = 0
-            step.status = StepStatus.PENDING.value
-            step.due_at = None
-        else:
-            step.status = StepStatus.FAILED.value
-            step.finished_at = now
+        return self._record(connection, run, plan)
 
-    def _finish(
-        self,
-        workflow: WorkflowRow,
-        steps: list[StepRow],
-        status: WorkflowStatus,
-        now: datetime,
-        failed: StepRow | None = None,
-    ) -> None:
-        workflow.status = status.value
-        workflow.cost_micro = sum(step.cost_micro for step in steps)
-        workflow.finished_at = now
-        if status is WorkflowStatus.SUCCEEDED:
-            workflow.output = steps[-1].output
-        elif failed is not None:
-            workflow.error = (
-                f"step {failed.position + 1} ({failed.ran_by or failed.agent_id}) failed after "
-                f"{failed.attempt} attempt(s): {failed.error_kind or 'error'}: {failed.error}"
-            )
+    def _record(self, connection: Connection, run: RunState, plan: Plan) -> list[AgentMessage]:
+        for message in plan.messages:
+            self._bus.record(connection, message)
+        for event, fields in plan.events:
+            log.info(event, **fields)
+        if WorkflowStatus(run.status).finished and plan.run_changed:
+            log.info("workflow.finished", workflow_id=run.id, status=run.status)
+        return plan.messages
 
 
-def _due(step: StepRow, now: datetime) -> bool:
-    """A pending step may go unless it waits for a retry's due time."""
-    return step.due_at is None or as_utc(step.due_at) <= now
+def lock_workflow(connection: Connection, workflow_id: str, add_cost: int = 0) -> RunState | None:
+    """Lock the workflow row until the transaction ends, and return what the planner needs.
+
+    Every transaction that changes a workflow's steps under the coordinator takes this lock
+    first, so locks are always taken in the same order: workflow, then steps. ``add_cost``
+    (micro-dollars) is charged to the workflow in the same statement."""
+    row = statements.run(
+        connection,
+        statements.LOCK_WORKFLOW,
+        {"w_id": workflow_id, "updated_at": utcnow(), "add_cost": add_cost},
+    ).one_or_none()
+    if row is None:
+        log.warning("coordinator.unknown_workflow", workflow_id=workflow_id)
+        return None
+    return RunState(**row._asdict())
 
 
-def lock_workflow(session: Session, workflow_id: str, url: str) -> WorkflowRow | None:
-    """The workflow row, locked until the transaction ends (PostgreSQL; SQLite has one writer).
-
-    Every transaction that changes a workflow's steps takes this lock first, so locks are always
-    taken in the same order: workflow, then steps."""
-    query = statements.WORKFLOW_FOR_UPDATE if is_postgres(url) else statements.WORKFLOW
-    return session.exec(query, params={"w_id": workflow_id}).one_or_none()
-
-
-def mark_delivered(session: Session, message_id: str) -> None:
+def mark_delivered(connection: Connection, message_id: str) -> None:
     """Stamp a message as taken by its consumer (audit), in the consumer's transaction."""
     statements.run(
-        session, statements.MARK_DELIVERED, {"w_id": message_id, "delivered_at": utcnow()}
+        connection, statements.MARK_DELIVERED, {"w_id": message_id, "delivered_at": utcnow()}
     )
+
+
+def _planned_values(step: StepState) -> dict[str, Any]:
+    return {name: getattr(step, name) for name in statements.PLANNED_STEP_COLUMNS}
+
+
+def _step_values(step: StepState) -> dict[str, Any]:
+    return {name: getattr(step, name) for name in statements.STEP_STATE_COLUMNS}
+
+
+def _saved_run_values(run: RunState) -> dict[str, Any]:
+    return {
+        "status": run.status,
+        "output": run.output,
+        "error": run.error,
+        "finished_at": run.finished_at,
+    }
+
+
+def _run_values(run: RunState) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "priority": run.priority,
+        "input": run.input,
+        **_saved_run_values(run),
+    }

@@ -142,7 +142,7 @@ class Maintenance:
                 )
             ).rowcount
             if changed:
-                self._bus.record(session, notice)
+                self._bus.record(session.connection(), notice)
         if not changed:
             return 0
         log.warning(f"step.{kind}", step_id=step.id, attempt=step.attempt, status=step.status)

@@ -11,7 +11,6 @@ import threading
 
 import structlog
 from celery import Celery
-from sqlalchemy import insert
 
 from bus import priorities
 from bus.broker_view import BrokerView
@@ -20,13 +19,14 @@ from bus.publisher import Bus
 from orchestration.coordinator import Coordinator
 from orchestration.definitions import Agent, Workflow
 from orchestration.maintenance import Maintenance
+from orchestration.planner import RunState
 from orchestration.pricing import usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
 from orchestration.team import Team
-from storage.db import migrate, session_scope
+from storage.db import migrate, session_scope, transaction
 from storage.errors import InvalidRequest, RunNotFound
-from storage.models import StepRow, WorkflowRow, new_id
+from storage.models import WorkflowRow, WorkflowStatus, new_id, utcnow
 from storage.redis_client import redis_for
 from storage.settings import Settings
 from workers.celery_app import make_celery
@@ -162,39 +162,32 @@ class Orchestrator:
                 "documents elsewhere and pass a reference"
             )
         self.ensure_ready()
-        row = WorkflowRow(
-            team=self.name,
+        now = utcnow()
+        run = RunState(
+            id=new_id(),
             name=definition.name,
+            status=WorkflowStatus.PENDING.value,
             priority=priority,
             input=input,
-            budget_micro=None
+        )
+        row = {
+            "team": self.name,
+            "budget_micro": None
             if definition.budget_usd is None
             else usd_to_micro(definition.budget_usd),
-        )
+            "cost_micro": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
         coordinator = self.coordinator()
-        with session_scope(self.database_url) as session:
-            session.add(row)
-            session.flush()  # the workflow row first: steps reference it
-            session.exec(
-                insert(StepRow).values(
-                    [
-                        {
-                            "id": new_id(),
-                            "workflow_id": row.id,
-                            "position": position,
-                            "agent_id": agent_id,
-                        }
-                        for position, agent_id in enumerate(definition.steps)
-                    ]
-                )
-            )
+        with transaction(self.database_url) as connection:
             # The first decision (dispatch the first step) commits with the run itself.
-            requests = coordinator.decide(session, row.id, locked=row)
+            requests = coordinator.start(connection, run, list(definition.steps), row)
         self.bus.route(requests)
         log.info(
-            "workflow.submitted", workflow_id=row.id, workflow=definition.name, priority=priority
+            "workflow.submitted", workflow_id=run.id, workflow=definition.name, priority=priority
         )
-        return WorkflowRun(row.id, self.database_url)
+        return WorkflowRun(run.id, self.database_url)
 
     def run(self, run_id: str) -> WorkflowRun:
         """Reattach to a run by id, from any process."""

@@ -1,13 +1,14 @@
 """One attempt of one step, run by an agent worker.
 
-Two transactions around the model call:
+Two writes around the model call:
 
-1. claim and load: a compare-and-set moves the attempt from dispatched to running (the fence
-   that keeps a redelivered message from calling the model twice), then the step, its workflow,
-   the earlier steps and the agent's history are read;
-2. record and decide: with the workflow row locked, the result (or the failure) goes on the step
-   row, the call's trace is added, and the coordinator decides what comes next in the same
-   transaction; the messages it recorded are routed after the commit.
+1. claim: one statement, committed on its own, moves the attempt from dispatched to running (the
+   fence that keeps a redelivered message from calling the model twice) and returns the prompt
+   and the agent's earlier exchanges, which the coordinator composed when it dispatched;
+2. record and decide: with the workflow row locked (and charged the call's cost), the result or
+   the failure goes on the step row, the call's trace is added, the request is stamped
+   delivered, and the coordinator decides what comes next, all in one transaction; the messages
+   it recorded are routed after the commit.
 
 Deciding here, rather than sending an ``advance`` to the coordinator queue, saves a broker hop
 and a transaction per step; the coordinator's code makes the decision either way.
@@ -21,19 +22,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlmodel import Session, col, select
 
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
-from orchestration.context import EarlierStep, Exchange, build_messages, compose_prompt
+from orchestration.context import Exchange, build_messages
 from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
 from orchestration.pricing import cost_micro, micro_to_usd
 from orchestration.team import Team
 from storage import statements
-from storage.db import session_scope
+from storage.db import run_alone, transaction
 from storage.errors import AgentyardError, ProviderError, ProviderTimeout
-from storage.models import TraceRow, new_id, utcnow
+from storage.models import new_id, utcnow
 from storage.settings import Settings
 from workers.providers.base import ModelRequest, ModelResponse, Usage
 from workers.providers.registry import Providers
@@ -83,47 +83,30 @@ class StepRunner:
         with structlog.contextvars.bound_contextvars(
             workflow_id=message.workflow_id, step_id=step_id, agent_id=agent.id, attempt=attempt
         ):
-            request = self._claim_and_load(message, step_id, attempt, agent)
+            request = self._claim(step_id, attempt, agent)
             if request is None:
                 log.info("step.delivery_skipped", reason="attempt claimed, finished or superseded")
                 return
             call = self._call(agent, request)
             self._record_and_decide(message, step_id, attempt, agent, call)
 
-    def _claim_and_load(
-        self, message: AgentMessage, step_id: str, attempt: int, agent: Agent
-    ) -> ModelRequest | None:
+    def _claim(self, step_id: str, attempt: int, agent: Agent) -> ModelRequest | None:
         now = utcnow()
         lease = timedelta(seconds=agent.timeout_s + self._settings.lease_margin_s)
-        with session_scope(self._url) as session:
-            claimed = statements.run(
-                session,
-                statements.CLAIM_STEP,
-                {
-                    "w_id": step_id,
-                    "w_attempt": attempt,
-                    "started_at": now,
-                    "lease_until": now + lease,
-                },
-            ).one_or_none()
-            if claimed is None:
-                return None
-            workflow_id, position, step_input = claimed[0], claimed[1], claimed[2]
-            mark_delivered(session, message.id)
-            workflow_input = statements.run(
-                session, statements.WORKFLOW_INPUT, {"w_id": workflow_id}
-            ).scalar_one()
-            earlier = _earlier_steps(session, workflow_id, position)
-            history = (
-                _history(session, workflow_id, agent.id)
-                if any(s.agent_id == agent.id for s in earlier)
-                else []
-            )
-        prompt = compose_prompt(workflow_input, step_input or "", position, earlier)
+        claimed = run_alone(
+            self._url,
+            statements.CLAIM_STEP,
+            {"w_id": step_id, "w_attempt": attempt, "started_at": now, "lease_until": now + lease},
+        )
+        if not claimed:
+            return None
+        prompt, history = claimed[0].prompt, claimed[0].history
         return ModelRequest(
             model=agent.model,
             system=agent.system_prompt,
-            messages=build_messages(history, prompt),
+            messages=build_messages(
+                [Exchange(question, answer) for question, answer in history or []], prompt or ""
+            ),
             max_tokens=agent.max_tokens,
             timeout_s=agent.timeout_s,
             request_key=f"{step_id}:{attempt}",
@@ -159,17 +142,20 @@ class StepRunner:
     ) -> None:
         workflow_id = str(message.workflow_id)
         next_messages: list[AgentMessage] = []
-        with session_scope(self._url) as session:
-            workflow = lock_workflow(session, workflow_id, self._url)
+        with transaction(self._url) as connection:
+            run = lock_workflow(connection, workflow_id, add_cost=call.cost)
             statement, params = _step_update(call)
             fenced = statements.run(
-                session, statement, {**params, "w_id": step_id, "w_attempt": attempt}
+                connection, statement, {**params, "w_id": step_id, "w_attempt": attempt}
             ).rowcount
             statements.run(
-                session, statements.INSERT_TRACE, _trace(workflow_id, step_id, agent, attempt, call)
+                connection,
+                statements.INSERT_TRACE,
+                _trace(workflow_id, step_id, agent, attempt, call),
             )
-            if fenced:
-                next_messages = self._coordinator.decide(session, workflow_id, locked=workflow)
+            mark_delivered(connection, message.id)
+            if fenced and run is not None:
+                next_messages = self._coordinator.decide(connection, run)
         if not fenced:
             # Our lease ran out and the attempt was given up on; the call is on record all the same.
             log.warning(
@@ -186,30 +172,6 @@ class StepRunner:
             cost_usd=micro_to_usd(call.cost),
             error=None if call.error is None else str(call.error),
         )
-
-
-def _earlier_steps(session: Session, workflow_id: str, position: int) -> list[EarlierStep]:
-    rows = statements.run(
-        session, statements.EARLIER_OUTPUTS, {"w_id": workflow_id, "w_position": position}
-    ).all()
-    return [
-        EarlierStep(pos, ran_by or agent_id, output or "") for pos, ran_by, agent_id, output in rows
-    ]
-
-
-def _history(session: Session, workflow_id: str, agent_id: str) -> list[Exchange]:
-    """The agent's last exchanges in this run, oldest first."""
-    rows = session.exec(
-        select(TraceRow)
-        .where(
-            TraceRow.workflow_id == workflow_id,
-            TraceRow.agent_id == agent_id,
-            TraceRow.outcome == "succeeded",
-        )
-        .order_by(col(TraceRow.finished_at).desc())
-        .limit(5)
-    ).all()
-    return [Exchange(t.prompt, t.output or "") for t in reversed(rows)]
 
 
 def _step_update(call: _Call) -> tuple[Any, dict[str, object]]:

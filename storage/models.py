@@ -104,7 +104,16 @@ class StepRow(SQLModel, table=True):
         default=None, max_length=36, description="The message carrying the current attempt."
     )
     agent_attempt: int = Field(default=0, description="Attempts on the agent in `ran_by`.")
-    input: str | None = Field(default=None, sa_column=Column(Text))
+    prompt: str | None = Field(
+        default=None,
+        sa_column=Column(Text),
+        description="The user message of the latest attempt, composed when it was dispatched.",
+    )
+    history: list[list[str]] | None = Field(
+        default=None,
+        sa_column=Column(JSON(none_as_null=True)),
+        description="The agent's earlier exchanges in this run, [prompt, answer], sent first.",
+    )
     output: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
     error_kind: str | None = Field(default=None, max_length=64)

@@ -2,7 +2,7 @@
 
 Building a SQLAlchemy expression and its cache key on every call, and going through the ORM's
 bookkeeping, cost more CPU than the database work itself (see docs/performance.md). These are
-the statements every step runs; each is executed on a session's connection with a dict of
+the statements every step runs; each is executed on a Core connection with a dict of
 parameters, inside the caller's transaction. Parameters for WHERE clauses are prefixed ``w_``
 (SQLAlchemy reserves column names for the SET clause).
 """
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.engine import CursorResult
-from sqlmodel import Session, col, select
 
 from storage.models import MessageRow, StepRow, StepStatus, TraceRow, WorkflowRow
 
@@ -22,7 +21,8 @@ messages: Table = MessageRow.__table__  # type: ignore[attr-defined]
 traces: Table = TraceRow.__table__  # type: ignore[attr-defined]
 workflows: Table = WorkflowRow.__table__  # type: ignore[attr-defined]
 
-# dispatched -> running for one attempt: the fence against a second delivery of the same attempt
+# dispatched -> running for one attempt: the fence against a second delivery of the same attempt.
+# It returns what the agent is to be asked, composed by the coordinator when it dispatched.
 CLAIM_STEP = (
     update(steps)
     .where(
@@ -35,7 +35,7 @@ CLAIM_STEP = (
         started_at=bindparam("started_at"),
         lease_until=bindparam("lease_until"),
     )
-    .returning(steps.c.workflow_id, steps.c.position, steps.c.input)
+    .returning(steps.c.prompt, steps.c.history)
 )
 
 _ADD_USAGE = {
@@ -90,27 +90,76 @@ MARK_DELIVERED = (
 INSERT_MESSAGE = insert(messages)
 INSERT_TRACE = insert(traces)
 
-# Reads, as ORM selects where the caller needs rows it will change (prebuilt all the same: a
-# statement object keeps its cache key, so it is neither rebuilt nor re-keyed per call).
-WORKFLOW = select(WorkflowRow).where(col(WorkflowRow.id) == bindparam("w_id"))
-WORKFLOW_FOR_UPDATE = WORKFLOW.with_for_update()
-STEPS_OF_WORKFLOW = (
-    select(StepRow)
-    .where(col(StepRow.workflow_id) == bindparam("w_id"))
-    .order_by(col(StepRow.position))
-)
-WORKFLOW_INPUT = select(workflows.c.input).where(workflows.c.id == bindparam("w_id"))
-EARLIER_OUTPUTS = (
-    select(steps.c.position, steps.c.ran_by, steps.c.agent_id, steps.c.output)
-    .where(
-        steps.c.workflow_id == bindparam("w_id"),
-        steps.c.position < bindparam("w_position"),
-        steps.c.status == StepStatus.SUCCEEDED.value,
+# The workflow row, locked until the transaction ends, touched and charged for a call in the
+# same statement (an UPDATE takes the row lock on PostgreSQL and the write lock on SQLite).
+LOCK_WORKFLOW = (
+    update(workflows)
+    .where(workflows.c.id == bindparam("w_id"))
+    .values(
+        updated_at=bindparam("updated_at"),
+        cost_micro=workflows.c.cost_micro
+        + bindparam("add_cost", type_=workflows.c.cost_micro.type),
     )
+    .returning(
+        workflows.c.id,
+        workflows.c.name,
+        workflows.c.status,
+        workflows.c.priority,
+        workflows.c.input,
+    )
+)
+
+
+def _set(table: Table, *names: str) -> dict[str, Any]:
+    return {name: bindparam(name, type_=table.c[name].type) for name in names}
+
+
+# What the coordinator's planner reads of a step, and what it may change (orchestration/planner.py)
+PLANNED_STEP_COLUMNS = (
+    "status",
+    "ran_by",
+    "attempt",
+    "agent_attempt",
+    "request_id",
+    "prompt",
+    "history",
+    "due_at",
+    "lease_until",
+    "dispatched_at",
+    "finished_at",
+)
+STEP_STATE_COLUMNS = (
+    "id",
+    "position",
+    "agent_id",
+    *PLANNED_STEP_COLUMNS,
+    "output",
+    "error",
+    "error_kind",
+    "error_retryable",
+    "retry_after_s",
+)
+STEPS_OF_WORKFLOW = (
+    select(*(steps.c[name] for name in STEP_STATE_COLUMNS))
+    .where(steps.c.workflow_id == bindparam("w_id"))
     .order_by(steps.c.position)
 )
+SAVE_STEP = (
+    update(steps)
+    .where(steps.c.id == bindparam("w_id"))
+    .values(**_set(steps, *PLANNED_STEP_COLUMNS))
+)
+SAVE_WORKFLOW = (
+    update(workflows)
+    .where(workflows.c.id == bindparam("w_id"))
+    .values(**_set(workflows, "status", "output", "error", "finished_at"))
+)
+INSERT_WORKFLOW = insert(workflows)
+INSERT_STEP = insert(steps)
 
 
-def run(session: Session, statement: Any, params: dict[str, Any]) -> CursorResult[*tuple[Any, ...]]:
-    """Execute a prebuilt statement on the session's connection, in its transaction."""
-    return session.connection().execute(statement, params)
+def run(
+    connection: Connection, statement: Any, params: dict[str, Any] | list[dict[str, Any]]
+) -> CursorResult[*tuple[Any, ...]]:
+    """Execute a prebuilt statement in the connection's transaction (a list: one per row)."""
+    return connection.execute(statement, params)

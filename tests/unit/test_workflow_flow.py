@@ -3,6 +3,7 @@ with messages delivered by ``drain`` instead of a broker."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import timedelta
 
@@ -50,9 +51,12 @@ def test_a_sequence_runs_each_step_on_the_previous_ones_output(inline_team: Team
     assert all(s.status == "succeeded" and s.attempt == 1 for s in result.steps)
     with session_scope(orc.database_url) as session:
         steps = session.exec(select(StepRow).order_by(col(StepRow.position))).all()
-    assert steps[0].input == "the telegraph"
-    assert steps[1].input == steps[0].output
-    assert steps[2].input == steps[1].output
+    assert steps[0].prompt == "the telegraph"
+    # Each later prompt carries the request and the previous step's output, composed at dispatch.
+    for earlier, later in itertools.pairwise(steps):
+        assert later.prompt is not None and earlier.output is not None
+        assert later.prompt.startswith("Request:\nthe telegraph")
+        assert later.prompt.endswith(earlier.output)
     assert result.output == steps[2].output
 
 

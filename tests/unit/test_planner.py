@@ -1,0 +1,112 @@
+"""The coordinator's rules on plain objects: no database, no broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from orchestration import Agent
+from orchestration.planner import Rules, RunState, StepState, plan_sequence
+from orchestration.retry import Backoff
+from orchestration.team import Team
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _rules() -> Rules:
+    team = Team("t")
+    team.add_agent(Agent(id="a", model="offline:echo", max_retries=1, fallback="b"))
+    team.add_agent(Agent(id="b", model="offline:echo", max_retries=0))
+    return Rules(team=team, backoff=Backoff(base_s=1.0, cap_s=8.0), dispatch_timeout_s=60)
+
+
+def _run() -> RunState:
+    return RunState(id="w", name="seq", status="pending", priority=7, input="the telegraph")
+
+
+def _steps(*agents: str) -> list[StepState]:
+    return [StepState(id=f"s{i}", position=i, agent_id=agent) for i, agent in enumerate(agents)]
+
+
+def _succeed(step: StepState, output: str) -> None:
+    step.status, step.output, step.attempt = "succeeded", output, 1
+    step.ran_by = step.agent_id
+
+
+def test_a_new_run_dispatches_its_first_step_with_the_input_as_prompt() -> None:
+    run, steps = _run(), _steps("a", "b")
+    plan = plan_sequence(run, steps, NOW, _rules())
+
+    assert run.status == "running" and plan.run_changed
+    assert plan.steps == [steps[0]]
+    first = steps[0]
+    assert (first.status, first.attempt, first.agent_attempt) == ("dispatched", 1, 1)
+    assert first.prompt == "the telegraph" and first.history is None
+    assert first.lease_until == NOW + timedelta(seconds=60)
+    [message] = plan.messages
+    assert message.id == first.request_id and message.to == ("a",) and message.priority == 7
+    assert steps[1].status == "pending"  # a sequence runs one step at a time
+
+
+def test_a_later_step_gets_the_previous_output_and_its_agents_earlier_exchanges() -> None:
+    run, steps = _run(), _steps("a", "b", "a")
+    run.status = "running"
+    steps[0].prompt = "the telegraph"
+    _succeed(steps[0], "Facts. More facts.")
+    steps[1].prompt = "write it"
+    _succeed(steps[1], "The article.")
+
+    plan = plan_sequence(run, steps, NOW, _rules())
+
+    third = steps[2]
+    assert plan.steps == [third] and not plan.run_changed
+    assert third.prompt is not None
+    assert third.prompt.startswith("Request:\nthe telegraph")
+    assert third.prompt.endswith("Output of the previous step (b):\nThe article.")
+    assert third.history == [["the telegraph", "Facts. More facts."]]  # a's own exchange only
+
+
+def test_a_step_under_way_or_waiting_for_its_retry_is_left_alone() -> None:
+    run, steps = _run(), _steps("a", "b")
+    run.status = "running"
+    steps[0].status = "running"
+    assert not plan_sequence(run, steps, NOW, _rules()).messages
+
+    steps[0].status, steps[0].due_at = "pending", NOW + timedelta(seconds=1)
+    assert not plan_sequence(run, steps, NOW, _rules()).messages
+    assert plan_sequence(run, steps, NOW + timedelta(seconds=1), _rules()).messages
+
+
+def test_a_retryable_failure_is_retried_then_handed_to_the_fallback_then_fails_the_run() -> None:
+    run, steps = _run(), _steps("a")
+    run.status = "running"
+    step = steps[0]
+    step.status, step.attempt, step.agent_attempt, step.ran_by = "attempt_failed", 1, 1, "a"
+    step.error_retryable, step.retry_after_s, step.error_kind = True, 2.0, "rate_limited"
+
+    plan_sequence(run, steps, NOW, _rules())
+    assert (step.status, step.due_at) == ("pending", NOW + timedelta(seconds=2))
+
+    step.status, step.attempt, step.agent_attempt = "attempt_failed", 2, 2  # a's retry is spent
+    plan = plan_sequence(run, steps, NOW, _rules())
+    assert (step.status, step.ran_by, step.agent_attempt) == ("dispatched", "b", 1)
+    assert plan.messages[0].to == ("b",)
+
+    step.status, step.attempt, step.error = "attempt_failed", 3, "overloaded again"
+    plan = plan_sequence(run, steps, NOW, _rules())  # b has no retries and no fallback
+    assert step.status == "failed" and run.status == "failed" and plan.run_changed
+    assert run.error == "step 1 (b) failed after 3 attempt(s): rate_limited: overloaded again"
+    assert not plan.messages
+
+
+def test_a_run_whose_steps_all_succeeded_succeeds_with_the_last_output() -> None:
+    run, steps = _run(), _steps("a", "b")
+    run.status = "running"
+    _succeed(steps[0], "one")
+    _succeed(steps[1], "two")
+
+    plan = plan_sequence(run, steps, NOW, _rules())
+    assert (run.status, run.output, run.finished_at) == ("succeeded", "two", NOW)
+    assert plan.run_changed and not plan.messages
+
+    again = plan_sequence(run, steps, NOW, _rules())  # deciding for a finished run does nothing
+    assert not again.run_changed and not again.steps and not again.messages
