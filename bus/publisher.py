@@ -14,13 +14,12 @@ from collections.abc import Iterable
 
 import structlog
 from celery import Celery
-from sqlalchemy import Connection
 
 from bus.envelope import AgentMessage
 from bus.priorities import to_broker
 from bus.routing import route_for
 from storage import statements
-from storage.db import transaction
+from storage.executor import Tx, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +34,10 @@ class Bus:
         self._app = app
         self._database_url = database_url
 
-    def record(self, connection: Connection, message: AgentMessage) -> None:
+    def record(self, tx: Tx, message: AgentMessage) -> None:
         """Add ``message`` to the audit table inside the caller's transaction."""
         first = route_for(message.to[0])
-        statements.run(
-            connection,
+        tx.run(
             statements.INSERT_MESSAGE,
             dict(
                 id=message.id,
@@ -91,6 +89,6 @@ class Bus:
 
     def publish(self, message: AgentMessage) -> None:
         """Record and route one message on its own."""
-        with transaction(self._database_url) as connection:
-            self.record(connection, message)
+        with transaction(self._database_url) as tx:
+            self.record(tx, message)
         self.route([message])

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection
 
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
@@ -23,7 +22,7 @@ from orchestration.planner import Plan, Rules, RunState, StepState, plan_sequenc
 from orchestration.retry import Backoff
 from orchestration.team import Team
 from storage import statements
-from storage.db import transaction
+from storage.executor import Tx, transaction
 from storage.models import WorkflowStatus, new_id, utcnow
 from storage.settings import Settings
 
@@ -45,15 +44,15 @@ class Coordinator:
 
         ``delivered`` is the id of the message that asked for this, stamped as delivered."""
         with structlog.contextvars.bound_contextvars(workflow_id=workflow_id):
-            with transaction(self._url) as connection:
-                run = lock_workflow(connection, workflow_id)
+            with transaction(self._url) as tx:
+                run = lock_workflow(tx, workflow_id)
                 if delivered is not None:
-                    mark_delivered(connection, delivered)
-                messages = self.decide(connection, run) if run is not None else []
+                    mark_delivered(tx, delivered)
+                messages = self.decide(tx, run) if run is not None else []
             self._bus.route(messages)
 
     def start(
-        self, connection: Connection, run: RunState, agents: list[str], row: dict[str, Any]
+        self, tx: Tx, run: RunState, agents: list[str], row: dict[str, Any]
     ) -> list[AgentMessage]:
         """Insert a new run with one step per agent, its first decision already made (the first
         step dispatched), in the caller's transaction. ``row`` holds the workflow row's other
@@ -66,15 +65,14 @@ class Coordinator:
         ]
         now = row["created_at"]
         plan = plan_sequence(run, steps, now, self._rules)
-        statements.run(connection, statements.INSERT_WORKFLOW, {**row, **_run_values(run)})
-        statements.run(
-            connection,
+        tx.run(statements.INSERT_WORKFLOW, {**row, **_run_values(run)})
+        tx.run(
             statements.INSERT_STEP,
             [{"workflow_id": run.id, **_step_values(step)} for step in steps],
         )
-        return self._record(connection, run, plan)
+        return self._record(tx, run, plan)
 
-    def decide(self, connection: Connection, run: RunState) -> list[AgentMessage]:
+    def decide(self, tx: Tx, run: RunState) -> list[AgentMessage]:
         """Make the decisions that are due for ``run``, whose row the caller has locked
         (``lock_workflow``), inside the caller's transaction. Returns the messages recorded;
         the caller routes them after its commit."""
@@ -82,22 +80,18 @@ class Coordinator:
             return []
         steps = [
             StepState(**row._asdict())
-            for row in statements.run(connection, statements.STEPS_OF_WORKFLOW, {"w_id": run.id})
+            for row in tx.run(statements.STEPS_OF_WORKFLOW, {"w_id": run.id})
         ]
         plan = plan_sequence(run, steps, utcnow(), self._rules)
         for step in plan.steps:
-            statements.run(
-                connection, statements.SAVE_STEP, {"w_id": step.id, **_planned_values(step)}
-            )
+            tx.run(statements.SAVE_STEP, {"w_id": step.id, **_planned_values(step)})
         if plan.run_changed:
-            statements.run(
-                connection, statements.SAVE_WORKFLOW, {"w_id": run.id, **_saved_run_values(run)}
-            )
-        return self._record(connection, run, plan)
+            tx.run(statements.SAVE_WORKFLOW, {"w_id": run.id, **_saved_run_values(run)})
+        return self._record(tx, run, plan)
 
-    def _record(self, connection: Connection, run: RunState, plan: Plan) -> list[AgentMessage]:
+    def _record(self, tx: Tx, run: RunState, plan: Plan) -> list[AgentMessage]:
         for message in plan.messages:
-            self._bus.record(connection, message)
+            self._bus.record(tx, message)
         for event, fields in plan.events:
             log.info(event, **fields)
         if WorkflowStatus(run.status).finished and plan.run_changed:
@@ -105,14 +99,13 @@ class Coordinator:
         return plan.messages
 
 
-def lock_workflow(connection: Connection, workflow_id: str, add_cost: int = 0) -> RunState | None:
+def lock_workflow(tx: Tx, workflow_id: str, add_cost: int = 0) -> RunState | None:
     """Lock the workflow row until the transaction ends, and return what the planner needs.
 
     Every transaction that changes a workflow's steps under the coordinator takes this lock
     first, so locks are always taken in the same order: workflow, then steps. ``add_cost``
     (micro-dollars) is charged to the workflow in the same statement."""
-    row = statements.run(
-        connection,
+    row = tx.run(
         statements.LOCK_WORKFLOW,
         {"w_id": workflow_id, "updated_at": utcnow(), "add_cost": add_cost},
     ).one_or_none()
@@ -122,11 +115,9 @@ def lock_workflow(connection: Connection, workflow_id: str, add_cost: int = 0) -
     return RunState(**row._asdict())
 
 
-def mark_delivered(connection: Connection, message_id: str) -> None:
+def mark_delivered(tx: Tx, message_id: str) -> None:
     """Stamp a message as taken by its consumer (audit), in the consumer's transaction."""
-    statements.run(
-        connection, statements.MARK_DELIVERED, {"w_id": message_id, "delivered_at": utcnow()}
-    )
+    tx.run(statements.MARK_DELIVERED, {"w_id": message_id, "delivered_at": utcnow()})
 
 
 def _planned_values(step: StepState) -> dict[str, Any]:

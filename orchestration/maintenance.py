@@ -24,6 +24,7 @@ from bus.envelope import advance
 from bus.publisher import Bus
 from bus.routing import agent_queue
 from storage.db import session_scope
+from storage.executor import within
 from storage.models import StepRow, StepStatus, WorkflowRow, WorkflowStatus, utcnow
 from storage.settings import Settings
 
@@ -142,7 +143,7 @@ class Maintenance:
                 )
             ).rowcount
             if changed:
-                self._bus.record(session.connection(), notice)
+                self._bus.record(within(session.connection()), notice)
         if not changed:
             return 0
         log.warning(f"step.{kind}", step_id=step.id, attempt=step.attempt, status=step.status)

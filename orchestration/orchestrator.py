@@ -24,8 +24,9 @@ from orchestration.pricing import usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
 from orchestration.team import Team
-from storage.db import migrate, session_scope, transaction
+from storage.db import migrate, session_scope
 from storage.errors import InvalidRequest, RunNotFound
+from storage.executor import transaction
 from storage.models import WorkflowRow, WorkflowStatus, new_id, utcnow
 from storage.redis_client import redis_for
 from storage.settings import Settings
@@ -180,9 +181,9 @@ class Orchestrator:
             "updated_at": now,
         }
         coordinator = self.coordinator()
-        with transaction(self.database_url) as connection:
+        with transaction(self.database_url) as tx:
             # The first decision (dispatch the first step) commits with the run itself.
-            requests = coordinator.start(connection, run, list(definition.steps), row)
+            requests = coordinator.start(tx, run, list(definition.steps), row)
         self.bus.route(requests)
         log.info(
             "workflow.submitted", workflow_id=run.id, workflow=definition.name, priority=priority

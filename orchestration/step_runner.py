@@ -31,8 +31,8 @@ from orchestration.definitions import Agent
 from orchestration.pricing import cost_micro, micro_to_usd
 from orchestration.team import Team
 from storage import statements
-from storage.db import run_alone, transaction
 from storage.errors import AgentyardError, ProviderError, ProviderTimeout
+from storage.executor import run_alone, transaction
 from storage.models import new_id, utcnow
 from storage.settings import Settings
 from workers.providers.base import ModelRequest, ModelResponse, Usage
@@ -98,9 +98,10 @@ class StepRunner:
             statements.CLAIM_STEP,
             {"w_id": step_id, "w_attempt": attempt, "started_at": now, "lease_until": now + lease},
         )
-        if not claimed:
+        row = claimed.one_or_none()
+        if row is None:
             return None
-        prompt, history = claimed[0].prompt, claimed[0].history
+        prompt, history = row.prompt, row.history
         return ModelRequest(
             model=agent.model,
             system=agent.system_prompt,
@@ -142,20 +143,17 @@ class StepRunner:
     ) -> None:
         workflow_id = str(message.workflow_id)
         next_messages: list[AgentMessage] = []
-        with transaction(self._url) as connection:
-            run = lock_workflow(connection, workflow_id, add_cost=call.cost)
+        with transaction(self._url) as tx:
+            run = lock_workflow(tx, workflow_id, add_cost=call.cost)
             statement, params = _step_update(call)
-            fenced = statements.run(
-                connection, statement, {**params, "w_id": step_id, "w_attempt": attempt}
-            ).rowcount
-            statements.run(
-                connection,
+            fenced = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt}).rowcount
+            tx.run(
                 statements.INSERT_TRACE,
                 _trace(workflow_id, step_id, agent, attempt, call),
             )
-            mark_delivered(connection, message.id)
+            mark_delivered(tx, message.id)
             if fenced and run is not None:
-                next_messages = self._coordinator.decide(connection, run)
+                next_messages = self._coordinator.decide(tx, run)
         if not fenced:
             # Our lease ran out and the attempt was given up on; the call is on record all the same.
             log.warning(

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Row, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -30,7 +30,6 @@ _MIGRATION_LOCK_KEY = 0x61677479  # "agty"
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
-_autocommit: dict[str, Engine] = {}  # the same pools, in autocommit mode
 _migrated: set[str] = set()
 _pid = os.getpid()
 
@@ -43,7 +42,6 @@ def engine_for(url: str) -> Engine:
             for engine in _engines.values():
                 engine.dispose(close=False)
             _engines.clear()
-            _autocommit.clear()
             _pid = os.getpid()
         if url not in _engines:
             _engines[url] = _create_engine(url)
@@ -146,28 +144,3 @@ def _migration_lock(url: str, engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def transaction(url: str) -> Iterator[Connection]:
-    """A Core connection in a transaction that commits when the block ends, rolls back on error.
-
-    The hot path runs prebuilt Core statements (``storage.statements``) and needs no ORM
-    session."""
-    with engine_for(url).begin() as connection:
-        yield connection
-
-
-def run_alone(url: str, statement: Any, params: dict[str, Any]) -> list[Row[Any]]:
-    """Run one statement that commits on its own: in autocommit mode it is a single round trip,
-    with no BEGIN and no COMMIT. Returns the rows it returned."""
-    with _autocommit_engine(url).connect() as connection:
-        return list(connection.execute(statement, params).all())
-
-
-def _autocommit_engine(url: str) -> Engine:
-    engine = engine_for(url)
-    with _lock:
-        if url not in _autocommit:
-            _autocommit[url] = engine.execution_options(isolation_level="AUTOCOMMIT")
-        return _autocommit[url]

@@ -2,8 +2,8 @@
 
 Building a SQLAlchemy expression and its cache key on every call, and going through the ORM's
 bookkeeping, cost more CPU than the database work itself (see docs/performance.md). These are
-the statements every step runs; each is executed on a Core connection with a dict of
-parameters, inside the caller's transaction. Parameters for WHERE clauses are prefixed ``w_``
+the statements every step runs, each executed with a dict of parameters in the caller's
+transaction by ``storage.executor``. Parameters for WHERE clauses are prefixed ``w_``
 (SQLAlchemy reserves column names for the SET clause).
 """
 
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from storage.models import MessageRow, StepRow, StepStatus, TraceRow, WorkflowRow
 
@@ -156,10 +155,3 @@ SAVE_WORKFLOW = (
 )
 INSERT_WORKFLOW = insert(workflows)
 INSERT_STEP = insert(steps)
-
-
-def run(
-    connection: Connection, statement: Any, params: dict[str, Any] | list[dict[str, Any]]
-) -> CursorResult[*tuple[Any, ...]]:
-    """Execute a prebuilt statement in the connection's transaction (a list: one per row)."""
-    return connection.execute(statement, params)

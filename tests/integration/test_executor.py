@@ -1,0 +1,191 @@
+"""The hot path's statements on real PostgreSQL: psycopg's direct path gives what SQLAlchemy's
+gives, and a connection the server dropped never goes back into service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import make_url, text
+
+from storage import statements
+from storage.db import engine_for, migrate
+from storage.executor import Tx, run_alone, transaction, within
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@contextmanager
+def _alchemy(url: str) -> Iterator[Tx]:
+    with engine_for(url).begin() as connection:
+        yield within(connection)
+
+
+def _script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
+    """Every hot-path statement once, in the order a run uses them; returns what each gave."""
+    run_id, first, second = f"{tag}-run", f"{tag}-s0", f"{tag}-s1"
+    seen: list[Any] = []
+
+    def record(result: Any, counted: bool = True) -> None:
+        # SQLAlchemy does not count the rows of an INSERT (-1); nothing here relies on it.
+        seen.append((result.rowcount if counted else None, [row._asdict() for row in result]))
+
+    with begin(url) as tx:
+        record(
+            tx.run(
+                statements.INSERT_WORKFLOW,
+                {
+                    "id": run_id,
+                    "team": "t",
+                    "name": "seq",
+                    "priority": 5,
+                    "input": "the telegraph",
+                    "status": "running",
+                    "output": None,
+                    "error": None,
+                    "finished_at": None,
+                    "budget_micro": None,
+                    "cost_micro": 0,
+                    "created_at": T0,
+                    "updated_at": T0,
+                },
+            ),
+            counted=False,
+        )
+        record(
+            tx.run(
+                statements.INSERT_STEP,
+                [
+                    {"id": first, "workflow_id": run_id, "position": 0, "agent_id": "a"},
+                    {"id": second, "workflow_id": run_id, "position": 1, "agent_id": "b"},
+                ],
+            ),
+            counted=False,
+        )
+    with begin(url) as tx:
+        record(tx.run(statements.LOCK_WORKFLOW, {"w_id": run_id, "updated_at": T0, "add_cost": 7}))
+        planned = {name: None for name in statements.PLANNED_STEP_COLUMNS}
+        planned |= {
+            "status": "dispatched",
+            "ran_by": "a",
+            "attempt": 1,
+            "agent_attempt": 1,
+            "request_id": f"{tag}-m1",
+            "prompt": "the telegraph",
+            "history": [["earlier question", "earlier answer"]],
+            "dispatched_at": T0,
+            "lease_until": T0 + timedelta(hours=1),
+        }
+        record(tx.run(statements.SAVE_STEP, {"w_id": first, **planned}))
+        record(
+            tx.run(
+                statements.INSERT_MESSAGE,
+                {
+                    "id": f"{tag}-m1",
+                    "workflow_id": run_id,
+                    "step_id": first,
+                    "type": "request",
+                    "sender": "coordinator",
+                    "recipients": ["a"],
+                    "task": "agent.a",
+                    "queue": "agent.a",
+                    "priority": 5,
+                    "payload": {"step_id": first, "attempt": 1},
+                    "created_at": T0,
+                    "delivered_at": None,
+                },
+            ),
+            counted=False,
+        )
+    claim = {"w_id": first, "w_attempt": 1, "started_at": T0, "lease_until": T0}
+    record(run_alone(url, statements.CLAIM_STEP, claim))
+    record(run_alone(url, statements.CLAIM_STEP, claim))  # the fence: a second claim gets nothing
+    with begin(url) as tx:
+        usage = {"add_input": 3, "add_output": 4, "add_cache_creation": 1, "add_cache_read": 2}
+        fenced = {"w_id": first, "w_attempt": 1, "add_cost": 7, **usage}
+        record(tx.run(statements.STEP_SUCCEEDED, {**fenced, "output": "done", "finished_at": T0}))
+        record(tx.run(statements.MARK_DELIVERED, {"w_id": f"{tag}-m1", "delivered_at": T0}))
+        record(tx.run(statements.STEPS_OF_WORKFLOW, {"w_id": run_id}))
+        record(
+            tx.run(
+                statements.SAVE_WORKFLOW,
+                {"w_id": run_id, "status": "succeeded", "output": "done", "error": None}
+                | {"finished_at": T0},
+            )
+        )
+    return seen
+
+
+def _without_tag(value: Any, tag: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(tag, "TAG")
+    if isinstance(value, list):
+        return [_without_tag(v, tag) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_without_tag(v, tag) for v in value)
+    if isinstance(value, dict):
+        return {k: _without_tag(v, tag) for k, v in value.items()}
+    return value
+
+
+def test_every_hot_path_statement_gives_the_same_through_psycopg_and_sqlalchemy(
+    postgres_url: str,
+) -> None:
+    migrate(postgres_url)
+    direct, alchemy = f"d{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}"
+
+    through_psycopg = _without_tag(_script(postgres_url, transaction, direct), direct)
+    through_alchemy = _without_tag(_script(postgres_url, _alchemy, alchemy), alchemy)
+
+    assert through_psycopg == through_alchemy
+    claimed, fenced = through_psycopg[5], through_psycopg[6]
+    assert claimed == (
+        1,
+        [{"prompt": "the telegraph", "history": [["earlier question", "earlier answer"]]}],
+    )
+    assert fenced == (0, [])
+    steps = through_psycopg[9][1]
+    assert steps[0]["status"] == "succeeded" and steps[1]["status"] == "pending"
+    assert steps[1]["error_retryable"] is False  # a column default filled in by the executor
+
+
+def test_an_error_rolls_the_whole_transaction_back(postgres_url: str) -> None:
+    migrate(postgres_url)
+    tag = f"r{uuid.uuid4().hex[:8]}"
+    row = {"id": tag, "team": "t", "name": "seq", "input": "x", "created_at": T0, "updated_at": T0}
+    with pytest.raises(RuntimeError), transaction(postgres_url) as tx:
+        tx.run(statements.INSERT_WORKFLOW, row)
+        raise RuntimeError("the caller failed after its first statement")
+    lock = {"w_id": tag, "updated_at": T0, "add_cost": 0}
+    with transaction(postgres_url) as tx:
+        assert tx.run(statements.LOCK_WORKFLOW, lock).one_or_none() is None
+
+
+def test_a_connection_the_server_dropped_is_not_handed_out_again(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    migrate(postgres_url)
+    # An engine of this test's own, so that its pool holds just the connection we break.
+    url = make_url(postgres_url).update_query_dict({"application_name": uuid.uuid4().hex[:12]})
+    own = url.render_as_string(hide_password=False)
+    who = text("SELECT pg_backend_pid()")
+    with transaction(own) as tx:
+        pid = tx.run(who, {}).scalar()
+    with engine_for(postgres_url).connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    with pytest.raises(psycopg.OperationalError), transaction(own) as tx:
+        tx.run(who, {})
+    # Discarded on purpose, not found broken by the pool's reset (which would log an error).
+    assert not [r for r in caplog.records if r.name.startswith("sqlalchemy.pool")]
+
+    with transaction(own) as tx:  # a fresh connection, not the dead one
+        assert tx.run(who, {}).scalar() != pid
+    engine_for(own).dispose()
