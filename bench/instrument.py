@@ -5,19 +5,26 @@ name it counts: tasks, wall time, the thread's CPU time, SQL statements by verb 
 time, commits, and broker publishes (send_task / apply_async) and their wall time. The driver
 resets and collects the counters through two remote-control commands.
 
-Only SQLAlchemy events and Celery signals are used: nothing in agentyard's code is patched.
+Statements are counted where every one of them ends up, psycopg's ``Cursor.execute`` and
+``executemany`` (agentyard's hot path runs them there directly, the rest through SQLAlchemy), and
+commits at ``Connection.commit`` plus each statement run in autocommit mode; pool checkouts come
+from SQLAlchemy's pool events, publishes from Celery's signals. Nothing in agentyard's code is
+patched.
 """
 
 from __future__ import annotations
 
 import cProfile
+import functools
 import os
 import pstats
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from celery import signals
 from celery.worker.control import control_command
 from sqlalchemy import event
@@ -43,23 +50,37 @@ def _add(task: str, **values: float) -> None:
             row[key] += value
 
 
-def install(orc: Any) -> None:
-    @event.listens_for(Engine, "before_cursor_execute")
-    def _before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        conn.info.setdefault("bench_t", []).append(time.perf_counter())
+def _counted(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def run(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(cursor, query, *args, **kwargs)
+        finally:
+            verb = str(query).lstrip().split(None, 1)[0].lower()
+            autocommit = 1 if cursor.connection.autocommit else 0
+            _add(
+                _task(),
+                **{"sql": 1, f"sql_{verb}": 1, "commits": autocommit},
+                sql_ms=(time.perf_counter() - started) * 1000,
+            )
 
-    @event.listens_for(Engine, "after_cursor_execute")
-    def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        started = conn.info["bench_t"].pop()
-        verb = statement.lstrip().split(None, 1)[0].lower()
-        _add(
-            _task(),
-            **{"sql": 1, f"sql_{verb}": 1, "sql_ms": (time.perf_counter() - started) * 1000},
-        )
+    return run
 
-    @event.listens_for(Engine, "commit")
-    def _commit(conn: Any) -> None:
+
+def _counted_commit(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def commit(connection: Any) -> Any:
         _add(_task(), commits=1)
+        return method(connection)
+
+    return commit
+
+
+def install(orc: Any) -> None:
+    psycopg.Cursor.execute = _counted(psycopg.Cursor.execute)  # type: ignore[method-assign]
+    psycopg.Cursor.executemany = _counted(psycopg.Cursor.executemany)  # type: ignore[method-assign]
+    psycopg.Connection.commit = _counted_commit(psycopg.Connection.commit)  # type: ignore[method-assign]
 
     @event.listens_for(Engine, "checkout")
     def _checkout(*args: Any) -> None:

@@ -24,7 +24,6 @@ import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine.interfaces import Dialect
-from sqlalchemy.pool import PoolProxiedConnection
 
 from storage.db import engine_for
 from storage.errors import ConfigurationError
@@ -65,9 +64,7 @@ def transaction(url: str) -> Iterator[Tx]:
         with engine.begin() as connection:
             yield within(connection)
         return
-    pooled = engine.raw_connection()
-    try:
-        driver = _driver(pooled)
+    with _pooled(engine) as driver:
         try:
             yield _PsycopgTx(driver, engine.dialect)
             driver.commit()
@@ -75,11 +72,6 @@ def transaction(url: str) -> Iterator[Tx]:
             if not driver.broken:
                 driver.rollback()
             raise
-    except psycopg.OperationalError:
-        pooled.invalidate()
-        raise
-    finally:
-        pooled.close()
 
 
 def run_alone(url: str, statement: Any, params: Params) -> Result:
@@ -89,20 +81,13 @@ def run_alone(url: str, statement: Any, params: Params) -> Result:
     if not _is_psycopg(engine):
         with engine.begin() as connection:
             return within(connection).run(statement, params)
-    pooled = engine.raw_connection()
-    try:
-        driver = _driver(pooled)
+    with _pooled(engine) as driver:
         driver.autocommit = True
         try:
             return _PsycopgTx(driver, engine.dialect).run(statement, params)
         finally:
             if not driver.broken:
                 driver.autocommit = False
-    except psycopg.OperationalError:
-        pooled.invalidate()
-        raise
-    finally:
-        pooled.close()
 
 
 def within(connection: Connection) -> Tx:
@@ -207,10 +192,20 @@ def _no_context(make: Callable[[Any], Any]) -> Callable[[], Any]:
     return lambda: make(None)
 
 
-def _driver(pooled: PoolProxiedConnection) -> psycopg.Connection[Any]:
-    driver = pooled.driver_connection
-    assert isinstance(driver, psycopg.Connection), "a psycopg engine hands out psycopg connections"
-    return driver
+@contextmanager
+def _pooled(engine: Engine) -> Iterator[psycopg.Connection[Any]]:
+    """A psycopg connection from the engine's pool. One that failed at the connection level is
+    discarded here, rather than found broken (and logged as an error) by the pool's reset."""
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        assert isinstance(driver, psycopg.Connection), "a psycopg engine hands out its connections"
+        yield driver
+    except psycopg.OperationalError:
+        pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
 
 
 def _is_psycopg(engine: Engine) -> bool:
