@@ -146,16 +146,17 @@ class StepRunner:
         with transaction(self._url) as tx:
             run = lock_workflow(tx, workflow_id, add_cost=call.cost)
             statement, params = _step_update(call)
-            fenced = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt}).rowcount
+            # Zero rows when this attempt no longer holds the step: its lease ran out meanwhile.
+            held = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt}).rowcount
             tx.run(
                 statements.INSERT_TRACE,
                 _trace(workflow_id, step_id, agent, attempt, call),
             )
             mark_delivered(tx, message.id)
-            if fenced and run is not None:
+            if held and run is not None:
                 next_messages = self._coordinator.decide(tx, run)
-        if not fenced:
-            # Our lease ran out and the attempt was given up on; the call is on record all the same.
+        if not held:
+            # The attempt was given up on; the call is on record (trace, cost) all the same.
             log.warning(
                 "step.result_fenced_off", outcome=call.outcome, cost_usd=micro_to_usd(call.cost)
             )

@@ -16,6 +16,7 @@ from bus.broker_view import BrokerView
 from bus.envelope import COORDINATOR
 from orchestration import Agent, Workflow, WorkflowStatus
 from orchestration.maintenance import Maintenance
+from orchestration.pricing import micro_to_usd
 from storage.db import session_scope
 from storage.models import MessageRow, StepRow, TraceRow, WorkflowRow, utcnow
 from tests.conftest import TeamFactory
@@ -198,6 +199,47 @@ def test_an_attempt_whose_worker_died_is_dispatched_again_and_the_old_message_is
     assert result.status is WorkflowStatus.SUCCEEDED
     assert result.steps[0].attempt == 2
     assert _count(orc.database_url, TraceRow, step_id=result.steps[0].id) == 1
+
+
+def test_a_call_whose_result_came_after_its_lease_ran_out_is_still_charged_to_the_workflow(
+    inline_team: TeamFactory,
+) -> None:
+    orc, bus = _three(inline_team)
+    run = orc.submit("research", "the telegraph")
+    late = bus.queue.popleft()
+    runner = orc.step_runner()
+    call = runner._call
+
+    def slow_call(agent, request):  # type: ignore[no-untyped-def]
+        outcome = call(agent, request)
+        # While the model answered, the lease ran out and the sweep gave the attempt up.
+        with session_scope(orc.database_url) as session:
+            session.exec(
+                update(StepRow)
+                .where(col(StepRow.position) == 0)
+                .values(lease_until=utcnow() - timedelta(seconds=1))
+            )
+        assert Maintenance(orc.bus, orc.settings).sweep()["expired_leases"] == 1
+        return outcome
+
+    runner._call = slow_call  # type: ignore[method-assign]
+    runner.run(late)
+    runner._call = call  # type: ignore[method-assign]
+    drain(orc, bus)
+
+    result = run.result()
+    assert result.status is WorkflowStatus.SUCCEEDED and result.steps[0].attempt == 2
+    with session_scope(orc.database_url) as session:
+        traces = session.exec(select(TraceRow)).all()
+    assert len(traces) == 4  # the late call is on record
+    late_cost = sum(t.cost_micro for t in traces) - sum(s.cost_micro for s in _steps(orc))
+    assert late_cost > 0  # not on any step, since its attempt no longer held the step...
+    assert result.cost_usd == micro_to_usd(sum(t.cost_micro for t in traces))  # ...but paid
+
+
+def _steps(orc):  # type: ignore[no-untyped-def]
+    with session_scope(orc.database_url) as session:
+        return session.exec(select(StepRow)).all()
 
 
 def test_a_request_the_broker_never_took_is_dispatched_again_by_the_sweep(
