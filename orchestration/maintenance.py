@@ -33,6 +33,9 @@ log = structlog.get_logger(__name__)
 SENDER = "maintenance"
 IDLE_AFTER_S = 15.0
 BATCH = 500
+# Every query starts from the unfinished workflows (indexed by status), then reaches their steps
+# through the (workflow_id, position) index: step rows carry no index on columns that change.
+UNFINISHED = [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
 
 
 class Maintenance:
@@ -68,6 +71,7 @@ class Maintenance:
                 select(StepRow, col(WorkflowRow.priority))
                 .join(WorkflowRow, col(WorkflowRow.id) == col(StepRow.workflow_id))
                 .where(
+                    col(WorkflowRow.status).in_(UNFINISHED),
                     col(StepRow.status).in_(
                         [StepStatus.RUNNING.value, StepStatus.DISPATCHED.value]
                     ),
@@ -94,6 +98,7 @@ class Maintenance:
                 select(StepRow, col(WorkflowRow.priority))
                 .join(WorkflowRow, col(WorkflowRow.id) == col(StepRow.workflow_id))
                 .where(
+                    col(WorkflowRow.status).in_(UNFINISHED),
                     StepRow.status == StepStatus.DISPATCHED.value,
                     col(StepRow.dispatched_at) < cutoff,
                 )
@@ -165,9 +170,7 @@ class Maintenance:
             idle = session.exec(
                 select(WorkflowRow.id, WorkflowRow.priority)
                 .where(
-                    col(WorkflowRow.status).in_(
-                        [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
-                    ),
+                    col(WorkflowRow.status).in_(UNFINISHED),
                     col(WorkflowRow.updated_at) < now - timedelta(seconds=self._idle_after_s),
                     ~busy.exists(),
                 )
@@ -185,9 +188,7 @@ class Maintenance:
                 select(WorkflowRow.id, WorkflowRow.priority)
                 .join(StepRow, col(StepRow.workflow_id) == col(WorkflowRow.id))
                 .where(
-                    col(WorkflowRow.status).in_(
-                        [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
-                    ),
+                    col(WorkflowRow.status).in_(UNFINISHED),
                     col(StepRow.status) == StepStatus.PENDING.value,
                     col(StepRow.due_at) <= now,
                 )
