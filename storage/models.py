@@ -61,7 +61,7 @@ class StepStatus(StrEnum):
         return self in (StepStatus.SUCCEEDED, StepStatus.FAILED)
 
 
-# Workflow and step rows are updated in place several times per step. Their indexes cover only
+# Workflow and step rows are updated in place several times per step (a message row once). Their indexes cover only
 # columns those updates leave alone (ids, names, a workflow's status, which changes once at the
 # end), and pages keep some room free, so PostgreSQL can make the updates HOT: no new index
 # entries, far less write work. The sweep reaches steps through unfinished workflows.
@@ -148,6 +148,7 @@ class MessageRow(SQLModel, table=True):
     """
 
     __tablename__ = "messages"
+    __table_args__ = (_UPDATED_IN_PLACE,)  # stamped delivered once, in place
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     workflow_id: str | None = Field(default=None, index=True, max_length=36)
