@@ -20,7 +20,7 @@ from orchestration.coordinator import Coordinator
 from orchestration.definitions import Agent, Workflow
 from orchestration.maintenance import Maintenance
 from orchestration.planner import RunState
-from orchestration.pricing import usd_to_micro
+from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
 from orchestration.team import Team
@@ -45,7 +45,7 @@ class Orchestrator:
         """``bus`` replaces the Celery-backed bus (tests drive workflows in-process with one)."""
         self.name = name
         self.settings = settings or Settings()
-        self.team = Team(name)
+        self.team = Team(name, prices=PriceTable.load(self.settings.prices_file))
         self._lock = threading.Lock()
         self._celery: Celery | None = None
         self._bus: Bus | None = bus

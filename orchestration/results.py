@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 class Tokens:
     input: int = 0
     output: int = 0
-    cache_creation: int = 0
+    cache_creation: int = 0  # every cache write, of either TTL
     cache_read: int = 0
+    cache_creation_1h: int = 0  # the part of cache_creation written with the 1-hour TTL
 
     @property
     def total(self) -> int:
@@ -61,6 +62,7 @@ class StepResult:
                 row.output_tokens,
                 row.cache_creation_tokens,
                 row.cache_read_tokens,
+                row.cache_creation_1h_tokens,
             ),
             cost_usd=micro_to_usd(row.cost_micro),
             started_at=as_utc(row.started_at),
@@ -86,7 +88,7 @@ class WorkflowResult:
         return Tokens(
             *(
                 sum(getattr(s.tokens, f) for s in self.steps)
-                for f in ("input", "output", "cache_creation", "cache_read")
+                for f in ("input", "output", "cache_creation", "cache_read", "cache_creation_1h")
             )
         )
 

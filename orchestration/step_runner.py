@@ -28,7 +28,7 @@ from bus.publisher import Bus
 from orchestration.context import Exchange, build_messages
 from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
-from orchestration.pricing import cost_micro, micro_to_usd
+from orchestration.pricing import micro_to_usd
 from orchestration.team import Team
 from storage import statements
 from storage.errors import AgentyardError, ProviderError, ProviderTimeout
@@ -133,7 +133,7 @@ class StepRunner:
             response=response,
             error=error,
             usage=usage,
-            cost=cost_micro(agent.model, usage),
+            cost=self._team.prices.cost_micro(agent.model, usage),
             started=started,
             latency_ms=(time.perf_counter() - clock) * 1000,
         )
@@ -181,6 +181,7 @@ def _step_update(call: _Call) -> tuple[Any, dict[str, object]]:
         "add_input": usage.input_tokens,
         "add_output": usage.output_tokens,
         "add_cache_creation": usage.cache_creation_input_tokens,
+        "add_cache_creation_1h": usage.cache_creation_1h_input_tokens,
         "add_cache_read": usage.cache_read_input_tokens,
         "add_cost": call.cost,
     }
@@ -218,6 +219,7 @@ def _trace(
         input_tokens=call.usage.input_tokens,
         output_tokens=call.usage.output_tokens,
         cache_creation_tokens=call.usage.cache_creation_input_tokens,
+        cache_creation_1h_tokens=call.usage.cache_creation_1h_input_tokens,
         cache_read_tokens=call.usage.cache_read_input_tokens,
         cost_micro=call.cost,
         latency_ms=call.latency_ms,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestration.definitions import Agent, Workflow
-from orchestration.pricing import price_of
+from orchestration.pricing import PriceTable
 from storage.errors import ConfigurationError, UnknownAgent, UnknownWorkflow
 from workers.providers.registry import check_model_name
 
@@ -15,13 +15,14 @@ class Team:
     name: str
     agents: dict[str, Agent] = field(default_factory=dict)
     workflows: dict[str, Workflow] = field(default_factory=dict)
+    prices: PriceTable = field(default_factory=PriceTable.default)
 
     def add_agent(self, agent: Agent) -> None:
         if agent.id in self.agents and self.agents[agent.id] != agent:
             raise ConfigurationError(
                 f"agent {agent.id!r} is already registered with another definition"
             )
-        price_of(agent.model)  # an unpriced model is refused now, not at its first call
+        self.prices.price_of(agent.model)  # an unpriced model is refused now, not when called
         check_model_name(agent.model)
         self.agents[agent.id] = agent
 

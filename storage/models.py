@@ -61,10 +61,11 @@ class StepStatus(StrEnum):
         return self in (StepStatus.SUCCEEDED, StepStatus.FAILED)
 
 
-# Workflow and step rows are updated in place several times per step (a message row once). Their indexes cover only
-# columns those updates leave alone (ids, names, a workflow's status, which changes once at the
-# end), and pages keep some room free, so PostgreSQL can make the updates HOT: no new index
-# entries, far less write work. The sweep reaches steps through unfinished workflows.
+# Workflow and step rows are updated in place several times per step (a message row once). Their
+# indexes cover only columns those updates leave alone (ids, names, a workflow's status, which
+# changes once at the end), and pages keep some room free, so PostgreSQL can make the updates
+# HOT: no new index entries, far less write work. The sweep reaches steps through unfinished
+# workflows.
 _UPDATED_IN_PLACE = {"postgresql_with": {"fillfactor": 80}}
 
 
@@ -130,6 +131,9 @@ class StepRow(SQLModel, table=True):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = Field(
+        default=0, description="The part of cache_creation_tokens written with the 1-hour TTL."
+    )
     cache_read_tokens: int = 0
     cost_micro: int = Field(default=0, description="Every attempt's cost, failed ones included.")
     due_at: datetime | None = _when()
@@ -187,6 +191,9 @@ class TraceRow(SQLModel, table=True):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = Field(
+        default=0, description="The part of cache_creation_tokens written with the 1-hour TTL."
+    )
     cache_read_tokens: int = 0
     cost_micro: int = 0
     latency_ms: float = 0.0

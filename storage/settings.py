@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     )
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
+    prices_file: Path | None = Field(
+        default=None,
+        description="A TOML file of model prices that override or add to the built-in ones.",
+    )
     home: Path = Field(
         default=Path(".agentyard"), description="Local state of the embedded default."
     )

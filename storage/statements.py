@@ -43,6 +43,8 @@ _ADD_USAGE = {
     + bindparam("add_output", type_=steps.c.output_tokens.type),
     "cache_creation_tokens": steps.c.cache_creation_tokens
     + bindparam("add_cache_creation", type_=steps.c.cache_creation_tokens.type),
+    "cache_creation_1h_tokens": steps.c.cache_creation_1h_tokens
+    + bindparam("add_cache_creation_1h", type_=steps.c.cache_creation_1h_tokens.type),
     "cache_read_tokens": steps.c.cache_read_tokens
     + bindparam("add_cache_read", type_=steps.c.cache_read_tokens.type),
     "cost_micro": steps.c.cost_micro + bindparam("add_cost", type_=steps.c.cost_micro.type),

@@ -15,8 +15,9 @@ Faults are scripted over HTTP, one entry consumed per ``POST /v1/messages`` call
 An entry may carry ``status`` (default 200), ``delay_s``, ``retry_after`` (seconds),
 ``retry_after_ms``, ``error_type``, ``message`` and ``error_code`` (``error.details.error_code``,
 e.g. ``enforced_spend_limit_reached``); a 200 entry may override ``text``, ``thinking``,
-``input_tokens``, ``output_tokens``, ``cache_creation_input_tokens`` and
-``cache_read_input_tokens``. A new script replaces the one still pending.
+``input_tokens``, ``output_tokens``, ``cache_creation_input_tokens`` (and how many of them were
+1-hour writes, ``cache_creation_1h_input_tokens``: usage carries the split by TTL as the real API
+does) and ``cache_read_input_tokens``. A new script replaces the one still pending.
 
 Any key is accepted, as ``x-api-key`` or as ``Authorization: Bearer`` (how SDK 2.x sends it); a
 request with neither gets the real API's 401 before the script is looked at.
@@ -134,13 +135,21 @@ def build_message(body: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]
         content.append({"type": "thinking", "thinking": entry["thinking"], "signature": "stub"})
     content.append({"type": "text", "text": text})
     prompt = system + "".join(_text_of(m.get("content")) for m in messages)
-    usage = {
+    usage: dict[str, Any] = {
         "input_tokens": _tokens(prompt),
         "output_tokens": min(max_tokens, _tokens(text)),
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
     usage.update({k: int(entry[k]) for k in USAGE_FIELDS if k in entry})
+    # The split of the cache writes by TTL, as the real API reports it (all 5-minute unless the
+    # script says how many were 1-hour writes).
+    written = usage["cache_creation_input_tokens"]
+    one_hour = min(written, int(entry.get("cache_creation_1h_input_tokens", 0)))
+    usage["cache_creation"] = {
+        "ephemeral_5m_input_tokens": written - one_hour,
+        "ephemeral_1h_input_tokens": one_hour,
+    }
     return {
         "id": f"msg_stub_{_digest(json.dumps(body, sort_keys=True))}",
         "type": "message",

@@ -109,6 +109,7 @@ def _script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
     record(run_alone(url, statements.CLAIM_STEP, claim))  # the fence: a second claim gets nothing
     with begin(url) as tx:
         usage = {"add_input": 3, "add_output": 4, "add_cache_creation": 1, "add_cache_read": 2}
+        usage["add_cache_creation_1h"] = 1
         fenced = {"w_id": first, "w_attempt": 1, "add_cost": 7, **usage}
         record(tx.run(statements.STEP_SUCCEEDED, {**fenced, "output": "done", "finished_at": T0}))
         record(tx.run(statements.MARK_DELIVERED, {"w_id": f"{tag}-m1", "delivered_at": T0}))

@@ -10,7 +10,7 @@ from celery.contrib.testing.worker import start_worker
 from sqlmodel import select
 
 from orchestration import Agent, Orchestrator, Settings, Workflow, WorkflowStatus
-from orchestration.pricing import cost_micro
+from orchestration.pricing import PriceTable
 from storage.db import session_scope
 from storage.models import TraceRow
 from workers.providers.base import Usage
@@ -65,6 +65,7 @@ def test_a_step_on_a_claude_model_goes_through_the_sdk_and_records_full_usage(
                 "input_tokens": 120,
                 "output_tokens": 40,
                 "cache_creation_input_tokens": 300,
+                "cache_creation_1h_input_tokens": 100,
                 "cache_read_input_tokens": 900,
             }
         ]
@@ -79,8 +80,9 @@ def test_a_step_on_a_claude_model_goes_through_the_sdk_and_records_full_usage(
         step.tokens.output,
         step.tokens.cache_creation,
         step.tokens.cache_read,
-    ) == (120, 40, 300, 900)
-    expected = cost_micro(MODEL, Usage(120, 40, 300, 900))
+        step.tokens.cache_creation_1h,
+    ) == (120, 40, 300, 900, 100)
+    expected = PriceTable.default().cost_micro(MODEL, Usage(120, 40, 300, 900, 100))
     assert step.cost_usd == pytest.approx(expected / 1e6)
     assert result.cost_usd == pytest.approx(expected / 1e6)
     assert stub.stats()["calls"] == 1

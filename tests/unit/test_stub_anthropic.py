@@ -68,6 +68,7 @@ def test_a_messages_call_returns_a_well_formed_message(stub: StubAnthropicServer
         "output_tokens",
         "cache_creation_input_tokens",
         "cache_read_input_tokens",
+        "cache_creation",
     }
 
 
@@ -137,13 +138,27 @@ def test_a_scripted_529_is_an_overloaded_error(stub: StubAnthropicServer) -> Non
     assert (status, body["error"]["type"]) == (529, "overloaded_error")
 
 
-def test_a_scripted_success_can_report_cache_tokens(stub: StubAnthropicServer) -> None:
-    stub.script([{"cache_read_input_tokens": 100, "cache_creation_input_tokens": 50}])
+def test_a_scripted_success_can_report_cache_tokens_split_by_ttl(
+    stub: StubAnthropicServer,
+) -> None:
+    stub.script(
+        [
+            {
+                "cache_read_input_tokens": 100,
+                "cache_creation_input_tokens": 50,
+                "cache_creation_1h_input_tokens": 20,
+            }
+        ]
+    )
 
     usage = messages(stub)[2]["usage"]
 
     assert usage["cache_read_input_tokens"] == 100
     assert usage["cache_creation_input_tokens"] == 50
+    assert usage["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 30,
+        "ephemeral_1h_input_tokens": 20,
+    }
 
 
 def test_a_scripted_delay_holds_the_response_back(stub: StubAnthropicServer) -> None:

@@ -234,6 +234,7 @@ def _response(message: Message) -> ModelResponse:
         elif block.type == "thinking":
             thoughts.append(block.thinking)
     usage = message.usage
+    by_ttl = usage.cache_creation  # the split of the cache writes by TTL, when the API gives it
     return ModelResponse(
         text="".join(texts),
         usage=Usage(
@@ -241,6 +242,7 @@ def _response(message: Message) -> ModelResponse:
             output_tokens=usage.output_tokens or 0,
             cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
             cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            cache_creation_1h_input_tokens=by_ttl.ephemeral_1h_input_tokens if by_ttl else 0,
         ),
         model=message.model,
         stop_reason=message.stop_reason,

@@ -30,12 +30,15 @@ class ModelRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens by kind, exactly as billed. Cache tokens are not part of ``input_tokens``."""
+    """Tokens by kind, exactly as billed. Cache tokens are not part of ``input_tokens``;
+    ``cache_creation_1h_input_tokens`` is the part of the cache writes made with the 1-hour TTL
+    (the rest used the 5-minute one)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
