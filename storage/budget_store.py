@@ -1,0 +1,115 @@
+"""Spend caps in Redis: reserve a call's worst case against every cap at once, then settle.
+
+All of it is two Lua scripts (``storage/lua/budget_*.lua``), so a check and its change are one
+atomic step for every worker of every pod: N concurrent calls can never together pass a cap
+that only some of them fit under. Money is integer micro-dollars and time is Redis's own.
+
+Every key of a team's budgets shares the team's hash tag (``{team}``), so one script can touch
+the caps of an agent, a workflow run and a workflow type together, on a cluster too.
+
+Keys, under ``<prefix>agentyard:budget:{<team>}:``
+- ``spent:<scope>:<period>`` and ``reserved:<scope>:<period>``: integers; ``<period>`` is
+  ``d<days since the epoch>`` for daily caps (kept three days), ``total`` otherwise (a run's
+  keys are kept for a week after its last call);
+- ``hold:<id>``: one reservation (amount, the keys it counts against), ``holds``: every open
+  hold by the time it runs out; ``settled:<id>`` and ``expired:<id>``: a day's memory of holds
+  settled or run out, so that settling is idempotent and a late settlement is still booked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+
+_LUA = Path(__file__).parent / "lua"
+RUN_KEYS_LIVE_S = 7 * 86400
+
+Period = Literal["day", "total", "run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """A limit on the spend of one scope (``agent:<id>``, ``run:<id>``, ``workflow:<name>``)."""
+
+    scope: str
+    limit_micro: int
+    period: Period
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a reservation was refused: the first cap it would have broken."""
+
+    scope: str
+    spent_micro: int
+    reserved_micro: int
+    cap_micro: int
+
+
+class Settled(StrEnum):
+    NOW = "settled"
+    AFTER_EXPIRY = "settled after its hold ran out"
+    BEFORE = "already settled"
+
+
+class BudgetStore:
+    def __init__(self, client: redis.Redis, team: str, key_prefix: str = "") -> None:
+        self._client = client
+        self.prefix = f"{key_prefix}agentyard:budget:{{{team}}}:"
+        self._reserve = client.register_script((_LUA / "budget_reserve.lua").read_text())
+        self._settle = client.register_script((_LUA / "budget_settle.lua").read_text())
+
+    def reserve(
+        self, hold_id: str, amount_micro: int, ttl_s: float, caps: list[Cap]
+    ) -> Refusal | None:
+        """Hold ``amount_micro`` against every cap in ``caps``, or hold nothing and say which cap
+        would break. Holding again under the same id holds nothing more."""
+        args: list[Any] = [hold_id, int(amount_micro), max(0, math.ceil(ttl_s))]
+        for cap in caps:
+            args += [cap.scope, int(cap.limit_micro), cap.period]
+        reply = self._reserve(keys=[self.prefix], args=args)
+        if int(reply[0]) == 1:
+            self._keep_run_keys(caps)
+            return None
+        _, scope, spent, reserved, cap_micro = reply
+        return Refusal(_text(scope), int(spent), int(reserved), int(cap_micro))
+
+    def settle(self, hold_id: str, cost_micro: int) -> Settled:
+        """Book what the call cost and free the rest of its hold (0: a call never made)."""
+        reply = int(self._settle(keys=[self.prefix], args=[hold_id, int(cost_micro)]))
+        return {1: Settled.NOW, 2: Settled.AFTER_EXPIRY}.get(reply, Settled.BEFORE)
+
+    def spent(self, scope: str, period: str) -> int:
+        """``period``: ``total``, or ``d<day number>`` for a daily cap."""
+        return int(self._client.get(f"{self.prefix}spent:{scope}:{period}") or 0)
+
+    def reserved(self, scope: str, period: str) -> int:
+        return int(self._client.get(f"{self.prefix}reserved:{scope}:{period}") or 0)
+
+    def today(self) -> str:
+        """The period name of today's daily caps, by Redis's clock."""
+        seconds, _ = self._client.time()
+        return f"d{int(seconds) // 86400}"
+
+    def _keep_run_keys(self, caps: list[Cap]) -> None:
+        # A run's counters outlive it by a week, then go (a daily cap's keys expire by themselves).
+        keys = [
+            f"{self.prefix}{kind}:{cap.scope}:total"
+            for cap in caps
+            if cap.period == "run"
+            for kind in ("spent", "reserved")
+        ]
+        if keys:
+            with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.expire(key, RUN_KEYS_LIVE_S)
+                pipe.execute()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

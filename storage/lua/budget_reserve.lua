@@ -1,0 +1,66 @@
+-- Reserve the worst case of one model call against every cap that applies, or refuse it.
+--
+-- KEYS[1]  the prefix of this team's budget keys, with the team's hash tag: every key below is
+--          built from it, so they all live in one slot
+-- ARGV[1]  hold id (one per attempt: "<step id>:<attempt>")
+-- ARGV[2]  amount to hold, integer micro-dollars
+-- ARGV[3]  seconds the hold lives before it is released by itself (a killed worker's hold)
+-- ARGV[4…] one triple per cap: scope name, cap in micro-dollars, period ("day" or "total")
+--
+-- Returns {1} when held (or already held under this id), or {0, scope, spent, reserved, cap}
+-- naming the first cap the call would break. Time comes from Redis; holds past their time are
+-- released first.
+local prefix, hold_id = KEYS[1], ARGV[1]
+local amount, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = tonumber(redis.call('TIME')[1])
+local day = math.floor(now / 86400)
+local day_keys_live = 3 * 86400
+
+local function release(id)
+  local hold = prefix .. 'hold:' .. id
+  local held = tonumber(redis.call('HGET', hold, 'amount'))
+  if held then
+    for key in string.gmatch(redis.call('HGET', hold, 'reserved') or '', '%S+') do
+      redis.call('DECRBY', key, held)
+    end
+    -- A late settlement of this hold still finds where to book the spend.
+    redis.call('SET', prefix .. 'expired:' .. id, redis.call('HGET', hold, 'spent'), 'EX', 86400)
+    redis.call('DEL', hold)
+  end
+  redis.call('ZREM', prefix .. 'holds', id)
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'holds', '-inf', now, 'LIMIT', 0, 100)) do
+  release(id)
+end
+
+if redis.call('EXISTS', prefix .. 'hold:' .. hold_id) == 1 then
+  return {1}
+end
+
+local spent_keys, reserved_keys = {}, {}
+for i = 4, #ARGV, 3 do
+  local scope, cap, period = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local suffix = scope .. ':' .. (period == 'day' and ('d' .. day) or 'total')
+  local spent_key, reserved_key = prefix .. 'spent:' .. suffix, prefix .. 'reserved:' .. suffix
+  local spent = tonumber(redis.call('GET', spent_key) or '0')
+  local reserved = tonumber(redis.call('GET', reserved_key) or '0')
+  if spent + reserved + amount > cap then
+    return {0, scope, spent, reserved, cap}
+  end
+  spent_keys[#spent_keys + 1] = spent_key
+  reserved_keys[#reserved_keys + 1] = reserved_key
+end
+
+for i, key in ipairs(reserved_keys) do
+  redis.call('INCRBY', key, amount)
+  if string.find(key, ':d%d+$') then
+    redis.call('EXPIRE', key, day_keys_live)
+    redis.call('EXPIRE', spent_keys[i], day_keys_live)
+  end
+end
+redis.call('HSET', prefix .. 'hold:' .. hold_id, 'amount', amount,
+  'reserved', table.concat(reserved_keys, ' '), 'spent', table.concat(spent_keys, ' '))
+redis.call('EXPIRE', prefix .. 'hold:' .. hold_id, ttl + 86400)
+redis.call('ZADD', prefix .. 'holds', now + ttl, hold_id)
+return {1}

@@ -1,0 +1,95 @@
+"""Reservations against spend caps, on fakeredis running the real Lua scripts."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import fakeredis
+import pytest
+
+from storage.budget_store import BudgetStore, Cap, Refusal, Settled
+
+AGENT = Cap("agent:writer", 10_000, "day")
+RUN = Cap("run:r1", 5_000, "run")
+
+
+@pytest.fixture
+def store() -> BudgetStore:
+    return BudgetStore(fakeredis.FakeRedis(), team="t", key_prefix="test:")
+
+
+def test_a_call_that_fits_every_cap_is_held_against_each_of_them(store: BudgetStore) -> None:
+    assert store.reserve("s1:1", 3_000, 60, [AGENT, RUN]) is None
+    today = store.today()
+    assert store.reserved("agent:writer", today) == 3_000
+    assert store.reserved("run:r1", "total") == 3_000
+    assert store.spent("agent:writer", today) == 0
+
+
+def test_a_call_that_would_break_a_cap_is_refused_and_holds_nothing(store: BudgetStore) -> None:
+    assert store.reserve("s1:1", 3_000, 60, [AGENT, RUN]) is None
+    refusal = store.reserve("s2:1", 2_500, 60, [AGENT, RUN])
+
+    assert refusal == Refusal("run:r1", spent_micro=0, reserved_micro=3_000, cap_micro=5_000)
+    assert store.reserved("agent:writer", store.today()) == 3_000  # nothing held for s2
+
+
+def test_settling_books_the_real_cost_and_frees_the_rest_once(store: BudgetStore) -> None:
+    store.reserve("s1:1", 3_000, 60, [AGENT, RUN])
+
+    assert store.settle("s1:1", 1_200) is Settled.NOW
+    assert store.settle("s1:1", 1_200) is Settled.BEFORE  # a second settlement changes nothing
+    today = store.today()
+    assert (store.spent("run:r1", "total"), store.reserved("run:r1", "total")) == (1_200, 0)
+    assert (store.spent("agent:writer", today), store.reserved("agent:writer", today)) == (1_200, 0)
+    # What was settled counts against the next reservation
+    assert store.reserve("s2:1", 3_900, 60, [RUN]) is not None
+    assert store.reserve("s2:1", 3_800, 60, [RUN]) is None
+
+
+def test_holding_again_under_the_same_id_holds_nothing_more(store: BudgetStore) -> None:
+    store.reserve("s1:1", 3_000, 60, [RUN])
+    assert store.reserve("s1:1", 3_000, 60, [RUN]) is None
+    assert store.reserved("run:r1", "total") == 3_000
+
+
+def test_a_hold_whose_time_ran_out_comes_back_and_a_late_settlement_is_still_booked(
+    store: BudgetStore,
+) -> None:
+    store.reserve("s1:1", 4_000, 0, [RUN])  # a worker killed mid-call: its hold runs out
+    assert store.reserve("s2:1", 4_000, 60, [RUN]) is None  # released on the way in
+    assert store.reserved("run:r1", "total") == 4_000
+
+    assert store.settle("s1:1", 700) is Settled.AFTER_EXPIRY  # the call did finish, late
+    assert store.spent("run:r1", "total") == 700
+
+
+def test_concurrent_callers_never_settle_more_than_the_cap(store: BudgetStore) -> None:
+    cap, worst = Cap("agent:busy", 200_000, "total"), 1_000
+    settled: list[int] = []
+    lock = threading.Lock()
+
+    def caller(n: int) -> None:
+        rng = random.Random(n)
+        for i in range(1_000):
+            refusal = store.reserve(f"{n}:{i}", worst, 60, [cap])
+            while refusal is not None:
+                if refusal.reserved_micro == 0:
+                    return  # spent: not even one more worst case fits
+                time.sleep(0.001)  # others' calls are under way and may settle for less
+                refusal = store.reserve(f"{n}:{i}", worst, 60, [cap])
+            cost = rng.randint(worst // 2, worst)
+            store.settle(f"{n}:{i}", cost)
+            with lock:
+                settled.append(cost)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(settled) == store.spent("agent:busy", "total")
+    assert cap.limit_micro - worst < sum(settled) <= cap.limit_micro
