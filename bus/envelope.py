@@ -58,9 +58,17 @@ class AgentMessage(BaseModel):
 
 
 def request_step(
-    *, agent_id: str, workflow_id: str, step_id: str, attempt: int, priority: int
+    *,
+    agent_id: str,
+    workflow_id: str,
+    step_id: str,
+    attempt: int,
+    priority: int,
+    workflow: str,
+    budget_micro: int | None = None,
 ) -> AgentMessage:
-    """The coordinator asks an agent to run one attempt of one step."""
+    """The coordinator asks an agent to run one attempt of one step of a run of ``workflow``
+    (whose budget, if it has one, the agent's call is held against)."""
     return AgentMessage(
         type=MessageType.REQUEST,
         sender=COORDINATOR,
@@ -69,7 +77,12 @@ def request_step(
         step_id=step_id,
         priority=priority,
         attempt=attempt,
-        payload={"step_id": step_id, "attempt": attempt},
+        payload={
+            "step_id": step_id,
+            "attempt": attempt,
+            "workflow": workflow,
+            "budget_micro": budget_micro,
+        },
     )
 
 

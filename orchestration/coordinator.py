@@ -143,5 +143,6 @@ def _run_values(run: RunState) -> dict[str, Any]:
         "name": run.name,
         "priority": run.priority,
         "input": run.input,
+        "budget_micro": run.budget_micro,
         **_saved_run_values(run),
     }

@@ -59,7 +59,8 @@ class Workflow(BaseModel):
     name: str
     kind: WorkflowKind = WorkflowKind.SEQUENCE
     steps: tuple[str, ...] = Field(min_length=1, max_length=200)
-    budget_usd: float | None = Field(default=None, gt=0)
+    budget_usd: float | None = Field(default=None, gt=0)  # per run
+    daily_budget_usd: float | None = Field(default=None, gt=0)  # all runs of it, per UTC day
 
     @field_validator("name")
     @classmethod
@@ -68,8 +69,16 @@ class Workflow(BaseModel):
 
     @classmethod
     def sequence(
-        cls, name: str, agents: list[str] | tuple[str, ...], budget_usd: float | None = None
+        cls,
+        name: str,
+        agents: list[str] | tuple[str, ...],
+        budget_usd: float | None = None,
+        daily_budget_usd: float | None = None,
     ) -> Workflow:
         return cls(
-            name=name, kind=WorkflowKind.SEQUENCE, steps=tuple(agents), budget_usd=budget_usd
+            name=name,
+            kind=WorkflowKind.SEQUENCE,
+            steps=tuple(agents),
+            budget_usd=budget_usd,
+            daily_budget_usd=daily_budget_usd,
         )

@@ -11,11 +11,13 @@ import threading
 
 import structlog
 from celery import Celery
+from redis import Redis
 
 from bus import priorities
 from bus.broker_view import BrokerView
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
+from orchestration.budget import Budget
 from orchestration.coordinator import Coordinator
 from orchestration.definitions import Agent, Workflow
 from orchestration.maintenance import Maintenance
@@ -24,6 +26,7 @@ from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
 from orchestration.team import Team
+from storage.budget_store import BudgetStore
 from storage.db import migrate, session_scope
 from storage.errors import InvalidRequest, RunNotFound
 from storage.executor import transaction
@@ -40,15 +43,22 @@ log = structlog.get_logger(__name__)
 
 class Orchestrator:
     def __init__(
-        self, name: str, settings: Settings | None = None, *, bus: Bus | None = None
+        self,
+        name: str,
+        settings: Settings | None = None,
+        *,
+        bus: Bus | None = None,
+        redis: Redis | None = None,
     ) -> None:
-        """``bus`` replaces the Celery-backed bus (tests drive workflows in-process with one)."""
+        """``bus`` replaces the Celery-backed bus, ``redis`` the client of the shared state (tests
+        drive workflows in-process with them)."""
         self.name = name
         self.settings = settings or Settings()
         self.team = Team(name, prices=PriceTable.load(self.settings.prices_file))
         self._lock = threading.Lock()
         self._celery: Celery | None = None
         self._bus: Bus | None = bus
+        self._redis = redis
         self._coordinator: Coordinator | None = None
         self._runner: StepRunner | None = None
         self._providers: Providers | None = None
@@ -112,7 +122,12 @@ class Orchestrator:
             self.ensure_ready()
             self._providers = Providers(self.settings)
             self._runner = StepRunner(
-                self.team, self.bus, self.coordinator(), self._providers, self.settings
+                self.team,
+                self.bus,
+                self.coordinator(),
+                self._providers,
+                self.settings,
+                Budget(self._budget_store(), self.team.prices),
             )
         return self._runner
 
@@ -130,6 +145,16 @@ class Orchestrator:
             self._runner = None
         if self._celery is not None:
             self._celery.close()
+
+    def _budget_store(self) -> BudgetStore | None:
+        """Where spend caps are kept: the shared Redis (None when none is configured)."""
+        client = self._redis
+        if client is None:
+            url = self.settings.redis_url or ""
+            if not url.startswith(("redis://", "rediss://", "unix://")):
+                return None
+            client = redis_for(url)
+        return BudgetStore(client, team=self.name, key_prefix=self.settings.redis_key_prefix)
 
     def _broker_view(self) -> BrokerView | None:
         """The broker's contents, when the broker is Redis (the lost-request check needs it)."""
@@ -170,12 +195,12 @@ class Orchestrator:
             status=WorkflowStatus.PENDING.value,
             priority=priority,
             input=input,
+            budget_micro=None
+            if definition.budget_usd is None
+            else usd_to_micro(definition.budget_usd),
         )
         row = {
             "team": self.name,
-            "budget_micro": None
-            if definition.budget_usd is None
-            else usd_to_micro(definition.budget_usd),
             "cost_micro": 0,
             "created_at": now,
             "updated_at": now,

@@ -10,7 +10,8 @@ A sequence runs one step at a time. For the first step that has not succeeded:
   a summary of the earlier steps and the previous step's output) and the agent's earlier
   exchanges in this run go on the step row, so the worker that claims it reads one row;
 - ``attempt_failed``: retry on the same agent after a backoff, hand it to the agent's fallback,
-  or fail it (and with it the workflow);
+  or fail it (and with it the workflow). A call refused by a spend cap is neither retried nor
+  handed over: the workflow ends ``budget_exceeded``, keeping what the finished steps produced;
 - ``dispatched`` or ``running``: nothing to do, the attempt is under way.
 
 When every step has succeeded, the workflow succeeds with the last step's output.
@@ -25,6 +26,7 @@ from bus.envelope import AgentMessage, request_step
 from orchestration.context import HISTORY_EXCHANGES, EarlierStep, compose_prompt
 from orchestration.retry import Backoff
 from orchestration.team import Team
+from storage.errors import CostLimitExceeded
 from storage.models import StepStatus, WorkflowStatus, as_utc
 
 
@@ -37,6 +39,7 @@ class RunState:
     status: str
     priority: int
     input: str
+    budget_micro: int | None = None
     output: str | None = None
     error: str | None = None
     finished_at: datetime | None = None
@@ -102,7 +105,7 @@ def plan_sequence(run: RunState, steps: list[StepState], now: datetime, rules: R
         if step.status == StepStatus.ATTEMPT_FAILED.value:
             _after_failed_attempt(step, now, rules, plan)
         if step.status == StepStatus.FAILED.value:
-            _finish_failed(run, step, now, plan)
+            _finish_failed(run, steps, step, now, plan)
         elif step.status == StepStatus.PENDING.value and _due(step, now):
             _dispatch(run, steps, index, now, rules, plan)
         return plan
@@ -137,6 +140,8 @@ def _dispatch(
         step_id=step.id,
         attempt=step.attempt,
         priority=run.priority,
+        workflow=run.name,
+        budget_micro=run.budget_micro,
     )
     step.request_id = request.id
     plan.steps.append(step)
@@ -153,7 +158,10 @@ def _after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Pl
     """Retry on the same agent, move to its fallback, or give up."""
     agent = rules.team.agent(step.agent)
     plan.steps.append(step)
-    if step.error_retryable and step.agent_attempt <= agent.max_retries:
+    if step.error_kind == CostLimitExceeded.kind:
+        step.status = StepStatus.FAILED.value
+        step.finished_at = now
+    elif step.error_retryable and step.agent_attempt <= agent.max_retries:
         delay = rules.backoff.delay_s(step.agent_attempt, step.retry_after_s)
         step.status = StepStatus.PENDING.value
         step.due_at = now + timedelta(seconds=delay)
@@ -197,12 +205,20 @@ def _finish_succeeded(run: RunState, steps: list[StepState], now: datetime, plan
     plan.run_changed = True
 
 
-def _finish_failed(run: RunState, failed: StepState, now: datetime, plan: Plan) -> None:
-    run.status = WorkflowStatus.FAILED.value
-    run.error = (
-        f"step {failed.position + 1} ({failed.agent}) failed after {failed.attempt} "
-        f"attempt(s): {failed.error_kind or 'error'}: {failed.error}"
-    )
+def _finish_failed(
+    run: RunState, steps: list[StepState], failed: StepState, now: datetime, plan: Plan
+) -> None:
+    if failed.error_kind == CostLimitExceeded.kind:
+        run.status = WorkflowStatus.BUDGET_EXCEEDED.value
+        done = [s for s in steps if s.status == StepStatus.SUCCEEDED.value]
+        run.output = done[-1].output if done else None  # what the finished steps produced
+        run.error = f"step {failed.position + 1} ({failed.agent}) was not run: {failed.error}"
+    else:
+        run.status = WorkflowStatus.FAILED.value
+        run.error = (
+            f"step {failed.position + 1} ({failed.agent}) failed after {failed.attempt} "
+            f"attempt(s): {failed.error_kind or 'error'}: {failed.error}"
+        )
     run.finished_at = now
     plan.run_changed = True
 

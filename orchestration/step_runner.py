@@ -25,13 +25,15 @@ import structlog
 
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
+from orchestration.budget import Budget, caps_for
 from orchestration.context import Exchange, build_messages
 from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
 from orchestration.pricing import micro_to_usd
 from orchestration.team import Team
 from storage import statements
-from storage.errors import AgentyardError, ProviderError, ProviderTimeout
+from storage.budget_store import Cap
+from storage.errors import AgentyardError, CostLimitExceeded, ProviderError, ProviderTimeout
 from storage.executor import run_alone, transaction
 from storage.models import new_id, utcnow
 from storage.settings import Settings
@@ -57,7 +59,9 @@ class _Call:
     def outcome(self) -> str:
         if self.error is None:
             return "succeeded"
-        return self.error.kind if isinstance(self.error, ProviderError) else "configuration_error"
+        if isinstance(self.error, ProviderError | CostLimitExceeded):
+            return self.error.kind
+        return "configuration_error"
 
 
 class StepRunner:
@@ -68,8 +72,10 @@ class StepRunner:
         coordinator: Coordinator,
         providers: Providers,
         settings: Settings,
+        budget: Budget,
     ) -> None:
         self._team = team
+        self._budget = budget
         self._bus = bus
         self._coordinator = coordinator
         self._providers = providers
@@ -87,12 +93,36 @@ class StepRunner:
             if request is None:
                 log.info("step.delivery_skipped", reason="attempt claimed, finished or superseded")
                 return
+            caps = self._caps(message, agent)
+            hold = f"{step_id}:{attempt}"
+            try:
+                self._budget.hold(hold, request, caps, ttl_s=self._lease_s(agent))
+            except CostLimitExceeded as refused:
+                log.warning("step.refused_by_cap", scope=refused.scope, error=str(refused))
+                self._record_and_decide(
+                    message, step_id, attempt, agent, _refused(request, refused)
+                )
+                return
             call = self._call(agent, request)
+            self._budget.settle(hold, call.cost, caps)
             self._record_and_decide(message, step_id, attempt, agent, call)
+
+    def _caps(self, message: AgentMessage, agent: Agent) -> list[Cap]:
+        name = message.payload.get("workflow")
+        budget = message.payload.get("budget_micro")
+        return caps_for(
+            agent,
+            self._team.workflows.get(str(name)) if name else None,
+            str(message.workflow_id),
+            int(budget) if budget is not None else None,
+        )
+
+    def _lease_s(self, agent: Agent) -> float:
+        return agent.timeout_s + self._settings.lease_margin_s
 
     def _claim(self, step_id: str, attempt: int, agent: Agent) -> ModelRequest | None:
         now = utcnow()
-        lease = timedelta(seconds=agent.timeout_s + self._settings.lease_margin_s)
+        lease = timedelta(seconds=self._lease_s(agent))
         claimed = run_alone(
             self._url,
             statements.CLAIM_STEP,
@@ -171,6 +201,12 @@ class StepRunner:
             cost_usd=micro_to_usd(call.cost),
             error=None if call.error is None else str(call.error),
         )
+
+
+def _refused(request: ModelRequest, refused: CostLimitExceeded) -> _Call:
+    """A call not made: a spend cap refused it. On record like any attempt, at no cost."""
+    now = utcnow()
+    return _Call(request, None, refused, Usage(), 0, now, 0.0)
 
 
 def _step_update(call: _Call) -> tuple[Any, dict[str, object]]:

@@ -81,3 +81,23 @@ class ProviderRejected(ProviderError):
 
     retryable = False
     kind = "rejected"
+
+
+class CostLimitExceeded(AgentyardError):
+    """A model call was not made: its worst case could have broken a spend cap."""
+
+    kind = "cost_limit_exceeded"
+
+    def __init__(
+        self, scope: str, spent_micro: int, reserved_micro: int, cap_micro: int, needed_micro: int
+    ) -> None:
+        self.scope = scope
+        self.spent_micro = spent_micro
+        self.reserved_micro = reserved_micro
+        self.cap_micro = cap_micro
+        self.needed_micro = needed_micro
+        super().__init__(
+            f"the {scope} cap of ${cap_micro / 1e6:.6f} would be broken: ${spent_micro / 1e6:.6f} "
+            f"spent and ${reserved_micro / 1e6:.6f} held by calls under way, and this call needs "
+            f"up to ${needed_micro / 1e6:.6f}; raise the cap or wait for its period to end"
+        )

@@ -42,10 +42,15 @@ class WorkflowStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    BUDGET_EXCEEDED = "budget_exceeded"  # a call would have broken a spend cap: not made
 
     @property
     def finished(self) -> bool:
-        return self in (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
+        return self in (
+            WorkflowStatus.SUCCEEDED,
+            WorkflowStatus.FAILED,
+            WorkflowStatus.BUDGET_EXCEEDED,
+        )
 
 
 class StepStatus(StrEnum):

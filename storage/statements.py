@@ -107,6 +107,7 @@ LOCK_WORKFLOW = (
         workflows.c.status,
         workflows.c.priority,
         workflows.c.input,
+        workflows.c.budget_micro,
     )
 )
 

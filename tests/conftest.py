@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import fakeredis
 import pytest
 import redis
 from sqlalchemy import create_engine, text
@@ -60,7 +61,7 @@ def inline_team(unit_settings: Settings) -> TeamFactory:
         *agents: Agent, workflows: tuple[Workflow, ...] = ()
     ) -> tuple[Orchestrator, InlineBus]:
         bus = InlineBus(unit_settings.effective_database_url)
-        orc = Orchestrator("unit", unit_settings, bus=bus)
+        orc = Orchestrator("unit", unit_settings, bus=bus, redis=fakeredis.FakeRedis())
         for agent in agents:
             orc.register_agent(agent)
         for workflow in workflows:

@@ -21,7 +21,9 @@ def test_a_priority_outside_zero_to_nine_is_refused(bad: object) -> None:
 
 
 def test_a_message_survives_encode_and_decode_unchanged() -> None:
-    message = request_step(agent_id="writer", workflow_id="w1", step_id="s1", attempt=2, priority=7)
+    message = request_step(
+        agent_id="writer", workflow_id="w1", step_id="s1", attempt=2, priority=7, workflow="w"
+    )
     decoded = AgentMessage.decode(message.encode())
     assert decoded == message
     assert decoded.timestamp.tzinfo is not None
@@ -29,9 +31,20 @@ def test_a_message_survives_encode_and_decode_unchanged() -> None:
 
 def test_an_encoded_message_is_plain_json_with_ids_and_no_prompt() -> None:
     encoded = request_step(
-        agent_id="writer", workflow_id="w1", step_id="s1", attempt=1, priority=5
+        agent_id="writer",
+        workflow_id="w1",
+        step_id="s1",
+        attempt=1,
+        priority=5,
+        workflow="research",
+        budget_micro=250_000,
     ).encode()
-    assert encoded["payload"] == {"step_id": "s1", "attempt": 1}
+    assert encoded["payload"] == {
+        "step_id": "s1",
+        "attempt": 1,
+        "workflow": "research",
+        "budget_micro": 250_000,
+    }
     assert set(encoded) == {
         "id",
         "type",

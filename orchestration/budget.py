@@ -1,0 +1,81 @@
+"""Which spend caps a call answers to, and how much of them it must hold before it is made.
+
+Three caps can apply to one call:
+- the agent's ``cost_limit_usd``, per UTC day (a cap that never reset would retire the agent);
+- the run's ``budget_usd`` (``Workflow.sequence(..., budget_usd=...)``), for the whole run;
+- the workflow type's ``daily_budget_usd``, per UTC day, over all its runs: one bad workflow
+  type cannot spend the month.
+
+Before a call, its worst case is held against all of them at once (``storage.budget_store``):
+the agent's ``max_tokens`` at the output price, plus an upper bound on its input tokens at the
+dearest input rate. A call that does not fit is not made (``CostLimitExceeded``). After the call
+its real cost is settled and the rest freed. A call under no cap touches no Redis at all.
+"""
+
+from __future__ import annotations
+
+from orchestration.definitions import Agent, Workflow
+from orchestration.pricing import PriceTable, usd_to_micro
+from storage.budget_store import BudgetStore, Cap
+from storage.errors import ConfigurationError, CostLimitExceeded
+from workers.providers.base import ModelRequest
+
+# Tokens are at least one byte of UTF-8 each, so bytes bound them; a few more per message cover
+# the roles and the turn markers the API adds.
+TOKENS_PER_MESSAGE = 16
+
+
+def input_tokens_bound(request: ModelRequest) -> int:
+    """At least as many input tokens as ``request`` can be billed for."""
+    text = len(request.system.encode()) + sum(len(m.content.encode()) for m in request.messages)
+    return text + TOKENS_PER_MESSAGE * (len(request.messages) + 1)
+
+
+def caps_for(
+    agent: Agent, workflow: Workflow | None, run_id: str, run_budget_micro: int | None
+) -> list[Cap]:
+    caps: list[Cap] = []
+    if agent.cost_limit_usd is not None:
+        caps.append(Cap(f"agent:{agent.id}", usd_to_micro(agent.cost_limit_usd), "day"))
+    if run_budget_micro is not None:
+        caps.append(Cap(f"run:{run_id}", run_budget_micro, "run"))
+    if workflow is not None and workflow.daily_budget_usd is not None:
+        caps.append(
+            Cap(f"workflow:{workflow.name}", usd_to_micro(workflow.daily_budget_usd), "day")
+        )
+    return caps
+
+
+class Budget:
+    def __init__(self, store: BudgetStore | None, prices: PriceTable) -> None:
+        """``store`` may be None when no Redis is configured; a cap then cannot be enforced,
+        and a call under one is refused with a configuration error."""
+        self._store = store
+        self._prices = prices
+
+    def hold(self, hold_id: str, request: ModelRequest, caps: list[Cap], ttl_s: float) -> None:
+        """Hold the worst case of ``request`` against ``caps``, or raise ``CostLimitExceeded``.
+        The hold runs out by itself after ``ttl_s`` (a killed worker's comes back)."""
+        if not caps:
+            return
+        if self._store is None:
+            raise ConfigurationError(
+                "spend caps need Redis: set AGENTYARD_REDIS_URL, or remove the caps"
+            )
+        needed = self._prices.worst_case_micro(
+            request.model, input_tokens_bound(request), request.max_tokens
+        )
+        refusal = self._store.reserve(hold_id, needed, ttl_s, caps)
+        if refusal is not None:
+            raise CostLimitExceeded(
+                refusal.scope,
+                refusal.spent_micro,
+                refusal.reserved_micro,
+                refusal.cap_micro,
+                needed,
+            )
+
+    def settle(self, hold_id: str, cost_micro: int, caps: list[Cap]) -> None:
+        """Book the call's real cost against the caps it was held against (idempotent)."""
+        if caps and self._store is not None:
+            self._store.settle(hold_id, cost_micro)
