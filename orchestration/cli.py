@@ -106,6 +106,40 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _costs(args: argparse.Namespace) -> int:
+    from orchestration.costs import rebuild, report
+    from orchestration.loader import load_orchestrator
+    from orchestration.pricing import micro_to_usd
+
+    words = list(args.words)
+    action = words.pop(0) if words and words[0] in ("show", "rebuild") else "show"
+    if len(words) != 1:
+        print("usage: agentyard costs [show|rebuild] module:orchestrator", file=sys.stderr)
+        return EXIT_USAGE
+    orc = load_orchestrator(words[0])
+    orc.ensure_ready()
+    store = orc.budget_store()
+    if action == "rebuild":
+        if store is None:
+            print("agentyard: spend caps live in Redis; set AGENTYARD_REDIS_URL", file=sys.stderr)
+            return EXIT_USAGE
+        raised = rebuild(orc.database_url, orc.name, store)
+        print(f"raised {raised} spend counter(s) of team {orc.name!r} to what the ledger says")
+        return 0
+    costs = report(orc.database_url, orc.name, args.days, store)
+    print(f"spend of team {orc.name!r}, last {args.days} day(s), from the cost ledger:")
+    if not costs.spend:
+        print("  nothing spent")
+    for row in costs.spend:
+        print(
+            f"  {row.day}  {row.kind:8} {row.name:30} {row.calls:>7} call(s)  "
+            f"${micro_to_usd(row.cost_micro):>12.6f}"
+        )
+    held = sum(amount for _, amount in costs.held)
+    print(f"reserved now: ${micro_to_usd(held):.6f} in {len(costs.held)} open hold(s)")
+    return 0
+
+
 def _migrate(_args: argparse.Namespace) -> int:
     from storage.db import migrate
     from storage.settings import Settings
@@ -186,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("run_id")
     status.add_argument("--brief", action="store_true", help="leave out the output")
     status.set_defaults(func=_status)
+
+    costs = commands.add_parser(
+        "costs",
+        help="spend per agent, workflow type and day, and what is reserved now; "
+        "`costs rebuild TEAM` restores the Redis spend counters from the ledger",
+    )
+    costs.add_argument("words", nargs="+", metavar="[show|rebuild] TEAM")
+    costs.add_argument("--days", type=int, default=7, help="how many days back (show)")
+    costs.set_defaults(func=_costs)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(func=_migrate)

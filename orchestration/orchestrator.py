@@ -127,7 +127,7 @@ class Orchestrator:
                 self.coordinator(),
                 self._providers,
                 self.settings,
-                Budget(self._budget_store(), self.team.prices),
+                Budget(self.budget_store(), self.team.prices),
             )
         return self._runner
 
@@ -146,7 +146,7 @@ class Orchestrator:
         if self._celery is not None:
             self._celery.close()
 
-    def _budget_store(self) -> BudgetStore | None:
+    def budget_store(self) -> BudgetStore | None:
         """Where spend caps are kept: the shared Redis (None when none is configured)."""
         client = self._redis
         if client is None:

@@ -35,7 +35,7 @@ from storage import statements
 from storage.budget_store import Cap
 from storage.errors import AgentyardError, CostLimitExceeded, ProviderError, ProviderTimeout
 from storage.executor import run_alone, transaction
-from storage.models import new_id, utcnow
+from storage.models import day_of, new_id, utcnow
 from storage.settings import Settings
 from workers.providers.base import ModelRequest, ModelResponse, Usage
 from workers.providers.registry import Providers
@@ -54,6 +54,11 @@ class _Call:
     cost: int
     started: datetime
     latency_ms: float
+
+    @property
+    def made(self) -> bool:
+        """Whether the model was called (a spend cap may have refused the call)."""
+        return not isinstance(self.error, CostLimitExceeded)
 
     @property
     def outcome(self) -> str:
@@ -115,6 +120,25 @@ class StepRunner:
             self._team.workflows.get(str(name)) if name else None,
             str(message.workflow_id),
             int(budget) if budget is not None else None,
+        )
+
+    def _ledger(
+        self, message: AgentMessage, step_id: str, agent: Agent, attempt: int, call: _Call
+    ) -> dict[str, object]:
+        """The call's row in the cost ledger."""
+        now = utcnow()
+        return dict(
+            id=f"{step_id}:{attempt}",
+            team=self._team.name,
+            workflow_id=str(message.workflow_id),
+            workflow=str(message.payload.get("workflow") or ""),
+            step_id=step_id,
+            agent_id=agent.id,
+            model=agent.model,
+            attempt=attempt,
+            cost_micro=call.cost,
+            day=day_of(now),
+            created_at=now,
         )
 
     def _lease_s(self, agent: Agent) -> float:
@@ -182,6 +206,10 @@ class StepRunner:
                 statements.INSERT_TRACE,
                 _trace(workflow_id, step_id, agent, attempt, call),
             )
+            if call.made:
+                tx.run(
+                    statements.INSERT_LEDGER, self._ledger(message, step_id, agent, attempt, call)
+                )
             mark_delivered(tx, message.id)
             if held and run is not None:
                 next_messages = self._coordinator.decide(tx, run)

@@ -28,6 +28,7 @@ import redis
 
 _LUA = Path(__file__).parent / "lua"
 RUN_KEYS_LIVE_S = 7 * 86400
+DAY_KEYS_LIVE_S = 3 * 86400
 
 Period = Literal["day", "total", "run"]
 
@@ -63,6 +64,7 @@ class BudgetStore:
         self.prefix = f"{key_prefix}agentyard:budget:{{{team}}}:"
         self._reserve = client.register_script((_LUA / "budget_reserve.lua").read_text())
         self._settle = client.register_script((_LUA / "budget_settle.lua").read_text())
+        self._restore = client.register_script((_LUA / "budget_restore.lua").read_text())
 
     def reserve(
         self, hold_id: str, amount_micro: int, ttl_s: float, caps: list[Cap]
@@ -83,6 +85,31 @@ class BudgetStore:
         """Book what the call cost and free the rest of its hold (0: a call never made)."""
         reply = int(self._settle(keys=[self.prefix], args=[hold_id, int(cost_micro)]))
         return {1: Settled.NOW, 2: Settled.AFTER_EXPIRY}.get(reply, Settled.BEFORE)
+
+    def restore(self, spent: dict[tuple[str, str], int]) -> int:
+        """Raise each ``(scope, period)`` counter to at least the amount given (the ledger's
+        sums); returns how many were raised. Daily counters keep their three days' life."""
+        args: list[Any] = []
+        for (scope, period), amount in spent.items():
+            if period.startswith("d"):
+                keep = DAY_KEYS_LIVE_S
+            else:
+                keep = RUN_KEYS_LIVE_S if scope.startswith("run:") else 0
+            args += [f"{scope}:{period}", int(amount), keep]
+        if not args:
+            return 0
+        return int(self._restore(keys=[self.prefix], args=args))
+
+    def holds(self) -> list[tuple[str, int]]:
+        """The reservations open now: (hold id, micro-dollars held)."""
+        ids = self._client.zrange(f"{self.prefix}holds", 0, -1)
+        out = []
+        for raw in ids:
+            hold_id = _text(raw)
+            amount = self._client.hget(f"{self.prefix}hold:{hold_id}", "amount")
+            if amount is not None:
+                out.append((hold_id, int(amount)))
+        return out
 
     def spent(self, scope: str, period: str) -> int:
         """``period``: ``total``, or ``d<day number>`` for a daily cap."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, overload
 
-from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -27,6 +27,11 @@ def as_utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+def day_of(moment: datetime) -> int:
+    """UTC days since the epoch: the period of the daily spend caps."""
+    return int(as_utc(moment).timestamp()) // 86400
 
 
 def new_id() -> str:
@@ -204,3 +209,23 @@ class TraceRow(SQLModel, table=True):
     latency_ms: float = 0.0
     started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     finished_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CostLedgerRow(SQLModel, table=True):
+    """Every model call's cost, one row per attempt: the book the Redis spend counters are kept
+    from, and rebuilt from (``agentyard costs rebuild``)."""
+
+    __tablename__ = "cost_ledger"
+    __table_args__ = (Index("ix_cost_ledger_team_day", "team", "day"),)
+
+    id: str = Field(primary_key=True, max_length=80, description="'<step id>:<attempt>'")
+    team: str = Field(max_length=200)
+    workflow_id: str = Field(max_length=36, index=True)
+    workflow: str = Field(max_length=200, description="The workflow type's name.")
+    step_id: str = Field(max_length=36)
+    agent_id: str = Field(max_length=200)
+    model: str = Field(max_length=200)
+    attempt: int
+    cost_micro: int
+    day: int = Field(description="UTC days since the epoch, as the daily caps count them.")
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -13,12 +13,20 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, select, update
 
-from storage.models import MessageRow, StepRow, StepStatus, TraceRow, WorkflowRow
+from storage.models import (
+    CostLedgerRow,
+    MessageRow,
+    StepRow,
+    StepStatus,
+    TraceRow,
+    WorkflowRow,
+)
 
 steps: Table = StepRow.__table__  # type: ignore[attr-defined]
 messages: Table = MessageRow.__table__  # type: ignore[attr-defined]
 traces: Table = TraceRow.__table__  # type: ignore[attr-defined]
 workflows: Table = WorkflowRow.__table__  # type: ignore[attr-defined]
+ledger: Table = CostLedgerRow.__table__  # type: ignore[attr-defined]
 
 # dispatched -> running for one attempt: the fence against a second delivery of the same attempt.
 # It returns what the agent is to be asked, composed by the coordinator when it dispatched.
@@ -90,6 +98,7 @@ MARK_DELIVERED = (
 
 INSERT_MESSAGE = insert(messages)
 INSERT_TRACE = insert(traces)
+INSERT_LEDGER = insert(ledger)
 
 # The workflow row, locked until the transaction ends, touched and charged for a call in the
 # same statement (an UPDATE takes the row lock on PostgreSQL and the write lock on SQLite).

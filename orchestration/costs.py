@@ -1,0 +1,85 @@
+"""What the cost ledger says: spend by agent, workflow type and day; and the Redis spend counters
+rebuilt from it (``agentyard costs`` and ``agentyard costs rebuild``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy import func, select
+
+from storage import statements
+from storage.budget_store import BudgetStore
+from storage.db import session_scope
+from storage.models import WorkflowStatus, day_of, utcnow
+
+# Daily counters live three days in Redis; these are the days a rebuild restores.
+DAYS_KEPT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    day: date
+    kind: str  # "agent" or "workflow"
+    name: str
+    calls: int
+    cost_micro: int
+
+
+@dataclass(frozen=True, slots=True)
+class CostReport:
+    spend: list[Spend]  # newest day first
+    held: list[tuple[str, int]]  # reservations open now: hold id, micro-dollars
+
+
+def report(url: str, team: str, days: int, store: BudgetStore | None) -> CostReport:
+    since = day_of(utcnow()) - days + 1
+    ledger = statements.ledger
+    rows: list[Spend] = []
+    with session_scope(url) as session:
+        for kind, column in (("agent", ledger.c.agent_id), ("workflow", ledger.c.workflow)):
+            query = (
+                select(ledger.c.day, column, func.count(), func.sum(ledger.c.cost_micro))
+                .where(ledger.c.team == team, ledger.c.day >= since)
+                .group_by(ledger.c.day, column)
+            )
+            for day, name, calls, cost in session.execute(query):
+                rows.append(Spend(_date(day), kind, name, int(calls), int(cost or 0)))
+    rows.sort(key=lambda s: (-s.day.toordinal(), s.kind, -s.cost_micro))
+    return CostReport(rows, store.holds() if store is not None else [])
+
+
+def rebuild(url: str, team: str, store: BudgetStore) -> int:
+    """Raise the Redis spend counters to what the ledger says: agents' and workflow types' daily
+    counters of the last days, and the totals of the runs still under way. Safe while workers
+    run (a counter already higher is left alone). Returns how many counters were raised."""
+    ledger, workflows = statements.ledger, statements.workflows
+    since = day_of(utcnow()) - DAYS_KEPT + 1
+    spent: dict[tuple[str, str], int] = {}
+    with session_scope(url) as session:
+        for kind, column in (("agent", ledger.c.agent_id), ("workflow", ledger.c.workflow)):
+            query = (
+                select(ledger.c.day, column, func.sum(ledger.c.cost_micro))
+                .where(ledger.c.team == team, ledger.c.day >= since)
+                .group_by(ledger.c.day, column)
+            )
+            for day, name, cost in session.execute(query):
+                spent[(f"{kind}:{name}", f"d{day}")] = int(cost or 0)
+        running = (
+            select(ledger.c.workflow_id, func.sum(ledger.c.cost_micro))
+            .join(workflows, workflows.c.id == ledger.c.workflow_id)
+            .where(
+                ledger.c.team == team,
+                workflows.c.status.in_(
+                    [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
+                ),
+            )
+            .group_by(ledger.c.workflow_id)
+        )
+        for run_id, cost in session.execute(running):
+            spent[(f"run:{run_id}", "total")] = int(cost or 0)
+    return store.restore(spent)
+
+
+def _date(day: int) -> date:
+    return datetime.fromtimestamp(day * 86400, UTC).date()
