@@ -76,7 +76,6 @@ class BudgetStore:
             args += [cap.scope, int(cap.limit_micro), cap.period]
         reply = self._reserve(keys=[self.prefix], args=args)
         if int(reply[0]) == 1:
-            self._keep_run_keys(caps)
             return None
         _, scope, spent, reserved, cap_micro = reply
         return Refusal(_text(scope), int(spent), int(reserved), int(cap_micro))
@@ -122,20 +121,6 @@ class BudgetStore:
         """The period name of today's daily caps, by Redis's clock."""
         seconds, _ = self._client.time()
         return f"d{int(seconds) // 86400}"
-
-    def _keep_run_keys(self, caps: list[Cap]) -> None:
-        # A run's counters outlive it by a week, then go (a daily cap's keys expire by themselves).
-        keys = [
-            f"{self.prefix}{kind}:{cap.scope}:total"
-            for cap in caps
-            if cap.period == "run"
-            for kind in ("spent", "reserved")
-        ]
-        if keys:
-            with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.expire(key, RUN_KEYS_LIVE_S)
-                pipe.execute()
 
 
 def _text(value: Any) -> str:

@@ -5,7 +5,9 @@
 -- ARGV[1]  hold id (one per attempt: "<step id>:<attempt>")
 -- ARGV[2]  amount to hold, integer micro-dollars
 -- ARGV[3]  seconds the hold lives before it is released by itself (a killed worker's hold)
--- ARGV[4…] one triple per cap: scope name, cap in micro-dollars, period ("day" or "total")
+-- ARGV[4…] one triple per cap: scope name, cap in micro-dollars, period: "day" (the counters
+--          of a UTC day, kept three days), "run" (a run's, kept a week after its last call) or
+--          "total" (kept for good)
 --
 -- Returns {1} when held (or already held under this id), or {0, scope, spent, reserved, cap}
 -- naming the first cap the call would break. Time comes from Redis; holds past their time are
@@ -14,7 +16,7 @@ local prefix, hold_id = KEYS[1], ARGV[1]
 local amount, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = tonumber(redis.call('TIME')[1])
 local day = math.floor(now / 86400)
-local day_keys_live = 3 * 86400
+local keep = {day = 3 * 86400, run = 7 * 86400}
 
 local function release(id)
   local hold = prefix .. 'hold:' .. id
@@ -38,7 +40,7 @@ if redis.call('EXISTS', prefix .. 'hold:' .. hold_id) == 1 then
   return {1}
 end
 
-local spent_keys, reserved_keys = {}, {}
+local spent_keys, reserved_keys, lives = {}, {}, {}
 for i = 4, #ARGV, 3 do
   local scope, cap, period = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local suffix = scope .. ':' .. (period == 'day' and ('d' .. day) or 'total')
@@ -50,13 +52,14 @@ for i = 4, #ARGV, 3 do
   end
   spent_keys[#spent_keys + 1] = spent_key
   reserved_keys[#reserved_keys + 1] = reserved_key
+  lives[#lives + 1] = keep[period]
 end
 
 for i, key in ipairs(reserved_keys) do
   redis.call('INCRBY', key, amount)
-  if string.find(key, ':d%d+$') then
-    redis.call('EXPIRE', key, day_keys_live)
-    redis.call('EXPIRE', spent_keys[i], day_keys_live)
+  if lives[i] then
+    redis.call('EXPIRE', key, lives[i])
+    redis.call('EXPIRE', spent_keys[i], lives[i])
   end
 end
 redis.call('HSET', prefix .. 'hold:' .. hold_id, 'amount', amount,

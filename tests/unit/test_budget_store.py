@@ -93,3 +93,15 @@ def test_concurrent_callers_never_settle_more_than_the_cap(store: BudgetStore) -
 
     assert sum(settled) == store.spent("agent:busy", "total")
     assert cap.limit_micro - worst < sum(settled) <= cap.limit_micro
+
+
+def test_counters_of_a_day_or_a_run_go_away_by_themselves_and_total_ones_stay(
+    store: BudgetStore,
+) -> None:
+    store.reserve("s1:1", 1, 60, [AGENT, RUN, Cap("team:all", 10, "total")])
+    client = store._client
+    day_ttl = client.ttl(f"{store.prefix}spent:agent:writer:{store.today()}")
+    run_ttl = client.ttl(f"{store.prefix}reserved:run:r1:total")
+    assert 2 * 86400 < day_ttl <= 3 * 86400
+    assert 6 * 86400 < run_ttl <= 7 * 86400
+    assert client.ttl(f"{store.prefix}reserved:team:all:total") == -1
