@@ -58,6 +58,8 @@ end
 for i, key in ipairs(reserved_keys) do
   redis.call('INCRBY', key, amount)
   if lives[i] then
+    -- The spent counter exists from now on, so the settlement's INCRBY keeps its time to live.
+    redis.call('SET', spent_keys[i], 0, 'NX')
     redis.call('EXPIRE', key, lives[i])
     redis.call('EXPIRE', spent_keys[i], lives[i])
   end

@@ -105,3 +105,5 @@ def test_counters_of_a_day_or_a_run_go_away_by_themselves_and_total_ones_stay(
     assert 2 * 86400 < day_ttl <= 3 * 86400
     assert 6 * 86400 < run_ttl <= 7 * 86400
     assert client.ttl(f"{store.prefix}reserved:team:all:total") == -1
+    store.settle("s1:1", 1)
+    assert client.ttl(f"{store.prefix}spent:run:r1:total") > 6 * 86400  # kept by the settlement
