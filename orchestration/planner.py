@@ -10,8 +10,9 @@ A sequence runs one step at a time. For the first step that has not succeeded:
   a summary of the earlier steps and the previous step's output) and the agent's earlier
   exchanges in this run go on the step row, so the worker that claims it reads one row;
 - ``attempt_failed``: retry on the same agent after a backoff, hand it to the agent's fallback,
-  or fail it (and with it the workflow). A call refused by a spend cap is neither retried nor
-  handed over: the workflow ends ``budget_exceeded``, keeping what the finished steps produced;
+  or fail it (and with it the workflow). A call refused by a spend cap is tried again only while
+  the cap's room is held by calls under way (it may come back); otherwise, or once its retries
+  are spent, the workflow ends ``budget_exceeded``, keeping what the finished steps produced;
 - ``dispatched`` or ``running``: nothing to do, the attempt is under way.
 
 When every step has succeeded, the workflow succeeds with the last step's output.
@@ -158,10 +159,11 @@ def _after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Pl
     """Retry on the same agent, move to its fallback, or give up."""
     agent = rules.team.agent(step.agent)
     plan.steps.append(step)
-    if step.error_kind == CostLimitExceeded.kind:
-        step.status = StepStatus.FAILED.value
+    retry = step.error_retryable and step.agent_attempt <= agent.max_retries
+    if step.error_kind == CostLimitExceeded.kind and not retry:
+        step.status = StepStatus.FAILED.value  # no fallback: the caps would refuse it as well
         step.finished_at = now
-    elif step.error_retryable and step.agent_attempt <= agent.max_retries:
+    elif retry:
         delay = rules.backoff.delay_s(step.agent_attempt, step.retry_after_s)
         step.status = StepStatus.PENDING.value
         step.due_at = now + timedelta(seconds=delay)

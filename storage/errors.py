@@ -96,8 +96,16 @@ class CostLimitExceeded(AgentyardError):
         self.reserved_micro = reserved_micro
         self.cap_micro = cap_micro
         self.needed_micro = needed_micro
+        # Room held by calls under way may come back when they settle (for less than their worst
+        # case): then the call is worth trying again. Spent money does not come back.
+        self.retryable = spent_micro + needed_micro <= cap_micro
+        advice = (
+            "it will be tried again when they settle"
+            if self.retryable
+            else "raise the cap or wait for its period to end"
+        )
         super().__init__(
             f"the {scope} cap of ${cap_micro / 1e6:.6f} would be broken: ${spent_micro / 1e6:.6f} "
             f"spent and ${reserved_micro / 1e6:.6f} held by calls under way, and this call needs "
-            f"up to ${needed_micro / 1e6:.6f}; raise the cap or wait for its period to end"
+            f"up to ${needed_micro / 1e6:.6f}; {advice}"
         )

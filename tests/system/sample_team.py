@@ -5,6 +5,7 @@ import os
 from orchestration import Agent, Orchestrator, Workflow
 
 MODEL = os.environ.get("SAMPLE_TEAM_MODEL", "offline:echo")
+WRITER_CAP_USD = os.environ.get("SAMPLE_TEAM_WRITER_CAP_USD")  # the writer's daily spend cap
 
 orc = Orchestrator("sample")
 for agent_id in ("researcher", "writer", "reviewer"):
@@ -14,6 +15,9 @@ for agent_id in ("researcher", "writer", "reviewer"):
             model=MODEL,
             system_prompt=f"You are the {agent_id}.",
             timeout_s=float(os.environ.get("SAMPLE_TEAM_TIMEOUT_S", "60")),
+            cost_limit_usd=float(WRITER_CAP_USD)
+            if WRITER_CAP_USD and agent_id == "writer"
+            else None,
         )
     )
 orc.register_workflow(Workflow.sequence("research", ["researcher", "writer", "reviewer"]))

@@ -110,3 +110,34 @@ def test_a_run_whose_steps_all_succeeded_succeeds_with_the_last_output() -> None
 
     again = plan_sequence(run, steps, NOW, _rules())  # deciding for a finished run does nothing
     assert not again.run_changed and not again.steps and not again.messages
+
+
+def test_a_call_refused_by_a_cap_waits_while_calls_under_way_hold_its_room_else_ends_the_run() -> (
+    None
+):
+    run, steps = _run(), _steps("a", "b")
+    run.status = "running"
+    _succeed(steps[0], "facts")
+    step = steps[1]
+    step.status, step.attempt, step.agent_attempt, step.ran_by = "attempt_failed", 1, 1, "b"
+    step.error_kind, step.error = "cost_limit_exceeded", "the run:w cap would be broken"
+    rules = _rules()
+    b_with_retries = rules.team.agents["b"].model_copy(update={"max_retries": 2})
+    rules.team.agents["b"] = b_with_retries
+
+    step.error_retryable = True  # the room is held by calls under way
+    plan_sequence(run, steps, NOW, rules)
+    assert step.status == "pending" and step.due_at is not None and step.due_at > NOW
+
+    step.status, step.error_retryable = "attempt_failed", False  # the room is spent
+    plan = plan_sequence(run, steps, NOW, rules)
+    assert step.status == "failed" and step.ran_by == "b"  # no fallback either
+    assert (run.status, run.output) == ("budget_exceeded", "facts")
+    assert plan.run_changed and not plan.messages
+
+
+def test_a_refusal_is_retryable_only_when_the_money_spent_leaves_room_for_the_call() -> None:
+    from storage.errors import CostLimitExceeded
+
+    assert CostLimitExceeded("run:w", 1_000, 3_000, 5_000, 3_500).retryable
+    assert not CostLimitExceeded("run:w", 2_000, 0, 5_000, 3_500).retryable
