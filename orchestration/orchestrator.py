@@ -17,6 +17,7 @@ from bus import priorities
 from bus.broker_view import BrokerView
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
+from orchestration.anomalies import AnomalyWatch
 from orchestration.budget import Budget
 from orchestration.coordinator import Coordinator
 from orchestration.definitions import Agent, Workflow
@@ -27,6 +28,7 @@ from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
 from orchestration.team import Team
 from storage.budget_store import BudgetStore
+from storage.cost_stats_store import CostStatsStore
 from storage.db import migrate, session_scope
 from storage.errors import InvalidRequest, RunNotFound
 from storage.executor import transaction
@@ -128,6 +130,7 @@ class Orchestrator:
                 self._providers,
                 self.settings,
                 Budget(self.budget_store(), self.team.prices),
+                self._anomaly_watch(),
             )
         return self._runner
 
@@ -148,13 +151,26 @@ class Orchestrator:
 
     def budget_store(self) -> BudgetStore | None:
         """Where spend caps are kept: the shared Redis (None when none is configured)."""
-        client = self._redis
+        client = self._shared_state()
         if client is None:
-            url = self.settings.redis_url or ""
-            if not url.startswith(("redis://", "rediss://", "unix://")):
-                return None
-            client = redis_for(url)
+            return None
         return BudgetStore(client, team=self.name, key_prefix=self.settings.redis_key_prefix)
+
+    def _anomaly_watch(self) -> AnomalyWatch | None:
+        client = self._shared_state()
+        if client is None:
+            return None
+        store = CostStatsStore(client, team=self.name, key_prefix=self.settings.redis_key_prefix)
+        return AnomalyWatch(store, self.settings, self.name)
+
+    def _shared_state(self) -> Redis | None:
+        """The Redis of the state all workers share (None when none is configured)."""
+        if self._redis is not None:
+            return self._redis
+        url = self.settings.redis_url or ""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return None
+        return redis_for(url)
 
     def _broker_view(self) -> BrokerView | None:
         """The broker's contents, when the broker is Redis (the lost-request check needs it)."""

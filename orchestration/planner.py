@@ -41,6 +41,7 @@ class RunState:
     priority: int
     input: str
     budget_micro: int | None = None
+    cost_micro: int = 0  # every call so far, the one just recorded included
     output: str | None = None
     error: str | None = None
     finished_at: datetime | None = None

@@ -25,17 +25,19 @@ import structlog
 
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
+from orchestration.anomalies import AnomalyWatch
 from orchestration.budget import Budget, caps_for
 from orchestration.context import Exchange, build_messages
 from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
+from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
 from orchestration.team import Team
 from storage import statements
 from storage.budget_store import Cap
 from storage.errors import AgentyardError, CostLimitExceeded, ProviderError, ProviderTimeout
 from storage.executor import run_alone, transaction
-from storage.models import day_of, new_id, utcnow
+from storage.models import WorkflowStatus, day_of, new_id, utcnow
 from storage.settings import Settings
 from workers.providers.base import ModelRequest, ModelResponse, Usage
 from workers.providers.registry import Providers
@@ -78,9 +80,11 @@ class StepRunner:
         providers: Providers,
         settings: Settings,
         budget: Budget,
+        anomalies: AnomalyWatch | None = None,
     ) -> None:
         self._team = team
         self._budget = budget
+        self._anomalies = anomalies
         self._bus = bus
         self._coordinator = coordinator
         self._providers = providers
@@ -140,6 +144,17 @@ class StepRunner:
             day=day_of(now),
             created_at=now,
         )
+
+    def _watch_cost(self, run: RunState, message: AgentMessage) -> None:
+        """Compare the run's cost so far with what its workflow type usually costs."""
+        if self._anomalies is None:
+            return
+        try:
+            self._anomalies.after_call(
+                run.id, run.name, run.cost_micro, WorkflowStatus(run.status).finished
+            )
+        except Exception as exc:  # watching cost must never fail the step it watches
+            log.warning("cost.anomaly_check_failed", error=str(exc))
 
     def _lease_s(self, agent: Agent) -> float:
         return agent.timeout_s + self._settings.lease_margin_s
@@ -213,6 +228,8 @@ class StepRunner:
             mark_delivered(tx, message.id)
             if held and run is not None:
                 next_messages = self._coordinator.decide(tx, run)
+        if run is not None and call.made:
+            self._watch_cost(run, message)
         if not held:
             # The attempt was given up on; the call is on record (trace, cost) all the same.
             log.warning(

@@ -229,3 +229,21 @@ class CostLedgerRow(SQLModel, table=True):
     cost_micro: int
     day: int = Field(description="UTC days since the epoch, as the daily caps count them.")
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CostAlertRow(SQLModel, table=True):
+    """A run that cost far more than its workflow type usually does (one row per run)."""
+
+    __tablename__ = "cost_alerts"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    team: str = Field(max_length=200)
+    workflow_id: str = Field(max_length=36, unique=True)
+    workflow: str = Field(max_length=200, index=True)
+    cost_micro: int = Field(description="The run's cost when the alert was raised.")
+    mean_micro: int
+    deviation_micro: int
+    threshold_micro: int
+    runs: int = Field(description="Finished runs the mean and deviation were taken over.")
+    finished: bool = Field(description="False: raised while the run was still under way.")
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

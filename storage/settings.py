@@ -41,6 +41,18 @@ class Settings(BaseSettings):
         default=None,
         description="A TOML file of model prices that override or add to the built-in ones.",
     )
+    anomaly_deviations: float = Field(
+        default=3.0, gt=0, description="A run costing this many deviations over the mean alerts."
+    )
+    anomaly_min_runs: int = Field(
+        default=20, ge=2, description="Finished runs of a workflow type before any alert."
+    )
+    anomaly_window: int = Field(
+        default=100, ge=2, description="Runs the rolling mean and deviation are taken over."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="Where cost alerts are POSTed as JSON, besides log and table."
+    )
     home: Path = Field(
         default=Path(".agentyard"), description="Local state of the embedded default."
     )

@@ -117,6 +117,7 @@ LOCK_WORKFLOW = (
         workflows.c.priority,
         workflows.c.input,
         workflows.c.budget_micro,
+        workflows.c.cost_micro,
     )
 )
 
