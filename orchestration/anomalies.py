@@ -6,13 +6,15 @@ whose cost passes the line, ``mean + AGENTYARD_ANOMALY_DEVIATIONS x deviation`` 
 10 % over the mean, so that a type whose runs all cost the same does not alert on a cent), raises
 one alert: a ``cost.anomaly`` log event, a row in ``cost_alerts``, and a JSON POST to
 ``AGENTYARD_ALERT_WEBHOOK_URL`` when one is set. A run under way is checked after each of its
-calls, so it alerts when it crosses the line, before it finishes.
+calls (against statistics at most a few seconds old), so it alerts when it crosses the line,
+before it finishes.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,9 @@ log = structlog.get_logger(__name__)
 
 MIN_EXCESS = 0.10  # the line is at least this far over the mean
 WEBHOOK_TIMEOUT_S = 2.0
+# A run under way is judged against statistics at most this old (they move slowly; reading
+# them after every call would cost a Redis round trip per step).
+STATS_FRESH_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,7 @@ class AnomalyWatch:
         self._settings = settings
         self._team = team
         self._url = settings.effective_database_url
+        self._cache: dict[str, tuple[float, CostStats]] = {}
 
     def threshold_micro(self, stats: CostStats) -> int | None:
         """Where the alert line is for these statistics; None until enough runs finished."""
@@ -62,12 +68,22 @@ class AnomalyWatch:
         """Judge a run by its cost so far; a finished run also joins its type's statistics."""
         if finished:
             stats = self._store.add_run(workflow, cost_micro, self._settings.anomaly_window)
+            self._cache.pop(workflow, None)  # changed: read them afresh next time
         else:
-            stats = self._store.stats(workflow)
+            stats = self._recent_stats(workflow)
         line = self.threshold_micro(stats)
         if line is None or cost_micro <= line or not self._store.first_alert(run_id):
             return
         self._raise(Alert(self._team, run_id, workflow, cost_micro, stats, line, finished))
+
+    def _recent_stats(self, workflow: str) -> CostStats:
+        now = time.monotonic()
+        cached = self._cache.get(workflow)
+        if cached is not None and now - cached[0] < STATS_FRESH_S:
+            return cached[1]
+        stats = self._store.stats(workflow)
+        self._cache[workflow] = (now, stats)
+        return stats
 
     def _raise(self, alert: Alert) -> None:
         fields: dict[str, Any] = {

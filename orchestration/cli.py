@@ -123,7 +123,7 @@ def _costs(args: argparse.Namespace) -> int:
         if store is None:
             print("agentyard: spend caps live in Redis; set AGENTYARD_REDIS_URL", file=sys.stderr)
             return EXIT_USAGE
-        raised = rebuild(orc.database_url, orc.name, store)
+        raised = rebuild(orc.database_url, orc.team, store)
         print(f"raised {raised} spend counter(s) of team {orc.name!r} to what the ledger says")
         return 0
     costs = report(orc.database_url, orc.name, args.days, store)
@@ -133,7 +133,7 @@ def _costs(args: argparse.Namespace) -> int:
     for row in costs.spend:
         print(
             f"  {row.day}  {row.kind:8} {row.name:30} {row.calls:>7} call(s)  "
-            f"${micro_to_usd(row.cost_micro):>12.6f}"
+            f"{'$' + format(micro_to_usd(row.cost_micro), '.6f'):>13}"
         )
     held = sum(amount for _, amount in costs.held)
     print(f"reserved now: ${micro_to_usd(held):.6f} in {len(costs.held)} open hold(s)")

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import func, select
 
+from orchestration.team import Team
 from storage import statements
 from storage.budget_store import BudgetStore
 from storage.db import session_scope
@@ -49,27 +50,34 @@ def report(url: str, team: str, days: int, store: BudgetStore | None) -> CostRep
     return CostReport(rows, store.holds() if store is not None else [])
 
 
-def rebuild(url: str, team: str, store: BudgetStore) -> int:
-    """Raise the Redis spend counters to what the ledger says: agents' and workflow types' daily
-    counters of the last days, and the totals of the runs still under way. Safe while workers
-    run (a counter already higher is left alone). Returns how many counters were raised."""
+def rebuild(url: str, team: Team, store: BudgetStore) -> int:
+    """Raise the Redis spend counters of every cap to what the ledger says: the daily counters of
+    capped agents and workflow types over the last days, and the totals of the runs with a
+    budget still under way. Safe while workers run (a counter already higher is left alone).
+    Returns how many counters were raised."""
     ledger, workflows = statements.ledger, statements.workflows
     since = day_of(utcnow()) - DAYS_KEPT + 1
+    capped = {
+        "agent": {a.id for a in team.agents.values() if a.cost_limit_usd is not None},
+        "workflow": {w.name for w in team.workflows.values() if w.daily_budget_usd is not None},
+    }
     spent: dict[tuple[str, str], int] = {}
     with session_scope(url) as session:
         for kind, column in (("agent", ledger.c.agent_id), ("workflow", ledger.c.workflow)):
             query = (
                 select(ledger.c.day, column, func.sum(ledger.c.cost_micro))
-                .where(ledger.c.team == team, ledger.c.day >= since)
+                .where(ledger.c.team == team.name, ledger.c.day >= since)
                 .group_by(ledger.c.day, column)
             )
             for day, name, cost in session.execute(query):
-                spent[(f"{kind}:{name}", f"d{day}")] = int(cost or 0)
+                if name in capped[kind]:
+                    spent[(f"{kind}:{name}", f"d{day}")] = int(cost or 0)
         running = (
             select(ledger.c.workflow_id, func.sum(ledger.c.cost_micro))
             .join(workflows, workflows.c.id == ledger.c.workflow_id)
             .where(
-                ledger.c.team == team,
+                ledger.c.team == team.name,
+                workflows.c.budget_micro.is_not(None),
                 workflows.c.status.in_(
                     [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
                 ),

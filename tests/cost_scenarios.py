@@ -32,9 +32,9 @@ def caps_hold_after_redis_loses_its_counters(orc: Orchestrator, bus: InlineBus) 
         store._client.delete(key)
     assert store.spent("agent:writer", today) == 0
 
-    assert rebuild(orc.database_url, orc.name, store) >= 1
+    assert rebuild(orc.database_url, orc.team, store) >= 1
     assert store.spent("agent:writer", today) == spent
-    assert rebuild(orc.database_url, orc.name, store) == 0  # nothing lower than the ledger now
+    assert rebuild(orc.database_url, orc.team, store) == 0  # nothing lower than the ledger now
     refused = run_inline(orc, bus, "solo", "one more")
     assert refused.status is WorkflowStatus.BUDGET_EXCEEDED  # the cap still holds
 

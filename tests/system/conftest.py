@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,18 @@ from orchestration import Orchestrator
 
 TEAM = "tests.system.sample_team:orc"
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def agentyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `agentyard` command as a user would, with this test's settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 @pytest.fixture

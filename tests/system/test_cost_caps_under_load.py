@@ -13,7 +13,7 @@ from orchestration import Orchestrator, WorkflowStatus
 from orchestration.pricing import usd_to_micro
 from storage import statements
 from storage.db import session_scope
-from tests.system.conftest import ROOT, TEAM
+from tests.system.conftest import ROOT, TEAM, agentyard
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -73,3 +73,17 @@ def test_parallel_workflows_on_two_worker_processes_never_overshoot_an_agent_cap
     assert 0 < spent <= usd_to_micro(CAP_USD)  # never over the cap
     assert store.spent("agent:writer", store.today()) == spent  # Redis and the ledger agree
     assert store.holds() == []  # every hold settled
+
+    shown = agentyard(env, "costs", TEAM, "--days", "1")
+    assert shown.returncode == 0, shown.stderr
+    [writer] = [
+        line.split()
+        for line in shown.stdout.splitlines()
+        if " agent " in f" {line} " and " writer " in line
+    ]
+    calls = statuses[WorkflowStatus.SUCCEEDED]  # each succeeded run made one writer call
+    assert writer[1:5] == ["agent", "writer", str(calls), "call(s)"], shown.stdout
+    assert writer[5] == f"${spent / 1e6:.6f}"
+    assert "reserved now: $0.000000 in 0 open hold(s)" in shown.stdout
+    rebuilt = agentyard(env, "costs", "rebuild", TEAM)
+    assert rebuilt.returncode == 0 and "raised 0 spend counter(s)" in rebuilt.stdout

@@ -15,22 +15,10 @@ from sqlmodel import col, func, select
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import MessageRow, TraceRow
-from tests.system.conftest import ROOT, TEAM
+from tests.system.conftest import ROOT, TEAM, agentyard
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
-
-
-def _agentyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the `agentyard` command as a user would, with this test's settings."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
 
 
 def _workers(tmp_path: Path, env: dict[str, str], *specs: tuple[str, ...]) -> list[WorkerProcess]:
@@ -114,12 +102,12 @@ def test_another_process_reattaches_to_a_run_by_id(
 def test_the_cli_runs_a_workflow_and_shows_it_again_by_id(
     running_workers: list[WorkerProcess], env: dict[str, str]
 ) -> None:
-    ran = _agentyard(env, "run", TEAM, "research", "the telegraph", "--priority", "7")
+    ran = agentyard(env, "run", TEAM, "research", "the telegraph", "--priority", "7")
     assert ran.returncode == 0, ran.stderr
     run_id = ran.stdout.split("submitted run ", 1)[1].split()[0]
     assert "status succeeded" in ran.stdout
 
-    status = _agentyard(env, "status", run_id, "--brief")
+    status = agentyard(env, "status", run_id, "--brief")
     assert status.returncode == 0, status.stderr
     assert f"run {run_id}" in status.stdout and "status succeeded" in status.stdout
     assert status.stdout.count("succeeded") >= 4  # the run and its three steps
@@ -173,7 +161,7 @@ def test_plain_celery_workers_serve_the_same_queues(
 
 
 def test_a_malformed_team_path_on_the_cli_is_a_clear_error(env: dict[str, str]) -> None:
-    out = _agentyard(env, "run", "team/orc", "w", "x")
+    out = agentyard(env, "run", "team/orc", "w", "x")
     assert out.returncode == 2
     assert "is not a module path" in out.stderr
     assert "Traceback" not in out.stderr
