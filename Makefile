@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit services bench lint clean
+.PHONY: demo test test-unit services bench bench-budget lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-unit: $(STAMP)
 ## make bench: agentyard against plain Celery, same Redis, same worker processes, same run
 bench: $(STAMP) services
 	$(BIN)/python bench/overhead.py
+
+## make bench-budget: spend-cap reservations against plain INCR on the same Redis
+bench-budget: $(STAMP) services
+	$(BIN)/python bench/budget.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

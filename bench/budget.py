@@ -7,8 +7,8 @@ operations as fast as it can. The baseline is one ``INCR`` per operation; agenty
 operation is what every capped model call costs: a reservation of its worst case against
 ``--caps`` caps (agent per day, run, workflow type per day) and its settlement, two Lua scripts.
 Both workloads run twice, alternating, under a fresh key prefix that is deleted at the end; the
-better run of each is reported. Prints both rates and the ratio, and writes
-bench/results/budget.json.
+better run of each is reported. Prints both rates and the ratio, Redis's own CPU time per
+operation (from ``INFO commandstats``), and writes bench/results/budget.json.
 """
 
 from __future__ import annotations
@@ -83,6 +83,16 @@ def _worker(
     return time.perf_counter() - began
 
 
+def _server_usec(client: Any) -> dict[str, tuple[int, int]]:
+    """Redis's own count of calls and CPU microseconds, per command (INFO commandstats)."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+        for name, v in stats.items()
+        if name in ("cmdstat_incrby", "cmdstat_evalsha")
+    }
+
+
 def _measure(kind: str, args: argparse.Namespace, prefix: str) -> float:
     """Operations per second over every process (wall time of the slowest)."""
     spawn = multiprocessing.get_context("spawn")
@@ -105,12 +115,27 @@ def main() -> dict[str, Any]:
     client = redis.Redis.from_url(args.redis_url)
     client.ping()
     runs: dict[str, list[float]] = {"incr": [], "reserve_settle": []}
+    server: dict[str, list[float]] = {"incr": [], "reserve_settle": []}
+    command = {"incr": "incrby", "reserve_settle": "evalsha"}  # redis-py sends INCR as INCRBY
+    calls_per_op = {"incr": 1, "reserve_settle": 2}
     try:
         for _ in range(2):
             for kind in ("incr", "reserve_settle"):
+                before = _server_usec(client)
                 rate = _measure(kind, args, prefix)
+                after = _server_usec(client)
+                calls, usec = (
+                    a - b
+                    for a, b in zip(
+                        after.get(command[kind], (0, 0)),
+                        before.get(command[kind], (0, 0)),
+                        strict=True,
+                    )
+                )
+                per_op = usec / max(calls / calls_per_op[kind], 1)
                 runs[kind].append(round(rate, 1))
-                print(f"  {kind}: {rate:,.0f} ops/s")
+                server[kind].append(round(per_op, 2))
+                print(f"  {kind}: {rate:,.0f} ops/s, Redis CPU {per_op:.2f} us per operation")
     finally:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         for i in range(0, len(keys), 1000):
@@ -128,6 +153,7 @@ def main() -> dict[str, Any]:
             "cpu_cores": os.cpu_count(),
         },
         "ops_per_s": {"incr": incr, "reserve_settle": reserve},
+        "redis_cpu_us_per_op": {k: min(v) for k, v in server.items()},
         "runs": runs,
         "ratio_reserve_settle_over_incr": round(ratio, 3),
     }
@@ -138,6 +164,11 @@ def main() -> dict[str, Any]:
     print(f"  plain INCR                 {incr:>12,.0f} ops/s")
     print(f"  reserve + settle (1 call)  {reserve:>12,.0f} ops/s")
     print(f"  ratio                      {ratio:>12.3f}")
+    usec = report["redis_cpu_us_per_op"]
+    print(
+        f"  Redis CPU per operation    INCR {usec['incr']:.2f} us, reserve + settle "
+        f"{usec['reserve_settle']:.2f} us (two scripts)"
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     return report

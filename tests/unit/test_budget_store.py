@@ -66,7 +66,7 @@ def test_a_hold_whose_time_ran_out_comes_back_and_a_late_settlement_is_still_boo
     assert store.spent("run:r1", "total") == 700
 
 
-def test_concurrent_callers_never_settle_more_than_the_cap(store: BudgetStore) -> None:
+def test_sixty_four_concurrent_callers_never_settle_more_than_the_cap(store: BudgetStore) -> None:
     cap, worst = Cap("agent:busy", 200_000, "total"), 1_000
     settled: list[int] = []
     lock = threading.Lock()
@@ -85,7 +85,7 @@ def test_concurrent_callers_never_settle_more_than_the_cap(store: BudgetStore) -
             with lock:
                 settled.append(cost)
 
-    threads = [threading.Thread(target=caller, args=(n,)) for n in range(16)]
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(64)]
     for thread in threads:
         thread.start()
     for thread in threads:
