@@ -1,0 +1,97 @@
+"""Circuit breakers in Redis: one per agent, the same for every worker of every pod.
+
+Two Lua scripts make every transition (``storage/lua/breaker_*.lua``): closed -> open after
+``threshold`` failures within a window; open for ``reset_s``; then half-open, where exactly one
+call (the probe, holding a lease) goes through: its success closes the breaker, its failure
+re-opens it with a fresh deadline. Time is Redis's own.
+
+Key, under ``<prefix>agentyard:breaker:{<team>}:``: ``<agent id>``, a hash (state, failures,
+window_until, open_until, probe, probe_until, opened: how many times it opened).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import redis
+
+_LUA = Path(__file__).parent / "lua"
+
+
+class Decision(StrEnum):
+    ALLOW = "allow"  # closed: go ahead
+    PROBE = "probe"  # half-open: this call is the one probe
+    REJECT = "reject"  # open, or half-open with a probe under way: do not call the provider
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    decision: Decision
+    retry_in_s: float  # when rejected: how long until a call may go through again
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    agent: str
+    state: str
+    failures: int
+    opened: int  # times it opened
+    open_for_s: float  # while open: seconds left
+
+
+class BreakerStore:
+    def __init__(self, client: redis.Redis, team: str, key_prefix: str = "") -> None:
+        self._client = client
+        self.prefix = f"{key_prefix}agentyard:breaker:{{{team}}}:"
+        self._acquire = client.register_script((_LUA / "breaker_acquire.lua").read_text())
+        self._record = client.register_script((_LUA / "breaker_record.lua").read_text())
+
+    def acquire(self, agent: str, call_id: str, probe_lease_s: float) -> Verdict:
+        decision, seconds = self._acquire(
+            keys=[self.prefix + agent], args=[call_id, float(probe_lease_s)]
+        )
+        return Verdict(Decision(_text(decision)), float(_text(seconds)))
+
+    def record(
+        self,
+        agent: str,
+        call_id: str,
+        success: bool,
+        *,
+        threshold: int,
+        window_s: float,
+        reset_s: float,
+    ) -> str:
+        """Count the outcome of a call; returns the state the breaker is in afterwards."""
+        return _text(
+            self._record(
+                keys=[self.prefix + agent],
+                args=[
+                    call_id,
+                    "success" if success else "failure",
+                    int(threshold),
+                    float(window_s),
+                    float(reset_s),
+                ],
+            )
+        )
+
+    def state(self, agent: str) -> BreakerState:
+        found = {_text(k): _text(v) for k, v in self._client.hgetall(self.prefix + agent).items()}
+        seconds, micros = self._client.time()
+        now = int(seconds) + int(micros) / 1e6
+        state = found.get("state", "closed")
+        open_until = float(found.get("open_until", 0))
+        return BreakerState(
+            agent=agent,
+            state=state,
+            failures=int(found.get("failures", 0)),
+            opened=int(found.get("opened", 0)),
+            open_for_s=max(0.0, open_until - now) if state == "open" else 0.0,
+        )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
