@@ -140,6 +140,25 @@ def _costs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _breakers(args: argparse.Namespace) -> int:
+    from orchestration.loader import load_orchestrator
+
+    orc = load_orchestrator(args.team)
+    store = orc.breaker_store()
+    if store is None:
+        print("agentyard: breakers live in Redis; set AGENTYARD_REDIS_URL", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"circuit breakers of team {orc.name!r}:")
+    for agent_id in sorted(orc.team.agents):
+        state = store.state(agent_id)
+        left = f", open for {state.open_for_s:.1f}s more" if state.state == "open" else ""
+        print(
+            f"  {agent_id:30} {state.state:10} {state.failures} recent failure(s), "
+            f"opened {state.opened} time(s){left}"
+        )
+    return 0
+
+
 def _migrate(_args: argparse.Namespace) -> int:
     from storage.db import migrate
     from storage.settings import Settings
@@ -229,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     costs.add_argument("words", nargs="+", metavar="[show|rebuild] TEAM")
     costs.add_argument("--days", type=int, default=7, help="how many days back (show)")
     costs.set_defaults(func=_costs)
+
+    breakers = commands.add_parser("breakers", help="each agent's circuit breaker, as it is now")
+    breakers.add_argument("team")
+    breakers.set_defaults(func=_breakers)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(func=_migrate)

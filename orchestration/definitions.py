@@ -36,6 +36,11 @@ class Agent(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     cost_limit_usd: float | None = Field(default=None, gt=0)
     fallback: str | None = None
+    # The agent's circuit breaker: this many provider failures within the window open it; it
+    # stays open this long, then lets one probe call through.
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_window_s: float = Field(default=60.0, gt=0)
+    breaker_reset_s: float = Field(default=30.0, gt=0)
 
     @field_validator("id")
     @classmethod

@@ -18,6 +18,7 @@ from bus.broker_view import BrokerView
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
 from orchestration.anomalies import AnomalyWatch
+from orchestration.breakers import Breakers
 from orchestration.budget import Budget
 from orchestration.coordinator import Coordinator
 from orchestration.definitions import Agent, Workflow
@@ -27,6 +28,7 @@ from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
 from orchestration.team import Team
+from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore
 from storage.cost_stats_store import CostStatsStore
 from storage.db import migrate, session_scope
@@ -131,6 +133,7 @@ class Orchestrator:
                 self.settings,
                 Budget(self.budget_store(), self.team.prices),
                 self._anomaly_watch(),
+                Breakers(self.breaker_store()),
             )
         return self._runner
 
@@ -155,6 +158,13 @@ class Orchestrator:
         if client is None:
             return None
         return BudgetStore(client, team=self.name, key_prefix=self.settings.redis_key_prefix)
+
+    def breaker_store(self) -> BreakerStore | None:
+        """Where the agents' circuit breakers are kept (None when no Redis is configured)."""
+        client = self._shared_state()
+        if client is None:
+            return None
+        return BreakerStore(client, team=self.name, key_prefix=self.settings.redis_key_prefix)
 
     def _anomaly_watch(self) -> AnomalyWatch | None:
         client = self._shared_state()

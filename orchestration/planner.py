@@ -25,9 +25,10 @@ from datetime import datetime, timedelta
 
 from bus.envelope import AgentMessage, request_step
 from orchestration.context import HISTORY_EXCHANGES, EarlierStep, compose_prompt
+from orchestration.definitions import Agent
 from orchestration.retry import Backoff
 from orchestration.team import Team
-from storage.errors import CostLimitExceeded
+from storage.errors import BreakerOpen, CostLimitExceeded
 from storage.models import StepStatus, WorkflowStatus, as_utc
 
 
@@ -160,6 +161,9 @@ def _after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Pl
     """Retry on the same agent, move to its fallback, or give up."""
     agent = rules.team.agent(step.agent)
     plan.steps.append(step)
+    if step.error_kind == BreakerOpen.kind:
+        _while_breaker_open(step, agent, now, plan)
+        return
     retry = step.error_retryable and step.agent_attempt <= agent.max_retries
     if step.error_kind == CostLimitExceeded.kind and not retry:
         step.status = StepStatus.FAILED.value  # no fallback: the caps would refuse it as well
@@ -199,6 +203,30 @@ def _after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Pl
     else:
         step.status = StepStatus.FAILED.value
         step.finished_at = now
+
+
+def _while_breaker_open(step: StepState, agent: Agent, now: datetime, plan: Plan) -> None:
+    """The agent's breaker turned the call away: its fallback takes the step, or the step waits
+    until the breaker may let a call through (the attempt not made is not counted)."""
+    if agent.fallback is not None:
+        plan.events.append(
+            (
+                "step.fallback",
+                {
+                    "step_id": step.id,
+                    "agent_id": agent.id,
+                    "fallback": agent.fallback,
+                    "error_kind": step.error_kind,
+                },
+            )
+        )
+        step.ran_by = agent.fallback
+        step.agent_attempt = 0
+        step.due_at = None
+    else:
+        step.agent_attempt = max(0, step.agent_attempt - 1)
+        step.due_at = now + timedelta(seconds=max(step.retry_after_s or 0.0, 0.05))
+    step.status = StepStatus.PENDING.value
 
 
 def _finish_succeeded(run: RunState, steps: list[StepState], now: datetime, plan: Plan) -> None:

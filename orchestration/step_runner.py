@@ -26,6 +26,7 @@ import structlog
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
 from orchestration.anomalies import AnomalyWatch
+from orchestration.breakers import Breakers
 from orchestration.budget import Budget, caps_for
 from orchestration.context import Exchange, build_messages
 from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
@@ -35,7 +36,13 @@ from orchestration.pricing import micro_to_usd
 from orchestration.team import Team
 from storage import statements
 from storage.budget_store import Cap
-from storage.errors import AgentyardError, CostLimitExceeded, ProviderError, ProviderTimeout
+from storage.errors import (
+    AgentyardError,
+    BreakerOpen,
+    CostLimitExceeded,
+    ProviderError,
+    ProviderTimeout,
+)
 from storage.executor import run_alone, transaction
 from storage.models import WorkflowStatus, day_of, new_id, utcnow
 from storage.settings import Settings
@@ -59,14 +66,14 @@ class _Call:
 
     @property
     def made(self) -> bool:
-        """Whether the model was called (a spend cap may have refused the call)."""
-        return not isinstance(self.error, CostLimitExceeded)
+        """Whether the model was called (a spend cap or the breaker may have refused the call)."""
+        return not isinstance(self.error, CostLimitExceeded | BreakerOpen)
 
     @property
     def outcome(self) -> str:
         if self.error is None:
             return "succeeded"
-        if isinstance(self.error, ProviderError | CostLimitExceeded):
+        if isinstance(self.error, ProviderError | CostLimitExceeded | BreakerOpen):
             return self.error.kind
         return "configuration_error"
 
@@ -81,9 +88,11 @@ class StepRunner:
         settings: Settings,
         budget: Budget,
         anomalies: AnomalyWatch | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self._team = team
         self._budget = budget
+        self._breakers = breakers or Breakers(None)
         self._anomalies = anomalies
         self._bus = bus
         self._coordinator = coordinator
@@ -103,17 +112,24 @@ class StepRunner:
                 log.info("step.delivery_skipped", reason="attempt claimed, finished or superseded")
                 return
             caps = self._caps(message, agent)
-            hold = f"{step_id}:{attempt}"
-            try:
-                self._budget.hold(hold, request, caps, ttl_s=self._lease_s(agent))
-            except CostLimitExceeded as refused:
-                log.warning("step.refused_by_cap", scope=refused.scope, error=str(refused))
+            call_id = f"{step_id}:{attempt}"
+            refusal: BreakerOpen | CostLimitExceeded | None = self._breakers.admit(
+                agent, call_id, probe_lease_s=self._lease_s(agent)
+            )
+            if refusal is None:
+                try:
+                    self._budget.hold(call_id, request, caps, ttl_s=self._lease_s(agent))
+                except CostLimitExceeded as refused:
+                    refusal = refused
+            if refusal is not None:
+                log.warning("step.not_called", reason=refusal.kind, error=str(refusal))
                 self._record_and_decide(
-                    message, step_id, attempt, agent, _refused(request, refused)
+                    message, step_id, attempt, agent, _refused(request, refusal)
                 )
                 return
             call = self._call(agent, request)
-            self._budget.settle(hold, call.cost, caps)
+            self._budget.settle(call_id, call.cost, caps)
+            self._breakers.record(agent, call_id, call.error)
             self._record_and_decide(message, step_id, attempt, agent, call)
 
     def _caps(self, message: AgentMessage, agent: Agent) -> list[Cap]:
@@ -248,8 +264,9 @@ class StepRunner:
         )
 
 
-def _refused(request: ModelRequest, refused: CostLimitExceeded) -> _Call:
-    """A call not made: a spend cap refused it. On record like any attempt, at no cost."""
+def _refused(request: ModelRequest, refused: CostLimitExceeded | BreakerOpen) -> _Call:
+    """A call not made: a spend cap or the breaker refused it. On record like any attempt, at no
+    cost."""
     now = utcnow()
     return _Call(request, None, refused, Usage(), 0, now, 0.0)
 

@@ -83,6 +83,20 @@ class ProviderRejected(ProviderError):
     kind = "rejected"
 
 
+class BreakerOpen(AgentyardError):
+    """A model call was not made: the agent's circuit breaker is open (its provider is failing)."""
+
+    kind = "breaker_open"
+    retryable = True
+
+    def __init__(self, agent_id: str, retry_in_s: float) -> None:
+        self.retry_after_s = retry_in_s
+        super().__init__(
+            f"agent {agent_id!r}: its circuit breaker is open after repeated provider failures; "
+            f"the step waits {retry_in_s:.1f}s or goes to the agent's fallback"
+        )
+
+
 class CostLimitExceeded(AgentyardError):
     """A model call was not made: its worst case could have broken a spend cap."""
 

@@ -1,0 +1,51 @@
+"""Each agent's circuit breaker: when its provider keeps failing, stop calling it for a while.
+
+The state lives in Redis (``storage.breaker_store``), one breaker per agent for every worker.
+Before a call the breaker is asked; a call it rejects is not made, and the coordinator sends the
+step to the agent's fallback, or lets it wait until the breaker may let a call through again
+(such a wait does not use up the agent's retries). After a call the breaker learns how it went:
+a retryable provider error (rate limited, overloaded, timed out, unavailable) is a failure;
+any answer from the provider, an error that no retry would mend included, is a success.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from orchestration.definitions import Agent
+from storage.breaker_store import BreakerStore, Decision
+from storage.errors import AgentyardError, BreakerOpen, ProviderError
+
+log = structlog.get_logger(__name__)
+
+
+class Breakers:
+    def __init__(self, store: BreakerStore | None) -> None:
+        """``store`` None (no Redis configured): no breakers, every call goes ahead."""
+        self._store = store
+
+    def admit(self, agent: Agent, call_id: str, probe_lease_s: float) -> BreakerOpen | None:
+        """None when the call may go ahead; the reason it may not, otherwise."""
+        if self._store is None:
+            return None
+        verdict = self._store.acquire(agent.id, call_id, probe_lease_s)
+        if verdict.decision is Decision.PROBE:
+            log.info("breaker.probe", agent_id=agent.id)
+        if verdict.decision is Decision.REJECT:
+            return BreakerOpen(agent.id, verdict.retry_in_s)
+        return None
+
+    def record(self, agent: Agent, call_id: str, error: AgentyardError | None) -> None:
+        if self._store is None:
+            return
+        failed = isinstance(error, ProviderError) and error.retryable
+        state = self._store.record(
+            agent.id,
+            call_id,
+            not failed,
+            threshold=agent.breaker_threshold,
+            window_s=agent.breaker_window_s,
+            reset_s=agent.breaker_reset_s,
+        )
+        if failed and state == "open":
+            log.warning("breaker.open", agent_id=agent.id, reset_s=agent.breaker_reset_s)
