@@ -15,6 +15,7 @@ from redis import Redis
 
 from bus import priorities
 from bus.broker_view import BrokerView
+from bus.dead_letters import DeadLetters
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
 from orchestration.anomalies import AnomalyWatch
@@ -37,6 +38,7 @@ from storage.executor import transaction
 from storage.models import WorkflowRow, WorkflowStatus, new_id, utcnow
 from storage.redis_client import redis_for
 from storage.settings import Settings
+from workers import poison
 from workers.celery_app import make_celery
 from workers.logging import configure_logging
 from workers.providers.registry import Providers
@@ -100,6 +102,7 @@ class Orchestrator:
                     register_agent_task(app, agent_id, self._run_step)
                 register_coordinator_task(app, self._advance)
                 register_maintenance_task(app, self._sweep, self.settings.sweep_interval_s)
+                poison.register(app, DeadLetters(self.database_url))
                 self._celery = app
             return self._celery
 

@@ -247,3 +247,19 @@ class CostAlertRow(SQLModel, table=True):
     runs: int = Field(description="Finished runs the mean and deviation were taken over.")
     finished: bool = Field(description="False: raised while the run was still under way.")
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class DeadLetterRow(SQLModel, table=True):
+    """A message no consumer could act on (not JSON, not an agentyard message, an unknown task):
+    set aside with the reason, acknowledged, never retried."""
+
+    __tablename__ = "dead_letters"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    task: str | None = Field(default=None, max_length=255)
+    queue: str | None = Field(default=None, max_length=255)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )

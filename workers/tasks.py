@@ -4,8 +4,8 @@ Tasks are registered with ``shared=False``: a shared task would be copied into e
 Celery app of the process (two Orchestrators would run each other's handlers).
 
 The logic (``StepRunner``, ``Coordinator``, ``Maintenance``) is handed in by the Orchestrator, so
-this package knows Celery and nothing of the policies. A message that cannot be decoded is logged
-and dropped rather than retried forever.
+this package knows Celery and nothing of the policies. A message that is not an agentyard message
+is dead-lettered with the reason (``workers.poison``) rather than retried forever.
 """
 
 from __future__ import annotations
@@ -19,17 +19,22 @@ from celery import Celery
 from bus.envelope import AgentMessage
 from bus.routing import ADVANCE_TASK, COORDINATOR_QUEUE, SWEEP_TASK, agent_queue
 from storage.errors import InvalidRequest
+from workers.poison import sink_for
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AgentMessage], None]
 
 
-def _decode(task_name: str, envelope: Any) -> AgentMessage | None:
+def _decode(app: Celery, task_name: str, envelope: Any) -> AgentMessage | None:
     try:
         return AgentMessage.decode(envelope)
     except InvalidRequest as exc:
-        log.error("task.bad_message", task=task_name, error=str(exc))
+        sink = sink_for(app)
+        if sink is None:
+            log.error("task.bad_message", task=task_name, error=str(exc))
+        else:
+            sink.record(task=task_name, queue=None, reason=str(exc), body=repr(envelope))
         return None
 
 
@@ -38,7 +43,7 @@ def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
 
     @app.task(name=name, queue=name, ignore_result=True, shared=False)
     def agent_step(envelope: dict[str, Any]) -> None:
-        message = _decode(name, envelope)
+        message = _decode(app, name, envelope)
         if message is not None:
             handler(message)
 
@@ -46,7 +51,7 @@ def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
 def register_coordinator_task(app: Celery, handler: Handler) -> None:
     @app.task(name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False)
     def advance(envelope: dict[str, Any]) -> None:
-        message = _decode(ADVANCE_TASK, envelope)
+        message = _decode(app, ADVANCE_TASK, envelope)
         if message is not None:
             handler(message)
 

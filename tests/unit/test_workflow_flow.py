@@ -18,7 +18,7 @@ from orchestration import Agent, Workflow, WorkflowStatus
 from orchestration.maintenance import Maintenance
 from orchestration.pricing import micro_to_usd
 from storage.db import session_scope
-from storage.models import MessageRow, StepRow, TraceRow, WorkflowRow, utcnow
+from storage.models import DeadLetterRow, MessageRow, StepRow, TraceRow, WorkflowRow, utcnow
 from tests.conftest import TeamFactory
 from tests.support import drain, run_inline
 
@@ -322,3 +322,17 @@ def test_reattaching_to_an_unknown_run_says_so(inline_team: TeamFactory) -> None
     orc, _ = _three(inline_team)
     with pytest.raises(RunNotFound, match="no workflow run with id 'missing'"):
         orc.run("missing")
+
+
+def test_a_task_whose_argument_is_not_an_agentyard_message_is_dead_lettered(
+    inline_team: TeamFactory,
+) -> None:
+    orc, _ = _three(inline_team)
+    task = orc.celery.tasks["agent.writer"]
+
+    task(envelope={"not": "a message"})  # run in this process, as a worker would run it
+
+    with session_scope(orc.database_url) as session:
+        [letter] = session.exec(select(DeadLetterRow)).all()
+    assert letter.task == "agent.writer" and "not an agentyard message" in letter.reason
+    assert "a message" in letter.body
