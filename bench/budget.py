@@ -114,6 +114,9 @@ def main() -> dict[str, Any]:
     prefix = f"bench-budget-{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(args.redis_url)
     client.ping()
+    from storage.budget_store import BudgetStore
+
+    BudgetStore(client, team="bench", key_prefix=prefix).restore({})  # counters loaded
     runs: dict[str, list[float]] = {"incr": [], "reserve_settle": []}
     server: dict[str, list[float]] = {"incr": [], "reserve_settle": []}
     command = {"incr": "incrby", "reserve_settle": "evalsha"}  # redis-py sends INCR as INCRBY

@@ -14,11 +14,17 @@ its real cost is settled and the rest freed. A call under no cap touches no Redi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import structlog
+
 from orchestration.definitions import Agent, Workflow
 from orchestration.pricing import PriceTable, usd_to_micro
-from storage.budget_store import BudgetStore, Cap
+from storage.budget_store import BudgetStore, Cap, CountersNotLoaded
 from storage.errors import ConfigurationError, CostLimitExceeded
 from workers.providers.base import ModelRequest
+
+log = structlog.get_logger(__name__)
 
 # Tokens are at least one byte of UTF-8 each, so bytes bound them; a few more per message cover
 # the roles and the turn markers the API adds.
@@ -47,11 +53,18 @@ def caps_for(
 
 
 class Budget:
-    def __init__(self, store: BudgetStore | None, prices: PriceTable) -> None:
+    def __init__(
+        self,
+        store: BudgetStore | None,
+        prices: PriceTable,
+        restore: Callable[[], int] | None = None,
+    ) -> None:
         """``store`` may be None when no Redis is configured; a cap then cannot be enforced,
-        and a call under one is refused with a configuration error."""
+        and a call under one is refused with a configuration error. ``restore`` brings the
+        counters back from the cost ledger when Redis has lost them."""
         self._store = store
         self._prices = prices
+        self._restore = restore
 
     def hold(self, hold_id: str, request: ModelRequest, caps: list[Cap], ttl_s: float) -> None:
         """Hold the worst case of ``request`` against ``caps``, or raise ``CostLimitExceeded``.
@@ -65,7 +78,15 @@ class Budget:
         needed = self._prices.worst_case_micro(
             request.model, input_tokens_bound(request), request.max_tokens
         )
-        refusal = self._store.reserve(hold_id, needed, ttl_s, caps)
+        try:
+            refusal = self._store.reserve(hold_id, needed, ttl_s, caps)
+        except CountersNotLoaded:
+            if self._restore is None:
+                raise ConfigurationError(
+                    "the spend counters are not in Redis; run `agentyard costs rebuild`"
+                ) from None
+            log.warning("budget.counters_restored", raised=self._restore())
+            refusal = self._store.reserve(hold_id, needed, ttl_s, caps)
         if refusal is not None:
             raise CostLimitExceeded(
                 refusal.scope,

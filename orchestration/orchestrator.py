@@ -22,6 +22,7 @@ from orchestration.anomalies import AnomalyWatch
 from orchestration.breakers import Breakers
 from orchestration.budget import Budget
 from orchestration.coordinator import Coordinator
+from orchestration.costs import rebuild as rebuild_counters
 from orchestration.definitions import Agent, Workflow
 from orchestration.maintenance import Maintenance
 from orchestration.planner import RunState
@@ -134,7 +135,7 @@ class Orchestrator:
                 self.coordinator(),
                 self._providers,
                 self.settings,
-                Budget(self.budget_store(), self.team.prices),
+                self._budget(),
                 self._anomaly_watch(),
                 Breakers(self.breaker_store()),
             )
@@ -161,6 +162,16 @@ class Orchestrator:
         if client is None:
             return None
         return BudgetStore(client, team=self.name, key_prefix=self.settings.redis_key_prefix)
+
+    def _budget(self) -> Budget:
+        store = self.budget_store()
+        if store is None:
+            return Budget(None, self.team.prices)
+        return Budget(
+            store,
+            self.team.prices,
+            restore=lambda: rebuild_counters(self.database_url, self.team, store),
+        )
 
     def breaker_store(self) -> BreakerStore | None:
         """Where the agents' circuit breakers are kept (None when no Redis is configured)."""

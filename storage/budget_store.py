@@ -13,7 +13,9 @@ Keys, under ``<prefix>agentyard:budget:{<team>}:``
   keys are kept for a week after its last call);
 - ``hold:<id>``: one reservation (amount, the keys it counts against), ``holds``: every open
   hold by the time it runs out; ``settled:<id>`` and ``expired:<id>``: a day's memory of holds
-  settled or run out, so that settling is idempotent and a late settlement is still booked.
+  settled or run out, so that settling is idempotent and a late settlement is still booked;
+- ``loaded``: set when the counters were restored from the cost ledger. Without it (Redis lost
+  its data) nothing is held: the caller restores the counters first, so caps hold across it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class Refusal:
     cap_micro: int
 
 
+class CountersNotLoaded(Exception):
+    """Redis holds no spend counters for this team (it lost its data, or never had them): they
+    must be restored from the cost ledger before anything is held."""
+
+
 class Settled(StrEnum):
     NOW = "settled"
     AFTER_EXPIRY = "settled after its hold ran out"
@@ -75,6 +82,8 @@ class BudgetStore:
         for cap in caps:
             args += [cap.scope, int(cap.limit_micro), cap.period]
         reply = self._reserve(keys=[self.prefix], args=args)
+        if int(reply[0]) == 2:
+            raise CountersNotLoaded(self.prefix)
         if int(reply[0]) == 1:
             return None
         _, scope, spent, reserved, cap_micro = reply
@@ -95,8 +104,6 @@ class BudgetStore:
             else:
                 keep = RUN_KEYS_LIVE_S if scope.startswith("run:") else 0
             args += [f"{scope}:{period}", int(amount), keep]
-        if not args:
-            return 0
         return int(self._restore(keys=[self.prefix], args=args))
 
     def holds(self) -> list[tuple[str, int]]:

@@ -72,4 +72,3 @@ def _rejected(
 ) -> None:
     reason = f"not a task message agentyard accepts: {exc}" if exc else "not a task message"
     _report(sender, message, reason)
-

@@ -9,11 +9,15 @@
 --          of a UTC day, kept three days), "run" (a run's, kept a week after its last call) or
 --          "total" (kept for good)
 --
--- Returns {1} when held (or already held under this id), or {0, scope, spent, reserved, cap}
--- naming the first cap the call would break. Time comes from Redis; holds past their time are
--- released first.
+-- Returns {1} when held (or already held under this id), {0, scope, spent, reserved, cap}
+-- naming the first cap the call would break, or {2} when the counters are not loaded (Redis
+-- lost its data, or never had it): nothing is held until they are restored from the ledger.
+-- Time comes from Redis; holds past their time are released first.
 local prefix, hold_id = KEYS[1], ARGV[1]
 local amount, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', prefix .. 'loaded') == 0 then
+  return {2}
+end
 local now = tonumber(redis.call('TIME')[1])
 local day = math.floor(now / 86400)
 local keep = {day = 3 * 86400, run = 7 * 86400}

@@ -6,7 +6,8 @@
 -- ARGV     one triple per counter: "<scope>:<period>", spent micro-dollars, seconds to keep
 --          it (0: no expiry)
 --
--- Returns how many counters were raised.
+-- Marks the counters loaded (budget_reserve.lua holds nothing until they are). Returns how many
+-- counters were raised.
 local prefix, raised = KEYS[1], 0
 for i = 1, #ARGV, 3 do
   local key, amount, keep = prefix .. 'spent:' .. ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -18,4 +19,5 @@ for i = 1, #ARGV, 3 do
     raised = raised + 1
   end
 end
+redis.call('SET', prefix .. 'loaded', 1)
 return raised

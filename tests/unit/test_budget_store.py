@@ -9,7 +9,7 @@ import time
 import fakeredis
 import pytest
 
-from storage.budget_store import BudgetStore, Cap, Refusal, Settled
+from storage.budget_store import BudgetStore, Cap, CountersNotLoaded, Refusal, Settled
 
 AGENT = Cap("agent:writer", 10_000, "day")
 RUN = Cap("run:r1", 5_000, "run")
@@ -17,7 +17,18 @@ RUN = Cap("run:r1", 5_000, "run")
 
 @pytest.fixture
 def store() -> BudgetStore:
-    return BudgetStore(fakeredis.FakeRedis(), team="t", key_prefix="test:")
+    store = BudgetStore(fakeredis.FakeRedis(), team="t", key_prefix="test:")
+    store.restore({})  # the counters are loaded (from an empty ledger)
+    return store
+
+
+def test_nothing_is_held_while_the_counters_are_not_loaded() -> None:
+    store = BudgetStore(fakeredis.FakeRedis(), team="t")
+    with pytest.raises(CountersNotLoaded):
+        store.reserve("s1:1", 1, 60, [AGENT])
+    store.restore({(AGENT.scope, store.today()): 9_999})
+    assert store.reserve("s1:1", 1, 60, [AGENT]) is None
+    assert store.reserve("s2:1", 2, 60, [AGENT]) is not None  # 9 999 + 1 + 2 > 10 000
 
 
 def test_a_call_that_fits_every_cap_is_held_against_each_of_them(store: BudgetStore) -> None:
