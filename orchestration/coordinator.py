@@ -144,5 +144,6 @@ def _run_values(run: RunState) -> dict[str, Any]:
         "priority": run.priority,
         "input": run.input,
         "budget_micro": run.budget_micro,
+        "deadline_at": run.deadline_at,
         **_saved_run_values(run),
     }

@@ -66,6 +66,7 @@ class Workflow(BaseModel):
     steps: tuple[str, ...] = Field(min_length=1, max_length=200)
     budget_usd: float | None = Field(default=None, gt=0)  # per run
     daily_budget_usd: float | None = Field(default=None, gt=0)  # all runs of it, per UTC day
+    deadline_s: float | None = Field(default=None, gt=0)  # a run not finished by then times out
 
     @field_validator("name")
     @classmethod
@@ -79,6 +80,7 @@ class Workflow(BaseModel):
         agents: list[str] | tuple[str, ...],
         budget_usd: float | None = None,
         daily_budget_usd: float | None = None,
+        deadline_s: float | None = None,
     ) -> Workflow:
         return cls(
             name=name,
@@ -86,4 +88,5 @@ class Workflow(BaseModel):
             steps=tuple(agents),
             budget_usd=budget_usd,
             daily_budget_usd=daily_budget_usd,
+            deadline_s=deadline_s,
         )

@@ -59,6 +59,7 @@ class Maintenance:
             "expired_leases": self._expire_leases(),
             "lost_requests": self._recover_lost_requests(),
             "due_retries": self._advance_due(),
+            "overdue_workflows": self._advance_overdue(),
         }
         if any(counts.values()):
             log.info("maintenance.swept", **counts)
@@ -180,6 +181,21 @@ class Maintenance:
             log.warning("workflow.idle", workflow_id=workflow_id)
             self._bus.publish(advance(sender=SENDER, workflow_id=workflow_id, priority=priority))
         return len(idle)
+
+    def _advance_overdue(self) -> int:
+        """Advance unfinished workflows whose deadline passed: the coordinator ends them."""
+        with session_scope(self._url) as session:
+            overdue = session.exec(
+                select(WorkflowRow.id, WorkflowRow.priority)
+                .where(
+                    col(WorkflowRow.status).in_(UNFINISHED),
+                    col(WorkflowRow.deadline_at) <= utcnow(),
+                )
+                .limit(BATCH)
+            ).all()
+        for workflow_id, priority in overdue:
+            self._bus.publish(advance(sender=SENDER, workflow_id=workflow_id, priority=priority))
+        return len(overdue)
 
     def _advance_due(self) -> int:
         now = utcnow()

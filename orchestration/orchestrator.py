@@ -8,6 +8,7 @@ workflows (``submit``) and reattaches to runs (``run``) from any process.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import structlog
 from celery import Celery
@@ -238,6 +239,9 @@ class Orchestrator:
             budget_micro=None
             if definition.budget_usd is None
             else usd_to_micro(definition.budget_usd),
+            deadline_at=None
+            if definition.deadline_s is None
+            else now + timedelta(seconds=definition.deadline_s),
         )
         row = {
             "team": self.name,

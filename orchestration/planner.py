@@ -43,6 +43,7 @@ class RunState:
     input: str
     budget_micro: int | None = None
     cost_micro: int = 0  # every call so far, the one just recorded included
+    deadline_at: datetime | None = None
     output: str | None = None
     error: str | None = None
     finished_at: datetime | None = None
@@ -101,6 +102,9 @@ def plan_sequence(run: RunState, steps: list[StepState], now: datetime, rules: R
     """Decide what is due for a sequence workflow; ``steps`` in position order."""
     plan = Plan()
     if WorkflowStatus(run.status).finished:
+        return plan
+    if run.deadline_at is not None and now >= as_utc(run.deadline_at):
+        _finish_timed_out(run, steps, now, plan)
         return plan
     for index, step in enumerate(steps):
         if step.status == StepStatus.SUCCEEDED.value:
@@ -232,6 +236,20 @@ def _while_breaker_open(step: StepState, agent: Agent, now: datetime, plan: Plan
 def _finish_succeeded(run: RunState, steps: list[StepState], now: datetime, plan: Plan) -> None:
     run.status = WorkflowStatus.SUCCEEDED.value
     run.output = steps[-1].output if steps else None
+    run.finished_at = now
+    plan.run_changed = True
+
+
+def _finish_timed_out(run: RunState, steps: list[StepState], now: datetime, plan: Plan) -> None:
+    """The run's deadline passed: it ends now, keeping what its finished steps produced. A call
+    still under way is recorded when it returns; nothing follows it."""
+    done = [s for s in steps if s.status == StepStatus.SUCCEEDED.value]
+    run.status = WorkflowStatus.TIMED_OUT.value
+    run.output = done[-1].output if done else None
+    run.error = (
+        f"the run's deadline passed with {len(done)} of {len(steps)} step(s) done; "
+        "give the workflow a longer deadline_s or make its agents faster"
+    )
     run.finished_at = now
     plan.run_changed = True
 

@@ -48,6 +48,7 @@ class WorkflowStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     BUDGET_EXCEEDED = "budget_exceeded"  # a call would have broken a spend cap: not made
+    TIMED_OUT = "timed_out"  # its deadline passed before it finished
 
     @property
     def finished(self) -> bool:
@@ -55,6 +56,7 @@ class WorkflowStatus(StrEnum):
             WorkflowStatus.SUCCEEDED,
             WorkflowStatus.FAILED,
             WorkflowStatus.BUDGET_EXCEEDED,
+            WorkflowStatus.TIMED_OUT,
         )
 
 
@@ -93,6 +95,7 @@ class WorkflowRow(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     budget_micro: int | None = None
     cost_micro: int = 0
+    deadline_at: datetime | None = _when()
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

@@ -118,6 +118,7 @@ LOCK_WORKFLOW = (
         workflows.c.input,
         workflows.c.budget_micro,
         workflows.c.cost_micro,
+        workflows.c.deadline_at,
     )
 )
 

@@ -141,3 +141,15 @@ def test_a_refusal_is_retryable_only_when_the_money_spent_leaves_room_for_the_ca
 
     assert CostLimitExceeded("run:w", 1_000, 3_000, 5_000, 3_500).retryable
     assert not CostLimitExceeded("run:w", 2_000, 0, 5_000, 3_500).retryable
+
+
+def test_a_run_past_its_deadline_times_out_keeping_what_its_finished_steps_produced() -> None:
+    run, steps = _run(), _steps("a", "b")
+    run.status, run.deadline_at = "running", NOW
+    _succeed(steps[0], "facts")
+
+    plan = plan_sequence(run, steps, NOW, _rules())
+
+    assert (run.status, run.output, run.finished_at) == ("timed_out", "facts", NOW)
+    assert run.error is not None and "1 of 2 step(s) done" in run.error
+    assert plan.run_changed and not plan.messages and steps[1].status == "pending"

@@ -336,3 +336,23 @@ def test_a_task_whose_argument_is_not_an_agentyard_message_is_dead_lettered(
         [letter] = session.exec(select(DeadLetterRow)).all()
     assert letter.task == "agent.writer" and "not an agentyard message" in letter.reason
     assert "a message" in letter.body
+
+
+def test_a_workflow_waiting_past_its_deadline_is_ended_by_the_sweep(
+    inline_team: TeamFactory,
+) -> None:
+    orc, bus = inline_team(
+        Agent(id="slowpoke", model="offline:echo?fail=rate_limited", max_retries=5),
+        workflows=(Workflow.sequence("w", ["slowpoke"], deadline_s=0.2),),
+    )
+    run = orc.submit("w", "the telegraph")
+    drain(orc, bus)  # the call is rate limited: a retry waits for its due time
+    assert run.result().status is WorkflowStatus.RUNNING
+
+    time.sleep(0.25)
+    assert Maintenance(orc.bus, orc.settings).sweep()["overdue_workflows"] == 1
+    drain(orc, bus)
+
+    result = run.result()
+    assert result.status is WorkflowStatus.TIMED_OUT and result.output is None
+    assert Maintenance(orc.bus, orc.settings).sweep()["overdue_workflows"] == 0
