@@ -36,6 +36,7 @@ from orchestration.pricing import micro_to_usd
 from orchestration.team import Team
 from storage import statements
 from storage.budget_store import Cap
+from storage.db_retry import retrying
 from storage.errors import (
     AgentyardError,
     BreakerOpen,
@@ -178,11 +179,16 @@ class StepRunner:
     def _claim(self, step_id: str, attempt: int, agent: Agent) -> ModelRequest | None:
         now = utcnow()
         lease = timedelta(seconds=self._lease_s(agent))
-        claimed = run_alone(
-            self._url,
-            statements.CLAIM_STEP,
-            {"w_id": step_id, "w_attempt": attempt, "started_at": now, "lease_until": now + lease},
-        )
+        token = new_id()  # this delivery's: claiming again after a lost commit finds it
+        params = {
+            "w_id": step_id,
+            "w_attempt": attempt,
+            "w_token": token,
+            "claim_token": token,
+            "started_at": now,
+            "lease_until": now + lease,
+        }
+        claimed = retrying(lambda: run_alone(self._url, statements.CLAIM_STEP, params), "claim")
         row = claimed.one_or_none()
         if row is None:
             return None
@@ -224,6 +230,29 @@ class StepRunner:
         )
 
     def _record_and_decide(
+        self, message: AgentMessage, step_id: str, attempt: int, agent: Agent, call: _Call
+    ) -> None:
+        """Record the call and decide what follows, riding out a database that went away: a
+        transaction that failed is run again, unless its commit did land (the attempt's trace is
+        there), in which case the sweep routes what it recorded."""
+        first = True
+
+        def record() -> None:
+            nonlocal first
+            if not first and self._recorded(step_id, attempt):
+                log.warning("step.recorded_before_the_connection_was_lost")
+                return
+            first = False
+            self._record_and_decide_once(message, step_id, attempt, agent, call)
+
+        retrying(record, "record the step's result")
+
+    def _recorded(self, step_id: str, attempt: int) -> bool:
+        with transaction(self._url) as tx:
+            found = tx.run(statements.TRACE_OF_ATTEMPT, {"w_step": step_id, "w_attempt": attempt})
+            return found.one_or_none() is not None
+
+    def _record_and_decide_once(
         self, message: AgentMessage, step_id: str, attempt: int, agent: Agent, call: _Call
     ) -> None:
         workflow_id = str(message.workflow_id)

@@ -125,6 +125,9 @@ class StepRow(SQLModel, table=True):
     request_id: str | None = Field(
         default=None, max_length=36, description="The message carrying the current attempt."
     )
+    claim_token: str | None = Field(
+        default=None, max_length=36, description="Which delivery claimed the current attempt."
+    )
     agent_attempt: int = Field(default=0, description="Attempts on the agent in `ran_by`.")
     prompt: str | None = Field(
         default=None,

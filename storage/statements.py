@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 
 from storage.models import (
     CostLedgerRow,
@@ -30,17 +30,26 @@ ledger: Table = CostLedgerRow.__table__  # type: ignore[attr-defined]
 
 # dispatched -> running for one attempt: the fence against a second delivery of the same attempt.
 # It returns what the agent is to be asked, composed by the coordinator when it dispatched.
+# The same delivery claiming again (its first claim's commit was lost with the connection)
+# finds its own token and is let through again; any other delivery is fenced off.
 CLAIM_STEP = (
     update(steps)
     .where(
         steps.c.id == bindparam("w_id"),
         steps.c.attempt == bindparam("w_attempt"),
-        steps.c.status == StepStatus.DISPATCHED.value,
+        or_(
+            steps.c.status == StepStatus.DISPATCHED.value,
+            and_(
+                steps.c.status == StepStatus.RUNNING.value,
+                steps.c.claim_token == bindparam("w_token"),
+            ),
+        ),
     )
     .values(
         status=StepStatus.RUNNING.value,
         started_at=bindparam("started_at"),
         lease_until=bindparam("lease_until"),
+        claim_token=bindparam("claim_token"),
     )
     .returning(steps.c.prompt, steps.c.history)
 )
@@ -166,6 +175,10 @@ SAVE_WORKFLOW = (
     update(workflows)
     .where(workflows.c.id == bindparam("w_id"))
     .values(**_set(workflows, "status", "output", "error", "finished_at"))
+)
+# Whether an attempt's result is on record (its trace), after a commit whose outcome was lost.
+TRACE_OF_ATTEMPT = select(traces.c.id).where(
+    traces.c.step_id == bindparam("w_step"), traces.c.attempt == bindparam("w_attempt")
 )
 INSERT_WORKFLOW = insert(workflows)
 INSERT_STEP = insert(steps)

@@ -105,8 +105,10 @@ def _script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
             counted=False,
         )
     claim = {"w_id": first, "w_attempt": 1, "started_at": T0, "lease_until": T0}
-    record(run_alone(url, statements.CLAIM_STEP, claim))
-    record(run_alone(url, statements.CLAIM_STEP, claim))  # the fence: a second claim gets nothing
+    mine, other = {"w_token": "t1", "claim_token": "t1"}, {"w_token": "t2", "claim_token": "t2"}
+    record(run_alone(url, statements.CLAIM_STEP, claim | mine))
+    record(run_alone(url, statements.CLAIM_STEP, claim | other))  # the fence: another delivery
+    record(run_alone(url, statements.CLAIM_STEP, claim | mine))  # the same one, claiming again
     with begin(url) as tx:
         usage = {"add_input": 3, "add_output": 4, "add_cache_creation": 1, "add_cache_read": 2}
         usage["add_cache_creation_1h"] = 1
@@ -146,13 +148,14 @@ def test_every_hot_path_statement_gives_the_same_through_psycopg_and_sqlalchemy(
     through_alchemy = _without_tag(_script(postgres_url, _alchemy, alchemy), alchemy)
 
     assert through_psycopg == through_alchemy
-    claimed, fenced = through_psycopg[5], through_psycopg[6]
+    claimed, fenced, again = through_psycopg[5], through_psycopg[6], through_psycopg[7]
     assert claimed == (
         1,
         [{"prompt": "the telegraph", "history": [["earlier question", "earlier answer"]]}],
     )
     assert fenced == (0, [])
-    steps = through_psycopg[9][1]
+    assert again == claimed  # a claim retried after its commit was lost goes through again
+    steps = through_psycopg[10][1]
     assert steps[0]["status"] == "succeeded" and steps[1]["status"] == "pending"
     assert steps[1]["error_retryable"] is False  # a column default filled in by the executor
 
