@@ -24,9 +24,10 @@ def extra_env() -> dict[str, str]:
     return {"SAMPLE_TEAM_MODEL": "offline:slow?latency=1.5"}
 
 
-def _count(orc: Orchestrator, model: type, **where: object) -> int:
+def _count(orc: Orchestrator, model: type, runs: list[str], **where: object) -> int:
+    """Rows of ``model`` of these runs (the database is shared with other tests)."""
     with session_scope(orc.database_url) as session:
-        query = select(func.count()).select_from(model)
+        query = select(func.count()).select_from(model).where(model.workflow_id.in_(runs))  # type: ignore[attr-defined]
         for name, value in where.items():
             query = query.where(getattr(model, name) == value)
         return int(session.exec(query).one())
@@ -44,17 +45,18 @@ def test_a_worker_told_to_stop_finishes_its_running_steps_and_takes_no_new_ones(
     try:
         wait_for_workers(orc.celery, 2, processes=[coordinator, first])
         runs = [orc.submit("research", f"topic {n}") for n in range(4)]
+        ids = [run.id for run in runs]
         deadline = time.monotonic() + 30
-        while _count(orc, StepRow, status="running") < 4 and time.monotonic() < deadline:
+        while _count(orc, StepRow, ids, status="running") < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _count(orc, StepRow, status="running") == 4  # four calls under way
+        assert _count(orc, StepRow, ids, status="running") == 4  # four calls under way
 
         assert first.process is not None
         first.process.send_signal(signal.SIGTERM)  # warm shutdown
         assert first.process.wait(timeout=30) == 0
         # The four calls finished and were recorded; nothing else was started.
-        assert _count(orc, StepRow, status="succeeded") == 4
-        assert _count(orc, StepRow, status="running") == 0
+        assert _count(orc, StepRow, ids, status="succeeded") == 4
+        assert _count(orc, StepRow, ids, status="running") == 0
 
         second = worker("second", "--all-agents", "--concurrency", "4").start()
         results = [run.wait(timeout=60) for run in runs]
@@ -65,4 +67,4 @@ def test_a_worker_told_to_stop_finishes_its_running_steps_and_takes_no_new_ones(
 
     assert [r.status for r in results] == [WorkflowStatus.SUCCEEDED] * 4
     assert all(step.attempt == 1 for r in results for step in r.steps)  # nothing ran twice
-    assert _count(orc, TraceRow) == 12
+    assert _count(orc, TraceRow, ids) == 12
