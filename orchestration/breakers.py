@@ -28,7 +28,9 @@ class Breakers:
         """None when the call may go ahead; the reason it may not, otherwise."""
         if self._store is None:
             return None
-        verdict = self._store.acquire(agent.id, call_id, probe_lease_s)
+        verdict = self._store.acquire(
+            agent.id, call_id, probe_lease_s, wait_hint_s=agent.breaker_reset_s
+        )
         if verdict.decision is Decision.PROBE:
             log.info("breaker.probe", agent_id=agent.id)
         if verdict.decision is Decision.REJECT:

@@ -48,9 +48,12 @@ class BreakerStore:
         self._acquire = client.register_script((_LUA / "breaker_acquire.lua").read_text())
         self._record = client.register_script((_LUA / "breaker_record.lua").read_text())
 
-    def acquire(self, agent: str, call_id: str, probe_lease_s: float) -> Verdict:
+    def acquire(
+        self, agent: str, call_id: str, probe_lease_s: float, wait_hint_s: float = 1.0
+    ) -> Verdict:
+        """``wait_hint_s``: the longest wait to suggest while another call is the probe."""
         decision, seconds = self._acquire(
-            keys=[self.prefix + agent], args=[call_id, float(probe_lease_s)]
+            keys=[self.prefix + agent], args=[call_id, float(probe_lease_s), float(wait_hint_s)]
         )
         return Verdict(Decision(_text(decision)), float(_text(seconds)))
 

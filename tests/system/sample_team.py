@@ -7,7 +7,8 @@ from orchestration import Agent, Orchestrator, Workflow
 MODEL = os.environ.get("SAMPLE_TEAM_MODEL", "offline:echo")
 WRITER_CAP_USD = os.environ.get("SAMPLE_TEAM_WRITER_CAP_USD")  # the writer's daily spend cap
 
-orc = Orchestrator("sample")
+# A test whose figures are per team (the cost ledger) names a team of its own.
+orc = Orchestrator(os.environ.get("SAMPLE_TEAM_NAME", "sample"))
 for agent_id in ("researcher", "writer", "reviewer"):
     orc.register_agent(
         Agent(
@@ -18,6 +19,8 @@ for agent_id in ("researcher", "writer", "reviewer"):
             cost_limit_usd=float(WRITER_CAP_USD)
             if WRITER_CAP_USD and agent_id == "writer"
             else None,
+            breaker_threshold=int(os.environ.get("SAMPLE_TEAM_BREAKER_THRESHOLD", "5")),
+            breaker_reset_s=float(os.environ.get("SAMPLE_TEAM_BREAKER_RESET_S", "30")),
         )
     )
 orc.register_workflow(Workflow.sequence("research", ["researcher", "writer", "reviewer"]))

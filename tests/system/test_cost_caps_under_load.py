@@ -27,7 +27,11 @@ RUNS = 80
 @pytest.fixture
 def extra_env() -> dict[str, str]:
     # Refused calls whose room was only held by calls under way are retried (by the sweep).
-    return {"SAMPLE_TEAM_WRITER_CAP_USD": str(CAP_USD), "AGENTYARD_SWEEP_INTERVAL_S": "1"}
+    return {
+        "SAMPLE_TEAM_NAME": "capped",  # its own cost ledger: the test database is shared
+        "SAMPLE_TEAM_WRITER_CAP_USD": str(CAP_USD),
+        "AGENTYARD_SWEEP_INTERVAL_S": "1",
+    }
 
 
 def test_parallel_workflows_on_two_worker_processes_never_overshoot_an_agent_cap(
@@ -60,7 +64,7 @@ def test_parallel_workflows_on_two_worker_processes_never_overshoot_an_agent_cap
     with session_scope(orc.database_url) as session:
         spent = session.execute(
             select(func.sum(ledger.c.cost_micro)).where(
-                ledger.c.team == "sample", ledger.c.agent_id == "writer"
+                ledger.c.team == orc.name, ledger.c.agent_id == "writer"
             )
         ).scalar_one()
     store = orc.budget_store()
