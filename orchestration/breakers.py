@@ -24,10 +24,10 @@ class Breakers:
         """``store`` None (no Redis configured): no breakers, every call goes ahead."""
         self._store = store
 
-    def admit(self, agent: Agent, call_id: str, probe_lease_s: float) -> BreakerOpen | None:
-        """None when the call may go ahead; the reason it may not, otherwise."""
+    def admit(self, agent: Agent, call_id: str, probe_lease_s: float) -> Decision | BreakerOpen:
+        """How the call may go ahead (``ALLOW``, or ``PROBE``); or why it may not."""
         if self._store is None:
-            return None
+            return Decision.ALLOW
         verdict = self._store.acquire(
             agent.id, call_id, probe_lease_s, wait_hint_s=agent.breaker_reset_s
         )
@@ -35,12 +35,16 @@ class Breakers:
             log.info("breaker.probe", agent_id=agent.id)
         if verdict.decision is Decision.REJECT:
             return BreakerOpen(agent.id, verdict.retry_in_s)
-        return None
+        return verdict.decision
 
-    def record(self, agent: Agent, call_id: str, error: AgentyardError | None) -> None:
+    def record(
+        self, agent: Agent, call_id: str, admitted: Decision, error: AgentyardError | None
+    ) -> None:
         if self._store is None:
             return
         failed = isinstance(error, ProviderError) and error.retryable
+        if admitted is Decision.ALLOW and not failed:
+            return  # a success while closed changes nothing: no round trip for it
         state = self._store.record(
             agent.id,
             call_id,

@@ -114,24 +114,32 @@ class StepRunner:
                 return
             caps = self._caps(message, agent)
             call_id = f"{step_id}:{attempt}"
-            refusal: BreakerOpen | CostLimitExceeded | None = self._breakers.admit(
-                agent, call_id, probe_lease_s=self._lease_s(agent)
-            )
-            if refusal is None:
-                try:
-                    self._budget.hold(call_id, request, caps, ttl_s=self._lease_s(agent))
-                except CostLimitExceeded as refused:
-                    refusal = refused
-            if refusal is not None:
-                log.warning("step.not_called", reason=refusal.kind, error=str(refusal))
-                self._record_and_decide(
-                    message, step_id, attempt, agent, _refused(request, refusal)
-                )
+            admitted = self._breakers.admit(agent, call_id, probe_lease_s=self._lease_s(agent))
+            if isinstance(admitted, BreakerOpen):
+                self._not_called(message, step_id, attempt, agent, request, admitted)
+                return
+            try:
+                self._budget.hold(call_id, request, caps, ttl_s=self._lease_s(agent))
+            except CostLimitExceeded as refused:
+                self._not_called(message, step_id, attempt, agent, request, refused)
                 return
             call = self._call(agent, request)
             self._budget.settle(call_id, call.cost, caps)
-            self._breakers.record(agent, call_id, call.error)
+            self._breakers.record(agent, call_id, admitted, call.error)
             self._record_and_decide(message, step_id, attempt, agent, call)
+
+    def _not_called(
+        self,
+        message: AgentMessage,
+        step_id: str,
+        attempt: int,
+        agent: Agent,
+        request: ModelRequest,
+        refusal: BreakerOpen | CostLimitExceeded,
+    ) -> None:
+        """The breaker or a spend cap turned the call away: on record, at no cost."""
+        log.warning("step.not_called", reason=refusal.kind, error=str(refusal))
+        self._record_and_decide(message, step_id, attempt, agent, _refused(request, refusal))
 
     def _caps(self, message: AgentMessage, agent: Agent) -> list[Cap]:
         name = message.payload.get("workflow")
