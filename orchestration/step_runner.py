@@ -1,14 +1,18 @@
 """One attempt of one step, run by an agent worker.
 
-Two writes around the model call:
-
 1. claim: one statement, committed on its own, moves the attempt from dispatched to running (the
    fence that keeps a redelivered message from calling the model twice) and returns the prompt
    and the agent's earlier exchanges, which the coordinator composed when it dispatched;
-2. record and decide: with the workflow row locked (and charged the call's cost), the result or
-   the failure goes on the step row, the call's trace is added, the request is stamped
-   delivered, and the coordinator decides what comes next, all in one transaction; the messages
-   it recorded are routed after the commit.
+2. admit: the agent's circuit breaker (``breakers.py``) and the spend caps (``budget.py``, which
+   hold the call's worst case) may turn the call away; it is then recorded as not made;
+3. call the model under the agent's deadline; settle its cost against the caps; tell the breaker
+   how it went;
+4. record and decide: with the workflow row locked (and charged the call's cost), the result or
+   the failure goes on the step row, the call's trace and its cost-ledger row are added, the
+   request is stamped delivered, and the coordinator decides what comes next, all in one
+   transaction; the messages it recorded are routed after the commit.
+
+The claim and the record ride out a database that went away (``storage.db_retry``).
 
 Deciding here, rather than sending an ``advance`` to the coordinator queue, saves a broker hop
 and a transaction per step; the coordinator's code makes the decision either way.
