@@ -189,21 +189,7 @@ def _after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Pl
             )
         )
     elif agent.fallback is not None:
-        plan.events.append(
-            (
-                "step.fallback",
-                {
-                    "step_id": step.id,
-                    "agent_id": agent.id,
-                    "fallback": agent.fallback,
-                    "error_kind": step.error_kind,
-                },
-            )
-        )
-        step.ran_by = agent.fallback
-        step.agent_attempt = 0
-        step.status = StepStatus.PENDING.value
-        step.due_at = None
+        _hand_to_fallback(step, agent, agent.fallback, plan)
     else:
         step.status = StepStatus.FAILED.value
         step.finished_at = now
@@ -213,24 +199,30 @@ def _while_breaker_open(step: StepState, agent: Agent, now: datetime, plan: Plan
     """The agent's breaker turned the call away: its fallback takes the step, or the step waits
     until the breaker may let a call through (the attempt not made is not counted)."""
     if agent.fallback is not None:
-        plan.events.append(
-            (
-                "step.fallback",
-                {
-                    "step_id": step.id,
-                    "agent_id": agent.id,
-                    "fallback": agent.fallback,
-                    "error_kind": step.error_kind,
-                },
-            )
-        )
-        step.ran_by = agent.fallback
-        step.agent_attempt = 0
-        step.due_at = None
-    else:
-        step.agent_attempt = max(0, step.agent_attempt - 1)
-        step.due_at = now + timedelta(seconds=max(step.retry_after_s or 0.0, 0.05))
+        _hand_to_fallback(step, agent, agent.fallback, plan)
+        return
+    step.agent_attempt = max(0, step.agent_attempt - 1)
+    step.due_at = now + timedelta(seconds=max(step.retry_after_s or 0.0, 0.05))
     step.status = StepStatus.PENDING.value
+
+
+def _hand_to_fallback(step: StepState, agent: Agent, fallback: str, plan: Plan) -> None:
+    """The step goes to ``agent``'s fallback, at once, with its retries afresh."""
+    plan.events.append(
+        (
+            "step.fallback",
+            {
+                "step_id": step.id,
+                "agent_id": agent.id,
+                "fallback": fallback,
+                "error_kind": step.error_kind,
+            },
+        )
+    )
+    step.ran_by = fallback
+    step.agent_attempt = 0
+    step.status = StepStatus.PENDING.value
+    step.due_at = None
 
 
 def _finish_succeeded(run: RunState, steps: list[StepState], now: datetime, plan: Plan) -> None:
