@@ -58,10 +58,8 @@ class Coordinator:
         step dispatched), in the caller's transaction. ``row`` holds the workflow row's other
         columns. Returns the messages to route after the commit."""
         steps = [
-            StepState(id=row_id, position=position, agent_id=agent_id)
-            for position, (agent_id, row_id) in enumerate(
-                zip(agents, [new_id() for _ in agents], strict=True)
-            )
+            StepState(id=new_id(), position=position, agent_id=agent_id)
+            for position, agent_id in enumerate(agents)
         ]
         now = row["created_at"]
         plan = plan_sequence(run, steps, now, self._rules)

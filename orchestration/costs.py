@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from sqlalchemy import func, select
+from sqlmodel import Session
 
 from orchestration.team import Team
 from storage import statements
@@ -33,19 +34,29 @@ class CostReport:
     held: list[tuple[str, int]]  # reservations open now: hold id, micro-dollars
 
 
-def report(url: str, team: str, days: int, store: BudgetStore | None) -> CostReport:
-    since = day_of(utcnow()) - days + 1
+def _daily_spend(session: Session, team: str, since: int) -> list[tuple[str, int, str, int, int]]:
+    """(kind, day, name, calls, cost) per agent and per workflow type, from day ``since`` on."""
     ledger = statements.ledger
-    rows: list[Spend] = []
+    out: list[tuple[str, int, str, int, int]] = []
+    for kind, column in (("agent", ledger.c.agent_id), ("workflow", ledger.c.workflow)):
+        query = (
+            select(ledger.c.day, column, func.count(), func.sum(ledger.c.cost_micro))
+            .where(ledger.c.team == team, ledger.c.day >= since)
+            .group_by(ledger.c.day, column)
+        )
+        for day, name, calls, cost in session.execute(query):
+            out.append((kind, int(day), str(name), int(calls), int(cost or 0)))
+    return out
+
+
+def report(url: str, team: str, days: int, store: BudgetStore | None) -> CostReport:
     with session_scope(url) as session:
-        for kind, column in (("agent", ledger.c.agent_id), ("workflow", ledger.c.workflow)):
-            query = (
-                select(ledger.c.day, column, func.count(), func.sum(ledger.c.cost_micro))
-                .where(ledger.c.team == team, ledger.c.day >= since)
-                .group_by(ledger.c.day, column)
+        rows = [
+            Spend(_date(day), kind, name, calls, cost)
+            for kind, day, name, calls, cost in _daily_spend(
+                session, team, day_of(utcnow()) - days + 1
             )
-            for day, name, calls, cost in session.execute(query):
-                rows.append(Spend(_date(day), kind, name, int(calls), int(cost or 0)))
+        ]
     rows.sort(key=lambda s: (-s.day.toordinal(), s.kind, -s.cost_micro))
     return CostReport(rows, store.holds() if store is not None else [])
 
@@ -63,15 +74,9 @@ def rebuild(url: str, team: Team, store: BudgetStore) -> int:
     }
     spent: dict[tuple[str, str], int] = {}
     with session_scope(url) as session:
-        for kind, column in (("agent", ledger.c.agent_id), ("workflow", ledger.c.workflow)):
-            query = (
-                select(ledger.c.day, column, func.sum(ledger.c.cost_micro))
-                .where(ledger.c.team == team.name, ledger.c.day >= since)
-                .group_by(ledger.c.day, column)
-            )
-            for day, name, cost in session.execute(query):
-                if name in capped[kind]:
-                    spent[(f"{kind}:{name}", f"d{day}")] = int(cost or 0)
+        for kind, day, name, _calls, cost in _daily_spend(session, team.name, since):
+            if name in capped[kind]:
+                spent[(f"{kind}:{name}", f"d{day}")] = cost
         running = (
             select(ledger.c.workflow_id, func.sum(ledger.c.cost_micro))
             .join(workflows, workflows.c.id == ledger.c.workflow_id)
