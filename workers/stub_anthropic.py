@@ -9,7 +9,8 @@ Faults are scripted over HTTP, one entry consumed per ``POST /v1/messages`` call
 
     POST /_stub/script  {"responses": [{"status": 429, "retry_after": 1.5}, {"delay_s": 5},
                                        {"status": 200, "cache_read_input_tokens": 100}]}
-    GET  /_stub/stats   -> {"calls": N, "by_status": {"200": n, ...}, "scripted_left": n}
+    GET  /_stub/stats   -> {"calls": N, "by_status": {"200": n, ...}, "scripted_left": n,
+                            "by_request": {"<step id>:<attempt>": [200, ...], ...}}
     POST /_stub/reset   -> forgets the script and the counts
 
 An entry may carry ``status`` (default 200), ``delay_s``, ``retry_after`` (seconds),
@@ -39,6 +40,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from workers.providers.base import REQUEST_KEY_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class StubState:
         self._lock = threading.Lock()
         self._script: deque[dict[str, Any]] = deque()
         self._by_status: Counter[int] = Counter()
+        self._by_request: dict[str, list[int]] = {}
 
     def script(self, responses: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -81,9 +85,11 @@ class StubState:
         with self._lock:
             return self._script.popleft() if self._script else {}
 
-    def record(self, status: int) -> None:
+    def record(self, status: int, request_key: str | None = None) -> None:
         with self._lock:
             self._by_status[status] += 1
+            if request_key:
+                self._by_request.setdefault(request_key, []).append(status)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -91,12 +97,14 @@ class StubState:
                 "calls": self._by_status.total(),
                 "by_status": {str(s): n for s, n in sorted(self._by_status.items())},
                 "scripted_left": len(self._script),
+                "by_request": {k: list(v) for k, v in self._by_request.items()},
             }
 
     def reset(self) -> None:
         with self._lock:
             self._script.clear()
             self._by_status.clear()
+            self._by_request.clear()
 
 
 def _text_of(content: Any) -> str:
@@ -221,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self._answer(body)
         # Stopping the server wakes this wait; the reply then goes to a client that has gone.
         state.stopping.wait(state.latency_s + reply.delay_s)
-        state.record(reply.status)
+        state.record(reply.status, self.headers.get(REQUEST_KEY_HEADER))
         self._send(reply.status, reply.body, reply.headers)
 
     def _answer(self, body: dict[str, Any]) -> _Reply:

@@ -143,6 +143,13 @@ def test_a_529_is_overloaded_after_exactly_one_http_call(
     assert stub.stats()["calls"] == 1
 
 
+def test_every_call_names_its_attempt_to_the_server(
+    provider: AnthropicProvider, stub: StubAnthropicServer
+) -> None:
+    provider.complete(make_request())
+    assert stub.stats()["by_request"] == {"step-1:0": [200]}
+
+
 @pytest.mark.parametrize("status", [429, 500])
 def test_the_sdk_never_retries_a_retryable_status(
     provider: AnthropicProvider, stub: StubAnthropicServer, status: int

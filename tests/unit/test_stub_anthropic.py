@@ -211,7 +211,21 @@ def test_stats_count_calls_by_status(stub: StubAnthropicServer) -> None:
         "calls": 5,
         "by_status": {"200": 2, "429": 2, "529": 1},
         "scripted_left": 0,
+        "by_request": {},
     }
+
+
+def test_stats_list_the_statuses_answered_to_each_named_attempt(
+    stub: StubAnthropicServer,
+) -> None:
+    stub.script([{"status": 529}])
+    for key in ("step-1:1", "step-1:2", "step-2:1"):
+        call(stub, "POST", "/v1/messages", REQUEST, {**HEADERS, "X-Agentyard-Request": key})
+    messages(stub)  # a request that names no attempt is counted in `calls` only
+
+    stats = stub.stats()
+    assert stats["calls"] == 4
+    assert stats["by_request"] == {"step-1:1": [529], "step-1:2": [200], "step-2:1": [200]}
 
 
 def test_the_script_stats_and_reset_are_controlled_over_http(stub: StubAnthropicServer) -> None:
@@ -225,7 +239,12 @@ def test_the_script_stats_and_reset_are_controlled_over_http(stub: StubAnthropic
     # Then the stats endpoint counts it, and reset forgets it
     assert call(stub, "GET", "/_stub/stats")[2]["by_status"] == {"503": 1}
     call(stub, "POST", "/_stub/reset", {})
-    assert call(stub, "GET", "/_stub/stats")[2] == {"calls": 0, "by_status": {}, "scripted_left": 0}
+    assert call(stub, "GET", "/_stub/stats")[2] == {
+        "calls": 0,
+        "by_status": {},
+        "scripted_left": 0,
+        "by_request": {},
+    }
 
 
 def test_reset_drops_a_pending_script(stub: StubAnthropicServer) -> None:

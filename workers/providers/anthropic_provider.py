@@ -27,7 +27,13 @@ from storage.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from workers.providers.base import ChatMessage, ModelRequest, ModelResponse, Usage
+from workers.providers.base import (
+    REQUEST_KEY_HEADER,
+    ChatMessage,
+    ModelRequest,
+    ModelResponse,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from anthropic.types import Message, MessageParam
@@ -99,6 +105,9 @@ class AnthropicProvider:
                 # No system prompt is left out rather than sent as an empty string.
                 system=request.system or anthropic.omit,
                 messages=messages,
+                extra_headers={REQUEST_KEY_HEADER: request.request_key}
+                if request.request_key
+                else None,
             )
         except anthropic.APIError as exc:
             # `from None`: the SDK's exception holds the request, and the request holds the key.

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+# An HTTP provider names the attempt ("<step id>:<attempt>") in this header on every request, so
+# that a gateway's logs, or the stub server's counts, tell a retry from a duplicate. Ids only.
+REQUEST_KEY_HEADER = "X-Agentyard-Request"
+
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
