@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit services bench bench-budget lint clean
+.PHONY: demo test test-unit test-chaos services bench bench-budget lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP) services
 ## make test-unit: the tests that need no server
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+## make test-chaos: only the chaos test (SIGKILLs and a Redis flush under 200 workflows); prints its counts
+test-chaos: $(STAMP) services
+	$(BIN)/python -m pytest -m chaos -s tests/system/test_chaos.py
 
 ## make bench: agentyard against plain Celery, same Redis, same worker processes, same run
 bench: $(STAMP) services

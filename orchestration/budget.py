@@ -15,16 +15,18 @@ its real cost is settled and the rest freed. A call under no cap touches no Redi
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import structlog
 
 from orchestration.definitions import Agent, Workflow
 from orchestration.pricing import PriceTable, usd_to_micro
-from storage.budget_store import BudgetStore, Cap, CountersNotLoaded
+from storage.budget_store import BudgetStore, Cap, CountersNotLoaded, Settled
 from storage.errors import ConfigurationError, CostLimitExceeded
 from workers.providers.base import ModelRequest
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # Tokens are at least one byte of UTF-8 each, so bytes bound them; a few more per message cover
 # the roles and the turn markers the API adds.
@@ -78,15 +80,8 @@ class Budget:
         needed = self._prices.worst_case_micro(
             request.model, input_tokens_bound(request), request.max_tokens
         )
-        try:
-            refusal = self._store.reserve(hold_id, needed, ttl_s, caps)
-        except CountersNotLoaded:
-            if self._restore is None:
-                raise ConfigurationError(
-                    "the spend counters are not in Redis; run `agentyard costs rebuild`"
-                ) from None
-            log.warning("budget.counters_restored", raised=self._restore())
-            refusal = self._store.reserve(hold_id, needed, ttl_s, caps)
+        store = self._store
+        refusal = self._after_restoring(lambda: store.reserve(hold_id, needed, ttl_s, caps))
         if refusal is not None:
             raise CostLimitExceeded(
                 refusal.scope,
@@ -97,6 +92,23 @@ class Budget:
             )
 
     def settle(self, hold_id: str, cost_micro: int, caps: list[Cap]) -> None:
-        """Book the call's real cost against the caps it was held against (idempotent)."""
+        """Book the call's real cost against the caps it was held against (idempotent). If Redis
+        lost the hold with the rest of its data, the cost is booked on the caps all the same,
+        after the counters are restored from the ledger (which does not hold this call yet)."""
         if caps and self._store is not None:
-            self._store.settle(hold_id, cost_micro)
+            store = self._store
+            settled = self._after_restoring(lambda: store.settle(hold_id, cost_micro, caps))
+            if settled is Settled.HOLD_LOST:
+                log.warning("budget.hold_lost", hold_id=hold_id, booked_micro=cost_micro)
+
+    def _after_restoring(self, operation: Callable[[], T]) -> T:
+        """``operation``; if Redis lost the counters, restore them from the ledger and retry."""
+        try:
+            return operation()
+        except CountersNotLoaded:
+            if self._restore is None:
+                raise ConfigurationError(
+                    "the spend counters are not in Redis; run `agentyard costs rebuild`"
+                ) from None
+            log.warning("budget.counters_restored", raised=self._restore())
+            return operation()

@@ -63,6 +63,7 @@ class Settled(StrEnum):
     NOW = "settled"
     AFTER_EXPIRY = "settled after its hold ran out"
     BEFORE = "already settled"
+    HOLD_LOST = "booked on the caps given: Redis had lost the hold"
 
 
 class BudgetStore:
@@ -89,10 +90,21 @@ class BudgetStore:
         _, scope, spent, reserved, cap_micro = reply
         return Refusal(_text(scope), int(spent), int(reserved), int(cap_micro))
 
-    def settle(self, hold_id: str, cost_micro: int) -> Settled:
-        """Book what the call cost and free the rest of its hold (0: a call never made)."""
-        reply = int(self._settle(keys=[self.prefix], args=[hold_id, int(cost_micro)]))
-        return {1: Settled.NOW, 2: Settled.AFTER_EXPIRY}.get(reply, Settled.BEFORE)
+    def settle(self, hold_id: str, cost_micro: int, caps: list[Cap] | None = None) -> Settled:
+        """Book what the call cost and free the rest of its hold (0: a call never made).
+
+        ``caps``, the caps the call was held against, say where to book the cost if Redis lost
+        the hold with the rest of its data; ``CountersNotLoaded`` if the counters are not
+        restored yet (nothing is booked: restore them, then settle again)."""
+        args: list[Any] = [hold_id, int(cost_micro)]
+        for cap in caps or []:
+            args += [cap.scope, cap.period]
+        reply = int(self._settle(keys=[self.prefix], args=args))
+        if reply == 3:
+            raise CountersNotLoaded(self.prefix)
+        return {1: Settled.NOW, 2: Settled.AFTER_EXPIRY, 4: Settled.HOLD_LOST}.get(
+            reply, Settled.BEFORE
+        )
 
     def restore(self, spent: dict[tuple[str, str], int]) -> int:
         """Raise each ``(scope, period)`` counter to at least the amount given (the ledger's

@@ -62,6 +62,7 @@ class WorkerProcess:
         self._signal(signal.SIGKILL)
         if self.process is not None:
             self.process.wait()
+        self._close_log()
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM (Celery's warm shutdown: running tasks finish), SIGKILL after ``grace_s``."""
@@ -72,6 +73,9 @@ class WorkerProcess:
                 self.process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -77,6 +77,31 @@ def test_a_hold_whose_time_ran_out_comes_back_and_a_late_settlement_is_still_boo
     assert store.spent("run:r1", "total") == 700
 
 
+def test_a_settlement_whose_hold_redis_lost_is_booked_on_the_caps_it_names() -> None:
+    client = fakeredis.FakeRedis()
+    store = BudgetStore(client, team="t")
+    store.restore({})
+    store.reserve("s1:1", 3_000, 60, [AGENT, RUN])  # a call goes out
+    client.flushall()  # Redis loses its data while the call is under way
+
+    # Nothing is booked until the counters are back from the ledger...
+    with pytest.raises(CountersNotLoaded):
+        store.settle("s1:1", 1_200, [AGENT, RUN])
+    store.restore({(AGENT.scope, store.today()): 5_000})  # the ledger, without this call yet
+
+    # ...then the call's cost goes on every cap it was held against, once
+    assert store.settle("s1:1", 1_200, [AGENT, RUN]) is Settled.HOLD_LOST
+    assert store.settle("s1:1", 1_200, [AGENT, RUN]) is Settled.BEFORE
+    assert store.spent(AGENT.scope, store.today()) == 6_200
+    assert store.spent(RUN.scope, "total") == 1_200
+    assert client.ttl(f"{store.prefix}spent:{RUN.scope}:total") > 0  # a run's keys still expire
+
+
+def test_a_settlement_of_an_unknown_hold_under_no_cap_books_nothing(store: BudgetStore) -> None:
+    assert store.settle("never-held:1", 500) is Settled.BEFORE
+    assert store.spent(AGENT.scope, store.today()) == 0
+
+
 def test_sixty_four_concurrent_callers_never_settle_more_than_the_cap(store: BudgetStore) -> None:
     cap, worst = Cap("agent:busy", 200_000, "total"), 1_000
     settled: list[int] = []

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fakeredis
 from sqlmodel import col, select
 
 from orchestration import Agent, Workflow, WorkflowStatus
+from orchestration.budget import Budget
+from orchestration.pricing import PriceTable
+from storage.budget_store import BudgetStore, Cap
 from storage.db import session_scope
 from storage.models import TraceRow
 from tests.conftest import TeamFactory
 from tests.support import run_inline
+from workers.providers.base import ChatMessage, ModelRequest
 
 
 def _team(inline_team: TeamFactory, budget_usd: float | None = None, **agent: object):  # type: ignore[no-untyped-def]
@@ -69,3 +74,19 @@ def test_a_run_within_every_cap_finishes_and_its_holds_are_all_settled(
     assert store.reserved(f"run:{result.id}", "total") == 0
     assert store.spent(f"run:{result.id}", "total") == round(result.cost_usd * 1e6)
     assert store.spent("agent:writer", store.today()) == round(result.steps[1].cost_usd * 1e6)
+
+
+def test_a_call_under_way_when_redis_loses_its_data_is_still_booked_on_its_caps() -> None:
+    client = fakeredis.FakeRedis()
+    store = BudgetStore(client, team="t")
+    ledger = {("agent:writer", store.today()): 2_000}  # what the cost ledger holds
+    budget = Budget(store, PriceTable.default(), restore=lambda: store.restore(ledger))
+    caps = [Cap("agent:writer", 1_000_000, "day")]
+    request = ModelRequest("claude-haiku-4-5", "", (ChatMessage("user", "hi"),), 64, 5.0)
+    budget.hold("s1:1", request, caps, ttl_s=60)  # the counters were loaded on the way in
+
+    client.flushall()  # the call is under way when Redis loses its data
+    budget.settle("s1:1", 700, caps)
+
+    # the counters came back from the ledger, which did not hold this call yet, and it was added
+    assert store.spent("agent:writer", store.today()) == 2_700

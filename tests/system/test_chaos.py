@@ -1,0 +1,253 @@
+"""Chaos: 200 three-step workflows on real worker processes while a worker is SIGKILLed every few
+seconds (and started again), and Redis loses all its data once, mid-run.
+
+What must hold, each checked against a record the other side keeps:
+- every workflow succeeds;
+- the model is called exactly once per successful step attempt, and no attempt reaches it twice
+  (the stub server counts the calls it answered for each ``step:attempt``);
+- no spend cap is passed (the cost ledger against each cap; the Redis counters, rebuilt from the
+  ledger after the flush, against the same caps);
+- no message is lost: every request the bus recorded was delivered, or the sweep gave its attempt
+  up and dispatched the next one.
+
+Run it alone with ``make test-chaos`` (``pytest -m chaos``). It prints its counts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from orchestration import Orchestrator, WorkflowStatus
+from orchestration.pricing import usd_to_micro
+from storage.db import session_scope
+from storage.embedded import EmbeddedRedis
+from storage.models import CostLedgerRow, MessageRow, StepRow, TraceRow, WorkflowRow
+from tests.system.conftest import ROOT, TEAM
+from workers.processes import WorkerProcess, wait_for_workers
+from workers.stub_anthropic import StubAnthropicServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.chaos]
+
+WORKFLOWS = 200
+STEPS = 3
+KILL_EVERY_S = (2.0, 4.0)  # a worker is killed at a random moment in this range after the last
+FLUSH_AFTER_FINISHED = 60  # Redis loses its data once this many workflows have finished
+AGENT_CAP_USD = 0.5  # each agent's daily cap; the run is expected to spend well under it
+RUN_BUDGET_USD = 0.02  # each run's cap: three calls and a few retries fit
+FINISH_WITHIN_S = 420
+SEED = 20261124
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own: flushing it cannot touch another test's keys."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def stub() -> Iterator[StubAnthropicServer]:
+    with StubAnthropicServer(latency_s=0.25) as server:  # long enough for kills to land mid-call
+        yield server
+
+
+@pytest.fixture
+def extra_env(private_redis: EmbeddedRedis, stub: StubAnthropicServer) -> dict[str, str]:
+    return {
+        "AGENTYARD_REDIS_URL": private_redis.url,
+        "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
+        "AGENTYARD_ANTHROPIC_API_KEY": "sk-stub",
+        "SAMPLE_TEAM_NAME": f"chaos{uuid.uuid4().hex[:8]}",
+        "SAMPLE_TEAM_MODEL": "claude-haiku-4-5",
+        "SAMPLE_TEAM_MAX_TOKENS": "64",
+        "SAMPLE_TEAM_MAX_RETRIES": "8",
+        "SAMPLE_TEAM_TIMEOUT_S": "3",
+        "SAMPLE_TEAM_AGENT_CAP_USD": str(AGENT_CAP_USD),
+        "SAMPLE_TEAM_RUN_BUDGET_USD": str(RUN_BUDGET_USD),
+        "AGENTYARD_LOG_LEVEL": "WARNING",
+        "AGENTYARD_LEASE_MARGIN_S": "1",
+        "AGENTYARD_SWEEP_INTERVAL_S": "0.5",
+        "AGENTYARD_VISIBILITY_TIMEOUT_S": "8",
+        "AGENTYARD_TASK_TIME_LIMIT_S": "6",
+        "AGENTYARD_LOST_REQUEST_AFTER_S": "3",
+    }
+
+
+class Fleet:
+    """The worker processes, each started again under a new name when it is killed."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self._env = env
+        self._logs = logs
+        self._started = Counter[str]()
+        self.kills = Counter[str]()
+        self.workers: dict[str, WorkerProcess] = {}
+
+    def start(self, role: str, *args: str) -> None:
+        self._started[role] += 1
+        name = f"{role}-{self._started[role]}"
+        self.workers[role] = WorkerProcess(
+            TEAM,
+            *args,
+            "--name",
+            name,
+            env=self._env,
+            cwd=ROOT,
+            log_path=self._logs / f"{role}.log",
+        ).start()
+        self._args = getattr(self, "_args", {}) | {role: args}
+
+    def kill_and_restart(self, role: str) -> None:
+        self.workers[role].kill()
+        self.kills[role] += 1
+        self.start(role, *self._args[role])
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+
+def _finished(orc: Orchestrator, ids: list[str]) -> int:
+    done = [s.value for s in WorkflowStatus if s.finished]
+    with session_scope(orc.database_url) as session:
+        return int(
+            session.exec(
+                select(func.count())
+                .select_from(WorkflowRow)
+                .where(col(WorkflowRow.id).in_(ids), col(WorkflowRow.status).in_(done))
+            ).one()
+        )
+
+
+def test_workflows_survive_repeated_sigkills_and_a_redis_flush(
+    orc: Orchestrator,
+    env: dict[str, str],
+    tmp_path: Path,
+    private_redis: EmbeddedRedis,
+    stub: StubAnthropicServer,
+) -> None:
+    rng = random.Random(SEED)
+    fleet = Fleet(env, tmp_path)
+    fleet.start("coordinator", "--coordinator", "--beat", "--concurrency", "4")
+    fleet.start("agents-a", "--all-agents", "--concurrency", "8")
+    fleet.start("agents-b", "--all-agents", "--concurrency", "8")
+    flushed_at: int | None = None
+    try:
+        wait_for_workers(orc.celery, 3, processes=list(fleet.workers.values()))
+        started = time.monotonic()
+        ids = [orc.submit("research", f"topic {n}").id for n in range(WORKFLOWS)]
+
+        next_kill = time.monotonic() + rng.uniform(*KILL_EVERY_S)
+        while (finished := _finished(orc, ids)) < WORKFLOWS:
+            assert time.monotonic() - started < FINISH_WITHIN_S, (
+                f"only {finished} of {WORKFLOWS} workflows finished in {FINISH_WITHIN_S}s"
+            )
+            if flushed_at is None and finished >= FLUSH_AFTER_FINISHED:
+                redis.Redis.from_url(private_redis.url).flushall()
+                flushed_at = finished
+            if time.monotonic() >= next_kill:
+                # Agent workers die more often than the coordinator, as pods under load do.
+                fleet.kill_and_restart(
+                    rng.choice(["agents-a", "agents-b", "agents-a", "agents-b", "coordinator"])
+                )
+                next_kill = time.monotonic() + rng.uniform(*KILL_EVERY_S)
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+        # One more sweep after the last finish: it raises the spend counters to the ledger once
+        # the calls that were in flight at the flush have been booked.
+        time.sleep(2.0)
+    finally:
+        fleet.stop()
+
+    results = [orc.run(run_id).result() for run_id in ids]
+    statuses = Counter(r.status for r in results)
+    calls = stub.stats()
+    by_request: dict[str, list[int]] = calls["by_request"]
+
+    with session_scope(orc.database_url) as session:
+        traces = session.exec(
+            select(TraceRow.step_id, TraceRow.attempt, TraceRow.outcome).where(
+                col(TraceRow.workflow_id).in_(ids)
+            )
+        ).all()
+        attempts_used = session.exec(
+            select(StepRow.id, StepRow.attempt).where(col(StepRow.workflow_id).in_(ids))
+        ).all()
+        requests = session.exec(
+            select(MessageRow.step_id, MessageRow.payload, MessageRow.delivered_at).where(
+                col(MessageRow.workflow_id).in_(ids), MessageRow.type == "request"
+            )
+        ).all()
+        ledger_by_agent = dict(
+            session.exec(
+                select(CostLedgerRow.agent_id, func.sum(CostLedgerRow.cost_micro))
+                .where(col(CostLedgerRow.workflow_id).in_(ids))
+                .group_by(col(CostLedgerRow.agent_id))
+            ).all()
+        )
+        ledger_by_run = dict(
+            session.exec(
+                select(CostLedgerRow.workflow_id, func.sum(CostLedgerRow.cost_micro))
+                .where(col(CostLedgerRow.workflow_id).in_(ids))
+                .group_by(col(CostLedgerRow.workflow_id))
+            ).all()
+        )
+
+    succeeded = {f"{step}:{attempt}" for step, attempt, outcome in traces if outcome == "succeeded"}
+    recorded = {f"{step}:{attempt}" for step, attempt, _ in traces}
+    unrecorded_calls = [key for key in by_request if key not in recorded]
+    last_attempt = dict(attempts_used)
+    delivered = sum(1 for _, _, at in requests if at is not None)
+    superseded = sum(
+        1
+        for step, payload, at in requests
+        if at is None and int(payload["payload"]["attempt"]) < last_attempt[step]
+    )
+    lost = len(requests) - delivered - superseded
+
+    store = orc.budget_store()
+    assert store is not None
+    day = store.today()
+    counters = {agent: store.spent(f"agent:{agent}", day) for agent in ledger_by_agent}
+
+    cap = usd_to_micro(AGENT_CAP_USD)
+    spend = {agent: (ledger_by_agent[agent], counters[agent]) for agent in counters}
+    print(
+        "\nchaos:",
+        f"{WORKFLOWS} workflows x {STEPS} steps in {elapsed:.0f}s;",
+        f"statuses {dict((s.value, n) for s, n in statuses.items())};",
+        f"kills {dict(fleet.kills)} ({sum(fleet.kills.values())} in all);",
+        f"Redis flushed once, at {flushed_at} finished workflows;",
+        f"model calls {calls['calls']} {calls['by_status']};",
+        f"successful attempts {len(succeeded)}, each called once: "
+        f"{all(by_request.get(k) == [200] for k in succeeded)};",
+        f"attempts that reached the model twice {sum(len(v) > 1 for v in by_request.values())};",
+        f"calls cut off by a kill before they were recorded {len(unrecorded_calls)};",
+        f"request messages {len(requests)}: delivered {delivered}, "
+        f"given up and re-dispatched by the sweep {superseded}, lost {lost};",
+        f"spend per agent in micro-dollars (ledger, Redis) {spend} of a cap of {cap};",
+        f"dearest run {max(ledger_by_run.values())} of a {usd_to_micro(RUN_BUDGET_USD)} budget",
+    )
+
+    assert statuses == {WorkflowStatus.SUCCEEDED: WORKFLOWS}
+    assert flushed_at is not None and sum(fleet.kills.values()) >= 5
+    # one successful call per step, and no attempt ever reached the model twice
+    assert len(succeeded) == WORKFLOWS * STEPS
+    assert all(by_request.get(key) == [200] for key in succeeded)
+    assert all(len(statuses_seen) == 1 for statuses_seen in by_request.values())
+    # no cap passed, by the ledger or by the counters rebuilt from it after the flush
+    assert all(spent <= usd_to_micro(AGENT_CAP_USD) for spent in ledger_by_agent.values())
+    assert all(spent <= usd_to_micro(AGENT_CAP_USD) for spent in counters.values())
+    assert all(spent <= usd_to_micro(RUN_BUDGET_USD) for spent in ledger_by_run.values())
+    assert all(counters[agent] >= ledger_by_agent[agent] for agent in counters)
+    assert lost == 0
