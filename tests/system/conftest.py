@@ -6,11 +6,13 @@ import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestration import Orchestrator
+from workers.stub_anthropic import StubAnthropicServer
 
 TEAM = "tests.system.sample_team:orc"
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +28,22 @@ def agentyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
         text=True,
         timeout=90,
     )
+
+
+def stub_env(stub: StubAnthropicServer) -> dict[str, str]:
+    """Settings that send the sample team's calls through the real SDK to ``stub``."""
+    return {
+        "SAMPLE_TEAM_MODEL": "claude-haiku-4-5",
+        "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
+        "AGENTYARD_ANTHROPIC_API_KEY": "sk-stub",
+    }
+
+
+@pytest.fixture
+def stub() -> Iterator[StubAnthropicServer]:
+    """A stub Messages API server for this test (a module overrides it for other settings)."""
+    with StubAnthropicServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@ opens, the provider is not called while it is open, one probe closes it, every r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestration import Orchestrator, WorkflowStatus
-from tests.system.conftest import ROOT, TEAM
+from tests.system.conftest import ROOT, TEAM, stub_env
 from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
@@ -20,17 +19,9 @@ FAILURES = 3  # the stub's first three answers are 529 overloaded: the breaker's
 
 
 @pytest.fixture
-def stub() -> Iterator[StubAnthropicServer]:
-    with StubAnthropicServer() as server:
-        yield server
-
-
-@pytest.fixture
 def extra_env(stub: StubAnthropicServer) -> dict[str, str]:
     return {
-        "SAMPLE_TEAM_MODEL": "claude-haiku-4-5",
-        "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
-        "AGENTYARD_ANTHROPIC_API_KEY": "sk-stub",
+        **stub_env(stub),
         "SAMPLE_TEAM_BREAKER_THRESHOLD": str(FAILURES),
         "SAMPLE_TEAM_BREAKER_RESET_S": "3",  # retries come due while it is open
         "AGENTYARD_SWEEP_INTERVAL_S": "0.5",

@@ -32,7 +32,7 @@ from orchestration.pricing import usd_to_micro
 from storage.db import session_scope
 from storage.embedded import EmbeddedRedis
 from storage.models import CostLedgerRow, MessageRow, StepRow, TraceRow, WorkflowRow
-from tests.system.conftest import ROOT, TEAM
+from tests.system.conftest import ROOT, TEAM, stub_env
 from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
@@ -67,11 +67,9 @@ def stub() -> Iterator[StubAnthropicServer]:
 @pytest.fixture
 def extra_env(private_redis: EmbeddedRedis, stub: StubAnthropicServer) -> dict[str, str]:
     return {
+        **stub_env(stub),
         "AGENTYARD_REDIS_URL": private_redis.url,
-        "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
-        "AGENTYARD_ANTHROPIC_API_KEY": "sk-stub",
         "SAMPLE_TEAM_NAME": f"chaos{uuid.uuid4().hex[:8]}",
-        "SAMPLE_TEAM_MODEL": "claude-haiku-4-5",
         "SAMPLE_TEAM_MAX_TOKENS": "64",
         "SAMPLE_TEAM_MAX_RETRIES": "8",
         "SAMPLE_TEAM_TIMEOUT_S": "3",

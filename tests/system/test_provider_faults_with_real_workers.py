@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import TraceRow
-from tests.system.conftest import ROOT, TEAM
+from tests.system.conftest import ROOT, TEAM, stub_env
 from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
@@ -25,18 +25,10 @@ TIMEOUT_S = 1.0  # each agent's
 
 
 @pytest.fixture
-def stub() -> Iterator[StubAnthropicServer]:
-    with StubAnthropicServer() as server:
-        yield server
-
-
-@pytest.fixture
 def extra_env(stub: StubAnthropicServer) -> dict[str, str]:
     return {
-        "SAMPLE_TEAM_MODEL": "claude-haiku-4-5",
+        **stub_env(stub),
         "SAMPLE_TEAM_TIMEOUT_S": str(TIMEOUT_S),
-        "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
-        "AGENTYARD_ANTHROPIC_API_KEY": "sk-stub",
         "AGENTYARD_SWEEP_INTERVAL_S": "0.5",
     }
 
