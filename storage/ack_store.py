@@ -1,0 +1,96 @@
+"""Application-level acknowledgements in Redis: who still owes one, and by when.
+
+A message published with ``requires_ack`` must be acknowledged by each recipient within its
+``ack_timeout_s``; otherwise the bus's sweeper publishes it again (escalated, ``attempt`` + 1) or,
+after the last attempt, dead-letters it. Every check-and-change is one Lua script
+(``storage/lua/ack_*.lua``), so any number of workers and sweepers agree on each entry: an entry
+is acknowledged once, claimed by one sweeper at a time, and a late acknowledgement still stops
+a copy that is on a queue from being processed. Time is Redis's own.
+
+Keys, under ``<prefix>agentyard:acks:{<team>}:`` (one hash tag per team), each entry being
+``<message id>|<recipient>``:
+- ``pending``: a sorted set of the entries waiting, by deadline;
+- ``attempts``: a hash of the attempt each waiting entry was last published as;
+- ``acked:<entry>``: the acknowledgement, remembered for ``ACKED_KEPT_S``.
+PostgreSQL keeps the record of every acknowledgement too (``message_acks``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import redis
+
+_LUA = Path(__file__).parent / "lua"
+ACKED_KEPT_S = 7 * 86400
+SEPARATOR = "|"
+
+
+class Acked(StrEnum):
+    NOW = "acknowledged"
+    BEFORE = "acknowledged before"
+    NOT_AWAITED = "nothing waited for it"
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """An acknowledgement that did not come in time, claimed by one sweeper."""
+
+    message_id: str
+    recipient: str
+    attempt: int
+
+
+def entry(message_id: str, recipient: str) -> str:
+    return f"{message_id}{SEPARATOR}{recipient}"
+
+
+class AckStore:
+    def __init__(self, client: redis.Redis, team: str, key_prefix: str = "") -> None:
+        self._client = client
+        self.prefix = f"{key_prefix}agentyard:acks:{{{team}}}:"
+        self._expect = client.register_script((_LUA / "ack_expect.lua").read_text())
+        self._confirm = client.register_script((_LUA / "ack_confirm.lua").read_text())
+        self._due = client.register_script((_LUA / "ack_due.lua").read_text())
+        self._drop = client.register_script((_LUA / "ack_drop.lua").read_text())
+
+    def expect(
+        self, message_id: str, recipients: tuple[str, ...], attempt: int, timeout_s: float
+    ) -> int:
+        """Wait for each recipient's acknowledgement of ``attempt`` for ``timeout_s``; returns
+        how many are now awaited (one already acknowledged is not)."""
+        args: list[Any] = [float(timeout_s), int(attempt)]
+        args += [entry(message_id, r) for r in recipients]
+        return int(self._expect(keys=[self.prefix], args=args))
+
+    def acknowledge(self, message_id: str, recipient: str) -> Acked:
+        reply = int(
+            self._confirm(keys=[self.prefix], args=[entry(message_id, recipient), ACKED_KEPT_S])
+        )
+        return {1: Acked.NOW, 0: Acked.BEFORE}.get(reply, Acked.NOT_AWAITED)
+
+    def is_acknowledged(self, message_id: str, recipient: str) -> bool:
+        return bool(self._client.exists(f"{self.prefix}acked:{entry(message_id, recipient)}"))
+
+    def overdue(self, limit: int, claim_s: float) -> list[Overdue]:
+        """Claim up to ``limit`` overdue acknowledgements for ``claim_s`` seconds."""
+        reply = self._due(keys=[self.prefix], args=[int(limit), float(claim_s)])
+        claimed = []
+        for i in range(0, len(reply), 2):
+            message_id, _, recipient = _text(reply[i]).partition(SEPARATOR)
+            claimed.append(Overdue(message_id, recipient, int(_text(reply[i + 1]))))
+        return claimed
+
+    def give_up(self, message_id: str, recipient: str) -> bool:
+        """Stop waiting (the message is dead-lettered); False if an acknowledgement came first."""
+        return bool(int(self._drop(keys=[self.prefix], args=[entry(message_id, recipient)])))
+
+    def waiting(self) -> int:
+        return int(self._client.zcard(f"{self.prefix}pending"))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
