@@ -2,11 +2,19 @@
 
 Messages carry ids, never prompts: a request names the step and attempt, the worker loads the rest
 from the database. That keeps payloads small, and Flower free of prompts and keys. One encode, one
-decode; JSON only.
+decode; JSON only. A message that does not validate cannot be built (``InvalidRequest`` says
+which field and why), so it is refused before anything is published.
+
+``to`` names one or more agents (or the coordinator), or ``BROADCAST`` alone: every agent
+subscribed to the message's type, resolved when it is published. ``requires_ack`` asks each
+recipient to acknowledge within ``ack_timeout_s``; otherwise the bus publishes the message again
+as ``attempt`` + 1. ``payload_ref`` is set on the broker's copy of a large message: the payload
+stays in PostgreSQL and the consumer loads it from there.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -18,6 +26,7 @@ from storage.errors import InvalidRequest
 from storage.models import new_id, utcnow
 
 COORDINATOR = "coordinator"
+BROADCAST = "*"  # `to` every agent subscribed to the message's type
 
 
 class MessageType(StrEnum):
@@ -40,11 +49,44 @@ class AgentMessage(BaseModel):
     priority: int = DEFAULT
     attempt: int = Field(default=1, ge=1)
     timestamp: datetime = Field(default_factory=utcnow)
+    requires_ack: bool = False
+    ack_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
+    payload_ref: str | None = None  # the payload is in PostgreSQL, on this message's audit row
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidRequest(f"not a valid agentyard message: {_reasons(exc)}") from None
 
     @field_validator("priority")
     @classmethod
     def _priority_in_range(cls, value: int) -> int:
         return check(value)
+
+    @field_validator("to")
+    @classmethod
+    def _recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not r for r in value):
+            raise ValueError("a recipient is empty")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a recipient is named twice in {list(value)}")
+        if BROADCAST in value and len(value) > 1:
+            raise ValueError(f"{BROADCAST!r} (every subscriber) stands alone")
+        return value
+
+    @field_validator("payload")
+    @classmethod
+    def _json_payload(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the payload is not plain JSON ({exc})") from None
+        return value
+
+    @property
+    def broadcast(self) -> bool:
+        return self.to == (BROADCAST,)
 
     def encode(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -54,7 +96,16 @@ class AgentMessage(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise InvalidRequest(f"not an agentyard message: {exc}") from None
+            raise InvalidRequest(f"not an agentyard message: {_reasons(exc)}") from None
+
+
+def _reasons(exc: ValidationError) -> str:
+    """What pydantic found wrong, one field at a time: ``priority: ...; to: ...``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or 'message'}: "
+        f"{error['msg'].removeprefix('Value error, ')}"
+        for error in exc.errors()
+    )
 
 
 def request_step(

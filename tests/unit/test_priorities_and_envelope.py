@@ -56,6 +56,9 @@ def test_an_encoded_message_is_plain_json_with_ids_and_no_prompt() -> None:
         "priority",
         "attempt",
         "timestamp",
+        "requires_ack",
+        "ack_timeout_s",
+        "payload_ref",
     }
 
 
@@ -74,6 +77,40 @@ def test_a_message_with_a_bad_priority_cannot_be_built() -> None:
             priority=11,
             timestamp=datetime.now(UTC),
         )
+
+
+def _note(**fields: object) -> AgentMessage:
+    base: dict[str, object] = {"type": "notification", "sender": "writer", "to": ("reviewer",)}
+    return AgentMessage(**(base | fields))
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"payload": {"when": datetime.now(UTC)}}, "payload: .*not plain JSON"),
+        ({"payload": {"x": float("nan")}}, "payload: .*not plain JSON"),
+        ({"to": ("reviewer", "reviewer")}, "to: .*named twice"),
+        ({"to": ()}, "to: "),
+        ({"to": ("*", "reviewer")}, "to: .*stands alone"),
+        ({"type": "gossip"}, "type: "),
+        ({"ack_timeout_s": 0}, "ack_timeout_s: "),
+    ],
+)
+def test_a_message_that_does_not_validate_is_refused_naming_the_field(
+    fields: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=f"not a valid agentyard message: {reason}"):
+        _note(**fields)
+
+
+def test_a_message_to_every_subscriber_says_so() -> None:
+    assert _note(to=("*",)).broadcast
+    assert not _note().broadcast
+
+
+def test_a_message_asking_for_acknowledgement_survives_encode_and_decode() -> None:
+    message = _note(requires_ack=True, ack_timeout_s=5, attempt=3, payload={"n": [1, "two"]})
+    assert AgentMessage.decode(message.encode()) == message
 
 
 def test_agents_and_the_coordinator_have_their_own_queues() -> None:
