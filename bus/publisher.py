@@ -52,6 +52,9 @@ class Bus:
                 payload=message.encode(),
                 created_at=message.timestamp,
                 delivered_at=None,
+                attempt=message.attempt,
+                requires_ack=message.requires_ack,
+                ack_timeout_s=message.ack_timeout_s if message.requires_ack else None,
             ),
         )
 

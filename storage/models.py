@@ -184,6 +184,21 @@ class MessageRow(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     delivered_at: datetime | None = _when()
+    # Published again (by the acknowledgement sweeper) as attempt + 1, maybe escalated.
+    attempt: int = 1
+    requires_ack: bool = False
+    ack_timeout_s: float | None = None
+
+
+class MessageAckRow(SQLModel, table=True):
+    """A recipient's acknowledgement of a message that asked for one (``requires_ack``)."""
+
+    __tablename__ = "message_acks"
+
+    message_id: str = Field(primary_key=True, max_length=36)
+    recipient: str = Field(primary_key=True, max_length=200)
+    attempt: int = Field(description="The attempt that was current when the ack came.")
+    acked_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class TraceRow(SQLModel, table=True):
@@ -266,6 +281,9 @@ class DeadLetterRow(SQLModel, table=True):
     queue: str | None = Field(default=None, max_length=255)
     reason: str = Field(sa_column=Column(Text, nullable=False))
     body: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # Set for a message given up after its last unacknowledged attempt: it can be published again.
+    message_id: str | None = Field(default=None, max_length=36)
+    recipient: str | None = Field(default=None, max_length=200)
     received_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
     )
