@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import redis
 
-_LUA = Path(__file__).parent / "lua"
+from storage.redis_client import lua_script, text_of
+
 ACKED_KEPT_S = 7 * 86400
 SEPARATOR = "|"
 
@@ -52,10 +52,10 @@ class AckStore:
     def __init__(self, client: redis.Redis, team: str, key_prefix: str = "") -> None:
         self._client = client
         self.prefix = f"{key_prefix}agentyard:acks:{{{team}}}:"
-        self._expect = client.register_script((_LUA / "ack_expect.lua").read_text())
-        self._confirm = client.register_script((_LUA / "ack_confirm.lua").read_text())
-        self._due = client.register_script((_LUA / "ack_due.lua").read_text())
-        self._drop = client.register_script((_LUA / "ack_drop.lua").read_text())
+        self._expect = lua_script(client, "ack_expect")
+        self._confirm = lua_script(client, "ack_confirm")
+        self._due = lua_script(client, "ack_due")
+        self._drop = lua_script(client, "ack_drop")
 
     def expect(
         self, message_id: str, recipients: tuple[str, ...], attempt: int, timeout_s: float
@@ -80,8 +80,8 @@ class AckStore:
         reply = self._due(keys=[self.prefix], args=[int(limit), float(claim_s)])
         claimed = []
         for i in range(0, len(reply), 2):
-            message_id, _, recipient = _text(reply[i]).partition(SEPARATOR)
-            claimed.append(Overdue(message_id, recipient, int(_text(reply[i + 1]))))
+            message_id, _, recipient = text_of(reply[i]).partition(SEPARATOR)
+            claimed.append(Overdue(message_id, recipient, int(text_of(reply[i + 1]))))
         return claimed
 
     def give_up(self, message_id: str, recipient: str) -> bool:
@@ -90,7 +90,3 @@ class AckStore:
 
     def waiting(self) -> int:
         return int(self._client.zcard(f"{self.prefix}pending"))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

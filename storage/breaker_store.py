@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 import redis
 
-_LUA = Path(__file__).parent / "lua"
+from storage.redis_client import lua_script, text_of
 
 
 class Decision(StrEnum):
@@ -45,8 +44,8 @@ class BreakerStore:
     def __init__(self, client: redis.Redis, team: str, key_prefix: str = "") -> None:
         self._client = client
         self.prefix = f"{key_prefix}agentyard:breaker:{{{team}}}:"
-        self._acquire = client.register_script((_LUA / "breaker_acquire.lua").read_text())
-        self._record = client.register_script((_LUA / "breaker_record.lua").read_text())
+        self._acquire = lua_script(client, "breaker_acquire")
+        self._record = lua_script(client, "breaker_record")
 
     def acquire(
         self, agent: str, call_id: str, probe_lease_s: float, wait_hint_s: float = 1.0
@@ -55,7 +54,7 @@ class BreakerStore:
         decision, seconds = self._acquire(
             keys=[self.prefix + agent], args=[call_id, float(probe_lease_s), float(wait_hint_s)]
         )
-        return Verdict(Decision(_text(decision)), float(_text(seconds)))
+        return Verdict(Decision(text_of(decision)), float(text_of(seconds)))
 
     def record(
         self,
@@ -68,7 +67,7 @@ class BreakerStore:
         reset_s: float,
     ) -> str:
         """Count the outcome of a call; returns the state the breaker is in afterwards."""
-        return _text(
+        return text_of(
             self._record(
                 keys=[self.prefix + agent],
                 args=[
@@ -82,7 +81,9 @@ class BreakerStore:
         )
 
     def state(self, agent: str) -> BreakerState:
-        found = {_text(k): _text(v) for k, v in self._client.hgetall(self.prefix + agent).items()}
+        found = {
+            text_of(k): text_of(v) for k, v in self._client.hgetall(self.prefix + agent).items()
+        }
         seconds, micros = self._client.time()
         now = int(seconds) + int(micros) / 1e6
         state = found.get("state", "closed")
@@ -94,7 +95,3 @@ class BreakerStore:
             opened=int(found.get("opened", 0)),
             open_for_s=max(0.0, open_until - now) if state == "open" else 0.0,
         )
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Literal
 
 import redis
 
-_LUA = Path(__file__).parent / "lua"
+from storage.redis_client import lua_script, text_of
+
 RUN_KEYS_LIVE_S = 7 * 86400
 DAY_KEYS_LIVE_S = 3 * 86400
 
@@ -70,9 +70,9 @@ class BudgetStore:
     def __init__(self, client: redis.Redis, team: str, key_prefix: str = "") -> None:
         self._client = client
         self.prefix = f"{key_prefix}agentyard:budget:{{{team}}}:"
-        self._reserve = client.register_script((_LUA / "budget_reserve.lua").read_text())
-        self._settle = client.register_script((_LUA / "budget_settle.lua").read_text())
-        self._restore = client.register_script((_LUA / "budget_restore.lua").read_text())
+        self._reserve = lua_script(client, "budget_reserve")
+        self._settle = lua_script(client, "budget_settle")
+        self._restore = lua_script(client, "budget_restore")
 
     def reserve(
         self, hold_id: str, amount_micro: int, ttl_s: float, caps: list[Cap]
@@ -88,7 +88,7 @@ class BudgetStore:
         if int(reply[0]) == 1:
             return None
         _, scope, spent, reserved, cap_micro = reply
-        return Refusal(_text(scope), int(spent), int(reserved), int(cap_micro))
+        return Refusal(text_of(scope), int(spent), int(reserved), int(cap_micro))
 
     def settle(self, hold_id: str, cost_micro: int, caps: list[Cap] | None = None) -> Settled:
         """Book what the call cost and free the rest of its hold (0: a call never made).
@@ -123,7 +123,7 @@ class BudgetStore:
         ids = self._client.zrange(f"{self.prefix}holds", 0, -1)
         out = []
         for raw in ids:
-            hold_id = _text(raw)
+            hold_id = text_of(raw)
             amount = self._client.hget(f"{self.prefix}hold:{hold_id}", "amount")
             if amount is not None:
                 out.append((hold_id, int(amount)))
@@ -140,7 +140,3 @@ class BudgetStore:
         """The period name of today's daily caps, by Redis's clock."""
         seconds, _ = self._client.time()
         return f"d{int(seconds) // 86400}"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis
 
-_LUA = Path(__file__).parent / "lua"
+from storage.redis_client import lua_script, text_of
+
 ALERT_MEMORY_S = 7 * 86400
 
 
@@ -33,7 +33,7 @@ class CostStatsStore:
     def __init__(self, client: redis.Redis, team: str, key_prefix: str = "") -> None:
         self._client = client
         self.prefix = f"{key_prefix}agentyard:costs:{{{team}}}:"
-        self._add = client.register_script((_LUA / "cost_stats.lua").read_text())
+        self._add = lua_script(client, "cost_stats")
 
     def add_run(self, workflow: str, cost_micro: int, window: int) -> CostStats:
         """Count one finished run; returns the statistics from before it."""
@@ -44,7 +44,7 @@ class CostStatsStore:
 
     def stats(self, workflow: str) -> CostStats:
         found = self._client.hgetall(f"{self.prefix}stats:{workflow}")
-        values = {_text(k): _text(v) for k, v in found.items()}
+        values = {text_of(k): text_of(v) for k, v in found.items()}
         return CostStats(
             int(values.get("n", 0)), float(values.get("mean", 0)), float(values.get("var", 0))
         )
@@ -54,7 +54,3 @@ class CostStatsStore:
         return bool(
             self._client.set(f"{self.prefix}alerted:{run_id}", 1, nx=True, ex=ALERT_MEMORY_S)
         )
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from storage.errors import ConfigurationError
 
+_LUA = Path(__file__).parent / "lua"
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
 
@@ -23,3 +27,13 @@ def redis_for(url: str | None) -> redis.Redis:
             client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
             _clients[url] = client
         return client
+
+
+def lua_script(client: redis.Redis, name: str) -> Script:
+    """The script ``storage/lua/<name>.lua``, registered with ``client`` (sent by its hash)."""
+    return client.register_script((_LUA / f"{name}.lua").read_text())
+
+
+def text_of(value: Any) -> str:
+    """A Redis reply as text, whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,9 +9,10 @@ are written in one MULTI, so the two views never disagree.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import redis
+
+from storage.redis_client import text_of
 
 
 class SubscriptionStore:
@@ -28,11 +29,11 @@ class SubscriptionStore:
     def subscribers(self, message_type: str) -> tuple[str, ...]:
         """The agents subscribed to ``message_type``, in a stable order."""
         members = self._client.smembers(f"{self.prefix}subscribers:{message_type}")
-        return tuple(sorted(_text(m) for m in members))
+        return tuple(sorted(text_of(m) for m in members))
 
     def subscriptions(self, agent_id: str) -> tuple[str, ...]:
         members = self._client.smembers(f"{self.prefix}subscriptions:{agent_id}")
-        return tuple(sorted(_text(m) for m in members))
+        return tuple(sorted(text_of(m) for m in members))
 
     def _change(self, agent_id: str, types: Iterable[str], *, add: bool) -> None:
         chosen = list(types)
@@ -51,7 +52,3 @@ class SubscriptionStore:
             else:
                 pipe.srem(mine, *chosen)
             pipe.execute()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
