@@ -64,6 +64,11 @@ class AgentMessage(BaseModel):
     def _priority_in_range(cls, value: int) -> int:
         return check(value)
 
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_recipient_alone(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
     @field_validator("to")
     @classmethod
     def _recipients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -133,6 +138,45 @@ def request_step(
             "attempt": attempt,
             "workflow": workflow,
             "budget_micro": budget_micro,
+        },
+    )
+
+
+def is_step_request(message: AgentMessage) -> bool:
+    """Whether ``message`` is the coordinator asking an agent to run a step (``request_step``);
+    every other message to an agent goes to the agent's bus handler."""
+    return (
+        message.type is MessageType.REQUEST
+        and message.sender == COORDINATOR
+        and "step_id" in message.payload
+    )
+
+
+def step_response(
+    *,
+    agent_id: str,
+    workflow_id: str,
+    step_id: str,
+    attempt: int,
+    priority: int,
+    outcome: str,
+    cost_micro: int,
+) -> AgentMessage:
+    """An agent's answer to a step request: how the attempt ended (the output is on the step
+    row). The coordinator's decision is made in the transaction that records it."""
+    return AgentMessage(
+        type=MessageType.RESPONSE,
+        sender=agent_id,
+        to=(COORDINATOR,),
+        workflow_id=workflow_id,
+        step_id=step_id,
+        priority=priority,
+        attempt=attempt,
+        payload={
+            "step_id": step_id,
+            "attempt": attempt,
+            "outcome": outcome,
+            "cost_micro": cost_micro,
         },
     )
 

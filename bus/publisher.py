@@ -1,27 +1,49 @@
 """Publishing: the message goes into the audit table first, then onto each recipient's queue.
 
-``record`` adds the audit row to the caller's transaction (so a step's result and the request it
-leads to commit together); ``route`` hands recorded messages to the broker after that commit.
-A crash between the two leaves a recorded message that no queue holds. It is not re-sent from
-this table: the maintenance sweep reconciles from the workflow and step rows, which say what
-must happen next, and consumers are idempotent, so a duplicate is harmless and a loss is not
-possible.
+``publish`` is what users (``orc.bus.publish``) and the maintenance sweep call: it resolves a
+broadcast to the subscribers of the message's type, starts waiting for the acknowledgements the
+message asks for, records it, then routes it. The coordinator and the agents use ``record`` and
+``route`` directly: ``record`` adds the audit row to the caller's transaction (so a step's result
+and the request it leads to commit together), ``route`` hands recorded messages to the broker
+after that commit. Both ways take the same two steps, in the same order.
+
+A crash between the two leaves a recorded message that no queue holds. A step's request is not
+re-sent from this table: the maintenance sweep reconciles from the workflow and step rows, which
+say what must happen next. A message that asks for an acknowledgement is published again by the
+acknowledgement sweeper (``bus.ack_sweeper``) when none comes. Consumers are idempotent, so a
+duplicate is harmless and a loss is not possible.
+
+The broker's copy of a message whose payload is larger than ``inline_payload_bytes`` carries no
+payload, only ``payload_ref``: the consumer loads the payload from the audit row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import structlog
 from celery import Celery
 
-from bus.envelope import AgentMessage
+from bus.envelope import AgentMessage, MessageType
 from bus.priorities import to_broker
-from bus.routing import route_for
+from bus.routing import Route, route_for
 from storage import statements
-from storage.executor import Tx, transaction
+from storage.ack_store import Acked, AckStore
+from storage.errors import ConfigurationError, InvalidRequest, MessageNotFound
+from storage.executor import Tx, run_alone, transaction
+from storage.models import utcnow
+from storage.subscription_store import SubscriptionStore
 
 log = structlog.get_logger(__name__)
+
+NO_REDIS = (
+    "{what} needs the shared Redis: set AGENTYARD_REDIS_URL (every producer and worker must "
+    "use the same one)"
+)
 
 
 def task_id_for(message: AgentMessage, recipient: str) -> str:
@@ -29,14 +51,70 @@ def task_id_for(message: AgentMessage, recipient: str) -> str:
     return message.id if len(message.to) == 1 else f"{message.id}:{recipient}"
 
 
+def payload_size(message: AgentMessage) -> int:
+    """Bytes of the payload as JSON on the wire."""
+    if not message.payload:
+        return 0
+    return len(json.dumps(message.payload, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What ``publish`` did: the message's id, who it went to, whether its payload stayed in
+    PostgreSQL (the broker carried a reference)."""
+
+    message_id: str
+    recipients: tuple[str, ...]
+    by_reference: bool
+
+
 class Bus:
-    def __init__(self, app: Celery, database_url: str) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        database_url: str,
+        *,
+        subscriptions: SubscriptionStore | None = None,
+        acks: AckStore | None = None,
+        inline_payload_bytes: int = 16_384,
+        is_recipient: Callable[[str], bool] | None = None,
+    ) -> None:
+        """``subscriptions`` and ``acks`` live in the shared Redis (None: broadcast and
+        acknowledgements are refused with a message that says so); ``is_recipient`` tells a known
+        agent id from a typo (None: every name is accepted)."""
         self._app = app
         self._database_url = database_url
+        self._subscriptions = subscriptions
+        self._acks = acks
+        self._inline_payload_bytes = inline_payload_bytes
+        self._is_recipient = is_recipient
 
-    def record(self, tx: Tx, message: AgentMessage) -> None:
-        """Add ``message`` to the audit table inside the caller's transaction."""
-        first = route_for(message.to[0])
+    # -- publishing ----------------------------------------------------------------------------
+
+    def publish(self, message: AgentMessage | Mapping[str, Any]) -> Published:
+        """Validate ``message`` (an ``AgentMessage`` or the fields of one), record it, then route
+        it to each recipient's queue. A broadcast (``to="*"``) goes to every agent subscribed to
+        its type except its sender; with no subscriber it is recorded and goes nowhere."""
+        resolved = self._resolve(_as_message(message))
+        if resolved.requires_ack and resolved.to:
+            # Waiting starts before the message can reach anyone: an acknowledgement never
+            # arrives for something not yet awaited.
+            self._ack_store("a message that requires an acknowledgement").expect(
+                resolved.id, resolved.to, resolved.attempt, resolved.ack_timeout_s
+            )
+        with transaction(self._database_url) as tx:
+            self.record(tx, resolved)
+        self.route([resolved])
+        if not resolved.to:
+            log.warning("bus.no_subscribers", message_id=resolved.id, type=resolved.type.value)
+        return Published(
+            resolved.id, resolved.to, payload_size(resolved) > self._inline_payload_bytes
+        )
+
+    def record(self, tx: Tx, message: AgentMessage, delivered_at: datetime | None = None) -> None:
+        """Add ``message`` to the audit table inside the caller's transaction (``delivered_at``
+        for a message its consumer acts on in that same transaction)."""
+        first = route_for(message.to[0]) if message.to else Route("", "")
         tx.run(
             statements.INSERT_MESSAGE,
             dict(
@@ -51,7 +129,7 @@ class Bus:
                 priority=message.priority,
                 payload=message.encode(),
                 created_at=message.timestamp,
-                delivered_at=None,
+                delivered_at=delivered_at,
                 attempt=message.attempt,
                 requires_ack=message.requires_ack,
                 ack_timeout_s=message.ack_timeout_s if message.requires_ack else None,
@@ -60,7 +138,7 @@ class Bus:
 
     def route(self, messages: Iterable[AgentMessage]) -> None:
         """Send already-recorded messages to their queues. A broker failure is logged, not
-        raised: the work is on record, and the sweep picks it up."""
+        raised: the work is on record, and a sweep picks it up."""
         for message in messages:
             try:
                 self._send(message)
@@ -69,29 +147,161 @@ class Bus:
                     "bus.route_failed",
                     message_id=message.id,
                     error=str(exc),
-                    next="the maintenance sweep reconciles it",
+                    next="a sweep reconciles it",
                 )
 
-    def _send(self, message: AgentMessage) -> None:
-        encoded = message.encode()
-        # What Flower and `celery inspect` show of the task: ids, never a prompt or a key.
-        shown = repr(
-            {"message": message.id, "workflow": message.workflow_id, "step": message.step_id}
+    def send_copy(self, message: AgentMessage, recipient: str) -> None:
+        """Put ``message``'s copy for one recipient on its queue (raises if the broker fails)."""
+        wire = self.on_the_wire(message)
+        route = route_for(recipient)
+        self._app.send_task(
+            route.task,
+            kwargs={"envelope": wire.encode()},
+            queue=route.queue,
+            priority=to_broker(message.priority),
+            task_id=task_id_for(message, recipient),
+            argsrepr="()",
+            # What Flower and `celery inspect` show of the task: ids, never a payload or a key.
+            kwargsrepr=repr(
+                {"message": message.id, "workflow": message.workflow_id, "step": message.step_id}
+            ),
         )
-        for recipient in message.to:
-            route = route_for(recipient)
-            self._app.send_task(
-                route.task,
-                kwargs={"envelope": encoded},
-                queue=route.queue,
-                priority=to_broker(message.priority),
-                task_id=task_id_for(message, recipient),
-                argsrepr="()",
-                kwargsrepr=shown,
-            )
 
-    def publish(self, message: AgentMessage) -> None:
-        """Record and route one message on its own."""
+    def on_the_wire(self, message: AgentMessage) -> AgentMessage:
+        """The broker's copy: ``message`` itself, or without its payload when that is large."""
+        if message.payload_ref is None and payload_size(message) > self._inline_payload_bytes:
+            return message.model_copy(update={"payload": {}, "payload_ref": message.id})
+        return message
+
+    def _send(self, message: AgentMessage) -> None:
+        for recipient in message.to:
+            self.send_copy(message, recipient)
+
+    def _resolve(self, message: AgentMessage) -> AgentMessage:
+        """The message with its recipients named: a broadcast becomes its type's subscribers."""
+        if message.broadcast:
+            store = self._subscription_store("a broadcast")
+            subscribers = tuple(s for s in store.subscribers(message.type) if s != message.sender)
+            return message.model_copy(update={"to": subscribers})
+        if self._is_recipient is not None:
+            unknown = [r for r in message.to if not self._is_recipient(r)]
+            if unknown:
+                raise InvalidRequest(
+                    f"not a valid agentyard message: to: no agent {unknown[0]!r} is registered "
+                    "with this orchestrator (check the id, or register the agent)"
+                )
+        return message
+
+    # -- subscriptions ---------------------------------------------------------------------------
+
+    def subscribe(self, agent_id: str, types: Iterable[MessageType | str]) -> None:
+        """Have ``agent_id`` receive every broadcast message of ``types``."""
+        store = self._subscription_store("subscribing")
+        store.subscribe(self._known(agent_id), _types(types))
+
+    def unsubscribe(self, agent_id: str, types: Iterable[MessageType | str]) -> None:
+        self._subscription_store("unsubscribing").unsubscribe(agent_id, _types(types))
+
+    def subscribers(self, message_type: MessageType | str) -> tuple[str, ...]:
+        return self._subscription_store("listing subscribers").subscribers(
+            _types([message_type])[0]
+        )
+
+    # -- acknowledgements --------------------------------------------------------------------------
+
+    def acknowledge(self, message_id: str, agent_id: str) -> Acked:
+        """``agent_id`` has processed ``message_id``: stop waiting for it, and never hand a copy
+        of it to that agent again. Recorded in Redis and in PostgreSQL; acknowledging twice is
+        harmless."""
         with transaction(self._database_url) as tx:
-            self.record(tx, message)
-        self.route([message])
+            row = tx.run(statements.MESSAGE_FOR_ACK, {"w_id": message_id}).one_or_none()
+            if row is None:
+                raise MessageNotFound(f"no message {message_id!r} was published on this bus")
+            if agent_id not in row.recipients:
+                raise MessageNotFound(
+                    f"message {message_id!r} was not sent to {agent_id!r}; it went to "
+                    f"{', '.join(row.recipients) or 'nobody'}"
+                )
+            attempt = row.attempt
+            outcome = Acked.NOT_AWAITED
+            if self._acks is not None:
+                done = self._acks.acknowledge(message_id, agent_id)
+                outcome, attempt = done.outcome, done.attempt or row.attempt
+            tx.run(
+                statements.insert_ack_once(self._database_url),
+                {
+                    "message_id": message_id,
+                    "recipient": agent_id,
+                    "attempt": attempt,
+                    "acked_at": utcnow(),
+                },
+            )
+        log.info("bus.acknowledged", message_id=message_id, agent_id=agent_id, outcome=outcome)
+        return outcome
+
+    def is_acknowledged(self, message_id: str, agent_id: str) -> bool:
+        if self._acks is not None:
+            return self._acks.is_acknowledged(message_id, agent_id)
+        with transaction(self._database_url) as tx:
+            found = tx.run(statements.ACK_OF, {"w_id": message_id, "w_recipient": agent_id})
+            return found.one_or_none() is not None
+
+    def mark_delivered(self, message_id: str) -> None:
+        """Stamp a message as taken by its consumer, on its own (first stamp wins)."""
+        run_alone(
+            self._database_url,
+            statements.MARK_DELIVERED,
+            {"w_id": message_id, "delivered_at": utcnow()},
+        )
+
+    def stored_payload(self, message: AgentMessage) -> AgentMessage:
+        """The message with the payload its audit row holds (for a copy that carried a
+        reference)."""
+        if message.payload_ref is None:
+            return message
+        with transaction(self._database_url) as tx:
+            row = tx.run(statements.MESSAGE_ENVELOPE, {"w_id": message.payload_ref}).one_or_none()
+        if row is None:
+            raise MessageNotFound(
+                f"message {message.id!r} refers to a payload on message {message.payload_ref!r}, "
+                "which is not in the audit table"
+            )
+        return message.model_copy(update={"payload": row.payload["payload"], "payload_ref": None})
+
+    @property
+    def acks(self) -> AckStore | None:
+        return self._acks
+
+    def _ack_store(self, what: str) -> AckStore:
+        if self._acks is None:
+            raise ConfigurationError(NO_REDIS.format(what=what))
+        return self._acks
+
+    def _subscription_store(self, what: str) -> SubscriptionStore:
+        if self._subscriptions is None:
+            raise ConfigurationError(NO_REDIS.format(what=what))
+        return self._subscriptions
+
+    def _known(self, agent_id: str) -> str:
+        if self._is_recipient is not None and not self._is_recipient(agent_id):
+            raise InvalidRequest(f"no agent {agent_id!r} is registered with this orchestrator")
+        return agent_id
+
+
+def _as_message(message: AgentMessage | Mapping[str, Any]) -> AgentMessage:
+    if isinstance(message, AgentMessage):
+        return message
+    if isinstance(message, Mapping):
+        return AgentMessage(**dict(message))
+    raise InvalidRequest(
+        f"publish takes an AgentMessage or a dict of its fields, not {type(message).__name__}"
+    )
+
+
+def _types(types: Iterable[MessageType | str]) -> list[str]:
+    chosen = [types] if isinstance(types, str) else list(types)
+    try:
+        return [MessageType(t).value for t in chosen]
+    except ValueError:
+        known = ", ".join(t.value for t in MessageType)
+        raise InvalidRequest(f"message types are {known}; got {chosen!r}") from None

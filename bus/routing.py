@@ -8,6 +8,7 @@ from bus.envelope import COORDINATOR
 
 ADVANCE_TASK = "agentyard.coordinator.advance"
 SWEEP_TASK = "agentyard.maintenance.sweep"
+ACK_SWEEP_TASK = "agentyard.bus.ack_sweep"
 COORDINATOR_QUEUE = "coordinator"
 
 

@@ -8,6 +8,7 @@ workflows (``submit``) and reattaches to runs (``run``) from any process.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
@@ -15,10 +16,13 @@ from celery import Celery
 from redis import Redis
 
 from bus import priorities
+from bus.ack_sweeper import AckSweeper
 from bus.broker_view import BrokerView
 from bus.dead_letters import DeadLetters
-from bus.envelope import AgentMessage
+from bus.envelope import COORDINATOR, AgentMessage, is_step_request
+from bus.inbox import Delivery, Inbox, MessageHandler, Registration
 from bus.publisher import Bus
+from bus.routing import ACK_SWEEP_TASK, SWEEP_TASK
 from orchestration.anomalies import AnomalyWatch
 from orchestration.breakers import Breakers
 from orchestration.budget import Budget
@@ -31,6 +35,7 @@ from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
 from orchestration.team import Team
+from storage.ack_store import AckStore
 from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore
 from storage.cost_stats_store import CostStatsStore
@@ -40,11 +45,12 @@ from storage.executor import transaction
 from storage.models import WorkflowRow, WorkflowStatus, new_id, utcnow
 from storage.redis_client import redis_for
 from storage.settings import Settings
+from storage.subscription_store import SubscriptionStore
 from workers import poison
 from workers.celery_app import make_celery
 from workers.logging import configure_logging
 from workers.providers.registry import Providers
-from workers.tasks import register_agent_task, register_coordinator_task, register_maintenance_task
+from workers.tasks import register_agent_task, register_coordinator_task, register_periodic_task
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +77,9 @@ class Orchestrator:
         self._runner: StepRunner | None = None
         self._providers: Providers | None = None
         self._maintenance: Maintenance | None = None
+        self._ack_sweeper: AckSweeper | None = None
+        self._inbox: Inbox | None = None
+        self._handlers: dict[str, Registration] = {}
         self._ready = False
         configure_logging(self.settings)
 
@@ -82,8 +91,27 @@ class Orchestrator:
     def register_agent(self, agent: Agent) -> Agent:
         self.team.add_agent(agent)
         if self._celery is not None:
-            register_agent_task(self._celery, agent.id, self._run_step)
+            register_agent_task(self._celery, agent.id, self.deliver)
         return agent
+
+    def on_message(
+        self, agent_id: str, *, auto_ack: bool = True
+    ) -> Callable[[MessageHandler], MessageHandler]:
+        """Decorate the function that receives ``agent_id``'s bus messages (everything but the
+        coordinator's step requests)::
+
+            @orc.on_message("reviewer")
+            def review_notice(message: AgentMessage) -> None: ...
+
+        With ``auto_ack`` (the default) a message that asks for an acknowledgement is
+        acknowledged when the function returns; otherwise call ``orc.bus.acknowledge``."""
+        self.team.agent(agent_id)  # refuses an agent that is not registered
+
+        def register(handler: MessageHandler) -> MessageHandler:
+            self._handlers[agent_id] = Registration(handler, auto_ack)
+            return handler
+
+        return register
 
     def register_workflow(self, workflow: Workflow) -> Workflow:
         self.team.add_workflow(workflow)
@@ -101,18 +129,32 @@ class Orchestrator:
             if self._celery is None:
                 app = make_celery(self.name, self.settings)
                 for agent_id in self.team.agents:
-                    register_agent_task(app, agent_id, self._run_step)
+                    register_agent_task(app, agent_id, self.deliver)
                 register_coordinator_task(app, self._advance)
-                register_maintenance_task(app, self._sweep, self.settings.sweep_interval_s)
+                register_periodic_task(app, SWEEP_TASK, self._sweep, self.settings.sweep_interval_s)
+                register_periodic_task(
+                    app, ACK_SWEEP_TASK, self._sweep_acks, self.settings.ack_sweep_interval_s
+                )
                 poison.register(app, DeadLetters(self.database_url))
                 self._celery = app
             return self._celery
 
     @property
     def bus(self) -> Bus:
+        """The message bus: ``publish``, ``subscribe``, ``unsubscribe``, ``acknowledge``."""
         if self._bus is None:
-            self._bus = Bus(self.celery, self.database_url)
+            self._bus = Bus(
+                self.celery,
+                self.database_url,
+                subscriptions=self.subscription_store(),
+                acks=self.ack_store(),
+                inline_payload_bytes=self.settings.bus_inline_payload_bytes,
+                is_recipient=self._is_recipient,
+            )
         return self._bus
+
+    def _is_recipient(self, name: str) -> bool:
+        return name == COORDINATOR or name in self.team.agents
 
     def ensure_ready(self) -> None:
         """Create or upgrade the schema once per process (cheap when it is current)."""
@@ -148,6 +190,28 @@ class Orchestrator:
             self._maintenance = Maintenance(self.bus, self.settings, self._broker_view())
         return self._maintenance
 
+    def inbox(self) -> Inbox:
+        if self._inbox is None:
+            self.ensure_ready()
+            self._inbox = Inbox(self.bus, DeadLetters(self.database_url), self._handlers)
+        return self._inbox
+
+    def ack_sweeper(self) -> AckSweeper | None:
+        """The sweep of overdue acknowledgements (None when no shared Redis is configured)."""
+        if self._ack_sweeper is None:
+            acks = self.bus.acks
+            if acks is None:
+                return None
+            self.ensure_ready()
+            self._ack_sweeper = AckSweeper(
+                self.bus,
+                acks,
+                DeadLetters(self.database_url),
+                self.database_url,
+                self.settings.ack_max_attempts,
+            )
+        return self._ack_sweeper
+
     def close(self) -> None:
         """Release connections (model providers, the broker pool). The object stays usable."""
         if self._providers is not None:
@@ -173,6 +237,20 @@ class Orchestrator:
             self.team.prices,
             restore=lambda: rebuild_counters(self.database_url, self.team, store),
         )
+
+    def ack_store(self) -> AckStore | None:
+        """Where the acknowledgements awaited are kept (None when no Redis is configured)."""
+        client = self._shared_state()
+        if client is None:
+            return None
+        return AckStore(client, team=self.name, key_prefix=self.settings.redis_key_prefix)
+
+    def subscription_store(self) -> SubscriptionStore | None:
+        """Who subscribed to which message type (None when no Redis is configured)."""
+        client = self._shared_state()
+        if client is None:
+            return None
+        return SubscriptionStore(client, team=self.name, key_prefix=self.settings.redis_key_prefix)
 
     def breaker_store(self) -> BreakerStore | None:
         """Where the agents' circuit breakers are kept (None when no Redis is configured)."""
@@ -204,8 +282,13 @@ class Orchestrator:
             return None
         return BrokerView(redis_for(broker), self.settings.redis_key_prefix)
 
-    def _run_step(self, message: AgentMessage) -> None:
-        self.step_runner().run(message)
+    def deliver(self, recipient: str, message: AgentMessage) -> Delivery | None:
+        """What ``recipient``'s worker does with a message: run the step a request names, or
+        hand a bus message to the agent's handler."""
+        if is_step_request(message):
+            self.step_runner().run(message)
+            return None
+        return self.inbox().deliver(recipient, message)
 
     def _advance(self, message: AgentMessage) -> None:
         if message.workflow_id:
@@ -213,6 +296,11 @@ class Orchestrator:
 
     def _sweep(self) -> None:
         self.maintenance().sweep()
+
+    def _sweep_acks(self) -> None:
+        sweeper = self.ack_sweeper()
+        if sweeper is not None:
+            sweeper.sweep()
 
     # -- the user's API ----------------------------------------------------------------------------
 

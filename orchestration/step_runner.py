@@ -9,13 +9,15 @@
    how it went;
 4. record and decide: with the workflow row locked (and charged the call's cost), the result or
    the failure goes on the step row, the call's trace and its cost-ledger row are added, the
-   request is stamped delivered, and the coordinator decides what comes next, all in one
-   transaction; the messages it recorded are routed after the commit.
+   request is stamped delivered, the agent's response is recorded on the bus's audit trail, and
+   the coordinator decides what comes next, all in one transaction; the messages it recorded are
+   routed after the commit.
 
 The claim and the record ride out a database that went away (``storage.db_retry``).
 
-Deciding here, rather than sending an ``advance`` to the coordinator queue, saves a broker hop
-and a transaction per step; the coordinator's code makes the decision either way.
+Deciding here, rather than routing the response to the coordinator queue, saves a broker hop and
+a transaction per step; the coordinator's code makes the decision either way, and the response
+is on record as if it had travelled (published, then delivered in the same transaction).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from bus.envelope import AgentMessage
+from bus.envelope import AgentMessage, step_response
 from bus.publisher import Bus
 from orchestration.anomalies import AnomalyWatch
 from orchestration.breakers import Breakers
@@ -283,6 +285,21 @@ class StepRunner:
                     statements.INSERT_LEDGER, self._ledger(message, step_id, agent, attempt, call)
                 )
             mark_delivered(tx, message.id)
+            # The agent's answer goes on record like every message; the coordinator acts on it
+            # in this very transaction, so it is delivered as it is recorded.
+            self._bus.record(
+                tx,
+                step_response(
+                    agent_id=agent.id,
+                    workflow_id=workflow_id,
+                    step_id=step_id,
+                    attempt=attempt,
+                    priority=message.priority,
+                    outcome=call.outcome,
+                    cost_micro=call.cost,
+                ),
+                delivered_at=utcnow(),
+            )
             if held and run is not None:
                 next_messages = self._coordinator.decide(tx, run)
         if run is not None and call.made:

@@ -11,7 +11,9 @@ Keys, under ``<prefix>agentyard:acks:{<team>}:`` (one hash tag per team), each e
 ``<message id>|<recipient>``:
 - ``pending``: a sorted set of the entries waiting, by deadline;
 - ``attempts``: a hash of the attempt each waiting entry was last published as;
-- ``acked:<entry>``: the acknowledgement, remembered for ``ACKED_KEPT_S``.
+- ``acked:<entry>``: the acknowledgement (the attempt it acknowledged), kept ``ACKED_KEPT_S``;
+- ``loaded``: set once what PostgreSQL says is still awaited has been loaded. Redis that lost
+  its data lacks it, and the bus's sweeper then loads the awaited acknowledgements again.
 PostgreSQL keeps the record of every acknowledgement too (``message_acks``).
 """
 
@@ -33,6 +35,14 @@ class Acked(StrEnum):
     NOW = "acknowledged"
     BEFORE = "acknowledged before"
     NOT_AWAITED = "nothing waited for it"
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """What acknowledging did, and which published attempt it acknowledged (0: none awaited)."""
+
+    outcome: Acked
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +76,12 @@ class AckStore:
         args += [entry(message_id, r) for r in recipients]
         return int(self._expect(keys=[self.prefix], args=args))
 
-    def acknowledge(self, message_id: str, recipient: str) -> Acked:
-        reply = int(
-            self._confirm(keys=[self.prefix], args=[entry(message_id, recipient), ACKED_KEPT_S])
+    def acknowledge(self, message_id: str, recipient: str) -> Acknowledgement:
+        code, attempt = self._confirm(
+            keys=[self.prefix], args=[entry(message_id, recipient), ACKED_KEPT_S]
         )
-        return {1: Acked.NOW, 0: Acked.BEFORE}.get(reply, Acked.NOT_AWAITED)
+        outcome = {1: Acked.NOW, 0: Acked.BEFORE}.get(int(code), Acked.NOT_AWAITED)
+        return Acknowledgement(outcome, int(attempt))
 
     def is_acknowledged(self, message_id: str, recipient: str) -> bool:
         return bool(self._client.exists(f"{self.prefix}acked:{entry(message_id, recipient)}"))
@@ -87,6 +98,13 @@ class AckStore:
     def give_up(self, message_id: str, recipient: str) -> bool:
         """Stop waiting (the message is dead-lettered); False if an acknowledgement came first."""
         return bool(int(self._drop(keys=[self.prefix], args=[entry(message_id, recipient)])))
+
+    def loaded(self) -> bool:
+        """Whether the awaited acknowledgements are known here (False after Redis lost its data)."""
+        return bool(self._client.exists(f"{self.prefix}loaded"))
+
+    def mark_loaded(self) -> None:
+        self._client.set(f"{self.prefix}loaded", 1)
 
     def waiting(self) -> int:
         return int(self._client.zcard(f"{self.prefix}pending"))

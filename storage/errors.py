@@ -28,6 +28,10 @@ class UnknownWorkflow(InvalidRequest, LookupError):
     """A workflow name that is not registered with the orchestrator."""
 
 
+class MessageNotFound(InvalidRequest, LookupError):
+    """A message id that is not in the audit table, or not one sent to the agent named."""
+
+
 class RunNotFound(AgentyardError, LookupError):
     """A workflow run id that is not in the database."""
 

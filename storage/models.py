@@ -271,8 +271,10 @@ class CostAlertRow(SQLModel, table=True):
 
 
 class DeadLetterRow(SQLModel, table=True):
-    """A message no consumer could act on (not JSON, not an agentyard message, an unknown task):
-    set aside with the reason, acknowledged, never retried."""
+    """A message no consumer could act on (not JSON, not an agentyard message, an unknown task,
+    no handler, a handler that failed) or that was never acknowledged after its last attempt:
+    set aside with the reason, never retried on its own. One that names its message can be
+    published again by hand (``agentyard deadletters --republish``)."""
 
     __tablename__ = "dead_letters"
 
@@ -287,3 +289,4 @@ class DeadLetterRow(SQLModel, table=True):
     received_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
     )
+    republished_at: datetime | None = _when()

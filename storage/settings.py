@@ -79,6 +79,21 @@ class Settings(BaseSettings):
     )
     sweep_interval_s: float = Field(default=5.0, description="Period of the maintenance sweep.")
     max_input_chars: int = Field(default=100_000, description="Largest workflow input accepted.")
+    bus_inline_payload_bytes: int = Field(
+        default=16_384,
+        ge=0,
+        description="A bus message whose payload is larger (as JSON) stays in PostgreSQL; the "
+        "broker carries a reference and the consumer loads it.",
+    )
+    ack_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Times a message that asks for an acknowledgement is published before it is "
+        "dead-lettered.",
+    )
+    ack_sweep_interval_s: float = Field(
+        default=1.0, gt=0, description="Period of the sweep for overdue acknowledgements."
+    )
 
     @model_validator(mode="after")
     def _time_limit_under_visibility(self) -> Settings:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from storage.errors import ConfigurationError
 from storage.models import (
     CostLedgerRow,
+    MessageAckRow,
     MessageRow,
     StepRow,
     StepStatus,
@@ -27,6 +31,7 @@ messages: Table = MessageRow.__table__  # type: ignore[attr-defined]
 traces: Table = TraceRow.__table__  # type: ignore[attr-defined]
 workflows: Table = WorkflowRow.__table__  # type: ignore[attr-defined]
 ledger: Table = CostLedgerRow.__table__  # type: ignore[attr-defined]
+message_acks: Table = MessageAckRow.__table__  # type: ignore[attr-defined]
 
 # dispatched -> running for one attempt: the fence against a second delivery of the same attempt.
 # It returns what the agent is to be asked, composed by the coordinator when it dispatched.
@@ -106,6 +111,50 @@ MARK_DELIVERED = (
 )
 
 INSERT_MESSAGE = insert(messages)
+
+# -- the bus's acknowledgements (bus/publisher.py, bus/ack_sweeper.py) ----------------------------
+MESSAGE_FOR_ACK = select(messages.c.recipients, messages.c.attempt).where(
+    messages.c.id == bindparam("w_id")
+)
+MESSAGE_ENVELOPE = select(messages.c.payload).where(messages.c.id == bindparam("w_id"))
+ACK_OF = select(message_acks.c.attempt).where(
+    message_acks.c.message_id == bindparam("w_id"),
+    message_acks.c.recipient == bindparam("w_recipient"),
+)
+_republished_attempt = bindparam("attempt", type_=messages.c.attempt.type)
+_republished_priority = bindparam("priority", type_=messages.c.priority.type)
+# Published again: the row keeps the highest attempt and priority any copy went out with.
+MESSAGE_REPUBLISHED = (
+    update(messages)
+    .where(messages.c.id == bindparam("w_id"))
+    .values(
+        attempt=case(
+            (messages.c.attempt < _republished_attempt, _republished_attempt),
+            else_=messages.c.attempt,
+        ),
+        priority=case(
+            (messages.c.priority < _republished_priority, _republished_priority),
+            else_=messages.c.priority,
+        ),
+    )
+)
+_INSERT_ACK_ONCE = {
+    "postgresql": postgresql_insert(message_acks).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(message_acks).on_conflict_do_nothing(),
+}
+
+
+def insert_ack_once(database_url: str) -> Any:
+    """Record an acknowledgement; one already recorded for the (message, recipient) stays."""
+    dialect = database_url.split(":", 1)[0].split("+", 1)[0]
+    try:
+        return _INSERT_ACK_ONCE[dialect]
+    except KeyError:
+        raise ConfigurationError(
+            f"agentyard's audit database is PostgreSQL or SQLite, not {dialect!r}"
+        ) from None
+
+
 INSERT_TRACE = insert(traces)
 INSERT_LEDGER = insert(ledger)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from bus.envelope import COORDINATOR, AgentMessage
 from bus.publisher import Bus
@@ -11,18 +12,19 @@ from orchestration.results import WorkflowResult
 
 
 class InlineBus(Bus):
-    """The real bus (audit rows) with an in-memory queue instead of a broker."""
+    """The real bus (audit rows, and Redis stores when given) with an in-memory queue instead of
+    a broker: ``queue`` holds (recipient, the broker's copy)."""
 
-    def __init__(self, database_url: str) -> None:
-        super().__init__(app=None, database_url=database_url)  # type: ignore[arg-type]
-        self.queue: deque[AgentMessage] = deque()
+    def __init__(self, database_url: str, **stores: Any) -> None:
+        super().__init__(app=None, database_url=database_url, **stores)  # type: ignore[arg-type]
+        self.queue: deque[tuple[str, AgentMessage]] = deque()
         self.sent: list[AgentMessage] = []
         self.broker_down = False  # set it to see what a send that fails does
 
-    def _send(self, message: AgentMessage) -> None:
+    def send_copy(self, message: AgentMessage, recipient: str) -> None:
         if self.broker_down:
             raise ConnectionError("broker unreachable")
-        self.queue.append(message)
+        self.queue.append((recipient, self.on_the_wire(message)))
         self.sent.append(message)
 
 
@@ -30,12 +32,12 @@ def drain(orc: Orchestrator, bus: InlineBus, limit: int = 1000) -> int:
     """Deliver queued messages the way workers would, until none is left. Returns how many."""
     delivered = 0
     while bus.queue:
-        message = bus.queue.popleft()
-        if message.to[0] == COORDINATOR:
+        recipient, message = bus.queue.popleft()
+        if recipient == COORDINATOR:
             assert message.workflow_id is not None
             orc.coordinator().advance(message.workflow_id, delivered=message.id)
         else:
-            orc.step_runner().run(message)
+            orc.deliver(recipient, message)
         delivered += 1
         assert delivered < limit, "the workflow did not settle: messages keep coming"
     return delivered

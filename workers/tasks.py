@@ -3,9 +3,9 @@
 Tasks are registered with ``shared=False``: a shared task would be copied into every other
 Celery app of the process (two Orchestrators would run each other's handlers).
 
-The logic (``StepRunner``, ``Coordinator``, ``Maintenance``) is handed in by the Orchestrator, so
-this package knows Celery and nothing of the policies. A message that is not an agentyard message
-is dead-lettered with the reason (``workers.poison``) rather than retried forever.
+The logic (the step runner and the bus's inbox, the coordinator, the sweeps) is handed in by the
+Orchestrator, so this package knows Celery and nothing of the policies. A message that is not an
+agentyard message is dead-lettered with the reason (``workers.poison``), not retried forever.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import structlog
 from celery import Celery
 
 from bus.envelope import AgentMessage
-from bus.routing import ADVANCE_TASK, COORDINATOR_QUEUE, SWEEP_TASK, agent_queue
+from bus.routing import ADVANCE_TASK, COORDINATOR_QUEUE, agent_queue
 from storage.errors import InvalidRequest
 from workers.poison import sink_for
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AgentMessage], None]
+AgentHandler = Callable[[str, AgentMessage], object]  # (the agent it was sent to, the message)
 
 
 def _decode(app: Celery, task_name: str, envelope: Any) -> AgentMessage | None:
@@ -38,14 +39,14 @@ def _decode(app: Celery, task_name: str, envelope: Any) -> AgentMessage | None:
         return None
 
 
-def register_agent_task(app: Celery, agent_id: str, handler: Handler) -> None:
+def register_agent_task(app: Celery, agent_id: str, handler: AgentHandler) -> None:
     name = agent_queue(agent_id)
 
     @app.task(name=name, queue=name, ignore_result=True, shared=False)
-    def agent_step(envelope: dict[str, Any]) -> None:
+    def agent_message(envelope: dict[str, Any]) -> None:
         message = _decode(app, name, envelope)
         if message is not None:
-            handler(message)
+            handler(agent_id, message)
 
 
 def register_coordinator_task(app: Celery, handler: Handler) -> None:
@@ -56,21 +57,20 @@ def register_coordinator_task(app: Celery, handler: Handler) -> None:
             handler(message)
 
 
-def register_maintenance_task(app: Celery, handler: Callable[[], None], every_s: float) -> None:
-    @app.task(
-        name=SWEEP_TASK,
-        queue=COORDINATOR_QUEUE,
-        ignore_result=True,
-        shared=False,
-        acks_late=False,
-    )
-    def sweep() -> None:
+def register_periodic_task(
+    app: Celery, name: str, handler: Callable[[], None], every_s: float
+) -> None:
+    """A task beat sends every ``every_s`` seconds to the coordinator queue."""
+
+    @app.task(name=name, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False, acks_late=False)
+    def periodic() -> None:
         handler()
 
-    # Short expiry: a sweep that waited longer than a period is superseded by the next one.
+    # Short expiry: a run that waited longer than a period is superseded by the next one.
     app.conf.beat_schedule = {
-        "agentyard-sweep": {
-            "task": SWEEP_TASK,
+        **(app.conf.beat_schedule or {}),
+        name: {
+            "task": name,
             "schedule": every_s,
             "options": {"queue": COORDINATOR_QUEUE, "expires": every_s * 2},
         },

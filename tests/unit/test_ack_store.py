@@ -7,7 +7,7 @@ import threading
 import fakeredis
 import pytest
 
-from storage.ack_store import Acked, AckStore, Overdue
+from storage.ack_store import Acked, Acknowledgement, AckStore, Overdue
 
 
 @pytest.fixture
@@ -17,8 +17,8 @@ def acks() -> AckStore:
 
 def test_an_acknowledgement_in_time_leaves_nothing_overdue(acks: AckStore) -> None:
     assert acks.expect("m1", ("writer", "reviewer"), attempt=1, timeout_s=60) == 2
-    assert acks.acknowledge("m1", "writer") is Acked.NOW
-    assert acks.acknowledge("m1", "reviewer") is Acked.NOW
+    assert acks.acknowledge("m1", "writer").outcome is Acked.NOW
+    assert acks.acknowledge("m1", "reviewer").outcome is Acked.NOW
 
     assert acks.waiting() == 0
     assert acks.overdue(limit=10, claim_s=30) == []
@@ -51,7 +51,7 @@ def test_a_late_acknowledgement_stops_the_copy_published_again(acks: AckStore) -
     acks.overdue(limit=10, claim_s=30)
 
     # When the acknowledgement of the first copy arrives late
-    assert acks.acknowledge("m1", "writer") is Acked.NOW
+    assert acks.acknowledge("m1", "writer").outcome is Acked.NOW
 
     # Then the next copy awaits nothing, and its consumer can tell it was acknowledged
     assert acks.expect("m1", ("writer",), attempt=2, timeout_s=60) == 0
@@ -61,12 +61,12 @@ def test_a_late_acknowledgement_stops_the_copy_published_again(acks: AckStore) -
 
 def test_acknowledging_twice_changes_nothing_the_second_time(acks: AckStore) -> None:
     acks.expect("m1", ("writer",), attempt=1, timeout_s=60)
-    assert acks.acknowledge("m1", "writer") is Acked.NOW
-    assert acks.acknowledge("m1", "writer") is Acked.BEFORE
+    assert acks.acknowledge("m1", "writer") == Acknowledgement(Acked.NOW, attempt=1)
+    assert acks.acknowledge("m1", "writer") == Acknowledgement(Acked.BEFORE, attempt=1)
 
 
 def test_an_acknowledgement_nobody_awaited_is_remembered(acks: AckStore) -> None:
-    assert acks.acknowledge("m9", "writer") is Acked.NOT_AWAITED
+    assert acks.acknowledge("m9", "writer").outcome is Acked.NOT_AWAITED
     assert acks.is_acknowledged("m9", "writer")
 
 
@@ -82,7 +82,7 @@ def test_sixteen_threads_acknowledging_at_once_acknowledge_once(acks: AckStore) 
     lock = threading.Lock()
 
     def ack() -> None:
-        outcome = acks.acknowledge("m1", "writer")
+        outcome = acks.acknowledge("m1", "writer").outcome
         with lock:
             results.append(outcome)
 

@@ -90,7 +90,14 @@ def test_every_message_is_on_record_and_stamped_when_its_consumer_took_it(
         ("coordinator", "writer"),
         ("coordinator", "reviewer"),
     ]
-    assert set(rows) == {m.id for m in bus.sent}
+    # each agent's response is on record too, delivered to the coordinator as it was recorded
+    responses = [row for row in rows.values() if row.type == "response"]
+    assert sorted((row.sender, row.recipients[0]) for row in responses) == [
+        ("researcher", "coordinator"),
+        ("reviewer", "coordinator"),
+        ("writer", "coordinator"),
+    ]
+    assert set(rows) == {m.id for m in bus.sent} | {row.id for row in responses}
     assert all(row.delivered_at is not None for row in rows.values())
 
 
@@ -111,7 +118,7 @@ def test_a_request_delivered_again_after_its_step_finished_does_not_call_the_mod
 def test_the_same_attempt_delivered_twice_calls_the_model_once(inline_team: TeamFactory) -> None:
     orc, bus = _three(inline_team)
     orc.submit("research", "the telegraph")
-    request = bus.queue.popleft()
+    _, request = bus.queue.popleft()
 
     orc.step_runner().run(request)
     orc.step_runner().run(request)
@@ -206,7 +213,7 @@ def test_a_call_whose_result_came_after_its_lease_ran_out_is_still_charged_to_th
 ) -> None:
     orc, bus = _three(inline_team)
     run = orc.submit("research", "the telegraph")
-    late = bus.queue.popleft()
+    _, late = bus.queue.popleft()
     runner = orc.step_runner()
     call = runner._call
 
