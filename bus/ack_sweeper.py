@@ -28,10 +28,8 @@ from bus.envelope import AgentMessage
 from bus.priorities import escalated
 from bus.publisher import Bus
 from bus.routing import route_for
-from storage import statements
 from storage.ack_store import ACKED_KEPT_S, AckStore, Overdue
 from storage.db import session_scope
-from storage.executor import transaction
 from storage.models import DeadLetterRow, MessageAckRow, MessageRow, utcnow
 
 log = structlog.get_logger(__name__)
@@ -78,32 +76,19 @@ class AckSweeper:
         return counts
 
     def _publish_again(self, row: MessageRow, overdue: Overdue) -> bool:
-        """Publish one recipient's copy again as the next attempt; False if it was acknowledged
-        meanwhile."""
-        message = AgentMessage.decode(row.payload)
-        attempt = overdue.attempt + 1
+        """Publish one recipient's copy again as the next attempt, escalated; False if it was
+        acknowledged meanwhile."""
         priority = escalated(row.priority)
-        again = message.model_copy(update={"attempt": attempt, "priority": priority})
-        with transaction(self._url) as tx:
-            tx.run(
-                statements.MESSAGE_REPUBLISHED,
-                {"w_id": row.id, "attempt": attempt, "priority": priority},
-            )
-        if not self._acks.expect(row.id, (overdue.recipient,), attempt, message.ack_timeout_s):
-            return False  # acknowledged meanwhile: nothing to send
         log.warning(
             "bus.ack_overdue",
             message_id=row.id,
             recipient=overdue.recipient,
-            attempt=attempt,
-            priority=priority,
-            escalated=priority != row.priority,
+            attempt=overdue.attempt,
+            next_priority=priority,
         )
-        try:
-            self._bus.send_copy(again, overdue.recipient)
-        except Exception as exc:  # the entry waits with its new deadline: the next sweep retries
-            log.warning("bus.route_failed", message_id=row.id, error=str(exc))
-        return True
+        return self._bus.publish_again(
+            AgentMessage.decode(row.payload), overdue.recipient, overdue.attempt + 1, priority
+        )
 
     def _give_up(self, row: MessageRow, overdue: Overdue) -> int:
         if not self._acks.give_up(row.id, overdue.recipient):
@@ -160,7 +145,9 @@ class AckSweeper:
                 r for r in row.recipients if (row.id, r) not in acked and (row.id, r) not in dead
             )
             if owed:
-                awaited += self._acks.expect(row.id, owed, row.attempt, row.ack_timeout_s or 30.0)
+                awaited += self._acks.expect(
+                    row.id, owed, row.attempt, row.ack_timeout_s or 30.0, keep_waiting=True
+                )
         self._acks.mark_loaded()
         if awaited:
             log.warning("bus.acks_reloaded", awaited=awaited)

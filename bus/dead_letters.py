@@ -15,13 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlmodel import col, select
 
+from bus.envelope import AgentMessage
 from storage.db import migrate, session_scope
-from storage.errors import InvalidRequest
-from storage.models import DeadLetterRow, utcnow
+from storage.errors import ConfigurationError, InvalidRequest, MessageNotFound
+from storage.models import DeadLetterRow, MessageRow, utcnow
+
+if TYPE_CHECKING:
+    from bus.publisher import Bus
 
 log = structlog.get_logger(__name__)
 
@@ -127,3 +132,77 @@ def _view(row: DeadLetterRow) -> DeadLetter:
         recipient=row.recipient,
         republished_at=row.republished_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Republished:
+    """What ``republish`` did: the message's copy for ``recipient`` published again as
+    ``attempt`` at ``priority``; ``sent`` is False when the recipient had acknowledged it
+    meanwhile (nothing was sent)."""
+
+    dead_letter_id: str
+    message_id: str
+    recipient: str
+    attempt: int
+    priority: int
+    sent: bool
+
+
+def republish(bus: Bus, database_url: str, dead_letter_id: str) -> Republished:
+    """Publish the message a dead letter names again, to the recipient it names, as the next
+    attempt (the audit row's attempt + 1) at the audit row's priority, and mark the dead letter
+    published again. Refuses (``InvalidRequest``) a dead letter that does not exist, names no
+    message, names a message not in the audit table, or was published again already."""
+    row = _recorded_message(database_url, dead_letter_id)
+    if row is not None and row.requires_ack and bus.acks is None:
+        # Checked before the dead letter is taken: publishing would fail half way.
+        raise ConfigurationError(
+            "publishing again a message that requires an acknowledgement needs the shared Redis: "
+            "set AGENTYARD_REDIS_URL"
+        )
+    recipient = DeadLetters(database_url).take_for_republishing(dead_letter_id).recipient
+    if row is None or recipient is None:  # it was taken, so it names a message: only a race
+        _release(database_url, dead_letter_id)
+        raise InvalidRequest(f"dead letter {dead_letter_id!r} changed meanwhile; try again")
+    attempt = row.attempt + 1
+    try:
+        sent = bus.publish_again(
+            AgentMessage.decode(row.payload), recipient, attempt=attempt, priority=row.priority
+        )
+    except Exception:
+        _release(database_url, dead_letter_id)  # nothing was sent: it can be tried again
+        raise
+    log.info(
+        "message.republished",
+        dead_letter_id=dead_letter_id,
+        message_id=row.id,
+        recipient=recipient,
+        attempt=attempt,
+        sent=sent,
+    )
+    return Republished(dead_letter_id, row.id, recipient, attempt, row.priority, sent)
+
+
+def _recorded_message(database_url: str, dead_letter_id: str) -> MessageRow | None:
+    """The audit row of the message a dead letter names (None: no such dead letter, or it names
+    no message; ``take_for_republishing`` says which)."""
+    with session_scope(database_url) as session:
+        letter = session.get(DeadLetterRow, dead_letter_id)
+        if letter is None or letter.message_id is None:
+            return None
+        row = session.get(MessageRow, letter.message_id)
+        if row is None:
+            raise MessageNotFound(
+                f"dead letter {dead_letter_id!r} names message {letter.message_id!r}, which is "
+                "not in the audit table; it cannot be published again"
+            )
+        session.expunge(row)
+        return row
+
+
+def _release(database_url: str, dead_letter_id: str) -> None:
+    with session_scope(database_url) as session:
+        row = session.get(DeadLetterRow, dead_letter_id)
+        if row is not None:
+            row.republished_at = None
+            session.add(row)

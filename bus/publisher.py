@@ -150,6 +150,31 @@ class Bus:
                     next="a sweep reconciles it",
                 )
 
+    def publish_again(
+        self, message: AgentMessage, recipient: str, attempt: int, priority: int
+    ) -> bool:
+        """Publish ``message`` (as recorded) again to one recipient, as ``attempt`` at
+        ``priority``: the audit row keeps the highest of each, and a message that asks for an
+        acknowledgement is awaited again. False, and nothing sent, if the recipient acknowledged
+        it meanwhile. A broker failure is logged: the entry's new deadline brings it back."""
+        again = message.model_copy(update={"attempt": attempt, "priority": priority})
+        with transaction(self._database_url) as tx:
+            tx.run(
+                statements.MESSAGE_REPUBLISHED,
+                {"w_id": message.id, "attempt": attempt, "priority": priority},
+            )
+        if message.requires_ack:
+            awaited = self._ack_store("publishing again").expect(
+                message.id, (recipient,), attempt, message.ack_timeout_s
+            )
+            if not awaited:
+                return False
+        try:
+            self.send_copy(again, recipient)
+        except Exception as exc:  # the entry waits with its new deadline: a sweep sends it again
+            log.warning("bus.route_failed", message_id=message.id, error=str(exc))
+        return True
+
     def send_copy(self, message: AgentMessage, recipient: str) -> None:
         """Put ``message``'s copy for one recipient on its queue (raises if the broker fails)."""
         wire = self.on_the_wire(message)

@@ -142,6 +142,7 @@ class Orchestrator:
     @property
     def bus(self) -> Bus:
         """The message bus: ``publish``, ``subscribe``, ``unsubscribe``, ``acknowledge``."""
+        self.ensure_ready()
         if self._bus is None:
             self._bus = Bus(
                 self.celery,

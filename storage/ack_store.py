@@ -68,11 +68,18 @@ class AckStore:
         self._drop = lua_script(client, "ack_drop")
 
     def expect(
-        self, message_id: str, recipients: tuple[str, ...], attempt: int, timeout_s: float
+        self,
+        message_id: str,
+        recipients: tuple[str, ...],
+        attempt: int,
+        timeout_s: float,
+        *,
+        keep_waiting: bool = False,
     ) -> int:
         """Wait for each recipient's acknowledgement of ``attempt`` for ``timeout_s``; returns
-        how many are now awaited (one already acknowledged is not)."""
-        args: list[Any] = [float(timeout_s), int(attempt)]
+        how many this call set waiting (one already acknowledged is not). ``keep_waiting``
+        leaves an entry already awaited as it is."""
+        args: list[Any] = [float(timeout_s), int(attempt), "1" if keep_waiting else "0"]
         args += [entry(message_id, r) for r in recipients]
         return int(self._expect(keys=[self.prefix], args=args))
 

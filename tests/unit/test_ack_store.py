@@ -93,3 +93,20 @@ def test_sixteen_threads_acknowledging_at_once_acknowledge_once(acks: AckStore) 
         thread.join()
 
     assert sorted(results) == sorted([Acked.NOW] + [Acked.BEFORE] * 15)
+
+
+def test_loading_again_leaves_an_entry_already_awaited_as_it_is(acks: AckStore) -> None:
+    acks.expect("m1", ("writer",), attempt=2, timeout_s=0)
+
+    assert acks.expect("m1", ("writer", "critic"), attempt=1, timeout_s=60, keep_waiting=True) == 1
+
+    # the writer's entry kept its deadline (due now) and its attempt
+    assert acks.overdue(limit=10, claim_s=30) == [Overdue("m1", "writer", 2)]
+
+
+def test_a_redis_that_lost_its_data_says_the_awaited_acks_must_be_loaded_again(
+    acks: AckStore,
+) -> None:
+    assert not acks.loaded()
+    acks.mark_loaded()
+    assert acks.loaded()

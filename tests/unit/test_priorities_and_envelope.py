@@ -2,7 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bus.envelope import AgentMessage, MessageType, advance, request_step
+from bus import priorities
+from bus.envelope import AgentMessage, MessageType, advance, is_step_request, request_step
 from bus.priorities import to_broker
 from bus.routing import route_for
 from storage.errors import InvalidRequest
@@ -117,3 +118,26 @@ def test_agents_and_the_coordinator_have_their_own_queues() -> None:
     assert route_for("researcher") == ("agent.researcher", "agent.researcher")
     assert route_for("coordinator").queue == "coordinator"
     assert advance(sender="a", workflow_id="w", priority=5).to == ("coordinator",)
+
+
+@pytest.mark.parametrize(("priority", "published_again"), [(0, 0), (5, 5), (7, 7), (8, 9), (9, 9)])
+def test_an_unacknowledged_message_of_priority_eight_or_more_is_escalated_to_nine(
+    priority: int, published_again: int
+) -> None:
+    assert priorities.escalated(priority) == published_again
+
+
+def test_one_recipient_can_be_named_without_a_list() -> None:
+    message = AgentMessage(type=MessageType.QUERY, sender="writer", to="reviewer")
+    assert message.to == ("reviewer",)
+
+
+def test_only_the_coordinators_step_requests_go_to_the_step_runner() -> None:
+    request = request_step(
+        agent_id="writer", workflow_id="w", step_id="s", attempt=1, priority=5, workflow="x"
+    )
+    lookalike = AgentMessage(
+        type=MessageType.REQUEST, sender="reviewer", to=("writer",), payload={"step_id": "s"}
+    )
+    assert is_step_request(request)
+    assert not is_step_request(lookalike)
