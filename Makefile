@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-chaos services bench bench-budget lint clean
+.PHONY: demo test test-unit test-chaos services bench bench-budget bench-bus lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP) services
 ## make bench-budget: spend-cap reservations against plain INCR on the same Redis
 bench-budget: $(STAMP) services
 	$(BIN)/python bench/budget.py
+
+## make bench-bus: messages per second through orc.bus against plain Celery send_task, same Redis, same workers
+bench-bus: $(STAMP) services
+	$(BIN)/python bench/bus.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

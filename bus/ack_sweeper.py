@@ -28,14 +28,19 @@ from bus.envelope import AgentMessage
 from bus.priorities import escalated
 from bus.publisher import Bus
 from bus.routing import route_for
-from storage.ack_store import ACKED_KEPT_S, AckStore, Overdue
+from storage.ack_store import AckStore, Overdue
 from storage.db import session_scope
 from storage.models import DeadLetterRow, MessageAckRow, MessageRow, utcnow
 
 log = structlog.get_logger(__name__)
 
 BATCH = 200
-CLAIM_S = 30.0  # an entry a sweeper claimed and did not finish comes due again after this
+CLAIM_S = 30.0
+# How far back a reload looks: past it, every message was acknowledged or dead-lettered long ago
+# (ack_timeout_s is at most a day, and attempts are few).
+RELOAD_WINDOW = timedelta(
+    days=7
+)  # an entry a sweeper claimed and did not finish comes due again after this
 
 
 class AckSweeper:
@@ -110,7 +115,7 @@ class AckSweeper:
 
     def reload(self) -> int:
         """Await again, from PostgreSQL, what Redis forgot; returns how many entries."""
-        since = utcnow() - timedelta(seconds=ACKED_KEPT_S)
+        since = utcnow() - RELOAD_WINDOW
         with session_scope(self._url) as session:
             rows = session.exec(
                 select(MessageRow).where(

@@ -4,8 +4,10 @@ An agent's task receives two kinds of message: the coordinator's step requests (
 step runner) and everything else published on the bus, which goes to the handler the team
 registered for that agent (``orc.on_message(agent_id)``). For each delivery, in order:
 
-1. a message the agent has already acknowledged is skipped: a copy published again because the
-   acknowledgement came late is never processed twice;
+1. for a message that asks for an acknowledgement, the delivery takes a processing lease for
+   ``ack_timeout_s`` (``AckStore.begin``): a copy of a message the agent has acknowledged already
+   is skipped (published again because the acknowledgement came late, it is not processed
+   twice), and so is a copy that arrives while another delivery is processing the message;
 2. a payload left in PostgreSQL (``payload_ref``) is loaded;
 3. the handler runs; a message for an agent with no handler is dead-lettered with the reason;
 4. the message is stamped delivered, and acknowledged if it asked for that and the handler
@@ -13,8 +15,10 @@ registered for that agent (``orc.on_message(agent_id)``). For each delivery, in 
 
 A handler that raises does not acknowledge: a message that asked for an acknowledgement is
 published again when its ``ack_timeout_s`` runs out (and dead-lettered after the last attempt);
-any other is dead-lettered at once with the error. Delivery is at least once (a worker killed
-mid-handler gives its message back), so a handler must be idempotent.
+any other is dead-lettered at once with the error. Delivery is at least once: a handler that
+outlives ``ack_timeout_s`` may see the next copy while it still runs, and a message that asks
+for no acknowledgement comes back from the broker if its worker dies. Handlers should be
+idempotent.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from bus.dead_letters import DeadLetters
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
 from bus.routing import route_for
+from storage.ack_store import Begun
 from storage.errors import AgentyardError
 
 log = structlog.get_logger(__name__)
@@ -39,6 +44,7 @@ MessageHandler = Callable[[AgentMessage], None]
 class Delivery(StrEnum):
     HANDLED = "handled"
     ALREADY_ACKNOWLEDGED = "already acknowledged"
+    IN_PROGRESS_ELSEWHERE = "another delivery is processing it"
     FAILED = "handler failed, awaiting the next attempt"
     DEAD_LETTERED = "dead-lettered"
 
@@ -73,9 +79,13 @@ class Inbox:
             return self._deliver(recipient, message)
 
     def _deliver(self, recipient: str, message: AgentMessage) -> Delivery:
-        if message.requires_ack and self._bus.is_acknowledged(message.id, recipient):
-            log.info("bus.delivery_skipped", reason="acknowledged already")
-            return Delivery.ALREADY_ACKNOWLEDGED
+        if message.requires_ack:
+            begun = self._bus.begin(message, recipient)
+            if begun is not Begun.NOW:
+                log.info("bus.delivery_skipped", reason=begun.value)
+                if begun is Begun.ACKNOWLEDGED:
+                    return Delivery.ALREADY_ACKNOWLEDGED
+                return Delivery.IN_PROGRESS_ELSEWHERE
         registration = self._handlers.get(recipient)
         if registration is None:
             return self._dead_letter(
@@ -92,6 +102,7 @@ class Inbox:
             registration.handler(message)
         except Exception as exc:  # a handler's failure must not take the worker down
             if message.requires_ack:
+                self._bus.release(message, recipient)
                 log.warning(
                     "bus.handler_failed",
                     error=f"{type(exc).__name__}: {exc}",
@@ -100,9 +111,9 @@ class Inbox:
                 return Delivery.FAILED
             reason = f"the handler of {recipient!r} raised {type(exc).__name__}: {exc}"
             return self._dead_letter(recipient, message, reason)
-        self._bus.mark_delivered(message.id)
-        if message.requires_ack and registration.auto_ack:
-            self._bus.acknowledge(message.id, recipient)
+        self._bus.handled(
+            message, recipient, acknowledge=message.requires_ack and registration.auto_ack
+        )
         log.info("bus.delivered")
         return Delivery.HANDLED
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -32,9 +32,9 @@ from bus.envelope import AgentMessage, MessageType
 from bus.priorities import to_broker
 from bus.routing import Route, route_for
 from storage import statements
-from storage.ack_store import Acked, AckStore
+from storage.ack_store import ACKED_KEPT_S, Acked, AckStore, Begun
 from storage.errors import ConfigurationError, InvalidRequest, MessageNotFound
-from storage.executor import Tx, run_alone, transaction
+from storage.executor import Tx, transaction
 from storage.models import utcnow
 from storage.subscription_store import SubscriptionStore
 
@@ -44,6 +44,11 @@ NO_REDIS = (
     "{what} needs the shared Redis: set AGENTYARD_REDIS_URL (every producer and worker must "
     "use the same one)"
 )
+
+
+# Redis remembers an acknowledgement this long (less a margin for clocks); a copy of a message
+# older than that is checked against PostgreSQL's record instead.
+REDIS_REMEMBERS = timedelta(seconds=ACKED_KEPT_S - 600)
 
 
 def task_id_for(message: AgentMessage, recipient: str) -> str:
@@ -247,37 +252,64 @@ class Bus:
                     f"message {message_id!r} was not sent to {agent_id!r}; it went to "
                     f"{', '.join(row.recipients) or 'nobody'}"
                 )
-            attempt = row.attempt
-            outcome = Acked.NOT_AWAITED
-            if self._acks is not None:
-                done = self._acks.acknowledge(message_id, agent_id)
-                outcome, attempt = done.outcome, done.attempt or row.attempt
-            tx.run(
-                statements.insert_ack_once(self._database_url),
-                {
-                    "message_id": message_id,
-                    "recipient": agent_id,
-                    "attempt": attempt,
-                    "acked_at": utcnow(),
-                },
-            )
+            return self._acknowledge(tx, message_id, agent_id, row.attempt)
+
+    def handled(self, message: AgentMessage, agent_id: str, *, acknowledge: bool) -> None:
+        """``agent_id``'s handler is done with ``message``: stamp it delivered and, if asked,
+        acknowledge it, in one transaction (the inbox's path: the recipient is known good)."""
+        with transaction(self._database_url) as tx:
+            tx.run(statements.MARK_DELIVERED, {"w_id": message.id, "delivered_at": utcnow()})
+            if acknowledge:
+                self._acknowledge(tx, message.id, agent_id, message.attempt)
+
+    def _acknowledge(self, tx: Tx, message_id: str, agent_id: str, attempt: int) -> Acked:
+        outcome = Acked.NOT_AWAITED
+        if self._acks is not None:
+            done = self._acks.acknowledge(message_id, agent_id)
+            outcome, attempt = done.outcome, done.attempt or attempt
+        tx.run(
+            statements.insert_ack_once(self._database_url),
+            {
+                "message_id": message_id,
+                "recipient": agent_id,
+                "attempt": attempt,
+                "acked_at": utcnow(),
+            },
+        )
         log.info("bus.acknowledged", message_id=message_id, agent_id=agent_id, outcome=outcome)
         return outcome
 
-    def is_acknowledged(self, message_id: str, agent_id: str) -> bool:
+    def begin(self, message: AgentMessage, agent_id: str) -> Begun:
+        """A delivery of a message that asks for an acknowledgement starts: whether it may
+        process it (``NOW``), or not (``ACKNOWLEDGED``, ``IN_PROGRESS``); see ``AckStore.begin``."""
+        if self._acks is None:
+            return Begun.ACKNOWLEDGED if self._acked_on_record(message.id, agent_id) else Begun.NOW
+        begun = self._acks.begin(message.id, agent_id, message.ack_timeout_s)
+        if begun in (Begun.ACKNOWLEDGED, Begun.IN_PROGRESS):
+            return begun
+        if begun is Begun.NOW and utcnow() - message.timestamp < REDIS_REMEMBERS:
+            return Begun.NOW
+        # Redis lost its data since the acknowledgements were loaded, or no longer remembers
+        # acknowledgements this old: PostgreSQL has the last word.
+        if self._acked_on_record(message.id, agent_id):
+            self._acks.release(message.id, agent_id)
+            return Begun.ACKNOWLEDGED
+        return Begun.NOW
+
+    def release(self, message: AgentMessage, agent_id: str) -> None:
+        """The delivery that began failed: let another copy be processed."""
         if self._acks is not None:
-            return self._acks.is_acknowledged(message_id, agent_id)
+            self._acks.release(message.id, agent_id)
+
+    def is_acknowledged(self, message_id: str, agent_id: str) -> bool:
+        if self._acks is not None and self._acks.is_acknowledged(message_id, agent_id):
+            return True
+        return self._acked_on_record(message_id, agent_id)
+
+    def _acked_on_record(self, message_id: str, agent_id: str) -> bool:
         with transaction(self._database_url) as tx:
             found = tx.run(statements.ACK_OF, {"w_id": message_id, "w_recipient": agent_id})
             return found.one_or_none() is not None
-
-    def mark_delivered(self, message_id: str) -> None:
-        """Stamp a message as taken by its consumer, on its own (first stamp wins)."""
-        run_alone(
-            self._database_url,
-            statements.MARK_DELIVERED,
-            {"w_id": message_id, "delivered_at": utcnow()},
-        )
 
     def stored_payload(self, message: AgentMessage) -> AgentMessage:
         """The message with the payload its audit row holds (for a copy that carried a

@@ -106,6 +106,68 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _messages(args: argparse.Namespace) -> int:
+    from bus.message_log import messages_of
+    from orchestration.report import format_messages
+    from storage.db import migrate
+    from storage.errors import RunNotFound
+    from storage.settings import Settings
+
+    url = Settings().effective_database_url
+    migrate(url)
+    try:
+        messages = messages_of(url, args.run_id)
+    except RunNotFound as exc:
+        print(f"agentyard: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(format_messages(args.run_id, messages))
+    return 0
+
+
+def _deadletters(args: argparse.Namespace) -> int:
+    from bus.dead_letters import DeadLetters, republish
+    from orchestration.loader import load_orchestrator
+    from orchestration.report import format_dead_letters
+    from storage.db import migrate
+    from storage.errors import InvalidRequest
+    from storage.settings import Settings
+
+    if args.republish is not None and args.team is None:
+        print(
+            "usage: agentyard deadletters TEAM --republish ID: publishing again needs the team "
+            "(module:orchestrator), whose bus sends the message",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    orc = load_orchestrator(args.team) if args.team else None
+    if orc is not None:
+        orc.ensure_ready()
+        url = orc.database_url
+    else:
+        url = Settings().effective_database_url
+        migrate(url)
+    if orc is None or args.republish is None:
+        print(format_dead_letters(DeadLetters(url).latest(args.limit), args.limit))
+        return 0
+    try:
+        done = republish(orc.bus, url, args.republish)
+    except InvalidRequest as exc:
+        print(f"agentyard: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if done.sent:
+        print(
+            f"published message {done.message_id} again to {done.recipient} as attempt "
+            f"{done.attempt} (priority {done.priority}); dead letter {done.dead_letter_id} is "
+            "marked republished"
+        )
+    else:
+        print(
+            f"message {done.message_id} was not sent: {done.recipient} acknowledged it "
+            f"meanwhile; dead letter {done.dead_letter_id} is marked republished"
+        )
+    return 0
+
+
 def _costs(args: argparse.Namespace) -> int:
     from orchestration.costs import rebuild, report
     from orchestration.loader import load_orchestrator
@@ -188,6 +250,16 @@ def _priority(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentyard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +311,29 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("run_id")
     status.add_argument("--brief", action="store_true", help="leave out the output")
     status.set_defaults(func=_status)
+
+    messages = commands.add_parser(
+        "messages", help="a run's messages in order, who acknowledged them, delivered or not"
+    )
+    messages.add_argument("run_id")
+    messages.set_defaults(func=_messages)
+
+    deadletters = commands.add_parser(
+        "deadletters",
+        help="the latest dead letters; `deadletters TEAM --republish ID` publishes one again",
+    )
+    deadletters.add_argument(
+        "team", nargs="?", help="the orchestrator, as module:attribute (needed by --republish)"
+    )
+    deadletters.add_argument(
+        "--limit", type=_positive, default=50, help="how many to list (default 50)"
+    )
+    deadletters.add_argument(
+        "--republish",
+        metavar="ID",
+        help="publish the message of dead letter ID again to its recipient, as the next attempt",
+    )
+    deadletters.set_defaults(func=_deadletters)
 
     costs = commands.add_parser(
         "costs",

@@ -1,9 +1,13 @@
-"""How runs look in a terminal: one line per step as it changes, then the result."""
+"""How runs look in a terminal: one line per step as it changes, then the result; a run's
+messages; the dead letters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
+from bus.dead_letters import DeadLetter
+from bus.message_log import AckState, LoggedMessage
 from orchestration.results import StepResult, WorkflowResult
 
 
@@ -57,3 +61,85 @@ class ProgressPrinter:
             if self._seen.get(step.id) != state:
                 self._seen[step.id] = state
                 self._write(step_line(step))
+
+
+# -- tables: a run's messages, the dead letters ---------------------------------------------------
+
+
+def _moment(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns two spaces apart; the last one is not padded."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in [header, *rows]
+    ]
+
+
+def ack_summary(message: LoggedMessage) -> str:
+    """``-`` for a message that asked for no acknowledgement; otherwise how many recipients
+    acknowledged, e.g. ``acked 2/3 (writer@1, reviewer@2; critic: dead-lettered)``: who
+    acknowledged which attempt, then who did not and why."""
+    if not message.requires_ack:
+        return "-"
+    acked = AckState.ACKNOWLEDGED
+    done = [f"{a.recipient}@{a.attempt}" for a in message.acks if a.state is acked]
+    owed = [f"{a.recipient}: {a.state}" for a in message.acks if a.state is not acked]
+    parts = "; ".join(part for part in (", ".join(done), ", ".join(owed)) if part)
+    summary = f"acked {len(done)}/{len(message.acks)}"
+    return f"{summary} ({parts})" if parts else summary
+
+
+def format_messages(run_id: str, messages: Sequence[LoggedMessage]) -> str:
+    """A run's messages, one line each, in the order they were recorded."""
+    title = f"run {run_id}: {len(messages)} message(s), oldest first"
+    if not messages:
+        return title
+    rows = [
+        (
+            _moment(m.created_at),
+            m.id,
+            m.type,
+            m.sender,
+            ",".join(m.recipients) or "(nobody)",
+            str(m.priority),
+            str(m.attempt),
+            "yes" if m.delivered else "no",
+            ack_summary(m),
+        )
+        for m in messages
+    ]
+    header = ("TIME", "ID", "TYPE", "SENDER", "TO", "PRI", "ATTEMPT", "DELIVERED", "ACK")
+    return "\n".join([title, *_table(header, rows)])
+
+
+def _route(letter: DeadLetter) -> str:
+    if letter.task is None and letter.queue is None:
+        return "-"
+    if letter.task == letter.queue or letter.queue is None:
+        return letter.task or "-"
+    return f"{letter.task or '-'} / {letter.queue}"
+
+
+def format_dead_letters(letters: Sequence[DeadLetter], limit: int) -> str:
+    """The dead letters, newest first, one line each; the reason last, on one line."""
+    if not letters:
+        return "no dead letters"
+    title = f"{len(letters)} dead letter(s), newest first (at most {limit}):"
+    rows = [
+        (
+            letter.id,
+            _moment(letter.received_at),
+            _route(letter),
+            letter.message_id or "-",
+            letter.recipient or "-",
+            _moment(letter.republished_at) if letter.republished_at else "no",
+            " ".join(letter.reason.split()),
+        )
+        for letter in letters
+    ]
+    header = ("ID", "RECEIVED", "TASK / QUEUE", "MESSAGE", "RECIPIENT", "REPUBLISHED", "REASON")
+    return "\n".join([title, *_table(header, rows)])

@@ -12,6 +12,9 @@ Keys, under ``<prefix>agentyard:acks:{<team>}:`` (one hash tag per team), each e
 - ``pending``: a sorted set of the entries waiting, by deadline;
 - ``attempts``: a hash of the attempt each waiting entry was last published as;
 - ``acked:<entry>``: the acknowledgement (the attempt it acknowledged), kept ``ACKED_KEPT_S``;
+- ``processing:<entry>``: the lease of the delivery processing it, for ``ack_timeout_s``: a
+  copy that arrives meanwhile (published again while the first waited on a queue, or given back
+  by the broker) is not processed at the same time;
 - ``loaded``: set once what PostgreSQL says is still awaited has been loaded. Redis that lost
   its data lacks it, and the bus's sweeper then loads the awaited acknowledgements again.
 PostgreSQL keeps the record of every acknowledgement too (``message_acks``).
@@ -27,8 +30,19 @@ import redis
 
 from storage.redis_client import lua_script, text_of
 
-ACKED_KEPT_S = 7 * 86400
+# Long enough for every copy of a message still on a queue to come by (the bus checks an older
+# copy against PostgreSQL); short enough that Redis does not fill up with acknowledgements.
+ACKED_KEPT_S = 6 * 3600
 SEPARATOR = "|"
+
+
+class Begun(StrEnum):
+    """Whether a delivery may process a message that asks for an acknowledgement."""
+
+    NOW = "this delivery processes it"
+    NOW_UNSURE = "this delivery processes it unless PostgreSQL has its acknowledgement"
+    ACKNOWLEDGED = "acknowledged already"
+    IN_PROGRESS = "another delivery is processing it"
 
 
 class Acked(StrEnum):
@@ -66,6 +80,7 @@ class AckStore:
         self._confirm = lua_script(client, "ack_confirm")
         self._due = lua_script(client, "ack_due")
         self._drop = lua_script(client, "ack_drop")
+        self._begin = lua_script(client, "ack_begin")
 
     def expect(
         self,
@@ -82,6 +97,21 @@ class AckStore:
         args: list[Any] = [float(timeout_s), int(attempt), "1" if keep_waiting else "0"]
         args += [entry(message_id, r) for r in recipients]
         return int(self._expect(keys=[self.prefix], args=args))
+
+    def begin(self, message_id: str, recipient: str, lease_s: float) -> Begun:
+        """A delivery starts: take the processing lease for ``lease_s`` (and give an awaited
+        acknowledgement that long from now), unless acknowledged or taken already.
+        ``NOW_UNSURE``: taken, but Redis lost its data since the acknowledgements were loaded."""
+        reply = int(
+            self._begin(keys=[self.prefix], args=[entry(message_id, recipient), float(lease_s)])
+        )
+        return {1: Begun.NOW, 0: Begun.ACKNOWLEDGED, 3: Begun.NOW_UNSURE}.get(
+            reply, Begun.IN_PROGRESS
+        )
+
+    def release(self, message_id: str, recipient: str) -> None:
+        """The delivery holding the lease failed: another may process the message."""
+        self._client.delete(f"{self.prefix}processing:{entry(message_id, recipient)}")
 
     def acknowledge(self, message_id: str, recipient: str) -> Acknowledgement:
         code, attempt = self._confirm(

@@ -16,6 +16,7 @@ if before then
 end
 local attempt = redis.call('HGET', prefix .. 'attempts', entry) or '0'
 redis.call('SET', acked, attempt, 'EX', keep)
+redis.call('DEL', prefix .. 'processing:' .. entry)
 local waited = redis.call('ZREM', prefix .. 'pending', entry)
 redis.call('HDEL', prefix .. 'attempts', entry)
 if waited == 1 then

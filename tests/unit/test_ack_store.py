@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import fakeredis
 import pytest
 
-from storage.ack_store import Acked, Acknowledgement, AckStore, Overdue
+from storage.ack_store import Acked, Acknowledgement, AckStore, Begun, Overdue
 
 
 @pytest.fixture
@@ -110,3 +111,43 @@ def test_a_redis_that_lost_its_data_says_the_awaited_acks_must_be_loaded_again(
     assert not acks.loaded()
     acks.mark_loaded()
     assert acks.loaded()
+
+
+def test_a_copy_that_arrives_while_another_delivery_processes_the_message_is_not_processed(
+    acks: AckStore,
+) -> None:
+    acks.mark_loaded()
+    acks.expect("m1", ("writer",), attempt=1, timeout_s=60)
+
+    assert acks.begin("m1", "writer", lease_s=60) is Begun.NOW
+    assert acks.begin("m1", "writer", lease_s=60) is Begun.IN_PROGRESS
+    acks.acknowledge("m1", "writer")
+    assert acks.begin("m1", "writer", lease_s=60) is Begun.ACKNOWLEDGED
+
+
+def test_the_lease_of_a_delivery_that_failed_or_died_lets_the_next_copy_through(
+    acks: AckStore,
+) -> None:
+    acks.mark_loaded()
+    acks.expect("m1", ("writer",), attempt=1, timeout_s=60)
+    acks.begin("m1", "writer", lease_s=60)
+    acks.release("m1", "writer")  # the handler failed
+    assert acks.begin("m1", "writer", lease_s=0.05) is Begun.NOW
+    time.sleep(0.1)  # the worker died: its lease runs out with the deadline
+    assert acks.begin("m1", "writer", lease_s=60) is Begun.NOW
+
+
+def test_the_time_to_acknowledge_counts_from_when_processing_began(acks: AckStore) -> None:
+    acks.expect("m1", ("writer",), attempt=1, timeout_s=0)  # due at once, while still queued
+
+    acks.begin("m1", "writer", lease_s=60)
+
+    assert acks.overdue(limit=10, claim_s=30) == []
+
+
+def test_a_delivery_after_redis_lost_its_data_is_told_to_ask_the_database(
+    acks: AckStore,
+) -> None:
+    assert acks.begin("m1", "writer", lease_s=60) is Begun.NOW_UNSURE
+    acks.mark_loaded()
+    assert acks.begin("m2", "writer", lease_s=60) is Begun.NOW

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import fakeredis
@@ -375,3 +376,45 @@ def test_acknowledgements_redis_forgot_are_awaited_again_from_the_database(team:
     time.sleep(TIMEOUT_S * 1.5)
     assert team.sweep()["republished"] == 1
     assert [(r, m.attempt) for r, m in team.bus.queue] == [("writer", 2)]
+
+
+def test_a_copy_that_arrives_while_the_first_is_processed_is_not_processed_at_once(
+    team: Team,
+) -> None:
+    team.orc.bus.publish(_note(to=("critic",), requires_ack=True))
+    (recipient, copy) = team.bus.queue.popleft()
+    outcomes: list[Delivery | None] = []
+    team.orc.on_message("critic")(
+        lambda message: outcomes.append(team.orc.deliver(recipient, copy))
+    )
+
+    assert team.orc.deliver(recipient, copy) is Delivery.HANDLED
+
+    assert outcomes == [Delivery.IN_PROGRESS_ELSEWHERE]
+
+
+def test_a_copy_of_an_acknowledged_message_is_not_processed_after_redis_lost_its_data(
+    team: Team,
+) -> None:
+    team.orc.bus.publish(_note(to=("writer",), requires_ack=True))
+    (recipient, copy) = team.bus.queue.popleft()
+    assert team.orc.deliver(recipient, copy) is Delivery.HANDLED
+    team.fake.flushall()
+
+    assert team.orc.deliver(recipient, copy) is Delivery.ALREADY_ACKNOWLEDGED
+    assert len(team.received) == 1
+
+
+def test_a_copy_older_than_redis_remembers_acknowledgements_is_checked_against_the_database(
+    team: Team,
+) -> None:
+    assert team.bus.acks is not None
+    team.bus.acks.mark_loaded()
+    team.orc.bus.publish(_note(to=("writer",), requires_ack=True))
+    (recipient, copy) = team.bus.queue.popleft()
+    team.orc.deliver(recipient, copy)
+    for key in team.fake.scan_iter(match="*acked:*"):
+        team.fake.delete(key)  # Redis forgot it, as it does after ACKED_KEPT_S
+
+    old = copy.model_copy(update={"timestamp": copy.timestamp - timedelta(hours=7)})
+    assert team.orc.deliver(recipient, old) is Delivery.ALREADY_ACKNOWLEDGED
