@@ -12,6 +12,21 @@ from storage.settings import Settings
 _configured = False
 
 
+class _CurrentStderr:
+    """Writes each line to whatever ``sys.stderr`` is when the line is logged, not to the one of
+    the moment logging was set up (a test harness, or a daemon, may have replaced or closed
+    that one)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _current_stderr(*_args: object) -> _CurrentStderr:
+    return _CurrentStderr()
+
+
 def configure_logging(settings: Settings, force: bool = False) -> None:
     global _configured
     if _configured and not force:
@@ -32,7 +47,7 @@ def configure_logging(settings: Settings, force: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_current_stderr,
         cache_logger_on_first_use=True,
     )
     _configured = True

@@ -24,16 +24,8 @@ from storage.models import MessageRow
 from storage.subscription_store import SubscriptionStore
 from tests.conftest import TeamFactory
 from tests.support import InlineBus, drain, run_inline
-from workers.logging import configure_logging
 
 TIMEOUT_S = 0.05
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _logging_configured_outside_capsys() -> None:
-    """structlog keeps the stream it was first configured with; were that capsys's, it would be
-    closed once its test ended, and every later log line would fail."""
-    configure_logging(Settings(log_level="WARNING", _env_file=None))  # type: ignore[call-arg]
 
 
 def _columns(line: str) -> list[str]:
