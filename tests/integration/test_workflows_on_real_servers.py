@@ -76,10 +76,13 @@ def test_the_run_is_on_record_in_postgres_with_its_messages_in_order(orc: Orches
             .order_by(col(MessageRow.created_at))
         ).all()
         steps = session.exec(select(StepRow).where(StepRow.workflow_id == result.id)).all()
-    assert [(m.sender, m.recipients[0]) for m in messages] == [
-        ("coordinator", "researcher"),
-        ("coordinator", "writer"),
-        ("coordinator", "reviewer"),
+    assert [(m.type, m.sender, m.recipients[0]) for m in messages] == [
+        ("request", "coordinator", "researcher"),
+        ("response", "researcher", "coordinator"),
+        ("request", "coordinator", "writer"),
+        ("response", "writer", "coordinator"),
+        ("request", "coordinator", "reviewer"),
+        ("response", "reviewer", "coordinator"),
     ]
     assert all(m.delivered_at is not None for m in messages)
     assert all(s.lease_until is None for s in steps)

@@ -11,12 +11,15 @@ from functools import cache
 import redis
 
 from bus.envelope import AgentMessage
-from orchestration import Agent, Orchestrator
+from orchestration import Agent, Orchestrator, Workflow
 
 orc = Orchestrator("bus")
 AGENTS = ("sink", "listener-a", "listener-b", "listener-c", "forgetful", "slow")
 for agent_id in AGENTS:
     orc.register_agent(Agent(id=agent_id, model="offline:echo"))
+
+# Step requests and responses take the bus too: a one-step workflow on the sink.
+orc.register_workflow(Workflow.sequence("relay", ["sink"]))
 
 NOTES = "bus-test:notes"  # under the key prefix of the test
 

@@ -23,7 +23,7 @@ from bus.envelope import AgentMessage, MessageType
 from orchestration import Orchestrator
 from storage.db import session_scope
 from storage.models import DeadLetterRow, MessageAckRow, MessageRow
-from tests.system.conftest import ROOT
+from tests.system.conftest import ROOT, agentyard
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -144,7 +144,7 @@ def test_a_broadcast_reaches_each_of_three_subscribers_once_and_each_acknowledge
 
 
 def test_an_unacknowledged_message_is_published_again_escalated_then_dead_lettered(
-    team: Orchestrator, workers: Callable[..., WorkerProcess]
+    team: Orchestrator, workers: Callable[..., WorkerProcess], env: dict[str, str]
 ) -> None:
     coordinator = workers("coordinator", "--coordinator", "--beat")
     forgetful = workers("forgetful", "--agents", "forgetful")
@@ -164,6 +164,40 @@ def test_an_unacknowledged_message_is_published_again_escalated_then_dead_letter
     assert (row.attempt, row.priority) == (3, 9)
     time.sleep(2.0)  # a few more sweeps: it is not published a fourth time
     assert len(_notes(team)) == 3
+
+    # The dead letter is listed, and can be published again by hand, as the next attempt.
+    listed = agentyard(env, "deadletters", "--limit", "5")
+    assert listed.returncode == 0, listed.stderr
+    assert letter.id in listed.stdout and "not acknowledged by 'forgetful'" in listed.stdout
+    again = agentyard(env, "deadletters", TEAM, "--republish", letter.id)
+    assert again.returncode == 0, again.stderr
+    assert f"published message {published.message_id} again to forgetful as attempt 4" in (
+        again.stdout
+    )
+    _wait("the fourth attempt", lambda: len(_notes(team)) == 4)
+    assert _notes(team)[-1]["attempt"] == 4
+    refused = agentyard(env, "deadletters", TEAM, "--republish", letter.id)
+    assert refused.returncode == 1 and "was published again" in refused.stderr
+
+
+def test_a_workflows_requests_and_responses_are_listed_in_order_by_the_messages_command(
+    team: Orchestrator, workers: Callable[..., WorkerProcess], env: dict[str, str]
+) -> None:
+    coordinator = workers("coordinator", "--coordinator")
+    sink = workers("sink", "--agents", "sink")
+    wait_for_workers(team.celery, 2, processes=[coordinator, sink])
+
+    run = team.submit("relay", "pass it on")
+    assert run.wait(timeout=30).status.value == "succeeded"
+    listed = agentyard(env, "messages", run.id)
+
+    assert listed.returncode == 0, listed.stderr
+    lines = [line.split() for line in listed.stdout.splitlines()[2:]]
+    # time (two words), id, type, sender, recipients, ...
+    assert [(line[3], line[4], line[5]) for line in lines] == [
+        ("request", "coordinator", "sink"),
+        ("response", "sink", "coordinator"),
+    ]
 
 
 def test_a_late_acknowledgement_keeps_the_copy_published_again_from_being_processed(

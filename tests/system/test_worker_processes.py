@@ -70,7 +70,7 @@ def test_workflows_submitted_from_python_run_on_worker_processes(
             .where(col(MessageRow.workflow_id).in_(ids), col(MessageRow.delivered_at).is_not(None))
         ).one()
     assert traces == 36  # one model call per step, no more
-    assert messages == 12 * 3  # a request per step, each delivered
+    assert messages == 12 * 3 * 2  # a request and a response per step, each delivered
 
 
 def test_another_process_reattaches_to_a_run_by_id(
