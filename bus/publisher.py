@@ -1,11 +1,12 @@
 """Publishing: the message goes into the audit table first, then onto each recipient's queue.
 
-``publish`` is what users (``orc.bus.publish``) and the maintenance sweep call: it resolves a
-broadcast to the subscribers of the message's type, starts waiting for the acknowledgements the
-message asks for, records it, then routes it. The coordinator and the agents use ``record`` and
-``route`` directly: ``record`` adds the audit row to the caller's transaction (so a step's result
-and the request it leads to commit together), ``route`` hands recorded messages to the broker
-after that commit. Both ways take the same two steps, in the same order.
+``publish`` is what users call (``orc.bus.publish``): it resolves a broadcast to the subscribers
+of the message's type, starts waiting for the acknowledgements the message asks for, records
+it, then routes it; a broker that does not take a message that asks for no acknowledgement is
+an error the caller sees (nothing else would send it again). The coordinator and the agents use
+``record`` and ``route`` directly: ``record`` adds the audit row to the caller's transaction (so a
+step's result and the request it leads to commit together), ``route`` hands recorded messages to
+the broker after that commit. Both ways take the same two steps, in the same order.
 
 A crash between the two leaves a recorded message that no queue holds. A step's request is not
 re-sent from this table: the maintenance sweep reconciles from the workflow and step rows, which
@@ -33,7 +34,7 @@ from bus.priorities import to_broker
 from bus.routing import Route, route_for
 from storage import statements
 from storage.ack_store import ACKED_KEPT_S, Acked, AckStore, Begun
-from storage.errors import ConfigurationError, InvalidRequest, MessageNotFound
+from storage.errors import BrokerUnavailable, ConfigurationError, InvalidRequest, MessageNotFound
 from storage.executor import Tx, transaction
 from storage.models import utcnow
 from storage.subscription_store import SubscriptionStore
@@ -109,12 +110,33 @@ class Bus:
             )
         with transaction(self._database_url) as tx:
             self.record(tx, resolved)
-        self.route([resolved])
+        try:
+            self._send(resolved)
+        except Exception as exc:  # any broker failure
+            if not resolved.requires_ack:
+                raise BrokerUnavailable(
+                    f"message {resolved.id!r} is on record but the broker did not take it "
+                    f"({type(exc).__name__}: {exc}); check AGENTYARD_REDIS_URL and publish it "
+                    "again (a new message; consumers see the id)"
+                ) from exc
+            log.warning(
+                "bus.route_failed",
+                message_id=resolved.id,
+                error=str(exc),
+                next=f"published again in {resolved.ack_timeout_s}s unless acknowledged",
+            )
         if not resolved.to:
             log.warning("bus.no_subscribers", message_id=resolved.id, type=resolved.type.value)
         return Published(
             resolved.id, resolved.to, payload_size(resolved) > self._inline_payload_bytes
         )
+
+    def record_and_route(self, message: AgentMessage) -> None:
+        """Record one message on its own, then route it; a broker failure is logged (the
+        maintenance sweep's own messages: the next sweep sends them again)."""
+        with transaction(self._database_url) as tx:
+            self.record(tx, message)
+        self.route([message])
 
     def record(self, tx: Tx, message: AgentMessage, delivered_at: datetime | None = None) -> None:
         """Add ``message`` to the audit table inside the caller's transaction (``delivered_at``

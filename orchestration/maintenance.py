@@ -179,7 +179,9 @@ class Maintenance:
             ).all()
         for workflow_id, priority in idle:
             log.warning("workflow.idle", workflow_id=workflow_id)
-            self._bus.publish(advance(sender=SENDER, workflow_id=workflow_id, priority=priority))
+            self._bus.record_and_route(
+                advance(sender=SENDER, workflow_id=workflow_id, priority=priority)
+            )
         return len(idle)
 
     def _advance_overdue(self) -> int:
@@ -194,7 +196,9 @@ class Maintenance:
                 .limit(BATCH)
             ).all()
         for workflow_id, priority in overdue:
-            self._bus.publish(advance(sender=SENDER, workflow_id=workflow_id, priority=priority))
+            self._bus.record_and_route(
+                advance(sender=SENDER, workflow_id=workflow_id, priority=priority)
+            )
         return len(overdue)
 
     def _advance_due(self) -> int:
@@ -212,5 +216,7 @@ class Maintenance:
                 .limit(BATCH)
             ).all()
         for workflow_id, priority in due:
-            self._bus.publish(advance(sender=SENDER, workflow_id=workflow_id, priority=priority))
+            self._bus.record_and_route(
+                advance(sender=SENDER, workflow_id=workflow_id, priority=priority)
+            )
         return len(due)

@@ -32,6 +32,10 @@ class MessageNotFound(InvalidRequest, LookupError):
     """A message id that is not in the audit table, or not one sent to the agent named."""
 
 
+class BrokerUnavailable(AgentyardError):
+    """The broker did not take a message (it is on record, but on no queue)."""
+
+
 class RunNotFound(AgentyardError, LookupError):
     """A workflow run id that is not in the database."""
 

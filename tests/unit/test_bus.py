@@ -18,7 +18,7 @@ from bus.inbox import Delivery
 from orchestration import Agent, InvalidRequest, Orchestrator, Settings
 from storage.ack_store import AckStore
 from storage.db import session_scope
-from storage.errors import ConfigurationError, MessageNotFound
+from storage.errors import BrokerUnavailable, ConfigurationError, MessageNotFound
 from storage.models import DeadLetterRow, MessageAckRow, MessageRow
 from storage.subscription_store import SubscriptionStore
 from tests.support import InlineBus
@@ -418,3 +418,25 @@ def test_a_copy_older_than_redis_remembers_acknowledgements_is_checked_against_t
 
     old = copy.model_copy(update={"timestamp": copy.timestamp - timedelta(hours=7)})
     assert team.orc.deliver(recipient, old) is Delivery.ALREADY_ACKNOWLEDGED
+
+
+def test_a_broker_that_does_not_take_a_message_is_an_error_its_publisher_sees(team: Team) -> None:
+    team.bus.broker_down = True
+    message = _note(to=("writer",))
+
+    with pytest.raises(BrokerUnavailable, match="is on record but the broker did not take it"):
+        team.orc.bus.publish(message)
+    assert team.row(message.id).delivered_at is None
+
+
+def test_a_message_awaiting_an_ack_the_broker_did_not_take_is_published_again_by_the_sweeper(
+    team: Team,
+) -> None:
+    team.bus.broker_down = True
+    team.orc.bus.publish(_note(to=("writer",), requires_ack=True, ack_timeout_s=TIMEOUT_S))
+    team.bus.broker_down = False
+    time.sleep(TIMEOUT_S * 1.5)
+
+    team.sweep()
+
+    assert [(r, m.attempt) for r, m in team.bus.queue] == [("writer", 2)]
