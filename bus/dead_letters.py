@@ -21,6 +21,7 @@ import structlog
 from sqlmodel import col, select
 
 from bus.envelope import AgentMessage
+from bus.publisher import NO_REDIS
 from storage.db import migrate, session_scope
 from storage.errors import ConfigurationError, InvalidRequest, MessageNotFound
 from storage.models import DeadLetterRow, MessageRow, utcnow
@@ -157,8 +158,7 @@ def republish(bus: Bus, database_url: str, dead_letter_id: str) -> Republished:
     if row is not None and row.requires_ack and bus.acks is None:
         # Checked before the dead letter is taken: publishing would fail half way.
         raise ConfigurationError(
-            "publishing again a message that requires an acknowledgement needs the shared Redis: "
-            "set AGENTYARD_REDIS_URL"
+            NO_REDIS.format(what="publishing again a message that requires an acknowledgement")
         )
     recipient = DeadLetters(database_url).take_for_republishing(dead_letter_id).recipient
     if row is None or recipient is None:  # it was taken, so it names a message: only a race
