@@ -57,8 +57,14 @@ class Coordinator:
         """Insert a new run with one step per agent, its first decision already made (the first
         step dispatched), in the caller's transaction. ``row`` holds the workflow row's other
         columns. Returns the messages to route after the commit."""
+        ids = [new_id() for _ in agents]
         steps = [
-            StepState(id=new_id(), position=position, agent_id=agent_id)
+            StepState(
+                id=ids[position],
+                position=position,
+                agent_id=agent_id,
+                parent_step_id=ids[position - 1] if position else None,
+            )
             for position, agent_id in enumerate(agents)
         ]
         now = row["created_at"]

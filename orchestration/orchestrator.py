@@ -331,6 +331,7 @@ class Orchestrator:
             deadline_at=None
             if definition.deadline_s is None
             else now + timedelta(seconds=definition.deadline_s),
+            created_at=now,
         )
         row = {
             "team": self.name,

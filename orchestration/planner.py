@@ -44,6 +44,7 @@ class RunState:
     budget_micro: int | None = None
     cost_micro: int = 0  # every call so far, the one just recorded included
     deadline_at: datetime | None = None
+    created_at: datetime | None = None
     output: str | None = None
     error: str | None = None
     finished_at: datetime | None = None
@@ -56,6 +57,7 @@ class StepState:
     id: str
     position: int
     agent_id: str
+    parent_step_id: str | None = None  # the step whose output this one takes
     status: str = StepStatus.PENDING.value
     ran_by: str | None = None
     attempt: int = 0

@@ -85,6 +85,22 @@ class _Call:
         return "configuration_error"
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """The attempt of a step this delivery runs."""
+
+    message: AgentMessage
+    step_id: str
+    number: int
+    agent: Agent  # the agent that runs it: the one asked for, or its fallback
+    requested_agent_id: str  # the agent the workflow asked for
+    parent_step_id: str | None
+
+    @property
+    def call_id(self) -> str:
+        return f"{self.step_id}:{self.number}"
+
+
 class StepRunner:
     def __init__(
         self,
@@ -114,38 +130,33 @@ class StepRunner:
         with structlog.contextvars.bound_contextvars(
             workflow_id=message.workflow_id, step_id=step_id, agent_id=agent.id, attempt=attempt
         ):
-            request = self._claim(step_id, attempt, agent)
-            if request is None:
+            claimed = self._claim(message, step_id, attempt, agent)
+            if claimed is None:
                 log.info("step.delivery_skipped", reason="attempt claimed, finished or superseded")
                 return
+            this, request = claimed
             caps = self._caps(message, agent)
-            call_id = f"{step_id}:{attempt}"
+            call_id = this.call_id
             admitted = self._breakers.admit(agent, call_id, probe_lease_s=self._lease_s(agent))
             if isinstance(admitted, BreakerOpen):
-                self._not_called(message, step_id, attempt, agent, request, admitted)
+                self._not_called(this, request, admitted)
                 return
             try:
                 self._budget.hold(call_id, request, caps, ttl_s=self._lease_s(agent))
             except CostLimitExceeded as refused:
-                self._not_called(message, step_id, attempt, agent, request, refused)
+                self._not_called(this, request, refused)
                 return
             call = self._call(agent, request)
             self._budget.settle(call_id, call.cost, caps)
             self._breakers.record(agent, call_id, admitted, call.error)
-            self._record_and_decide(message, step_id, attempt, agent, call)
+            self._record_and_decide(this, call)
 
     def _not_called(
-        self,
-        message: AgentMessage,
-        step_id: str,
-        attempt: int,
-        agent: Agent,
-        request: ModelRequest,
-        refusal: BreakerOpen | CostLimitExceeded,
+        self, this: _Attempt, request: ModelRequest, refusal: BreakerOpen | CostLimitExceeded
     ) -> None:
         """The breaker or a spend cap turned the call away: on record, at no cost."""
         log.warning("step.not_called", reason=refusal.kind, error=str(refusal))
-        self._record_and_decide(message, step_id, attempt, agent, _refused(request, refusal))
+        self._record_and_decide(this, _refused(request, refusal))
 
     def _caps(self, message: AgentMessage, agent: Agent) -> list[Cap]:
         name = message.payload.get("workflow")
@@ -157,20 +168,18 @@ class StepRunner:
             int(budget) if budget is not None else None,
         )
 
-    def _ledger(
-        self, message: AgentMessage, step_id: str, agent: Agent, attempt: int, call: _Call
-    ) -> dict[str, object]:
+    def _ledger(self, this: _Attempt, call: _Call) -> dict[str, object]:
         """The call's row in the cost ledger."""
         now = utcnow()
         return dict(
-            id=f"{step_id}:{attempt}",
+            id=this.call_id,
             team=self._team.name,
-            workflow_id=str(message.workflow_id),
-            workflow=str(message.payload.get("workflow") or ""),
-            step_id=step_id,
-            agent_id=agent.id,
-            model=agent.model,
-            attempt=attempt,
+            workflow_id=str(this.message.workflow_id),
+            workflow=str(this.message.payload.get("workflow") or ""),
+            step_id=this.step_id,
+            agent_id=this.agent.id,
+            model=this.agent.model,
+            attempt=this.number,
             cost_micro=call.cost,
             day=day_of(now),
             created_at=now,
@@ -190,7 +199,10 @@ class StepRunner:
     def _lease_s(self, agent: Agent) -> float:
         return agent.timeout_s + self._settings.lease_margin_s
 
-    def _claim(self, step_id: str, attempt: int, agent: Agent) -> ModelRequest | None:
+    def _claim(
+        self, message: AgentMessage, step_id: str, attempt: int, agent: Agent
+    ) -> tuple[_Attempt, ModelRequest] | None:
+        """The attempt and its request, or None: not this delivery's to run."""
         now = utcnow()
         lease = timedelta(seconds=self._lease_s(agent))
         token = new_id()  # this delivery's: claiming again after a lost commit finds it
@@ -207,7 +219,7 @@ class StepRunner:
         if row is None:
             return None
         prompt, history = row.prompt, row.history
-        return ModelRequest(
+        request = ModelRequest(
             model=agent.model,
             system=agent.system_prompt,
             messages=build_messages(
@@ -217,6 +229,15 @@ class StepRunner:
             timeout_s=agent.timeout_s,
             request_key=f"{step_id}:{attempt}",
         )
+        this = _Attempt(
+            message=message,
+            step_id=step_id,
+            number=attempt,
+            agent=agent,
+            requested_agent_id=row.agent_id,
+            parent_step_id=row.parent_step_id,
+        )
+        return this, request
 
     def _call(self, agent: Agent, request: ModelRequest) -> _Call:
         started = utcnow()
@@ -243,9 +264,7 @@ class StepRunner:
             latency_ms=(time.perf_counter() - clock) * 1000,
         )
 
-    def _record_and_decide(
-        self, message: AgentMessage, step_id: str, attempt: int, agent: Agent, call: _Call
-    ) -> None:
+    def _record_and_decide(self, this: _Attempt, call: _Call) -> None:
         """Record the call and decide what follows, riding out a database that went away: a
         transaction that failed is run again, unless its commit did land (the attempt's trace is
         there), in which case the sweep routes what it recorded."""
@@ -253,11 +272,11 @@ class StepRunner:
 
         def record() -> None:
             nonlocal first
-            if not first and self._recorded(step_id, attempt):
+            if not first and self._recorded(this.step_id, this.number):
                 log.warning("step.recorded_before_the_connection_was_lost")
                 return
             first = False
-            self._record_and_decide_once(message, step_id, attempt, agent, call)
+            self._record_and_decide_once(this, call)
 
         retrying(record, "record the step's result")
 
@@ -266,9 +285,8 @@ class StepRunner:
             found = tx.run(statements.TRACE_OF_ATTEMPT, {"w_step": step_id, "w_attempt": attempt})
             return found.one_or_none() is not None
 
-    def _record_and_decide_once(
-        self, message: AgentMessage, step_id: str, attempt: int, agent: Agent, call: _Call
-    ) -> None:
+    def _record_and_decide_once(self, this: _Attempt, call: _Call) -> None:
+        message, step_id, attempt, agent = this.message, this.step_id, this.number, this.agent
         workflow_id = str(message.workflow_id)
         next_messages: list[AgentMessage] = []
         with transaction(self._url) as tx:
@@ -276,14 +294,9 @@ class StepRunner:
             statement, params = _step_update(call)
             # Zero rows when this attempt no longer holds the step: its lease ran out meanwhile.
             held = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt}).rowcount
-            tx.run(
-                statements.INSERT_TRACE,
-                _trace(workflow_id, step_id, agent, attempt, call),
-            )
+            tx.run(statements.INSERT_TRACE, _trace(this, call))
             if call.made:
-                tx.run(
-                    statements.INSERT_LEDGER, self._ledger(message, step_id, agent, attempt, call)
-                )
+                tx.run(statements.INSERT_LEDGER, self._ledger(this, call))
             mark_delivered(tx, message.id)
             # The agent's answer goes on record like every message; the coordinator acts on it
             # in this very transaction, so it is delivered as it is recorded.
@@ -354,18 +367,19 @@ def _step_update(call: _Call) -> tuple[Any, dict[str, object]]:
     }
 
 
-def _trace(
-    workflow_id: str, step_id: str, agent: Agent, attempt: int, call: _Call
-) -> dict[str, object]:
+def _trace(this: _Attempt, call: _Call) -> dict[str, object]:
     """The trace row of one call (a Core insert: no SQLModel object on the hot path)."""
     response = call.response
+    agent = this.agent
     return dict(
         id=new_id(),
-        workflow_id=workflow_id,
-        step_id=step_id,
+        workflow_id=str(this.message.workflow_id),
+        step_id=this.step_id,
+        parent_step_id=this.parent_step_id,
         agent_id=agent.id,
+        requested_agent_id=None if this.requested_agent_id == agent.id else this.requested_agent_id,
         model=agent.model,
-        attempt=attempt,
+        attempt=this.number,
         system_prompt=call.request.system,
         prompt=call.request.messages[-1].content,
         output=response.text if response is not None else None,

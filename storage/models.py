@@ -97,7 +97,8 @@ class WorkflowRow(SQLModel, table=True):
     cost_micro: int = 0
     deadline_at: datetime | None = _when()
     created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True),
     )
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
@@ -117,6 +118,11 @@ class StepRow(SQLModel, table=True):
     workflow_id: str = Field(foreign_key="workflows.id", max_length=36)
     position: int
     agent_id: str = Field(max_length=200, description="The agent the workflow asked for.")
+    parent_step_id: str | None = Field(
+        default=None,
+        max_length=36,
+        description="The step whose output this one takes (the previous one of a sequence).",
+    )
     ran_by: str | None = Field(
         default=None, max_length=200, description="The agent that ran the latest attempt."
     )
@@ -211,6 +217,17 @@ class TraceRow(SQLModel, table=True):
     step_id: str = Field(index=True, max_length=36)
     parent_step_id: str | None = Field(default=None, max_length=36)
     agent_id: str = Field(max_length=200, index=True)
+    requested_agent_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The agent the workflow asked for, when a fallback made this call instead.",
+    )
+    trace_id: str | None = Field(
+        default=None, max_length=32, description="The OpenTelemetry trace of the call (hex)."
+    )
+    span_id: str | None = Field(
+        default=None, max_length=16, description="The call's step span in that trace (hex)."
+    )
     model: str = Field(max_length=200)
     attempt: int
     system_prompt: str = Field(default="", sa_column=Column(Text, nullable=False))

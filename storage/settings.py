@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -93,6 +93,27 @@ class Settings(BaseSettings):
     )
     ack_sweep_interval_s: float = Field(
         default=1.0, gt=0, description="Period of the sweep for overdue acknowledgements."
+    )
+
+    otel_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTYARD_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP endpoint spans are exported to (e.g. http://collector:4318). "
+        "Unset: spans are made (their ids are in the logs and the trace rows) but not exported.",
+    )
+    otel_service_name: str = Field(
+        default="agentyard", description="The service.name of the spans this process exports."
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of a worker's Prometheus endpoint (/metrics). Unset: no endpoint.",
+    )
+    flower_basic_auth: SecretStr | None = Field(
+        default=None,
+        description="'user:password' (several, comma-separated) Flower asks for. Unset: Flower "
+        "asks for nothing, so keep it on a private network.",
     )
 
     @model_validator(mode="after")

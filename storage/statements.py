@@ -56,7 +56,7 @@ CLAIM_STEP = (
         lease_until=bindparam("lease_until"),
         claim_token=bindparam("claim_token"),
     )
-    .returning(steps.c.prompt, steps.c.history)
+    .returning(steps.c.prompt, steps.c.history, steps.c.agent_id, steps.c.parent_step_id)
 )
 
 _ADD_USAGE = {
@@ -177,6 +177,7 @@ LOCK_WORKFLOW = (
         workflows.c.budget_micro,
         workflows.c.cost_micro,
         workflows.c.deadline_at,
+        workflows.c.created_at,
     )
 )
 
@@ -203,6 +204,7 @@ STEP_STATE_COLUMNS = (
     "id",
     "position",
     "agent_id",
+    "parent_step_id",
     *PLANNED_STEP_COLUMNS,
     "output",
     "error",
