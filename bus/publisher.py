@@ -84,16 +84,19 @@ class Bus:
         acks: AckStore | None = None,
         inline_payload_bytes: int = 16_384,
         is_recipient: Callable[[str], bool] | None = None,
+        trace_headers: Callable[[str | None], dict[str, str]] | None = None,
     ) -> None:
         """``subscriptions`` and ``acks`` live in the shared Redis (None: broadcast and
         acknowledgements are refused with a message that says so); ``is_recipient`` tells a known
-        agent id from a typo (None: every name is accepted)."""
+        agent id from a typo (None: every name is accepted); ``trace_headers`` gives the trace
+        context a message about a run (or about none) carries in its headers."""
         self._app = app
         self._database_url = database_url
         self._subscriptions = subscriptions
         self._acks = acks
         self._inline_payload_bytes = inline_payload_bytes
         self._is_recipient = is_recipient
+        self._trace_headers = trace_headers
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -212,12 +215,17 @@ class Bus:
             queue=route.queue,
             priority=to_broker(message.priority),
             task_id=task_id_for(message, recipient),
+            headers=self.headers_for(message),
             argsrepr="()",
             # What Flower and `celery inspect` show of the task: ids, never a payload or a key.
             kwargsrepr=repr(
                 {"message": message.id, "workflow": message.workflow_id, "step": message.step_id}
             ),
         )
+
+    def headers_for(self, message: AgentMessage) -> dict[str, str]:
+        """The headers a copy of ``message`` travels with: its trace context."""
+        return self._trace_headers(message.workflow_id) if self._trace_headers else {}
 
     def on_the_wire(self, message: AgentMessage) -> AgentMessage:
         """The broker's copy: ``message`` itself, or without its payload when that is large."""

@@ -12,6 +12,7 @@ every step of every workflow takes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -19,14 +20,25 @@ import structlog
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
 from orchestration.planner import Plan, Rules, RunState, StepState, plan_sequence
+from orchestration.pricing import micro_to_usd
 from orchestration.retry import Backoff
 from orchestration.team import Team
 from storage import statements
 from storage.executor import Tx, transaction
-from storage.models import WorkflowStatus, new_id, utcnow
+from storage.models import WorkflowStatus, as_utc, new_id, utcnow
 from storage.settings import Settings
+from workers import tracing
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a decision recorded: the messages to route once it commits, and the run when the
+    decision ended it."""
+
+    messages: list[AgentMessage] = field(default_factory=list)
+    ended: RunState | None = None
 
 
 class Coordinator:
@@ -48,8 +60,8 @@ class Coordinator:
                 run = lock_workflow(tx, workflow_id)
                 if delivered is not None:
                     mark_delivered(tx, delivered)
-                messages = self.decide(tx, run) if run is not None else []
-            self._bus.route(messages)
+                decision = self.decide(tx, run) if run is not None else Decision()
+            self.after_commit(decision)
 
     def start(
         self, tx: Tx, run: RunState, agents: list[str], row: dict[str, Any]
@@ -74,14 +86,14 @@ class Coordinator:
             statements.INSERT_STEP,
             [{"workflow_id": run.id, **_step_values(step)} for step in steps],
         )
-        return self._record(tx, run, plan)
+        return self._record(tx, run, plan).messages
 
-    def decide(self, tx: Tx, run: RunState) -> list[AgentMessage]:
+    def decide(self, tx: Tx, run: RunState) -> Decision:
         """Make the decisions that are due for ``run``, whose row the caller has locked
-        (``lock_workflow``), inside the caller's transaction. Returns the messages recorded;
-        the caller routes them after its commit."""
+        (``lock_workflow``), inside the caller's transaction; the caller hands what it returns
+        to ``after_commit`` once the transaction has committed."""
         if WorkflowStatus(run.status).finished:
-            return []
+            return Decision()
         steps = [
             StepState(**row._asdict())
             for row in tx.run(statements.STEPS_OF_WORKFLOW, {"w_id": run.id})
@@ -93,14 +105,32 @@ class Coordinator:
             tx.run(statements.SAVE_WORKFLOW, {"w_id": run.id, **_saved_run_values(run)})
         return self._record(tx, run, plan)
 
-    def _record(self, tx: Tx, run: RunState, plan: Plan) -> list[AgentMessage]:
+    def after_commit(self, decision: Decision) -> None:
+        """Route what a committed decision recorded; a run it ended gets its workflow span."""
+        self._bus.route(decision.messages)
+        run = decision.ended
+        if run is not None and run.created_at is not None and run.finished_at is not None:
+            tracing.emit_workflow_span(
+                tracing.FinishedRun(
+                    id=run.id,
+                    name=run.name,
+                    status=run.status,
+                    cost_usd=micro_to_usd(run.cost_micro),
+                    started_at=as_utc(run.created_at),
+                    finished_at=as_utc(run.finished_at),
+                    error=run.error,
+                )
+            )
+
+    def _record(self, tx: Tx, run: RunState, plan: Plan) -> Decision:
         for message in plan.messages:
             self._bus.record(tx, message)
         for event, fields in plan.events:
             log.info(event, **fields)
-        if WorkflowStatus(run.status).finished and plan.run_changed:
+        ended = WorkflowStatus(run.status).finished and plan.run_changed
+        if ended:
             log.info("workflow.finished", workflow_id=run.id, status=run.status)
-        return plan.messages
+        return Decision(plan.messages, run if ended else None)
 
 
 def lock_workflow(tx: Tx, workflow_id: str, add_cost: int = 0) -> RunState | None:

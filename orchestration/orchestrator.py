@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import structlog
 from celery import Celery
+from opentelemetry.trace import SpanKind
 from redis import Redis
 
 from bus import priorities
@@ -46,11 +47,16 @@ from storage.models import WorkflowRow, WorkflowStatus, new_id, utcnow
 from storage.redis_client import redis_for
 from storage.settings import Settings
 from storage.subscription_store import SubscriptionStore
-from workers import poison
+from workers import poison, tracing
 from workers.celery_app import make_celery
 from workers.logging import configure_logging
 from workers.providers.registry import Providers
-from workers.tasks import register_agent_task, register_coordinator_task, register_periodic_task
+from workers.tasks import (
+    Headers,
+    register_agent_task,
+    register_coordinator_task,
+    register_periodic_task,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +88,7 @@ class Orchestrator:
         self._handlers: dict[str, Registration] = {}
         self._ready = False
         configure_logging(self.settings)
+        tracing.configure_tracing(self.settings)
 
     def __repr__(self) -> str:
         return f"Orchestrator({self.name!r}, agents={sorted(self.team.agents)})"
@@ -130,7 +137,7 @@ class Orchestrator:
                 app = make_celery(self.name, self.settings)
                 for agent_id in self.team.agents:
                     register_agent_task(app, agent_id, self.deliver)
-                register_coordinator_task(app, self._advance)
+                register_coordinator_task(app, self.deliver_to_coordinator)
                 register_periodic_task(app, SWEEP_TASK, self._sweep, self.settings.sweep_interval_s)
                 register_periodic_task(
                     app, ACK_SWEEP_TASK, self._sweep_acks, self.settings.ack_sweep_interval_s
@@ -151,6 +158,7 @@ class Orchestrator:
                 acks=self.ack_store(),
                 inline_payload_bytes=self.settings.bus_inline_payload_bytes,
                 is_recipient=self._is_recipient,
+                trace_headers=tracing.headers_for,
             )
         return self._bus
 
@@ -283,16 +291,36 @@ class Orchestrator:
             return None
         return BrokerView(redis_for(broker), self.settings.redis_key_prefix)
 
-    def deliver(self, recipient: str, message: AgentMessage) -> Delivery | None:
+    def deliver(
+        self, recipient: str, message: AgentMessage, headers: Headers | None = None
+    ) -> Delivery | None:
         """What ``recipient``'s worker does with a message: run the step a request names, or
-        hand a bus message to the agent's handler."""
-        if is_step_request(message):
-            self.step_runner().run(message)
-            return None
-        return self.inbox().deliver(recipient, message)
+        hand a bus message to the agent's handler, in the trace context the message brought."""
+        with tracing.continued(headers, message.workflow_id):
+            if is_step_request(message):
+                self.step_runner().run(message)
+                return None
+            with tracing.span(
+                f"message {recipient}",
+                {
+                    "agent.id": recipient,
+                    "workflow.id": message.workflow_id,
+                    "messaging.message.id": message.id,
+                    "messaging.message.type": message.type.value,
+                    "messaging.message.attempt": message.attempt,
+                },
+                kind=SpanKind.CONSUMER,
+            ):
+                return self.inbox().deliver(recipient, message)
 
-    def _advance(self, message: AgentMessage) -> None:
-        if message.workflow_id:
+    def deliver_to_coordinator(self, message: AgentMessage, headers: Headers | None = None) -> None:
+        """What the coordinator's worker does with a message: look at its run again."""
+        if not message.workflow_id:
+            return
+        with (
+            tracing.continued(headers, message.workflow_id),
+            tracing.span("advance", {"workflow.id": message.workflow_id}),
+        ):
             self.coordinator().advance(message.workflow_id, delivered=message.id)
 
     def _sweep(self) -> None:
@@ -340,10 +368,11 @@ class Orchestrator:
             "updated_at": now,
         }
         coordinator = self.coordinator()
-        with transaction(self.database_url) as tx:
-            # The first decision (dispatch the first step) commits with the run itself.
-            requests = coordinator.start(tx, run, list(definition.steps), row)
-        self.bus.route(requests)
+        with tracing.submit_span(run.id, definition.name):
+            with transaction(self.database_url) as tx:
+                # The first decision (dispatch the first step) commits with the run itself.
+                requests = coordinator.start(tx, run, list(definition.steps), row)
+            self.bus.route(requests)
         log.info(
             "workflow.submitted", workflow_id=run.id, workflow=definition.name, priority=priority
         )

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from bus.envelope import AgentMessage, step_response
 from bus.publisher import Bus
@@ -35,7 +36,7 @@ from orchestration.anomalies import AnomalyWatch
 from orchestration.breakers import Breakers
 from orchestration.budget import Budget, caps_for
 from orchestration.context import Exchange, build_messages
-from orchestration.coordinator import Coordinator, lock_workflow, mark_delivered
+from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
 from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
@@ -53,8 +54,9 @@ from storage.errors import (
 from storage.executor import run_alone, transaction
 from storage.models import WorkflowStatus, day_of, new_id, utcnow
 from storage.settings import Settings
+from workers import tracing
 from workers.providers.base import ModelRequest, ModelResponse, Usage
-from workers.providers.registry import Providers
+from workers.providers.registry import Providers, provider_name
 
 log = structlog.get_logger(__name__)
 
@@ -135,28 +137,48 @@ class StepRunner:
                 log.info("step.delivery_skipped", reason="attempt claimed, finished or superseded")
                 return
             this, request = claimed
-            caps = self._caps(message, agent)
-            call_id = this.call_id
-            admitted = self._breakers.admit(agent, call_id, probe_lease_s=self._lease_s(agent))
-            if isinstance(admitted, BreakerOpen):
-                self._not_called(this, request, admitted)
-                return
-            try:
-                self._budget.hold(call_id, request, caps, ttl_s=self._lease_s(agent))
-            except CostLimitExceeded as refused:
-                self._not_called(this, request, refused)
-                return
-            call = self._call(agent, request)
-            self._budget.settle(call_id, call.cost, caps)
-            self._breakers.record(agent, call_id, admitted, call.error)
-            self._record_and_decide(this, call)
+            with tracing.span(
+                f"step {agent.id}",
+                {
+                    "workflow.id": message.workflow_id,
+                    "workflow.name": message.payload.get("workflow"),
+                    "step.id": step_id,
+                    "step.attempt": attempt,
+                    "agent.id": agent.id,
+                    "agent.requested": this.requested_agent_id,
+                    "messaging.message.id": message.id,
+                },
+                kind=SpanKind.CONSUMER,
+            ) as step_span:
+                call = self._attempt(this, request)
+                _describe_step(step_span, call)
+
+    def _attempt(self, this: _Attempt, request: ModelRequest) -> _Call:
+        """Admit, make and record the call of one claimed attempt."""
+        message, agent = this.message, this.agent
+        caps = self._caps(message, agent)
+        call_id = this.call_id
+        admitted = self._breakers.admit(agent, call_id, probe_lease_s=self._lease_s(agent))
+        if isinstance(admitted, BreakerOpen):
+            return self._not_called(this, request, admitted)
+        try:
+            self._budget.hold(call_id, request, caps, ttl_s=self._lease_s(agent))
+        except CostLimitExceeded as refused:
+            return self._not_called(this, request, refused)
+        call = self._call(agent, request)
+        self._budget.settle(call_id, call.cost, caps)
+        self._breakers.record(agent, call_id, admitted, call.error)
+        self._record_and_decide(this, call)
+        return call
 
     def _not_called(
         self, this: _Attempt, request: ModelRequest, refusal: BreakerOpen | CostLimitExceeded
-    ) -> None:
+    ) -> _Call:
         """The breaker or a spend cap turned the call away: on record, at no cost."""
         log.warning("step.not_called", reason=refusal.kind, error=str(refusal))
-        self._record_and_decide(this, _refused(request, refusal))
+        call = _refused(request, refusal)
+        self._record_and_decide(this, call)
+        return call
 
     def _caps(self, message: AgentMessage, agent: Agent) -> list[Cap]:
         name = message.payload.get("workflow")
@@ -244,15 +266,29 @@ class StepRunner:
         clock = time.perf_counter()
         response: ModelResponse | None = None
         error: AgentyardError | None = None
-        try:
-            response = self._providers.for_model(agent.model).complete(request)
-            if time.perf_counter() - clock > agent.timeout_s:
-                # The SDK's timeout bounds each read, not the whole call: enforce the deadline here.
-                error = ProviderTimeout(
-                    f"agent {agent.id!r} exceeded its {agent.timeout_s}s deadline"
-                )
-        except AgentyardError as exc:  # provider errors, and configuration no retry can mend
-            error = exc
+        with tracing.span(
+            f"chat {agent.model}",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": provider_name(agent.model),
+                "gen_ai.system": provider_name(agent.model),
+                "gen_ai.request.model": agent.model,
+                "gen_ai.request.max_tokens": request.max_tokens,
+                "agent.id": agent.id,
+            },
+            kind=SpanKind.CLIENT,
+        ) as chat_span:
+            try:
+                response = self._providers.for_model(agent.model).complete(request)
+                if time.perf_counter() - clock > agent.timeout_s:
+                    # The SDK's timeout bounds each read, not the whole call: enforce the
+                    # deadline here.
+                    error = ProviderTimeout(
+                        f"agent {agent.id!r} exceeded its {agent.timeout_s}s deadline"
+                    )
+            except AgentyardError as exc:  # provider errors, and configuration no retry can mend
+                error = exc
+            _describe_model_call(chat_span, response, error)
         usage = response.usage if response is not None else Usage()
         return _Call(
             request=request,
@@ -288,7 +324,7 @@ class StepRunner:
     def _record_and_decide_once(self, this: _Attempt, call: _Call) -> None:
         message, step_id, attempt, agent = this.message, this.step_id, this.number, this.agent
         workflow_id = str(message.workflow_id)
-        next_messages: list[AgentMessage] = []
+        decision = Decision()
         with transaction(self._url) as tx:
             run = lock_workflow(tx, workflow_id, add_cost=call.cost)
             statement, params = _step_update(call)
@@ -314,7 +350,7 @@ class StepRunner:
                 delivered_at=utcnow(),
             )
             if held and run is not None:
-                next_messages = self._coordinator.decide(tx, run)
+                decision = self._coordinator.decide(tx, run)
         if run is not None and call.made:
             self._watch_cost(run, message)
         if not held:
@@ -323,7 +359,7 @@ class StepRunner:
                 "step.result_fenced_off", outcome=call.outcome, cost_usd=micro_to_usd(call.cost)
             )
             return
-        self._bus.route(next_messages)
+        self._coordinator.after_commit(decision)
         log.info(
             "step.finished",
             outcome=call.outcome,
@@ -367,11 +403,53 @@ def _step_update(call: _Call) -> tuple[Any, dict[str, object]]:
     }
 
 
+def _describe_model_call(
+    span: Span, response: ModelResponse | None, error: AgentyardError | None
+) -> None:
+    """The GenAI semantic convention's view of a model call, on its span."""
+    if response is not None:
+        usage = response.usage
+        span.set_attributes(
+            {
+                "gen_ai.response.model": response.model,
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+                "gen_ai.usage.cache_read.input_tokens": usage.cache_read_input_tokens,
+                "gen_ai.usage.cache_creation.input_tokens": usage.cache_creation_input_tokens,
+            }
+        )
+        if response.stop_reason:
+            span.set_attribute("gen_ai.response.finish_reasons", [response.stop_reason])
+    if error is not None:
+        span.set_attribute("error.type", getattr(error, "kind", type(error).__name__))
+        span.set_status(Status(StatusCode.ERROR, str(error)))
+
+
+def _describe_step(span: Span, call: _Call) -> None:
+    """What the attempt came to, on its step span."""
+    usage = call.usage
+    span.set_attributes(
+        {
+            "agent.tokens": usage.input_tokens
+            + usage.output_tokens
+            + usage.cache_creation_input_tokens
+            + usage.cache_read_input_tokens,
+            "agent.cost": micro_to_usd(call.cost),
+            "agentyard.outcome": call.outcome,
+        }
+    )
+    if call.error is not None:
+        span.set_status(Status(StatusCode.ERROR, f"{call.outcome}: {call.error}"))
+
+
 def _trace(this: _Attempt, call: _Call) -> dict[str, object]:
     """The trace row of one call (a Core insert: no SQLModel object on the hot path)."""
     response = call.response
     agent = this.agent
+    ids = tracing.current_ids()
     return dict(
+        trace_id=ids[0] if ids else None,
+        span_id=ids[1] if ids else None,
         id=new_id(),
         workflow_id=str(this.message.workflow_id),
         step_id=this.step_id,

@@ -9,15 +9,19 @@ from bus.envelope import COORDINATOR, AgentMessage
 from bus.publisher import Bus
 from orchestration import Orchestrator
 from orchestration.results import WorkflowResult
+from workers import tracing
 
 
 class InlineBus(Bus):
     """The real bus (audit rows, and Redis stores when given) with an in-memory queue instead of
-    a broker: ``queue`` holds (recipient, the broker's copy)."""
+    a broker: ``queue`` holds (recipient, the broker's copy), ``headers`` the headers each copy
+    travels with, by (message id, recipient)."""
 
     def __init__(self, database_url: str, **stores: Any) -> None:
+        stores.setdefault("trace_headers", tracing.headers_for)
         super().__init__(app=None, database_url=database_url, **stores)  # type: ignore[arg-type]
         self.queue: deque[tuple[str, AgentMessage]] = deque()
+        self.headers: dict[tuple[str, str], dict[str, str]] = {}
         self.sent: list[AgentMessage] = []
         self.broker_down = False  # set it to see what a send that fails does
 
@@ -25,6 +29,7 @@ class InlineBus(Bus):
         if self.broker_down:
             raise ConnectionError("broker unreachable")
         self.queue.append((recipient, self.on_the_wire(message)))
+        self.headers[(message.id, recipient)] = self.headers_for(message)
         self.sent.append(message)
 
 
@@ -33,11 +38,11 @@ def drain(orc: Orchestrator, bus: InlineBus, limit: int = 1000) -> int:
     delivered = 0
     while bus.queue:
         recipient, message = bus.queue.popleft()
+        headers = bus.headers.get((message.id, recipient), {})
         if recipient == COORDINATOR:
-            assert message.workflow_id is not None
-            orc.coordinator().advance(message.workflow_id, delivered=message.id)
+            orc.deliver_to_coordinator(message, headers)
         else:
-            orc.deliver(recipient, message)
+            orc.deliver(recipient, message, headers)
         delivered += 1
         assert delivered < limit, "the workflow did not settle: messages keep coming"
     return delivered

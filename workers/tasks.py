@@ -10,11 +10,11 @@ agentyard message is dead-lettered with the reason (``workers.poison``), not ret
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from celery import Celery
+from celery import Celery, Task
 
 from bus.envelope import AgentMessage
 from bus.routing import ADVANCE_TASK, COORDINATOR_QUEUE, agent_queue
@@ -23,8 +23,9 @@ from workers.poison import sink_for
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[AgentMessage], None]
-AgentHandler = Callable[[str, AgentMessage], object]  # (the agent it was sent to, the message)
+Headers = Mapping[str, Any]
+Handler = Callable[[AgentMessage, Headers], None]  # (the message, the headers it came with)
+AgentHandler = Callable[[str, AgentMessage, Headers], object]  # and the agent it was sent to
 
 
 def _decode(app: Celery, task_name: str, envelope: Any) -> AgentMessage | None:
@@ -39,22 +40,29 @@ def _decode(app: Celery, task_name: str, envelope: Any) -> AgentMessage | None:
         return None
 
 
+def _headers(task: Task) -> Headers:
+    """The message's own headers (its trace context): Celery keeps them apart from its own."""
+    return task.request.headers or {}
+
+
 def register_agent_task(app: Celery, agent_id: str, handler: AgentHandler) -> None:
     name = agent_queue(agent_id)
 
-    @app.task(name=name, queue=name, ignore_result=True, shared=False)
-    def agent_message(envelope: dict[str, Any]) -> None:
+    @app.task(name=name, queue=name, ignore_result=True, shared=False, bind=True)
+    def agent_message(task: Task, envelope: dict[str, Any]) -> None:
         message = _decode(app, name, envelope)
         if message is not None:
-            handler(agent_id, message)
+            handler(agent_id, message, _headers(task))
 
 
 def register_coordinator_task(app: Celery, handler: Handler) -> None:
-    @app.task(name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False)
-    def advance(envelope: dict[str, Any]) -> None:
+    @app.task(
+        name=ADVANCE_TASK, queue=COORDINATOR_QUEUE, ignore_result=True, shared=False, bind=True
+    )
+    def advance(task: Task, envelope: dict[str, Any]) -> None:
         message = _decode(app, ADVANCE_TASK, envelope)
         if message is not None:
-            handler(message)
+            handler(message, _headers(task))
 
 
 def register_periodic_task(

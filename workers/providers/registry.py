@@ -42,6 +42,11 @@ class Providers:
             self._anthropic = None
 
 
+def provider_name(model: str) -> str:
+    """Who serves ``model``, as the GenAI semantic conventions name a provider."""
+    return "agentyard.offline" if is_offline(model) else "anthropic"
+
+
 def is_offline(model: str) -> bool:
     return model.startswith(OFFLINE_PREFIX)
 
