@@ -85,26 +85,31 @@ def configure_tracing(settings: Settings) -> None:
     an application's own tracer provider, leave things as they are)."""
     global _provider
     with _lock:
-        if _provider is not None or _has_application_provider():
-            return
-        provider = TracerProvider(
-            resource=Resource.create(
-                {
-                    "service.name": settings.otel_service_name,
-                    "service.instance.id": f"{socket.gethostname()}:{os.getpid()}",
-                    "host.name": socket.gethostname(),
-                    "process.pid": os.getpid(),
-                }
-            ),
-            id_generator=_PresetIds(),
-        )
-        if settings.otel_endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        if _provider is None and not _has_application_provider():
+            _provider = build_provider(settings)
 
-            provider.add_span_processor(
-                BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(settings.otel_endpoint)))
-            )
-        _provider = provider
+
+def build_provider(settings: Settings) -> TracerProvider:
+    """A tracer provider that exports over OTLP/HTTP when the settings name an endpoint."""
+    host = socket.gethostname()
+    provider = TracerProvider(
+        resource=Resource.create(
+            {
+                "service.name": settings.otel_service_name,
+                "service.instance.id": f"{host}:{os.getpid()}",
+                "host.name": host,
+                "process.pid": os.getpid(),
+            }
+        ),
+        id_generator=_PresetIds(),
+    )
+    if settings.otel_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(settings.otel_endpoint)))
+        )
+    return provider
 
 
 def use_provider(provider: trace.TracerProvider | None) -> None:
