@@ -92,7 +92,7 @@ class OtlpReceiver:
                             status_code=span.status.code,
                             attributes=_attributes(span.attributes),
                             resource=resource,
-                            links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
+                            links=[(li.trace_id.hex(), li.span_id.hex()) for li in span.links],
                         )
                     )
         with self._lock:
