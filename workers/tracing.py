@@ -120,14 +120,6 @@ def use_provider(provider: trace.TracerProvider | None) -> None:
         _provider = provider
 
 
-def flush(timeout_ms: int = 5000) -> None:
-    """Export the spans still buffered (a worker that stops calls this)."""
-    provider = _provider
-    force_flush = getattr(provider, "force_flush", None)
-    if force_flush is not None:
-        force_flush(timeout_ms)
-
-
 def traces_url(endpoint: str) -> str:
     """The OTLP/HTTP traces URL of a collector's base endpoint, as OTEL_EXPORTER_OTLP_ENDPOINT
     is meant (``http://collector:4318`` -> ``http://collector:4318/v1/traces``)."""
