@@ -13,7 +13,6 @@ from datetime import timedelta
 
 import structlog
 from celery import Celery
-from celery.signals import worker_init
 from redis import Redis
 
 from bus import priorities
@@ -51,6 +50,7 @@ from workers import poison
 from workers.celery_app import make_celery
 from workers.logging import configure_logging
 from workers.metrics import WorkerMetrics
+from workers.metrics_server import ServeAsWorkersStart
 from workers.providers.registry import Providers
 from workers.tasks import register_agent_task, register_coordinator_task, register_periodic_task
 
@@ -82,6 +82,7 @@ class Orchestrator:
         self._ack_sweeper: AckSweeper | None = None
         self._inbox: Inbox | None = None
         self._metrics: WorkerMetrics | None = None
+        self._serve_as_workers_start: ServeAsWorkersStart | None = None
         self._handlers: dict[str, Registration] = {}
         self._ready = False
         configure_logging(self.settings)
@@ -139,7 +140,7 @@ class Orchestrator:
                     app, ACK_SWEEP_TASK, self._sweep_acks, self.settings.ack_sweep_interval_s
                 )
                 poison.register(app, DeadLetters(self.database_url))
-                worker_init.connect(self._on_worker_init)  # weakly: it goes with this object
+                self._serve_as_workers_start = ServeAsWorkersStart(app, self.serve_metrics)
                 self._celery = app
             return self._celery
 
@@ -208,24 +209,12 @@ class Orchestrator:
         """Serve /metrics from this process on ``port`` (default ``AGENTYARD_METRICS_PORT``;
         0: any free port). Once per process: later calls return the first one's answer. Returns
         the port it listens on, or None: no port configured, or it could not bind (logged, and
-        nothing else stops). A worker calls it as it starts."""
+        nothing else stops). Every worker of ``orc.celery`` calls it as it starts."""
         port = self.settings.metrics_port if port is None else port
         metrics = self.metrics()
         if port is None:
             return metrics.port
         return metrics.serve(port)
-
-    def _on_worker_init(self, sender: object = None, **_: object) -> None:
-        """Celery's ``worker_init``: in the worker's main process, before its pool starts."""
-        if getattr(sender, "app", None) is not self._celery:
-            return  # another app's worker
-        if "prefork" in str(getattr(sender, "pool_cls", "")):
-            log.warning(
-                "metrics.prefork_pool",
-                advice="step counts are kept in the pool's child processes, which /metrics does "
-                "not see; run agent workers with --pool threads (the default) or solo",
-            )
-        self.serve_metrics()
 
     def _queues(self) -> list[str]:
         """Every queue of the team: one per agent, and the coordinator's."""
