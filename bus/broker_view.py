@@ -32,10 +32,17 @@ class BrokerView:
 
     def queue_depth(self, queue: str) -> int:
         """Messages waiting in ``queue``, all priority bands summed."""
+        return self.queue_depths([queue])[queue]
+
+    def queue_depths(self, queues: list[str]) -> dict[str, int]:
+        """Messages waiting in each of ``queues``, all priority bands summed; one round trip."""
         pipe = self._client.pipeline(transaction=False)
-        for key in self.band_keys(queue):
-            pipe.llen(key)
-        return sum(int(n) for n in pipe.execute())
+        for queue in queues:
+            for key in self.band_keys(queue):
+                pipe.llen(key)
+        lengths = [int(n) for n in pipe.execute()]
+        bands = len(PRIORITY_STEPS)
+        return {queue: sum(lengths[i * bands : (i + 1) * bands]) for i, queue in enumerate(queues)}
 
     def unacked_task_ids(self) -> set[str]:
         """Task ids of the messages workers hold without having acknowledged them."""

@@ -51,8 +51,20 @@ def _worker(args: argparse.Namespace) -> int:
     if args.beat:
         argv += ["--beat", "--schedule", str(orc.settings.home / "beat-schedule")]
         orc.settings.home.mkdir(parents=True, exist_ok=True)
+    if args.metrics_port is not None:
+        orc.serve_metrics(args.metrics_port)  # AGENTYARD_METRICS_PORT is served as it starts
     orc.celery.worker_main(argv)
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port number 0..65535 (0: any free port), not {text!r}")
+    return value
 
 
 def _beat(args: argparse.Namespace) -> int:
@@ -283,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--name", help="worker name (default from what it serves)")
     worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        help="serve Prometheus /metrics on this port (0: any free port, logged); "
+        "default AGENTYARD_METRICS_PORT, unset: none",
+    )
     worker.set_defaults(func=_worker)
 
     beat = commands.add_parser("beat", help="run the scheduler of the periodic sweep")

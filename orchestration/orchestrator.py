@@ -23,7 +23,7 @@ from bus.dead_letters import DeadLetters
 from bus.envelope import COORDINATOR, AgentMessage, is_step_request
 from bus.inbox import Delivery, Inbox, MessageHandler, Registration
 from bus.publisher import Bus
-from bus.routing import ACK_SWEEP_TASK, SWEEP_TASK
+from bus.routing import ACK_SWEEP_TASK, COORDINATOR_QUEUE, SWEEP_TASK
 from orchestration.anomalies import AnomalyWatch
 from orchestration.breakers import Breakers
 from orchestration.budget import Budget
@@ -50,6 +50,8 @@ from storage.subscription_store import SubscriptionStore
 from workers import poison, tracing
 from workers.celery_app import make_celery
 from workers.logging import configure_logging
+from workers.metrics import WorkerMetrics
+from workers.metrics_server import ServeAsWorkersStart
 from workers.providers.registry import Providers
 from workers.tasks import (
     Headers,
@@ -85,6 +87,8 @@ class Orchestrator:
         self._maintenance: Maintenance | None = None
         self._ack_sweeper: AckSweeper | None = None
         self._inbox: Inbox | None = None
+        self._metrics: WorkerMetrics | None = None
+        self._serve_as_workers_start: ServeAsWorkersStart | None = None
         self._handlers: dict[str, Registration] = {}
         self._ready = False
         configure_logging(self.settings)
@@ -143,6 +147,7 @@ class Orchestrator:
                     app, ACK_SWEEP_TASK, self._sweep_acks, self.settings.ack_sweep_interval_s
                 )
                 poison.register(app, DeadLetters(self.database_url))
+                self._serve_as_workers_start = ServeAsWorkersStart(app, self.serve_metrics)
                 self._celery = app
             return self._celery
 
@@ -190,8 +195,38 @@ class Orchestrator:
                 self._budget(),
                 self._anomaly_watch(),
                 Breakers(self.breaker_store()),
+                observer=self.metrics().steps,
             )
         return self._runner
+
+    def metrics(self) -> WorkerMetrics:
+        """This process's Prometheus metrics of the team: what its steps did, counted here, and
+        the state all workers share (breakers, queue depths, reservations), read at each scrape."""
+        with self._lock:
+            if self._metrics is None:
+                self._metrics = WorkerMetrics(
+                    agents=lambda: sorted(self.team.agents),
+                    queues=self._queues,
+                    breakers=self.breaker_store(),
+                    budget=self.budget_store(),
+                    broker=self._broker_view(),
+                )
+            return self._metrics
+
+    def serve_metrics(self, port: int | None = None) -> int | None:
+        """Serve /metrics from this process on ``port`` (default ``AGENTYARD_METRICS_PORT``;
+        0: any free port). Once per process: later calls return the first one's answer. Returns
+        the port it listens on, or None: no port configured, or it could not bind (logged, and
+        nothing else stops). Every worker of ``orc.celery`` calls it as it starts."""
+        port = self.settings.metrics_port if port is None else port
+        metrics = self.metrics()
+        if port is None:
+            return metrics.port
+        return metrics.serve(port)
+
+    def _queues(self) -> list[str]:
+        """Every queue of the team: one per agent, and the coordinator's."""
+        return [*(agent.queue for _, agent in sorted(self.team.agents.items())), COORDINATOR_QUEUE]
 
     def maintenance(self) -> Maintenance:
         if self._maintenance is None:

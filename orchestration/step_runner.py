@@ -40,6 +40,7 @@ from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark
 from orchestration.definitions import Agent
 from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
+from orchestration.step_observer import StepObserver
 from orchestration.team import Team
 from storage import statements
 from storage.budget_store import Cap
@@ -114,7 +115,9 @@ class StepRunner:
         budget: Budget,
         anomalies: AnomalyWatch | None = None,
         breakers: Breakers | None = None,
+        observer: StepObserver | None = None,
     ) -> None:
+        """``observer`` hears of every attempt recorded (None: nobody does)."""
         self._team = team
         self._budget = budget
         self._breakers = breakers or Breakers(None)
@@ -124,6 +127,7 @@ class StepRunner:
         self._providers = providers
         self._settings = settings
         self._url = settings.effective_database_url
+        self._observer = observer
 
     def run(self, message: AgentMessage) -> None:
         step_id = str(message.payload["step_id"])
@@ -353,6 +357,15 @@ class StepRunner:
                 decision = self._coordinator.decide(tx, run)
         if run is not None and call.made:
             self._watch_cost(run, message)
+        if self._observer is not None:  # every attempt recorded, fenced off or not
+            self._observer.attempt_recorded(
+                agent_id=agent.id,
+                model=agent.model,
+                outcome=call.outcome,
+                usage=call.usage,
+                cost_micro=call.cost,
+                latency_s=call.latency_ms / 1000 if call.made else None,
+            )
         if not held:
             # The attempt was given up on; the call is on record (trace, cost) all the same.
             log.warning(

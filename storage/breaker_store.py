@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
 
@@ -81,17 +82,27 @@ class BreakerStore:
         )
 
     def state(self, agent: str) -> BreakerState:
-        found = {
-            text_of(k): text_of(v) for k, v in self._client.hgetall(self.prefix + agent).items()
-        }
-        seconds, micros = self._client.time()
+        return self.states([agent])[0]
+
+    def states(self, agents: list[str]) -> list[BreakerState]:
+        """The breakers of ``agents`` as they are now, in that order; one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.time()
+        for agent in agents:
+            pipe.hgetall(self.prefix + agent)
+        (seconds, micros), *hashes = pipe.execute()
         now = int(seconds) + int(micros) / 1e6
-        state = found.get("state", "closed")
-        open_until = float(found.get("open_until", 0))
-        return BreakerState(
-            agent=agent,
-            state=state,
-            failures=int(found.get("failures", 0)),
-            opened=int(found.get("opened", 0)),
-            open_for_s=max(0.0, open_until - now) if state == "open" else 0.0,
-        )
+        return [_state_of(agent, found, now) for agent, found in zip(agents, hashes, strict=True)]
+
+
+def _state_of(agent: str, raw: dict[Any, Any], now: float) -> BreakerState:
+    found = {text_of(k): text_of(v) for k, v in raw.items()}
+    state = found.get("state", "closed")
+    open_until = float(found.get("open_until", 0))
+    return BreakerState(
+        agent=agent,
+        state=state,
+        failures=int(found.get("failures", 0)),
+        opened=int(found.get("opened", 0)),
+        open_for_s=max(0.0, open_until - now) if state == "open" else 0.0,
+    )

@@ -54,6 +54,14 @@ class Refusal:
     cap_micro: int
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The reservations open at one moment: how many, and the micro-dollars they hold."""
+
+    count: int
+    micro: int
+
+
 class CountersNotLoaded(Exception):
     """Redis holds no spend counters for this team (it lost its data, or never had them): they
     must be restored from the cost ledger before anything is held."""
@@ -128,6 +136,21 @@ class BudgetStore:
             if amount is not None:
                 out.append((hold_id, int(amount)))
         return out
+
+    def held_now(self) -> Held:
+        """The reservations holding room on the caps right now: those whose time has not run
+        out (one past its time holds nothing: the next reservation releases it). Three round
+        trips, however many holds are open."""
+        seconds, _ = self._client.time()
+        ids = [
+            text_of(raw)
+            for raw in self._client.zrangebyscore(f"{self.prefix}holds", f"({int(seconds)}", "+inf")
+        ]
+        pipe = self._client.pipeline(transaction=False)
+        for hold_id in ids:
+            pipe.hget(f"{self.prefix}hold:{hold_id}", "amount")
+        amounts = [int(amount) for amount in pipe.execute() if amount is not None]
+        return Held(count=len(amounts), micro=sum(amounts))
 
     def spent(self, scope: str, period: str) -> int:
         """``period``: ``total``, or ``d<day number>`` for a daily cap."""
