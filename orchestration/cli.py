@@ -6,6 +6,7 @@ import argparse
 import socket
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from bus import priorities
 from bus.routing import COORDINATOR_QUEUE
@@ -180,6 +181,92 @@ def _deadletters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trace_source(team: str | None) -> str:
+    """The database a run is read from: the team's settings, or the environment's."""
+    if team is not None:
+        from orchestration.loader import load_orchestrator
+
+        orc = load_orchestrator(team)
+        orc.ensure_ready()
+        return orc.database_url
+    from storage.db import migrate
+    from storage.settings import Settings
+
+    url = Settings().effective_database_url
+    migrate(url)
+    return url
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from orchestration.run_trace import load_run_trace
+    from orchestration.trace_report import console_for, trace_tree
+    from storage.errors import RunNotFound
+
+    url = _trace_source(args.team)
+    try:
+        run = load_run_trace(url, args.run_id, include_io=args.show_io)
+    except RunNotFound as exc:
+        print(f"agentyard: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    console_for().print(trace_tree(run, show_io=args.show_io))
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from orchestration.run_graph import FORMATS, build_graph
+    from orchestration.run_trace import load_run_trace
+    from storage.errors import RunNotFound
+
+    url = _trace_source(args.team)
+    try:
+        graph = build_graph(load_run_trace(url, args.run_id))
+    except RunNotFound as exc:
+        print(f"agentyard: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    text = FORMATS[args.format](graph)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        print(f"agentyard: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"wrote the {args.format} graph of run {graph.run.id} ({len(graph.nodes)} node(s), "
+        f"{len(graph.edges)} edge(s)) to {args.output}"
+    )
+    return 0
+
+
+def _find(args: argparse.Namespace) -> int:
+    from orchestration.trace_queries import RunQuery, find_runs
+    from orchestration.trace_report import console_for, found_table, found_title
+
+    team = None
+    if args.team is not None:
+        from orchestration.loader import load_orchestrator
+
+        team = load_orchestrator(args.team).name
+    url = _trace_source(args.team)
+    query = RunQuery(
+        agent=args.agent,
+        cost_over_usd=args.cost_over,
+        slower_than_s=args.slower_than,
+        team=team,
+        workflow=args.workflow,
+        since=args.since,
+        limit=args.limit,
+    )
+    found = find_runs(url, query)
+    console = console_for()
+    console.print(found_title(query, found), markup=False)
+    if found:
+        console.print(found_table(query, found))
+    return 0
+
+
 def _costs(args: argparse.Namespace) -> int:
     from orchestration.costs import rebuild, report
     from orchestration.loader import load_orchestrator
@@ -270,6 +357,41 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
     return value
+
+
+def _usd_amount(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"an amount in USD, 0 or more (e.g. 0.05), not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a number of seconds, 0 or more, not {text!r}")
+    return value
+
+
+def _since(text: str) -> timedelta | datetime:
+    """``7d``, ``12h``, ``30m``, ``90s``, or an ISO date or time (UTC unless it says)."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    amount, unit = text[:-1], text[-1:]
+    if unit in units and amount.replace(".", "", 1).isdigit() and float(amount) > 0:
+        return timedelta(**{units[unit]: float(amount)})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a time window like 7d, 12h or 30m, or a date like 2025-01-31, not {text!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -365,6 +487,64 @@ def build_parser() -> argparse.ArgumentParser:
     breakers = commands.add_parser("breakers", help="each agent's circuit breaker, as it is now")
     breakers.add_argument("team")
     breakers.set_defaults(func=_breakers)
+
+    trace = commands.add_parser(
+        "trace",
+        help="one run as a tree: each step with its agent, status, latency, tokens, cost, "
+        "retries and fallbacks, and each attempt under it",
+    )
+    trace.add_argument(
+        "team", nargs="?", help="the orchestrator, as module:attribute (its settings are used)"
+    )
+    trace.add_argument("run_id")
+    trace.add_argument(
+        "--show-io",
+        action="store_true",
+        help="also print each call's prompt and output, shortened (they are on the audit trail)",
+    )
+    trace.set_defaults(func=_trace)
+
+    graph = commands.add_parser(
+        "graph", help="one run's dependency graph from its trace records: mermaid, dot or JSON"
+    )
+    graph.add_argument(
+        "team", nargs="?", help="the orchestrator, as module:attribute (its settings are used)"
+    )
+    graph.add_argument("run_id")
+    graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
+    graph.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
+    graph.set_defaults(func=_graph)
+
+    find = commands.add_parser(
+        "find",
+        help="runs where an agent cost more than $X, or slower than Y seconds "
+        "(conditions given together must all hold)",
+    )
+    find.add_argument(
+        "team", nargs="?", help="the orchestrator, as module:attribute; its runs only"
+    )
+    find.add_argument("--agent", help="an agent id: runs it made calls in, with what they cost")
+    find.add_argument(
+        "--cost-over",
+        type=_usd_amount,
+        metavar="USD",
+        help="the agent's calls in the run (or, without --agent, the whole run) cost more",
+    )
+    find.add_argument(
+        "--slower-than",
+        type=_seconds,
+        metavar="SECONDS",
+        help="finished: took longer; still under way: has run longer so far",
+    )
+    find.add_argument("--workflow", help="runs of this workflow type only")
+    find.add_argument(
+        "--since",
+        type=_since,
+        default=timedelta(days=7),
+        help="runs created in this window: 7d (default), 12h, 30m, or since a date (UTC)",
+    )
+    find.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
+    find.set_defaults(func=_find)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(func=_migrate)

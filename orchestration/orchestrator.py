@@ -36,6 +36,7 @@ from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
 from orchestration.team import Team
+from orchestration.trace_queries import RunQueries
 from storage.ack_store import AckStore
 from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore
@@ -412,6 +413,13 @@ class Orchestrator:
             "workflow.submitted", workflow_id=run.id, workflow=definition.name, priority=priority
         )
         return WorkflowRun(run.id, self.database_url)
+
+    @property
+    def runs(self) -> RunQueries:
+        """This team's runs as the trace records tell them: ``orc.runs.trace(run_id)``,
+        ``orc.runs.where_agent_cost_over("writer", 0.05)``, ``orc.runs.slower_than(30)``."""
+        self.ensure_ready()
+        return RunQueries(self.database_url, self.name)
 
     def run(self, run_id: str) -> WorkflowRun:
         """Reattach to a run by id, from any process."""

@@ -1,0 +1,383 @@
+"""One run as its trace records tell it: the workflow, its steps, and every model call of each.
+
+The read model behind ``agentyard trace`` (the tree), ``agentyard graph`` (the dependency graph)
+and ``orc.runs.trace(run_id)``: loaded once, read-only, from the ``workflows``, ``steps`` and
+``traces`` tables. ``RunTrace`` -> ``StepTrace`` -> ``CallTrace``, all frozen.
+
+A call is one row of ``traces``: one attempt of a step, made or refused (a spend cap or an open
+breaker turns a call away; it is on record at no cost). Within a step, a call on the same agent
+as the call before it is a *retry*; a call on another agent is a *fallback*. A step with no call
+on record yet (pending, or dispatched and not recorded yet) is there all the same.
+
+Prompts and outputs stay in the database unless asked for (``include_io=True``): the tree is for
+operators, the audit trail is where the text lives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from itertools import pairwise
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from orchestration.pricing import micro_to_usd
+from orchestration.results import Tokens
+from storage import statements
+from storage.db import session_scope
+from storage.errors import RunNotFound
+from storage.models import StepStatus, WorkflowStatus, as_utc, utcnow
+
+_SUCCEEDED = "succeeded"
+
+
+class Link(StrEnum):
+    """How a call follows the one before it in the same step."""
+
+    FIRST = "first"  # the step's first call on record
+    RETRY = "retry"  # another attempt on the same agent
+    FALLBACK = "fallback"  # the step moved to another agent
+
+
+class Tone(StrEnum):
+    """What a status or an outcome means to someone reading the trace (renderers colour it)."""
+
+    OK = "ok"  # succeeded
+    FAILED = "failed"  # a call that failed, a step or run that failed
+    REFUSED = "refused"  # not made: a spend cap or an open breaker turned it away
+    WAITING = "waiting"  # pending: its turn, or a retry's due time, has not come
+    ACTIVE = "active"  # dispatched or running
+
+
+_REFUSED = {"breaker_open", "cost_limit_exceeded", "budget_exceeded"}
+_WAITING = {StepStatus.PENDING.value, StepStatus.ATTEMPT_FAILED.value}
+_ACTIVE = {StepStatus.DISPATCHED.value, StepStatus.RUNNING.value}
+
+
+def tone_of(status: str) -> Tone:
+    """The tone of a run's or step's status, or of a call's outcome."""
+    if status == _SUCCEEDED:
+        return Tone.OK
+    if status in _REFUSED:
+        return Tone.REFUSED
+    if status in _WAITING:
+        return Tone.WAITING
+    if status in _ACTIVE:
+        return Tone.ACTIVE
+    return Tone.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class CallIO:
+    """What a call was asked and answered (loaded only on request)."""
+
+    prompt: str
+    output: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallTrace:
+    """One model call: one attempt of a step, as its trace row records it."""
+
+    id: str
+    step_id: str
+    attempt: int  # the step's attempt number, 1 for its first
+    agent: str  # the agent that made (or was refused) the call
+    requested_agent: str  # the agent the workflow asked for: another one means a fallback
+    model: str
+    outcome: str  # "succeeded", or the error's kind ("rate_limited", "breaker_open", ...)
+    error: str | None
+    tokens: Tokens
+    cost_micro: int
+    latency_ms: float
+    started_at: datetime
+    finished_at: datetime
+    link: Link
+    trace_id: str | None = None  # OpenTelemetry, hex, when the call was traced
+    span_id: str | None = None
+    io: CallIO | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == _SUCCEEDED
+
+    @property
+    def by_fallback(self) -> bool:
+        """Whether a fallback agent made this call instead of the agent asked for."""
+        return self.agent != self.requested_agent
+
+    @property
+    def cost_usd(self) -> float:
+        return micro_to_usd(self.cost_micro)
+
+
+@dataclass(frozen=True, slots=True)
+class StepTrace:
+    """One step of the run and the calls made for it, oldest first."""
+
+    id: str
+    position: int  # 0 for the first step
+    agent: str  # the agent the workflow asked for
+    ran_by: str | None  # the agent of the latest attempt (a fallback, once one took over)
+    status: str
+    attempt: int  # attempts dispatched so far
+    parent_step_id: str | None
+    error: str | None
+    calls: tuple[CallTrace, ...] = ()
+
+    @property
+    def ran(self) -> bool:
+        """Whether any call of this step is on record."""
+        return bool(self.calls)
+
+    @property
+    def retries(self) -> int:
+        """Calls beyond the first on the same agent."""
+        return sum(call.link is Link.RETRY for call in self.calls)
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        """The agents the step went through, in order: ``("writer", "reviewer")`` after one
+        fallback. A step handed to a fallback that has not called yet counts it too."""
+        chain = [self.agent]
+        for name in [*(call.agent for call in self.calls), self.ran_by]:
+            if name is not None and name != chain[-1]:
+                chain.append(name)
+        return tuple(chain)
+
+    @property
+    def fell_back(self) -> bool:
+        return len(self.agents) > 1
+
+    @property
+    def tokens(self) -> Tokens:
+        return _sum_tokens(call.tokens for call in self.calls)
+
+    @property
+    def cost_micro(self) -> int:
+        """Every call's cost, failed ones included."""
+        return sum(call.cost_micro for call in self.calls)
+
+    @property
+    def latency_ms(self) -> float:
+        """Time spent in model calls (backoff waits between attempts not included)."""
+        return sum(call.latency_ms for call in self.calls)
+
+    @property
+    def in_flight(self) -> int | None:
+        """The attempt dispatched or running now and not on record yet, if any."""
+        under_way = self.status in (StepStatus.DISPATCHED.value, StepStatus.RUNNING.value)
+        recorded = {call.attempt for call in self.calls}
+        return self.attempt if under_way and self.attempt not in recorded else None
+
+    @property
+    def unrecorded_attempts(self) -> tuple[int, ...]:
+        """Attempts dispatched that left no call on record and are not under way: a worker
+        stopped before it recorded the call, or the broker lost the request (the sweep gave
+        them up and dispatched the next)."""
+        recorded = {call.attempt for call in self.calls}
+        return tuple(
+            n for n in range(1, self.attempt + 1) if n not in recorded and n != self.in_flight
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunTrace:
+    """A workflow run, its steps in order, and every call on record."""
+
+    id: str
+    team: str
+    name: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    steps: tuple[StepTrace, ...] = field(default_factory=tuple)
+
+    @property
+    def finished(self) -> bool:
+        return WorkflowStatus(self.status).finished
+
+    @property
+    def calls(self) -> tuple[CallTrace, ...]:
+        return tuple(call for step in self.steps for call in step.calls)
+
+    @property
+    def trace_id(self) -> str | None:
+        """The OpenTelemetry trace of the run (its first traced call's), when there is one."""
+        return next((call.trace_id for call in self.calls if call.trace_id), None)
+
+    @property
+    def tokens(self) -> Tokens:
+        return _sum_tokens(call.tokens for call in self.calls)
+
+    @property
+    def cost_micro(self) -> int:
+        return sum(call.cost_micro for call in self.calls)
+
+    @property
+    def cost_usd(self) -> float:
+        return micro_to_usd(self.cost_micro)
+
+    @property
+    def latency_ms(self) -> float:
+        """Time spent in model calls, all steps together."""
+        return sum(step.latency_ms for step in self.steps)
+
+    @property
+    def retries(self) -> int:
+        return sum(step.retries for step in self.steps)
+
+    @property
+    def fallbacks(self) -> int:
+        return sum(len(step.agents) - 1 for step in self.steps)
+
+    def duration_s(self, now: datetime | None = None) -> float:
+        """Wall-clock time from submission to the end, or to ``now`` while it runs."""
+        end = self.finished_at or now or utcnow()
+        return (end - self.created_at).total_seconds()
+
+    def cost_of(self, agent: str) -> int:
+        """What ``agent``'s calls in this run cost, in micro-dollars, failed ones included."""
+        return sum(call.cost_micro for call in self.calls if call.agent == agent)
+
+
+def format_usd(micro: int) -> str:
+    """Money as the trace shows it: ``$0.000327``."""
+    return f"${micro / 1e6:.6f}"
+
+
+def format_duration(seconds: float) -> str:
+    """A latency or a duration as the trace shows it: ``0.4ms``, ``35ms``, ``2.51s``."""
+    if seconds >= 1:
+        return f"{seconds:.2f}s"
+    ms = seconds * 1000
+    return f"{ms:.1f}ms" if ms < 10 else f"{ms:.0f}ms"
+
+
+def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) -> RunTrace:
+    """Read run ``run_id`` and its trace. Raises ``RunNotFound`` if no such run is on record."""
+    with session_scope(database_url) as session:
+        workflow = session.execute(
+            select(statements.workflows).where(statements.workflows.c.id == run_id)
+        ).one_or_none()
+        if workflow is None:
+            raise RunNotFound(
+                f"no workflow run with id {run_id!r} in this database; check the id (it is "
+                "printed by `agentyard run` and is WorkflowRun.id), and that "
+                "AGENTYARD_DATABASE_URL names the database the workers write to"
+            )
+        calls = _calls_by_step(session, run_id, include_io)
+        step_rows = session.execute(
+            select(statements.steps)
+            .where(statements.steps.c.workflow_id == run_id)
+            .order_by(statements.steps.c.position)
+        ).all()
+    steps = tuple(_step(row, calls.get(row.id, [])) for row in step_rows)
+    return RunTrace(
+        id=workflow.id,
+        team=workflow.team,
+        name=workflow.name,
+        status=workflow.status,
+        created_at=as_utc(workflow.created_at),
+        finished_at=as_utc(workflow.finished_at),
+        error=workflow.error,
+        steps=steps,
+    )
+
+
+_CALL_COLUMNS = (
+    "id",
+    "step_id",
+    "attempt",
+    "agent_id",
+    "model",
+    "outcome",
+    "error",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_tokens",
+    "cache_read_tokens",
+    "cache_creation_1h_tokens",
+    "cost_micro",
+    "latency_ms",
+    "started_at",
+    "finished_at",
+    "trace_id",
+    "span_id",
+)
+
+
+def _calls_by_step(session: Session, run_id: str, include_io: bool) -> dict[str, list[Any]]:
+    traces = statements.traces
+    names = [*_CALL_COLUMNS, *(("prompt", "output") if include_io else ())]
+    rows = session.execute(
+        select(*(traces.c[name] for name in names))
+        .where(traces.c.workflow_id == run_id)
+        .order_by(traces.c.attempt, traces.c.started_at, traces.c.id)
+    ).all()
+    by_step: dict[str, list[Any]] = {}
+    for row in rows:
+        by_step.setdefault(row.step_id, []).append(row)
+    return by_step
+
+
+def _step(row: Any, call_rows: list[Any]) -> StepTrace:
+    links = [Link.FIRST][: len(call_rows)] + [
+        Link.RETRY if before.agent_id == after.agent_id else Link.FALLBACK
+        for before, after in pairwise(call_rows)
+    ]
+    return StepTrace(
+        id=row.id,
+        position=row.position,
+        agent=row.agent_id,
+        ran_by=row.ran_by,
+        status=row.status,
+        attempt=row.attempt,
+        parent_step_id=row.parent_step_id,
+        error=row.error,
+        calls=tuple(
+            _call(call, link, row.agent_id) for call, link in zip(call_rows, links, strict=True)
+        ),
+    )
+
+
+def _call(row: Any, link: Link, requested_agent: str) -> CallTrace:
+    mapping = row._mapping
+    return CallTrace(
+        id=row.id,
+        step_id=row.step_id,
+        attempt=row.attempt,
+        agent=row.agent_id,
+        requested_agent=requested_agent,
+        model=row.model,
+        outcome=row.outcome,
+        error=row.error,
+        tokens=Tokens(
+            input=row.input_tokens,
+            output=row.output_tokens,
+            cache_creation=row.cache_creation_tokens,
+            cache_read=row.cache_read_tokens,
+            cache_creation_1h=row.cache_creation_1h_tokens,
+        ),
+        cost_micro=row.cost_micro,
+        latency_ms=float(row.latency_ms),
+        started_at=as_utc(row.started_at),
+        finished_at=as_utc(row.finished_at),
+        link=link,
+        trace_id=row.trace_id,
+        span_id=row.span_id,
+        io=CallIO(mapping["prompt"], mapping["output"]) if "prompt" in mapping else None,
+    )
+
+
+def _sum_tokens(tokens: Iterable[Tokens]) -> Tokens:
+    every = list(tokens)
+    return Tokens(*(sum(getattr(t, name) for t in every) for name in _TOKEN_KINDS))
+
+
+_TOKEN_KINDS = ("input", "output", "cache_creation", "cache_read", "cache_creation_1h")

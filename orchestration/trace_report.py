@@ -1,0 +1,176 @@
+"""How a run's trace and the runs a query found look in a terminal (``agentyard trace`` and
+``agentyard find``), drawn with ``rich``.
+
+Colour follows the status (green succeeded, red failed, yellow refused, dim waiting, blue under
+way); every fact is also written in words, so the output reads the same piped to a file, where
+rich draws no colour and no line is wrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import IO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from orchestration.results import Tokens
+from orchestration.run_trace import (
+    CallTrace,
+    RunTrace,
+    StepTrace,
+    Tone,
+    format_duration,
+    format_usd,
+    tone_of,
+)
+from orchestration.trace_queries import FoundRun, RunQuery
+
+_STYLE = {
+    Tone.OK: "green",
+    Tone.FAILED: "red",
+    Tone.REFUSED: "yellow",
+    Tone.WAITING: "dim",
+    Tone.ACTIVE: "blue",
+}
+ERROR_CHARS = 120
+IO_CHARS = 200
+# Off a terminal nothing limits the width: lines are written whole, never wrapped or cut.
+_UNLIMITED = 100_000
+
+
+def console_for(file: IO[str] | None = None) -> Console:
+    """A console writing to ``file`` (stdout by default): colour on a terminal only."""
+    console = Console(file=file, highlight=False)
+    if not console.is_terminal:
+        console = Console(file=file, highlight=False, width=_UNLIMITED)
+    return console
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _tokens(tokens: Tokens) -> str:
+    text = f"tokens {tokens.input} in / {tokens.output} out"
+    if tokens.cache_creation or tokens.cache_read:
+        text += f" (+cache {tokens.cache_creation} written, {tokens.cache_read} read)"
+    return text
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=_STYLE[tone_of(status)])
+
+
+def _line(*parts: str | Text) -> Text:
+    """Parts two spaces apart; plain strings are text, never markup."""
+    return Text("  ").join(part if isinstance(part, Text) else Text(part) for part in parts)
+
+
+def trace_tree(run: RunTrace, *, show_io: bool = False, now: datetime | None = None) -> Tree:
+    """The run as a tree: the workflow, one node per step, one per attempt under it."""
+    took = format_duration(run.duration_s(now))
+    root = _line(
+        Text(f"workflow {run.name}", style="bold"),
+        run.id,
+        _status(run.status),
+        f"took {took}" if run.finished else f"running for {took}",
+        f"model time {format_duration(run.latency_ms / 1000)}",
+        _tokens(run.tokens),
+        format_usd(run.cost_micro),
+    )
+    if run.trace_id:
+        root.append(f"  trace {run.trace_id}")
+    tree = Tree(root)
+    if run.error:
+        tree.add(Text(f"error: {shorten(run.error, ERROR_CHARS * 2)}", style="red"))
+    for step in run.steps:
+        _add_step(tree, step, show_io)
+    return tree
+
+
+def _add_step(tree: Tree, step: StepTrace, show_io: bool) -> None:
+    parts: list[str | Text] = [
+        Text(f"step {step.position + 1}", style="bold"),
+        step.ran_by or step.agent,
+        _status(step.status),
+    ]
+    if step.ran:
+        parts += [
+            f"latency {format_duration(step.latency_ms / 1000)}",
+            _tokens(step.tokens),
+            format_usd(step.cost_micro),
+            f"{step.retries} {'retry' if step.retries == 1 else 'retries'}",
+        ]
+    if step.fell_back:
+        parts.append(Text(f"fallback: {' -> '.join(step.agents)}", style="yellow"))
+    node = tree.add(_line(*parts))
+    attempts: list[tuple[int, Text, CallTrace | None]] = [
+        (call.attempt, _call_line(call), call) for call in step.calls
+    ]
+    attempts += [
+        (n, Text(f"attempt {n}  no call on record (given up by the sweep)", style="dim"), None)
+        for n in step.unrecorded_attempts
+    ]
+    if step.in_flight is not None:
+        line = _line(f"attempt {step.in_flight}", step.ran_by or step.agent, _status(step.status))
+        attempts.append((step.in_flight, line, None))
+    for _, line, call in sorted(attempts, key=lambda item: item[0]):
+        attempt = node.add(line)
+        if show_io and call is not None and call.io is not None:
+            attempt.add(Text(f"prompt: {shorten(call.io.prompt, IO_CHARS)}", style="dim"))
+            answer = "-" if call.io.output is None else shorten(call.io.output, IO_CHARS)
+            attempt.add(Text(f"output: {answer}", style="dim"))
+
+
+def _call_line(call: CallTrace) -> Text:
+    parts: list[str | Text] = [
+        f"attempt {call.attempt}",
+        call.agent,
+        _status(call.outcome),
+        f"latency {format_duration(call.latency_ms / 1000)}",
+        _tokens(call.tokens),
+        format_usd(call.cost_micro),
+    ]
+    if call.error:
+        parts.append(Text(f"error: {shorten(call.error, ERROR_CHARS)}", style="red"))
+    return _line(*parts)
+
+
+# -- agentyard find --------------------------------------------------------------------------------
+
+
+def found_title(query: RunQuery, found: Sequence[FoundRun]) -> str:
+    """One sentence: what was asked, over which runs, and how many were found."""
+    return f"{len(found)} run(s) {query.describe()}" + (
+        f" (the first {query.limit})" if len(found) >= query.limit else ""
+    )
+
+
+def found_table(query: RunQuery, found: Sequence[FoundRun]) -> Table:
+    """One row per run found: id, workflow, status, when, duration, cost (and the agent's)."""
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False)
+    for column in ("RUN", "TEAM", "WORKFLOW", "STATUS", "CREATED", "DURATION", "COST"):
+        table.add_column(column, no_wrap=True)
+    if query.agent is not None:
+        table.add_column(f"COST OF {query.agent.upper()}", no_wrap=True)
+    for run in found:
+        took = format_duration(run.duration_s) + ("" if run.finished else " (running)")
+        cells: list[str | Text] = [
+            run.id,
+            run.team,
+            run.workflow,
+            _status(run.status),
+            run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            took,
+            format_usd(run.cost_micro),
+        ]
+        if query.agent is not None:
+            cells.append(f"{format_usd(run.agent_cost_micro or 0)} in {run.agent_calls} call(s)")
+        table.add_row(*cells)
+    return table
