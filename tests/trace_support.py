@@ -86,6 +86,7 @@ def record_run(
             finished_at=finished_at,
         )
     )
+    session.flush()  # the step's foreign key needs the run's row first
     step_id = new_id()
     session.add(
         StepRow(
