@@ -181,20 +181,21 @@ def _deadletters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trace_source(team: str | None) -> str:
-    """The database a run is read from: the team's settings, or the environment's."""
+def _database_of(team: str | None) -> tuple[str, str | None]:
+    """The database to read runs from, and the team's name: from the team's orchestrator when
+    one is named (module:attribute), else from the environment's settings."""
     if team is not None:
         from orchestration.loader import load_orchestrator
 
         orc = load_orchestrator(team)
         orc.ensure_ready()
-        return orc.database_url
+        return orc.database_url, orc.name
     from storage.db import migrate
     from storage.settings import Settings
 
     url = Settings().effective_database_url
     migrate(url)
-    return url
+    return url, None
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -202,7 +203,7 @@ def _trace(args: argparse.Namespace) -> int:
     from orchestration.trace_report import console_for, trace_tree
     from storage.errors import RunNotFound
 
-    url = _trace_source(args.team)
+    url, _ = _database_of(args.team)
     try:
         run = load_run_trace(url, args.run_id, include_io=args.show_io)
     except RunNotFound as exc:
@@ -217,7 +218,7 @@ def _graph(args: argparse.Namespace) -> int:
     from orchestration.run_trace import load_run_trace
     from storage.errors import RunNotFound
 
-    url = _trace_source(args.team)
+    url, _ = _database_of(args.team)
     try:
         graph = build_graph(load_run_trace(url, args.run_id))
     except RunNotFound as exc:
@@ -231,7 +232,11 @@ def _graph(args: argparse.Namespace) -> int:
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
-        print(f"agentyard: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"agentyard: cannot write {args.output} ({exc.strerror}); name a file in a "
+            "directory that exists and that you may write to",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     print(
         f"wrote the {args.format} graph of run {graph.run.id} ({len(graph.nodes)} node(s), "
@@ -244,12 +249,7 @@ def _find(args: argparse.Namespace) -> int:
     from orchestration.trace_queries import RunQuery, find_runs
     from orchestration.trace_report import console_for, found_table, found_title
 
-    team = None
-    if args.team is not None:
-        from orchestration.loader import load_orchestrator
-
-        team = load_orchestrator(args.team).name
-    url = _trace_source(args.team)
+    url, team = _database_of(args.team)
     query = RunQuery(
         agent=args.agent,
         cost_over_usd=args.cost_over,

@@ -223,6 +223,30 @@ def test_the_trace_output_is_plain_text_when_not_on_a_terminal(
     assert max(len(line) for line in out.splitlines()) > 80  # nor wrapped at 80 columns
 
 
+def test_the_trace_and_the_graph_name_the_runs_opentelemetry_trace_when_it_has_one(
+    runs: Runs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with session_scope(runs.orc.database_url) as session:
+        session.exec(
+            update(TraceRow)
+            .where(col(TraceRow.workflow_id) == runs.research)
+            .values(trace_id=trace_id, span_id="00f067aa0ba902b7")
+        )
+
+    _, tree, _ = _cli(capsys, "trace", runs.research)
+    _, out, _ = _cli(capsys, "graph", runs.research, "--format", "json")
+
+    assert tree.splitlines()[0].endswith(f"  trace {trace_id}")
+    graph = json.loads(out)
+    assert graph["workflow"]["trace_id"] == trace_id
+    assert {(n["trace_id"], n["span_id"]) for n in graph["nodes"]} == {
+        (trace_id, "00f067aa0ba902b7")
+    }
+    _, untraced, _ = _cli(capsys, "trace", runs.doomed)
+    assert " trace " not in untraced.splitlines()[0]
+
+
 def test_the_trace_command_fails_saying_so_for_a_run_not_in_the_database(
     runs: Runs, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -383,6 +407,17 @@ def test_the_graph_command_writes_to_a_file_when_asked(
         f"wrote the json graph of run {runs.research} (5 node(s), 4 edge(s)) to {target}\n"
     )
     assert len(json.loads(target.read_text())["nodes"]) == 5
+
+
+def test_the_graph_command_says_what_to_do_when_it_cannot_write_the_file(
+    runs: Runs, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "missing" / "run.dot"
+
+    code, out, err = _cli(capsys, "graph", runs.research, "--output", str(target))
+
+    assert (code, out) == (cli.EXIT_FAILED, "")
+    assert f"cannot write {target}" in err and "a directory that exists" in err
 
 
 def test_the_graph_command_fails_saying_so_for_a_run_not_in_the_database(
