@@ -155,7 +155,7 @@ def found_title(query: RunQuery, found: Sequence[FoundRun]) -> str:
 def found_table(query: RunQuery, found: Sequence[FoundRun]) -> Table:
     """One row per run found: id, workflow, status, when, duration, cost (and the agent's)."""
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False)
-    for column in ("RUN", "TEAM", "WORKFLOW", "STATUS", "CREATED", "DURATION", "COST"):
+    for column in ("RUN", "TEAM", "WORKFLOW", "STATUS", "CREATED (UTC)", "DURATION", "COST"):
         table.add_column(column, no_wrap=True)
     if query.agent is not None:
         table.add_column(f"COST OF {query.agent.upper()}", no_wrap=True)
