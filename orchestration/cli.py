@@ -214,7 +214,8 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from orchestration.run_graph import FORMATS, build_graph
+    from orchestration.graph_formats import FORMATS
+    from orchestration.run_graph import build_graph
     from orchestration.run_trace import load_run_trace
     from storage.errors import RunNotFound
 

@@ -18,16 +18,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from orchestration.results import Tokens
-from orchestration.run_trace import (
-    CallTrace,
-    RunTrace,
-    StepTrace,
-    Tone,
-    format_duration,
-    format_usd,
-    tone_of,
-)
+from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
+from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
 
 _STYLE = {
     Tone.OK: "green",

@@ -14,8 +14,9 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from orchestration import Orchestrator, RunNotFound, WorkflowStatus, cli
+from orchestration.graph_formats import dot_text, mermaid_text, to_dot, to_mermaid
 from orchestration.maintenance import Maintenance
-from orchestration.run_graph import build_graph, dot_text, mermaid_text, to_dot, to_mermaid
+from orchestration.run_graph import build_graph
 from orchestration.run_trace import Link, load_run_trace
 from orchestration.trace_report import shorten
 from storage.db import session_scope
