@@ -201,6 +201,28 @@ def test_the_trace_command_shows_a_step_that_never_ran_as_pending(
     assert lines[-1] == (1, "step 3  reviewer  pending")
 
 
+def test_a_run_under_way_shows_the_attempt_in_flight_and_how_long_it_has_run(
+    inline_team: TeamFactory, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agents, workflows = trace_team_members()
+    orc, _ = inline_team(*agents, workflows=workflows)
+    run = orc.submit("research", "the telegraph")  # step 1 dispatched, no worker took it yet
+    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+
+    code, out, _ = _cli(capsys, "trace", run.id)
+
+    assert code == 0
+    lines = _tree(out)
+    assert lines[0][1].startswith(f"workflow research  {run.id}  running  running for ")
+    assert lines[1:] == [
+        (1, "step 1  researcher  dispatched"),
+        (2, "attempt 1  researcher  dispatched"),
+        (1, "step 2  writer  pending"),
+        (1, "step 3  reviewer  pending"),
+    ]
+    assert orc.runs.trace(run.id).steps[0].in_flight == 1
+
+
 def test_the_trace_command_prints_no_prompt_or_output_unless_asked(
     runs: Runs, capsys: pytest.CaptureFixture[str]
 ) -> None:
