@@ -246,16 +246,10 @@ def test_the_trace_output_is_plain_text_when_not_on_a_terminal(
     assert max(len(line) for line in out.splitlines()) > 80  # nor wrapped at 80 columns
 
 
-def test_the_trace_and_the_graph_name_the_runs_opentelemetry_trace_when_it_has_one(
+def test_the_trace_and_the_graph_name_the_runs_opentelemetry_trace_and_each_calls_span(
     runs: Runs, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    with session_scope(runs.orc.database_url) as session:
-        session.exec(
-            update(TraceRow)
-            .where(col(TraceRow.workflow_id) == runs.research)
-            .values(trace_id=trace_id, span_id="00f067aa0ba902b7")
-        )
+    trace_id = runs.research.replace("-", "")  # a run's trace is named by the run
 
     _, tree, _ = _cli(capsys, "trace", runs.research)
     _, out, _ = _cli(capsys, "graph", runs.research, "--format", "json")
@@ -263,11 +257,26 @@ def test_the_trace_and_the_graph_name_the_runs_opentelemetry_trace_when_it_has_o
     assert tree.splitlines()[0].endswith(f"  trace {trace_id}")
     graph = json.loads(out)
     assert graph["workflow"]["trace_id"] == trace_id
-    assert {(n["trace_id"], n["span_id"]) for n in graph["nodes"]} == {
-        (trace_id, "00f067aa0ba902b7")
-    }
-    _, untraced, _ = _cli(capsys, "trace", runs.doomed)
-    assert " trace " not in untraced.splitlines()[0]
+    assert {n["trace_id"] for n in graph["nodes"]} == {trace_id}
+    spans = [n["span_id"] for n in graph["nodes"]]
+    assert len(set(spans)) == 5 and all(re.fullmatch(r"[0-9a-f]{16}", s) for s in spans)
+
+
+def test_a_run_recorded_without_opentelemetry_ids_shows_none(
+    runs: Runs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with session_scope(runs.orc.database_url) as session:  # as rows from before migration 0010
+        session.exec(
+            update(TraceRow)
+            .where(col(TraceRow.workflow_id) == runs.doomed)
+            .values(trace_id=None, span_id=None)
+        )
+
+    _, tree, _ = _cli(capsys, "trace", runs.doomed)
+    _, out, _ = _cli(capsys, "graph", runs.doomed, "--format", "json")
+
+    assert " trace " not in tree.splitlines()[0]
+    assert json.loads(out)["workflow"]["trace_id"] is None
 
 
 def test_the_trace_command_fails_saying_so_for_a_run_not_in_the_database(
