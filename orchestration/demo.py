@@ -66,7 +66,11 @@ def run_demo(team: str, workflow: str, topic: str) -> int:
         result = run.wait(timeout=300, on_progress=ProgressPrinter())
         print(f"\nfinished in {time.monotonic() - started:.2f}s\n")
         print(format_result(result))
-        print(f"\nlook again with: agentyard status {run.id}")
+        print(
+            f"\nlook again with: agentyard status {run.id}\n"
+            f"            as a tree: agentyard trace {run.id}\n"
+            f"           as a graph: agentyard graph {run.id} --format mermaid"
+        )
         return 0 if result.status.value == "succeeded" else 1
 
 
