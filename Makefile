@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-chaos services bench bench-budget bench-bus lint clean
+.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ demo: $(STAMP)
 services:
 	@bash .ci/services
 
-## make test: the whole suite on real Redis and PostgreSQL
-test: $(STAMP) services
+## make browser: make sure the system's Chromium is there for the Flower browser test (installs it if needed)
+browser:
+	@bash .ci/browser
+
+## make test: the whole suite on real Redis and PostgreSQL, Flower in a real browser
+test: $(STAMP) services browser
 	$(BIN)/python -m pytest
 
 ## make test-unit: the tests that need no server

@@ -87,9 +87,10 @@ def _beat(args: argparse.Namespace) -> int:
 
 def _flower(args: argparse.Namespace) -> int:
     from orchestration.loader import load_orchestrator
+    from workers.flower import flower_launch, run_flower
 
     orc = load_orchestrator(args.team)
-    orc.celery.start(["flower", f"--port={args.port}", f"--address={args.address}"])
+    run_flower(orc.celery, flower_launch(orc.settings, args.port, args.address))
     return 0
 
 
@@ -431,10 +432,16 @@ def build_parser() -> argparse.ArgumentParser:
     beat.add_argument("--loglevel", default="INFO")
     beat.set_defaults(func=_beat)
 
-    flower = commands.add_parser("flower", help="start Flower with the team's broker options")
+    flower = commands.add_parser(
+        "flower",
+        help="start Flower with the team's broker options, events on, and the basic auth of "
+        "AGENTYARD_FLOWER_BASIC_AUTH",
+    )
     flower.add_argument("team")
-    flower.add_argument("--port", type=int, default=5555)
-    flower.add_argument("--address", default="127.0.0.1")
+    flower.add_argument("--port", type=int, default=5555, help="port to serve on (5555)")
+    flower.add_argument(
+        "--address", default="127.0.0.1", help="interface to serve on (0.0.0.0: every one)"
+    )
     flower.set_defaults(func=_flower)
 
     run = commands.add_parser("run", help="enqueue one workflow and follow it")

@@ -36,6 +36,11 @@ class BrokerUnavailable(AgentyardError):
     """The broker did not take a message (it is on record, but on no queue)."""
 
 
+class TaskFailed(AgentyardError):
+    """A Celery task of agentyard's failed; the message names ids only (it travels to Flower
+    and ``celery events``), and the worker's log has the original error."""
+
+
 class RunNotFound(AgentyardError, LookupError):
     """A workflow run id that is not in the database."""
 

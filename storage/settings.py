@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     )
     flower_basic_auth: SecretStr | None = Field(
         default=None,
+        validation_alias=AliasChoices("AGENTYARD_FLOWER_BASIC_AUTH", "FLOWER_BASIC_AUTH"),
         description="'user:password' (several, comma-separated) Flower asks for. Unset: Flower "
         "asks for nothing, so keep it on a private network.",
     )
