@@ -3,6 +3,7 @@ a task a worker holds but has not started, and for a task that failed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -74,7 +75,7 @@ def test_a_failed_task_tells_flower_its_name_id_and_error_type_and_the_log_the_r
     # quotes its statement's parameters)
     app = Celery("privacy-failure", broker="memory://", set_as_current=False)
 
-    def handler(agent_id: str, message: AgentMessage) -> None:
+    def handler(agent_id: str, message: AgentMessage, headers: Mapping[str, Any]) -> None:
         raise RuntimeError(f"INSERT failed [parameters: {message.payload['note']!r}]")
 
     register_agent_task(app, "notetaker", handler)
