@@ -151,7 +151,14 @@ def test_every_hot_path_statement_gives_the_same_through_psycopg_and_sqlalchemy(
     claimed, fenced, again = through_psycopg[5], through_psycopg[6], through_psycopg[7]
     assert claimed == (
         1,
-        [{"prompt": "the telegraph", "history": [["earlier question", "earlier answer"]]}],
+        [
+            {
+                "prompt": "the telegraph",
+                "history": [["earlier question", "earlier answer"]],
+                "agent_id": "a",
+                "parent_step_id": None,
+            }
+        ],
     )
     assert fenced == (0, [])
     assert again == claimed  # a claim retried after its commit was lost goes through again

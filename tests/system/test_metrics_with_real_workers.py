@@ -125,7 +125,7 @@ def test_a_scrape_of_real_workers_shows_steps_tokens_cost_latency_breakers_queue
     # Then the agent worker's counters agree with the trace rows, call by call
     seen = _scrape(workers.agents_port, keep=tmp_path / "agents-metrics.txt")
     with session_scope(orc.database_url) as session:
-        traces = list(session.exec(select(TraceRow)).all())
+        traces = list(session.exec(select(TraceRow).where(TraceRow.workflow_id == result.id)))
     assert Counter((t.agent_id, t.outcome) for t in traces) == {
         ("researcher", "overloaded"): 1,
         ("researcher", "succeeded"): 1,
