@@ -46,8 +46,12 @@ class Maintenance:
         broker: BrokerView | None = None,
         idle_after_s: float = IDLE_AFTER_S,
         lost_after_s: float | None = None,
+        team: str | None = None,
     ) -> None:
+        """``team``: sweep that team's workflows only (a database may hold several teams', and
+        each team's sweep dispatches on its own broker); None sweeps every team's."""
         self._bus = bus
+        self._ours = [] if team is None else [col(WorkflowRow.team) == team]
         self._url = settings.effective_database_url
         self._broker = broker
         self._idle_after_s = idle_after_s
@@ -73,6 +77,7 @@ class Maintenance:
                 .join(WorkflowRow, col(WorkflowRow.id) == col(StepRow.workflow_id))
                 .where(
                     col(WorkflowRow.status).in_(UNFINISHED),
+                    *self._ours,
                     col(StepRow.status).in_(
                         [StepStatus.RUNNING.value, StepStatus.DISPATCHED.value]
                     ),
@@ -100,6 +105,7 @@ class Maintenance:
                 .join(WorkflowRow, col(WorkflowRow.id) == col(StepRow.workflow_id))
                 .where(
                     col(WorkflowRow.status).in_(UNFINISHED),
+                    *self._ours,
                     StepRow.status == StepStatus.DISPATCHED.value,
                     col(StepRow.dispatched_at) < cutoff,
                 )
@@ -172,6 +178,7 @@ class Maintenance:
                 select(WorkflowRow.id, WorkflowRow.priority)
                 .where(
                     col(WorkflowRow.status).in_(UNFINISHED),
+                    *self._ours,
                     col(WorkflowRow.updated_at) < now - timedelta(seconds=self._idle_after_s),
                     ~busy.exists(),
                 )
@@ -191,6 +198,7 @@ class Maintenance:
                 select(WorkflowRow.id, WorkflowRow.priority)
                 .where(
                     col(WorkflowRow.status).in_(UNFINISHED),
+                    *self._ours,
                     col(WorkflowRow.deadline_at) <= utcnow(),
                 )
                 .limit(BATCH)
@@ -209,6 +217,7 @@ class Maintenance:
                 .join(StepRow, col(StepRow.workflow_id) == col(WorkflowRow.id))
                 .where(
                     col(WorkflowRow.status).in_(UNFINISHED),
+                    *self._ours,
                     col(StepRow.status) == StepStatus.PENDING.value,
                     col(StepRow.due_at) <= now,
                 )

@@ -232,7 +232,9 @@ class Orchestrator:
     def maintenance(self) -> Maintenance:
         if self._maintenance is None:
             self.ensure_ready()
-            self._maintenance = Maintenance(self.bus, self.settings, self._broker_view())
+            self._maintenance = Maintenance(
+                self.bus, self.settings, self._broker_view(), team=self.name
+            )
         return self._maintenance
 
     def inbox(self) -> Inbox:

@@ -1,4 +1,5 @@
-"""The real anthropic SDK, over real HTTP to agentyard's stub server, inside a real workflow."""
+"""The real anthropic SDK, over real HTTP to agentyard's stub server, inside a real workflow; and
+the audit record of every call it made, read back from PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from sqlmodel import select
+from sqlalchemy import create_engine
+from sqlmodel import Session, select
 
 from orchestration import Agent, Orchestrator, Settings, Workflow, WorkflowStatus
 from orchestration.pricing import PriceTable
@@ -42,13 +44,15 @@ def orc(server_settings: Settings, stub: StubAnthropicServer) -> Iterator[Orches
             timeout_s=10,
         )
     )
+    orc.register_agent(Agent(id="editor", model=MODEL, system_prompt="You edit.", timeout_s=10))
     orc.register_workflow(Workflow.sequence("analyse", ["analyst"]))
+    orc.register_workflow(Workflow.sequence("analyse-and-edit", ["analyst", "editor"]))
     with start_worker(
         orc.celery,
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
-        queues=["coordinator", "agent.analyst"],
+        queues=["coordinator", "agent.analyst", "agent.editor"],
         shutdown_timeout=10,
     ):
         yield orc
@@ -112,3 +116,71 @@ def test_an_overloaded_provider_is_retried_by_agentyard_not_by_the_sdk(
             ).all()
         ]
     assert outcomes == ["overloaded", "rate_limited", "succeeded"]
+
+
+def test_every_call_is_on_record_with_its_input_output_reasoning_usage_and_parent_step(
+    orc: Orchestrator, stub: StubAnthropicServer, postgres_url: str
+) -> None:
+    stub.script(
+        [
+            {"status": 429, "retry_after": 0.05},
+            {
+                "status": 200,
+                "text": "The telegraph shrank the world.",
+                "thinking": "Speed of news is the crux; cite Morse.",
+                "input_tokens": 120,
+                "output_tokens": 40,
+                "cache_creation_input_tokens": 300,
+                "cache_read_input_tokens": 900,
+            },
+            {"status": 200, "text": "Edited: the telegraph shrank the world."},
+        ]
+    )
+    run = orc.submit("analyse-and-edit", "the telegraph")
+    # The retry waits for the sweep (beat), which this test plays by hand.
+    deadline = time.monotonic() + 60
+    while not run.result().finished and time.monotonic() < deadline:
+        orc.maintenance().sweep()
+        time.sleep(0.2)
+    result = run.result()
+    assert result.status is WorkflowStatus.SUCCEEDED
+    orc.close()
+
+    # Read back through a connection of its own, as an auditor would, later.
+    engine = create_engine(postgres_url)
+    with Session(engine) as session:
+        query = select(TraceRow).where(TraceRow.workflow_id == result.id)
+        limited, answered, edited = session.exec(query.order_by(TraceRow.started_at)).all()
+    engine.dispose()
+    analyst, editor = result.steps
+
+    assert (limited.agent_id, limited.attempt, limited.outcome) == ("analyst", 1, "rate_limited")
+    assert limited.cost_micro == 0 and limited.output is None and limited.error
+    assert (answered.agent_id, answered.attempt, answered.outcome) == ("analyst", 2, "succeeded")
+    assert answered.step_id == limited.step_id == analyst.id
+    assert answered.model == MODEL
+    assert answered.system_prompt == "You are an analyst."
+    assert "the telegraph" in answered.prompt
+    assert answered.output == "The telegraph shrank the world."
+    assert answered.reasoning == "Speed of news is the crux; cite Morse."
+    assert (
+        answered.input_tokens,
+        answered.output_tokens,
+        answered.cache_creation_tokens,
+        answered.cache_read_tokens,
+    ) == (120, 40, 300, 900)
+    assert answered.cost_micro > 0
+    assert answered.latency_ms > 0
+    assert answered.finished_at >= answered.started_at
+    assert answered.parent_step_id is None  # the first step follows nothing
+
+    assert (edited.agent_id, edited.step_id, edited.attempt) == ("editor", editor.id, 1)
+    assert edited.parent_step_id == analyst.id
+    assert "The telegraph shrank the world." in edited.prompt  # its input is the analyst's output
+    assert edited.output == "Edited: the telegraph shrank the world."
+    assert edited.reasoning is None
+
+    for row in (limited, answered, edited):
+        assert row.trace_id == result.id.replace("-", "")
+        assert row.span_id is not None and len(row.span_id) == 16
+    assert len({limited.span_id, answered.span_id, edited.span_id}) == 3

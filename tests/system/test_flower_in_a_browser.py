@@ -129,6 +129,8 @@ def extra_env(stub: StubAnthropicServer) -> dict[str, str]:
         "AGENTYARD_ANTHROPIC_API_KEY": API_KEY,
         # A call held by the stub must still be under way when the browser looks.
         "SAMPLE_TEAM_TIMEOUT_S": "600",
+        # Runs left unfinished here belong to a team no later test sweeps.
+        "SAMPLE_TEAM_NAME": "flower-view",
     }
 
 

@@ -282,6 +282,31 @@ def test_a_workflow_nothing_moves_is_advanced_by_the_sweep(inline_team: TeamFact
     assert run.result().status is WorkflowStatus.SUCCEEDED
 
 
+def test_a_teams_sweep_leaves_the_workflows_of_another_team_in_the_same_database_alone(
+    inline_team: TeamFactory,
+) -> None:
+    # Given a workflow of team "unit" that nothing moves, in a database another team shares
+    orc, bus = _three(inline_team)
+    run = orc.submit("research", "the telegraph")
+    bus.queue.clear()
+    with session_scope(orc.database_url) as session:
+        session.exec(
+            update(StepRow)
+            .where(col(StepRow.workflow_id) == run.id)
+            .values(status="pending", attempt=0, agent_attempt=0)
+        )
+
+    # Then the other team's sweep, which would dispatch on its own broker, does not touch it
+    other = Maintenance(bus, orc.settings, idle_after_s=0, team="another-team")
+    assert other.sweep()["idle_workflows"] == 0
+    assert not bus.queue
+    # and its own team's sweep moves it on
+    ours = Maintenance(bus, orc.settings, idle_after_s=0, team=orc.name)
+    assert ours.sweep()["idle_workflows"] == 1
+    drain(orc, bus)
+    assert run.result().status is WorkflowStatus.SUCCEEDED
+
+
 def test_a_workflow_that_is_moving_is_not_advanced_by_the_sweep(inline_team: TeamFactory) -> None:
     orc, bus = _three(inline_team)
     orc.submit("research", "the telegraph")
