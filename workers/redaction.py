@@ -12,6 +12,7 @@ It errs on the side of hiding: a log line may lose a harmless value; it must nev
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
@@ -58,9 +59,19 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"), REDACTED),
 )
 
+# Every pattern above needs one of these in the text: a string without any of them (most log
+# values: ids, names, numbers) is clean, and costs one search instead of all of them.
+# (Searched in the lower-cased text: a case-blind search is several times slower.)
+_MAYBE_SECRET = re.compile(
+    r"://|sk-|bearer|basic|key|passw|pwd|secret|token|auth|akia|asia|gh[pousr]_|xox|eyj"
+)
+
+_PLAIN = frozenset({int, float, bool, type(None)})  # values that cannot hold a secret
+
 _MIN_KNOWN_SECRET = 6  # shorter configured values would blank out ordinary words
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_field(name: str) -> bool:
     return bool(_SECRET_FIELD.search(name.lower().replace("-", "_")))
 
@@ -80,13 +91,18 @@ class Redactor:
         for secret in self._known:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        if _MAYBE_SECRET.search(value.lower()) is None:
+            return value
         for pattern, replacement in _PATTERNS:
             value = pattern.sub(replacement, value)
         return value
 
     def value(self, value: Any, depth: int = 0) -> Any:
-        if isinstance(value, str):
+        kind = type(value)
+        if kind is str:
             return self.text(value)
+        if kind in _PLAIN:
+            return value
         if depth > 8:  # deeper than any log line should be: keep it out rather than walk it
             return REDACTED
         if isinstance(value, Mapping):
