@@ -459,12 +459,13 @@ def _trace(this: _Attempt, call: _Call) -> dict[str, object]:
     """The trace row of one call (a Core insert: no SQLModel object on the hot path)."""
     response = call.response
     agent = this.agent
-    ids = tracing.current_ids()
+    ids = tracing.current_ids()  # None when tracing is off: the run's trace id all the same
+    workflow_id = str(this.message.workflow_id)
     return dict(
-        trace_id=ids[0] if ids else None,
+        trace_id=ids[0] if ids else f"{tracing.trace_id_of(workflow_id):032x}",
         span_id=ids[1] if ids else None,
         id=new_id(),
-        workflow_id=str(this.message.workflow_id),
+        workflow_id=workflow_id,
         step_id=this.step_id,
         parent_step_id=this.parent_step_id,
         agent_id=agent.id,

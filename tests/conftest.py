@@ -12,11 +12,15 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from orchestration import Agent, Orchestrator, Settings, Workflow
 from tests.support import InlineBus
+from workers import tracing
 
 TEST_REDIS_URL = os.environ.get("AGENTYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_POSTGRES_URL = os.environ.get(
@@ -69,6 +73,17 @@ def inline_team(unit_settings: Settings) -> TeamFactory:
         return orc, bus
 
     return make
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on, in this process: every span agentyard makes, caught in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_provider(provider)
+    yield exporter
+    tracing.use_provider(None)
 
 
 # -- integration ---------------------------------------------------------------------------------

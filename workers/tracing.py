@@ -19,9 +19,9 @@ The spans:
 - ``advance <name>``: the coordinator looking at a run again (a retry came due, a sweep).
 
 Spans are exported over OTLP/HTTP when ``AGENTYARD_OTEL_ENDPOINT`` (or the standard
-``OTEL_EXPORTER_OTLP_ENDPOINT``) is set. Otherwise nothing is exported: spans are made by a
-provider without exporter, so logs and trace rows still carry their ids. A tracer provider the
-application installed itself (``trace.set_tracer_provider``) is used as it is.
+``OTEL_EXPORTER_OTLP_ENDPOINT``) is set; a tracer provider the application installed itself
+(``trace.set_tracer_provider``) is used as it is. Otherwise tracing is off and costs next to
+nothing; log lines and trace rows still carry the run's trace id (known from the run's id).
 """
 
 from __future__ import annotations
@@ -81,11 +81,13 @@ class _PresetIds(IdGenerator):
 
 
 def configure_tracing(settings: Settings) -> None:
-    """Make this process's spans go where the settings say; once per process (later calls, and
-    an application's own tracer provider, leave things as they are)."""
+    """Export this process's spans when the settings name an endpoint; once per process (later
+    calls, and an application's own tracer provider, leave things as they are). Without an
+    endpoint or a provider of the application's, tracing is off: spans cost next to nothing, and
+    messages still carry their run's trace context."""
     global _provider
     with _lock:
-        if _provider is None and not _has_application_provider():
+        if _provider is None and settings.otel_endpoint and not _has_application_provider():
             _provider = build_provider(settings)
 
 
@@ -189,7 +191,8 @@ def hex_ids(context: SpanContext) -> tuple[str, str] | None:
 
 
 def current_ids() -> tuple[str, str] | None:
-    return hex_ids(trace.get_current_span().get_span_context())
+    """The ids of the span being recorded here; None with tracing off."""
+    return hex_ids(trace.get_current_span().get_span_context()) if enabled() else None
 
 
 # -- across processes ------------------------------------------------------------------------------
@@ -232,9 +235,8 @@ def continued(headers: Mapping[str, Any] | None, workflow_id: str | None) -> Ite
 
 
 def _traceparent(context: SpanContext) -> str:
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(context)))
-    return carrier[TRACEPARENT]
+    """The W3C ``traceparent`` header of a span (version 00)."""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def _caused_by_links() -> list[Link]:
@@ -247,11 +249,20 @@ def _caused_by_links() -> list[Link]:
 # -- the spans -------------------------------------------------------------------------------------
 
 
+def enabled() -> bool:
+    """Whether spans go anywhere: agentyard's exporting provider, or the application's own."""
+    return _provider is not None or _has_application_provider()
+
+
 @contextmanager
 def span(
     name: str, attributes: Mapping[str, Any], kind: SpanKind = SpanKind.INTERNAL
 ) -> Iterator[Span]:
-    """A span under the current context, linked to the span that caused this delivery."""
+    """A span under the current context, linked to the span that caused this delivery (with
+    tracing off, a span that records nothing, at next to no cost)."""
+    if not enabled():
+        yield trace.INVALID_SPAN
+        return
     with tracer().start_as_current_span(
         name,
         kind=kind,
@@ -265,6 +276,9 @@ def span(
 @contextmanager
 def submit_span(workflow_id: str, workflow: str) -> Iterator[Span]:
     """The submission of a run: a child of its workflow span, linked to the caller's span."""
+    if not enabled():
+        yield trace.INVALID_SPAN
+        return
     caller = trace.get_current_span().get_span_context()
     links = [Link(caller, {"agentyard.link": "submitted_by"})] if caller.is_valid else []
     parent = trace.set_span_in_context(NonRecordingSpan(workflow_context(workflow_id)))
@@ -293,6 +307,8 @@ class FinishedRun:
 
 def emit_workflow_span(run: FinishedRun) -> None:
     """Emit the span of a whole run, with its preset ids, once the run has ended."""
+    if not enabled():
+        return
     token = _preset.set((trace_id_of(run.id), workflow_span_id(run.id)))
     try:
         started = tracer().start_span(

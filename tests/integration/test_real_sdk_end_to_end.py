@@ -180,7 +180,6 @@ def test_every_call_is_on_record_with_its_input_output_reasoning_usage_and_paren
     assert edited.output == "Edited: the telegraph shrank the world."
     assert edited.reasoning is None
 
+    # Tracing is off here (no endpoint): the rows name their run's trace, and no span.
     for row in (limited, answered, edited):
-        assert row.trace_id == result.id.replace("-", "")
-        assert row.span_id is not None and len(row.span_id) == 16
-    assert len({limited.span_id, answered.span_id, edited.span_id}) == 3
+        assert (row.trace_id, row.span_id) == (result.id.replace("-", ""), None)

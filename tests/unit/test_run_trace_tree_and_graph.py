@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import update
 from sqlmodel import col, select
 
@@ -247,7 +248,7 @@ def test_the_trace_output_is_plain_text_when_not_on_a_terminal(
 
 
 def test_the_trace_and_the_graph_name_the_runs_opentelemetry_trace_and_each_calls_span(
-    runs: Runs, capsys: pytest.CaptureFixture[str]
+    spans: InMemorySpanExporter, runs: Runs, capsys: pytest.CaptureFixture[str]
 ) -> None:
     trace_id = runs.research.replace("-", "")  # a run's trace is named by the run
 

@@ -4,12 +4,8 @@ worker processes: the in-process bus hands each delivery the headers its copy wa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlmodel import select
@@ -24,16 +20,6 @@ from tests.support import InlineBus, drain, run_inline
 from workers import tracing
 
 ECHO = "offline:echo"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_provider(provider)
-    yield exporter
-    tracing.use_provider(None)
 
 
 def _team(inline_team: TeamFactory, **models: str) -> tuple[Orchestrator, InlineBus]:
@@ -234,3 +220,25 @@ def test_a_run_id_is_its_trace_id_and_any_other_name_still_gets_one() -> None:
     assert tracing.trace_id_of(run_id) == 0x4BF92F3577B34DA6A3CE929D0E0E4736
     assert tracing.trace_id_of("not-a-uuid") != 0
     assert tracing.workflow_span_id(run_id) == tracing.workflow_span_id(run_id) != 0
+
+
+def test_with_tracing_off_no_span_is_made_and_the_run_still_names_its_trace(
+    inline_team: TeamFactory,
+) -> None:
+    # Given no endpoint and no provider of the application's: tracing is off
+    tracing.use_provider(None)
+    assert not tracing.enabled()
+    orc, bus = _team(inline_team)
+
+    # When a run goes through, message by message
+    run = orc.submit("research", "the telegraph")
+    [(recipient, request)] = list(bus.queue)
+    headers = bus.headers[(request.id, recipient)]
+    drain(orc, bus)
+
+    # Then its messages still carry its trace context, and its trace rows its trace id
+    assert headers == {
+        "traceparent": f"00-{run.id.replace('-', '')}-{tracing.workflow_span_id(run.id):016x}-01"
+    }
+    rows = _trace_rows(orc, run.result())
+    assert [(row.trace_id, row.span_id) for row in rows] == [(run.id.replace("-", ""), None)] * 3
