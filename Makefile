@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus lint clean
+.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-budget: $(STAMP) services
 ## make bench-bus: messages per second through orc.bus against plain Celery send_task, same Redis, same workers
 bench-bus: $(STAMP) services
 	$(BIN)/python bench/bus.py
+
+## make bench-observability: the step path with OpenTelemetry off and exporting over OTLP, same run
+bench-observability: $(STAMP) services
+	$(BIN)/python bench/observability.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

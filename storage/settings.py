@@ -17,7 +17,12 @@ class Settings(BaseSettings):
     """Where agentyard finds its servers and how it treats them."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AGENTYARD_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="AGENTYARD_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # A field with environment aliases (`otel_endpoint`) still takes its own name in Python.
+        populate_by_name=True,
     )
 
     redis_url: str | None = Field(

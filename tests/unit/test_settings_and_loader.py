@@ -49,3 +49,17 @@ def test_a_module_that_does_not_exist_gets_a_clear_error() -> None:
 def test_an_attribute_that_is_not_an_orchestrator_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="is not an Orchestrator"):
         load_orchestrator("storage.settings:Settings")
+
+
+def test_settings_with_environment_aliases_also_take_their_own_names_in_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AGENTYARD_OTEL_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    given = Settings(otel_endpoint="http://collector:4318", _env_file=None)  # type: ignore[call-arg]
+    assert given.otel_endpoint == "http://collector:4318"
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://standard:4318")
+    assert Settings(_env_file=None).otel_endpoint == "http://standard:4318"  # type: ignore[call-arg]
+    monkeypatch.setenv("AGENTYARD_OTEL_ENDPOINT", "http://ours:4318")
+    assert Settings(_env_file=None).otel_endpoint == "http://ours:4318"  # type: ignore[call-arg]
