@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sys
 from collections.abc import Sequence
@@ -262,6 +263,9 @@ def _find(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     found = find_runs(url, query)
+    if args.json:
+        print(json.dumps([run.as_json() for run in found], indent=2))
+        return 0
     console = console_for()
     console.print(found_title(query, found), markup=False)
     if found:
@@ -552,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs created in this window: 7d (default), 12h, 30m, or since a date (UTC)",
     )
     find.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
+    find.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     find.set_defaults(func=_find)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")

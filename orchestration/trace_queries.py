@@ -130,6 +130,26 @@ class FoundRun:
     def agent_cost_usd(self) -> float | None:
         return None if self.agent_cost_micro is None else micro_to_usd(self.agent_cost_micro)
 
+    def as_json(self) -> dict[str, Any]:
+        """The run as ``agentyard find --json`` prints it (times in ISO 8601, UTC; money in
+        USD)."""
+        return {
+            "id": self.id,
+            "team": self.team,
+            "workflow": self.workflow,
+            "status": self.status,
+            "created_at": as_utc(self.created_at).isoformat(),
+            "finished_at": None
+            if self.finished_at is None
+            else as_utc(self.finished_at).isoformat(),
+            "finished": self.finished,
+            "duration_s": round(self.duration_s, 3),
+            "cost_usd": self.cost_usd,
+            "agent": self.agent,
+            "agent_cost_usd": self.agent_cost_usd,
+            "agent_calls": self.agent_calls,
+        }
+
 
 class _SecondsBetween(FunctionElement[float]):
     """Seconds from the first timestamp to the second, in the database's own arithmetic."""

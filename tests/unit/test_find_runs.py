@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 
@@ -284,6 +285,36 @@ def test_the_find_command_lists_slow_runs_and_says_which_are_still_running(
     ]
     assert rows[0]["DURATION"].endswith("s (running)")
     assert rows[1]["DURATION"] == "40.00s"
+
+
+def test_the_find_command_prints_json_for_scripts(
+    team_runs: tuple[Orchestrator, str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    orc, research, _ = team_runs
+    monkeypatch.setattr("orchestration.loader.load_orchestrator", lambda _spec: orc)
+    trace = orc.runs.trace(research)
+
+    assert (
+        cli.main(["find", "unit:orc", "--agent", "editor", "--cost-over", "0.0001", "--json"]) == 0
+    )
+
+    (run,) = json.loads(capsys.readouterr().out)
+    assert (run["id"], run["team"], run["workflow"], run["status"]) == (
+        research,
+        "unit",
+        "research",
+        "succeeded",
+    )
+    assert run["finished"] is True and run["duration_s"] >= 0
+    assert run["cost_usd"] == trace.cost_micro / 1e6
+    assert (run["agent"], run["agent_cost_usd"], run["agent_calls"]) == (
+        "editor",
+        trace.cost_of("editor") / 1e6,
+        1,
+    )
+    assert run["created_at"].endswith("+00:00")
 
 
 def test_the_find_command_says_when_nothing_matches(
