@@ -6,6 +6,8 @@ from orchestration import Agent, Orchestrator, Workflow
 from orchestration.definitions import Agent, Workflow
 from orchestration.orchestrator import Orchestrator
 from orchestration.results import StepResult, Tokens, WorkflowResult, WorkflowRun
+from orchestration.run_trace import CallTrace, RunTrace, StepTrace
+from orchestration.trace_queries import FoundRun, RunQuery
 from storage.errors import (
     AgentyardError,
     ConfigurationError,
@@ -22,14 +24,19 @@ from storage.settings import Settings
 __all__ = [
     "Agent",
     "AgentyardError",
+    "CallTrace",
     "ConfigurationError",
+    "FoundRun",
     "InvalidRequest",
     "Orchestrator",
     "ProviderError",
     "RunNotFound",
+    "RunQuery",
+    "RunTrace",
     "Settings",
     "StepResult",
     "StepStatus",
+    "StepTrace",
     "Tokens",
     "UnknownAgent",
     "UnknownWorkflow",
