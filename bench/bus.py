@@ -59,10 +59,14 @@ ROOT = BENCH_DIR.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 sys.path.insert(0, str(ROOT))
 
-from bench.overhead import (  # noqa: E402  (needs the path set above)
-    _create_database,
-    _delete_keys,
-    _drop_database,
+from bench.harness import (  # noqa: E402  (needs the path set above)
+    create_database,
+    delete_keys,
+    drop_database,
+    start_workers,
+    worker_processes,
+)
+from bench.overhead import (  # noqa: E402
     _redis_server_version,
     _versions,
     cpu_delta,
@@ -357,7 +361,7 @@ def main() -> int:
     run_id = uuid.uuid4().hex[:8]
     prefix = f"bench-{run_id}:"
     db_name = f"agentyard_bench_{run_id}"
-    database_url = _create_database(args.postgres_url, db_name)
+    database_url = create_database(args.postgres_url, db_name)
     workers: list[Any] = []
     report: dict[str, Any] = {}
     try:
@@ -369,11 +373,11 @@ def main() -> int:
 
         with contextlib.suppress(Exception):
             engine_for(database_url).dispose()
-        deleted = _delete_keys(args.redis_url, prefix)
+        deleted = delete_keys(args.redis_url, prefix)
         if args.keep_db:
             print(f"kept database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
         else:
-            _drop_database(args.postgres_url, db_name)
+            drop_database(args.postgres_url, db_name)
             print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
     return 0 if report and not report["audit"]["mismatches"] else 1
 
@@ -405,39 +409,25 @@ def _run(
 
     from bench import bus_team as team
     from storage.redis_client import redis_for
-    from workers.processes import WorkerProcess, wait_for_workers
 
     orc = team.orc
-    workers += [
-        WorkerProcess(
-            "bench.bus_team:orc",
-            "--agents",
-            team.SINK,
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(args.concurrency),
-            "--name",
-            f"benchbus{i}",
-            "--loglevel",
-            args.loglevel,
-            env=env,
-            cwd=ROOT,
-            log_path=logs / f"bus-worker-{i}.log",
-        )
-        for i in range(args.processes)
-    ]
+    workers += worker_processes(
+        "bench.bus_team:orc",
+        ["--agents", team.SINK],
+        count=args.processes,
+        concurrency=args.concurrency,
+        loglevel=args.loglevel,
+        name="benchbus",
+        env=env,
+        logs=logs,
+    )
     print(f"bench run {run_id}: database {db_name}, redis key prefix {prefix!r}")
     print(
         f"{args.processes} worker process(es) x {args.concurrency} threads, each consuming "
         f"agent.{team.SINK} and {team.BASELINE_QUEUE}; {args.publishers} publishing thread(s); "
         f"{os.cpu_count()} CPU core(s)"
     )
-    orc.ensure_ready()
-    for worker in workers:
-        worker.start()
-    wait_for_workers(orc.celery, len(workers), timeout_s=90, processes=workers)
-    _check_queues(orc, team, len(workers))
+    start_workers(orc, workers, [f"agent.{team.SINK}", team.BASELINE_QUEUE])
 
     baseline = PlainCelery(team)
     sides: dict[str, Side] = {
@@ -534,18 +524,6 @@ def _run(
 
 def _slug(side: str) -> str:
     return side.replace("+", "-")
-
-
-def _check_queues(orc: Any, team: ModuleType, count: int) -> None:
-    """Every worker consumes the sink's and the baseline's queue: same processes for both."""
-    replies = orc.celery.control.inspect(timeout=2.0).active_queues() or {}
-    wanted = {f"agent.{team.SINK}", team.BASELINE_QUEUE}
-    if len(replies) < count:
-        raise RuntimeError(f"only {len(replies)} of {count} workers answered active_queues")
-    for name, queues in replies.items():
-        missing = wanted - {q["name"] for q in queues}
-        if missing:
-            raise RuntimeError(f"worker {name} does not consume {sorted(missing)}")
 
 
 def _print(report: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.overhead import _create_database, _delete_keys, _drop_database  # noqa: E402
+from bench.harness import create_database, delete_keys, drop_database  # noqa: E402
 
 STEPS = 5
 MODES = ("off", "exporting")
@@ -115,7 +115,7 @@ def main() -> int:
     os.chdir(ROOT)
     run_id = uuid.uuid4().hex[:8]
     prefix, db_name = f"bench-otel-{run_id}:", f"agentyard_bench_{run_id}"
-    database_url = _create_database(args.postgres_url, db_name)
+    database_url = create_database(args.postgres_url, db_name)
     receiver = subprocess.Popen(
         [sys.executable, "-c", RECEIVER],
         cwd=ROOT,
@@ -136,8 +136,8 @@ def main() -> int:
 
         with contextlib.suppress(Exception):
             engine_for(database_url).dispose()
-        deleted = _delete_keys(args.redis_url, prefix)
-        _drop_database(args.postgres_url, db_name)
+        deleted = delete_keys(args.redis_url, prefix)
+        drop_database(args.postgres_url, db_name)
         print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
     return 0
 

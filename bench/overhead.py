@@ -40,6 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.harness import (  # noqa: E402  (needs the path set above)
+    create_database,
+    delete_keys,
+    drop_database,
+    start_workers,
+    worker_processes,
+)
+
 RESULTS = ROOT / "bench" / "results"
 STEPS = 5
 GOAL_RATIO = 0.5
@@ -93,51 +101,6 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument("--output", type=Path, default=RESULTS / "overhead.json")
     return p.parse_args()
-
-
-# -- database and Redis of this run's own ------------------------------------------------------
-
-
-def _create_database(admin_url: str, name: str) -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from storage.settings import normalize_database_url
-
-    admin_url = normalize_database_url(admin_url)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_database(admin_url: str, name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    from storage.settings import normalize_database_url
-
-    admin = create_engine(normalize_database_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _delete_keys(redis_url: str, prefix: str) -> int:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += client.delete(*batch)
-            batch = []
-    if batch:
-        deleted += client.delete(*batch)
-    client.close()
-    return deleted
 
 
 # -- the two workloads -------------------------------------------------------------------------
@@ -387,7 +350,7 @@ def main() -> int:
     db_name = f"agentyard_bench_{run_id}"
     if args.cprofile:
         args.instrument = True
-    database_url = _create_database(args.postgres_url, db_name)
+    database_url = create_database(args.postgres_url, db_name)
     workers: list[Any] = []
     report: dict[str, Any] = {}
     try:
@@ -399,11 +362,11 @@ def main() -> int:
 
         with contextlib.suppress(Exception):
             engine_for(database_url).dispose()
-        deleted = _delete_keys(args.redis_url, prefix)
+        deleted = delete_keys(args.redis_url, prefix)
         if args.keep_db:
             print(f"kept database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
         else:
-            _drop_database(args.postgres_url, db_name)
+            drop_database(args.postgres_url, db_name)
             print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
     return 0 if report else 1
 
@@ -440,39 +403,27 @@ def _run(
     os.environ["AGENTYARD_LOG_LEVEL"] = "WARNING"
 
     from bench import overhead_team as team
-    from workers.processes import WorkerProcess, wait_for_workers
 
     orc = team.orc
-    workers += [
-        WorkerProcess(
-            "bench.overhead_team:orc",
-            "--all-agents",
-            "--coordinator",
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(args.concurrency),
-            "--name",
-            f"bench{i}",
-            "--loglevel",
-            args.loglevel,
-            env=env,
-            cwd=ROOT,
-            log_path=logs / f"worker-{i}.log",
-        )
-        for i in range(args.processes)
-    ]
+    workers += worker_processes(
+        "bench.overhead_team:orc",
+        ["--all-agents", "--coordinator"],
+        count=args.processes,
+        concurrency=args.concurrency,
+        loglevel=args.loglevel,
+        name="bench",
+        env=env,
+        logs=logs,
+    )
     print(f"bench run {run_id}: database {db_name}, redis key prefix {prefix!r}")
     print(
         f"{args.processes} worker process(es) x {args.concurrency} threads, each serving "
         f"coordinator + {len(team.AGENTS)} agent queues + {team.NOOP_QUEUE}; "
         f"{os.cpu_count()} CPU core(s)"
     )
-    orc.ensure_ready()
-    for worker in workers:
-        worker.start()
-    wait_for_workers(orc.celery, len(workers), timeout_s=90, processes=workers)
-    _check_queues(orc, team, len(workers))
+    start_workers(
+        orc, workers, ["coordinator", team.NOOP_QUEUE, *(f"agent.{a}" for a in team.AGENTS)]
+    )
 
     yard = Agentyard(team)
     plain = PlainCelery(team, args.redis_url, prefix)
@@ -617,18 +568,6 @@ def _py_spy(pids: list[int], logs: Path) -> Any:
             spy.send_signal(signal.SIGINT)
         for spy in spies:
             spy.wait(timeout=30)
-
-
-def _check_queues(orc: Any, team: Any, count: int) -> None:
-    """Every worker consumes the coordinator, agent and no-op queues: same processes for both."""
-    replies = orc.celery.control.inspect(timeout=2.0).active_queues() or {}
-    wanted = {"coordinator", team.NOOP_QUEUE, *(f"agent.{a}" for a in team.AGENTS)}
-    if len(replies) < count:
-        raise RuntimeError(f"only {len(replies)} of {count} workers answered active_queues")
-    for name, queues in replies.items():
-        missing = wanted - {q["name"] for q in queues}
-        if missing:
-            raise RuntimeError(f"worker {name} does not consume {sorted(missing)}")
 
 
 def _reset_instruments(orc: Any) -> None:

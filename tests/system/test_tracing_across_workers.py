@@ -73,6 +73,7 @@ def _complete(run_id: str) -> object:
         names = [s.name for s in mine]
         return (
             "workflow research" in names
+            and "submit research" in names
             and sum(n.startswith("step ") for n in names) == 3
             and sum(n.startswith("chat ") for n in names) == 3
         )

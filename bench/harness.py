@@ -1,0 +1,117 @@
+"""What the benchmarks share: a database and a Redis key prefix of the run's own, and the real
+worker processes both sides of a comparison run on.
+
+Every benchmark measures agentyard against a baseline on the SAME worker processes: each worker
+consumes agentyard's queues and the baseline's, and ``start_workers`` refuses to go on until every
+worker says it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- a database and Redis keys of this run's own -------------------------------------------------
+
+
+def create_database(admin_url: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from storage.settings import normalize_database_url
+
+    admin_url = normalize_database_url(admin_url)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from storage.settings import normalize_database_url
+
+    admin = create_engine(normalize_database_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def delete_keys(redis_url: str, prefix: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            deleted += client.delete(*batch)
+            batch = []
+    if batch:
+        deleted += client.delete(*batch)
+    client.close()
+    return deleted
+
+
+# -- the worker processes ------------------------------------------------------------------------
+
+
+def worker_processes(
+    team_spec: str,
+    serves: Iterable[str],
+    *,
+    count: int,
+    concurrency: int,
+    loglevel: str,
+    name: str,
+    env: Mapping[str, str],
+    logs: Path,
+) -> list[Any]:
+    """``count`` real ``agentyard worker`` processes of ``team_spec`` on the threads pool, each
+    serving what ``serves`` names (``--all-agents``, ``--agents x``...), not started yet."""
+    from workers.processes import WorkerProcess
+
+    return [
+        WorkerProcess(
+            team_spec,
+            *serves,
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--name",
+            f"{name}{i}",
+            "--loglevel",
+            loglevel,
+            env=dict(env),
+            cwd=ROOT,
+            log_path=logs / f"{name}-worker-{i}.log",
+        )
+        for i in range(count)
+    ]
+
+
+def start_workers(orc: Any, workers: list[Any], queues: Iterable[str]) -> None:
+    """Start ``workers``, wait until each answers, and check each consumes every one of
+    ``queues`` (both sides of the comparison on the same processes)."""
+    from workers.processes import wait_for_workers
+
+    orc.ensure_ready()
+    for worker in workers:
+        worker.start()
+    wait_for_workers(orc.celery, len(workers), timeout_s=90, processes=workers)
+    wanted = set(queues)
+    replies = orc.celery.control.inspect(timeout=2.0).active_queues() or {}
+    if len(replies) < len(workers):
+        raise RuntimeError(f"only {len(replies)} of {len(workers)} workers answered active_queues")
+    for worker_name, consumed in replies.items():
+        missing = wanted - {q["name"] for q in consumed}
+        if missing:
+            raise RuntimeError(f"worker {worker_name} does not consume {sorted(missing)}")
