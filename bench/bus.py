@@ -37,7 +37,6 @@ Prints a table and writes bench/results/bus.json. Worker logs go to bench/result
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -45,7 +44,6 @@ import statistics
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,9 +58,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402  (needs the path set above)
-    create_database,
-    delete_keys,
-    drop_database,
+    bench_run,
     start_workers,
     worker_processes,
 )
@@ -358,27 +354,9 @@ def _check_audit(counts: dict[str, int], published: dict[str, int]) -> list[str]
 def main() -> int:
     args = _parse()
     os.chdir(ROOT)
-    run_id = uuid.uuid4().hex[:8]
-    prefix = f"bench-{run_id}:"
-    db_name = f"agentyard_bench_{run_id}"
-    database_url = create_database(args.postgres_url, db_name)
-    workers: list[Any] = []
     report: dict[str, Any] = {}
-    try:
-        report = _run(args, run_id, prefix, db_name, database_url, workers)
-    finally:
-        for worker in workers:
-            worker.stop(grace_s=15)
-        from storage.db import engine_for
-
-        with contextlib.suppress(Exception):
-            engine_for(database_url).dispose()
-        deleted = delete_keys(args.redis_url, prefix)
-        if args.keep_db:
-            print(f"kept database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
-        else:
-            drop_database(args.postgres_url, db_name)
-            print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
+    with bench_run(args.postgres_url, args.redis_url, keep_db=args.keep_db) as run:
+        report = _run(args, run.id, run.prefix, run.db_name, run.database_url, run.workers)
     return 0 if report and not report["audit"]["mismatches"] else 1
 
 

@@ -8,7 +8,10 @@ worker says it does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,44 @@ def delete_keys(redis_url: str, prefix: str) -> int:
         deleted += client.delete(*batch)
     client.close()
     return deleted
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One benchmark run's own: its id, Redis key prefix and database, and the worker processes
+    it started (stopped when the run ends)."""
+
+    id: str
+    prefix: str
+    db_name: str
+    database_url: str
+    workers: list[Any] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def bench_run(
+    postgres_url: str, redis_url: str, *, stem: str = "bench", keep_db: bool = False
+) -> Iterator[BenchRun]:
+    """A fresh database and Redis key prefix for one run; at the end, its workers are stopped,
+    its keys deleted and its database dropped (kept with ``keep_db``)."""
+    run_id = uuid.uuid4().hex[:8]
+    prefix, db_name = f"{stem}-{run_id}:", f"agentyard_bench_{run_id}"
+    run = BenchRun(run_id, prefix, db_name, create_database(postgres_url, db_name))
+    try:
+        yield run
+    finally:
+        for worker in run.workers:
+            worker.stop(grace_s=15)
+        from storage.db import engine_for
+
+        with contextlib.suppress(Exception):
+            engine_for(run.database_url).dispose()
+        deleted = delete_keys(redis_url, prefix)
+        if keep_db:
+            print(f"kept database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
+        else:
+            drop_database(postgres_url, db_name)
+            print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
 
 
 # -- the worker processes ------------------------------------------------------------------------

@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import create_database, delete_keys, drop_database  # noqa: E402
+from bench.harness import bench_run  # noqa: E402
 
 STEPS = 5
 MODES = ("off", "exporting")
@@ -113,32 +112,23 @@ def _measure(orc: Any, bus: Any, count: int, tag: str) -> dict[str, float]:
 def main() -> int:
     args = _parse()
     os.chdir(ROOT)
-    run_id = uuid.uuid4().hex[:8]
-    prefix, db_name = f"bench-otel-{run_id}:", f"agentyard_bench_{run_id}"
-    database_url = create_database(args.postgres_url, db_name)
-    receiver = subprocess.Popen(
-        [sys.executable, "-c", RECEIVER],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert receiver.stdout is not None
-        endpoint = receiver.stdout.readline().strip()
-        made = _run(args, database_url, prefix, endpoint)
-        received, _ = receiver.communicate(timeout=30)
-        print(f"spans made while exporting: {made}; the receiver got {received.strip()}")
-    finally:
-        if receiver.poll() is None:
-            receiver.kill()
-        from storage.db import engine_for
-
-        with contextlib.suppress(Exception):
-            engine_for(database_url).dispose()
-        deleted = delete_keys(args.redis_url, prefix)
-        drop_database(args.postgres_url, db_name)
-        print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
+    with bench_run(args.postgres_url, args.redis_url, stem="bench-otel") as run:
+        receiver = subprocess.Popen(
+            [sys.executable, "-c", RECEIVER],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert receiver.stdout is not None
+            endpoint = receiver.stdout.readline().strip()
+            made = _run(args, run.database_url, run.prefix, endpoint)
+            received, _ = receiver.communicate(timeout=30)
+            print(f"spans made while exporting: {made}; the receiver got {received.strip()}")
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
     return 0
 
 

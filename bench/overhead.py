@@ -31,7 +31,6 @@ import platform
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,9 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402  (needs the path set above)
-    create_database,
-    delete_keys,
-    drop_database,
+    bench_run,
     start_workers,
     worker_processes,
 )
@@ -345,29 +342,11 @@ def _redis_server_version(redis_url: str) -> str:
 def main() -> int:
     args = _parse()
     os.chdir(ROOT)
-    run_id = uuid.uuid4().hex[:8]
-    prefix = f"bench-{run_id}:"
-    db_name = f"agentyard_bench_{run_id}"
     if args.cprofile:
         args.instrument = True
-    database_url = create_database(args.postgres_url, db_name)
-    workers: list[Any] = []
     report: dict[str, Any] = {}
-    try:
-        report = _run(args, run_id, prefix, db_name, database_url, workers)
-    finally:
-        for worker in workers:
-            worker.stop(grace_s=15)
-        from storage.db import engine_for
-
-        with contextlib.suppress(Exception):
-            engine_for(database_url).dispose()
-        deleted = delete_keys(args.redis_url, prefix)
-        if args.keep_db:
-            print(f"kept database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
-        else:
-            drop_database(args.postgres_url, db_name)
-            print(f"dropped database {db_name}; deleted {deleted} Redis key(s) under {prefix!r}")
+    with bench_run(args.postgres_url, args.redis_url, keep_db=args.keep_db) as run:
+        report = _run(args, run.id, run.prefix, run.db_name, run.database_url, run.workers)
     return 0 if report else 1
 
 
