@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
@@ -29,6 +30,23 @@ class Tokens:
     @property
     def total(self) -> int:
         return self.input + self.output + self.cache_creation + self.cache_read
+
+    @classmethod
+    def of_row(cls, row: Any) -> Tokens:
+        """The token columns of a step or trace row (``input_tokens``, ``output_tokens``...)."""
+        return cls(
+            row.input_tokens,
+            row.output_tokens,
+            row.cache_creation_tokens,
+            row.cache_read_tokens,
+            row.cache_creation_1h_tokens,
+        )
+
+    @classmethod
+    def added_up(cls, many: Iterable[Tokens]) -> Tokens:
+        """Every kind summed over ``many``."""
+        every = list(many)
+        return cls(*(sum(getattr(t, f.name) for t in every) for f in fields(cls)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +75,7 @@ class StepResult:
             output=row.output,
             error=row.error,
             attempt=row.attempt,
-            tokens=Tokens(
-                row.input_tokens,
-                row.output_tokens,
-                row.cache_creation_tokens,
-                row.cache_read_tokens,
-                row.cache_creation_1h_tokens,
-            ),
+            tokens=Tokens.of_row(row),
             cost_usd=micro_to_usd(row.cost_micro),
             started_at=as_utc(row.started_at),
             finished_at=as_utc(row.finished_at),
@@ -85,12 +97,7 @@ class WorkflowResult:
 
     @property
     def tokens(self) -> Tokens:
-        return Tokens(
-            *(
-                sum(getattr(s.tokens, f) for s in self.steps)
-                for f in ("input", "output", "cache_creation", "cache_read", "cache_creation_1h")
-            )
-        )
+        return Tokens.added_up(s.tokens for s in self.steps)
 
     @property
     def finished(self) -> bool:

@@ -15,7 +15,6 @@ operators, the audit trail is where the text lives.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -127,7 +126,7 @@ class StepTrace:
 
     @property
     def tokens(self) -> Tokens:
-        return _sum_tokens(call.tokens for call in self.calls)
+        return Tokens.added_up(call.tokens for call in self.calls)
 
     @property
     def cost_micro(self) -> int:
@@ -185,7 +184,7 @@ class RunTrace:
 
     @property
     def tokens(self) -> Tokens:
-        return _sum_tokens(call.tokens for call in self.calls)
+        return Tokens.added_up(call.tokens for call in self.calls)
 
     @property
     def cost_micro(self) -> int:
@@ -316,13 +315,7 @@ def _call(row: Any, link: Link, requested_agent: str) -> CallTrace:
         model=row.model,
         outcome=row.outcome,
         error=row.error,
-        tokens=Tokens(
-            input=row.input_tokens,
-            output=row.output_tokens,
-            cache_creation=row.cache_creation_tokens,
-            cache_read=row.cache_read_tokens,
-            cache_creation_1h=row.cache_creation_1h_tokens,
-        ),
+        tokens=Tokens.of_row(row),
         cost_micro=row.cost_micro,
         latency_ms=float(row.latency_ms),
         started_at=as_utc(row.started_at),
@@ -332,11 +325,3 @@ def _call(row: Any, link: Link, requested_agent: str) -> CallTrace:
         span_id=row.span_id,
         io=CallIO(mapping["prompt"], mapping["output"]) if "prompt" in mapping else None,
     )
-
-
-def _sum_tokens(tokens: Iterable[Tokens]) -> Tokens:
-    every = list(tokens)
-    return Tokens(*(sum(getattr(t, name) for t in every) for name in _TOKEN_KINDS))
-
-
-_TOKEN_KINDS = ("input", "output", "cache_creation", "cache_read", "cache_creation_1h")
