@@ -420,6 +420,8 @@ def _describe_model_call(
     span: Span, response: ModelResponse | None, error: AgentyardError | None
 ) -> None:
     """The GenAI semantic convention's view of a model call, on its span."""
+    if not span.is_recording():  # tracing is off
+        return
     if response is not None:
         usage = response.usage
         span.set_attributes(
@@ -440,13 +442,11 @@ def _describe_model_call(
 
 def _describe_step(span: Span, call: _Call) -> None:
     """What the attempt came to, on its step span."""
-    usage = call.usage
+    if not span.is_recording():  # tracing is off
+        return
     span.set_attributes(
         {
-            "agent.tokens": usage.input_tokens
-            + usage.output_tokens
-            + usage.cache_creation_input_tokens
-            + usage.cache_read_input_tokens,
+            "agent.tokens": call.usage.total,
             "agent.cost": micro_to_usd(call.cost),
             "agentyard.outcome": call.outcome,
         }

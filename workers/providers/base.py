@@ -44,6 +44,16 @@ class Usage:
     cache_read_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
 
+    @property
+    def total(self) -> int:
+        """Every token billed (the 1-hour cache writes are part of the cache writes)."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ModelResponse:
