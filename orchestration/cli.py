@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bus import priorities
 from bus.routing import COORDINATOR_QUEUE
@@ -57,16 +59,6 @@ def _worker(args: argparse.Namespace) -> int:
         orc.serve_metrics(args.metrics_port)  # AGENTYARD_METRICS_PORT is served as it starts
     orc.celery.worker_main(argv)
     return 0
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port number 0..65535 (0: any free port), not {text!r}")
-    return value
 
 
 def _beat(args: argparse.Namespace) -> int:
@@ -355,34 +347,28 @@ def _priority(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
-    return value
+def _bounded(
+    convert: Callable[[str], float], low: float, high: float, what: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``text`` as ``convert`` reads it, from ``low`` to ``high``; anything
+    else is refused saying ``what`` is wanted."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what}, not {text!r}")
+        return value
+
+    return parse
 
 
-def _usd_amount(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"an amount in USD, 0 or more (e.g. 0.05), not {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"a number of seconds, 0 or more, not {text!r}")
-    return value
+_port = _bounded(int, 0, 65535, "a port number 0..65535 (0: any free port)")
+_positive = _bounded(int, 1, math.inf, "a whole number of at least 1")
+_usd_amount = _bounded(float, 0, math.inf, "an amount in USD, 0 or more (e.g. 0.05)")
+_seconds = _bounded(float, 0, math.inf, "a number of seconds, 0 or more")
 
 
 def _since(text: str) -> timedelta | datetime:
