@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import Orchestrator
+from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
 TEAM = "tests.system.sample_team:orc"
@@ -28,6 +30,26 @@ def agentyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
         text=True,
         timeout=90,
     )
+
+
+@contextlib.contextmanager
+def started_workers(
+    orc: Orchestrator, env: dict[str, str], logs: Path, *specs: tuple[str, ...]
+) -> Iterator[list[WorkerProcess]]:
+    """Worker processes of the sample team, one per spec (its `agentyard worker` options),
+    started and answering; stopped when the block ends. Logs go to ``logs/worker<i>.log``."""
+    processes = [
+        WorkerProcess(TEAM, *spec, env=env, cwd=ROOT, log_path=logs / f"worker{i}.log")
+        for i, spec in enumerate(specs)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        wait_for_workers(orc.celery, len(processes), processes=processes)
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
 
 
 def stub_env(stub: StubAnthropicServer) -> dict[str, str]:

@@ -13,8 +13,7 @@ from orchestration import Orchestrator, WorkflowStatus
 from orchestration.pricing import usd_to_micro
 from storage import statements
 from storage.db import session_scope
-from tests.system.conftest import ROOT, TEAM, agentyard
-from workers.processes import WorkerProcess, wait_for_workers
+from tests.system.conftest import TEAM, agentyard, started_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -42,20 +41,10 @@ def test_parallel_workflows_on_two_worker_processes_never_overshoot_an_agent_cap
         ("--all-agents", "--concurrency", "8"),
         ("--all-agents", "--concurrency", "8"),
     ]
-    workers = [
-        WorkerProcess(TEAM, *spec, env=env, cwd=ROOT, log_path=tmp_path / f"worker{i}.log")
-        for i, spec in enumerate(specs)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        wait_for_workers(orc.celery, len(workers), processes=workers)
+    with started_workers(orc, env, tmp_path, *specs):
         runs = [orc.submit("research", f"topic {n}") for n in range(RUNS)]
         deadline = time.monotonic() + 120
         results = [run.wait(timeout=max(1.0, deadline - time.monotonic())) for run in runs]
-    finally:
-        for worker in workers:
-            worker.stop()
 
     statuses = Counter(result.status for result in results)
     assert set(statuses) <= {WorkflowStatus.SUCCEEDED, WorkflowStatus.BUDGET_EXCEEDED}

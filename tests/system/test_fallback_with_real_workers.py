@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import Orchestrator, WorkflowStatus
-from tests.system.conftest import ROOT, TEAM
-from workers.processes import WorkerProcess, wait_for_workers
+from tests.system.conftest import started_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -25,18 +24,8 @@ def extra_env() -> dict[str, str]:
 def test_the_fallback_agent_takes_over_a_step_its_agent_cannot_do(
     tmp_path: Path, env: dict[str, str], orc: Orchestrator
 ) -> None:
-    workers = [
-        WorkerProcess(TEAM, "--coordinator", env=env, cwd=ROOT, log_path=tmp_path / "c.log"),
-        WorkerProcess(TEAM, "--all-agents", env=env, cwd=ROOT, log_path=tmp_path / "a.log"),
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        wait_for_workers(orc.celery, len(workers), processes=workers)
+    with started_workers(orc, env, tmp_path, ("--coordinator",), ("--all-agents",)):
         results = [orc.submit("research", f"topic {n}").wait(timeout=60) for n in range(4)]
-    finally:
-        for worker in workers:
-            worker.stop()
 
     assert [r.status for r in results] == [WorkflowStatus.SUCCEEDED] * 4
     for result in results:

@@ -28,8 +28,7 @@ from typing import Any
 import pytest
 
 from orchestration import Orchestrator, WorkflowStatus
-from tests.system.conftest import ROOT, TEAM, stub_env
-from workers.processes import WorkerProcess, wait_for_workers
+from tests.system.conftest import ROOT, TEAM, started_workers, stub_env
 from workers.stub_anthropic import StubAnthropicServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -139,25 +138,18 @@ def workers(
     tmp_path: Path, env: dict[str, str], orc: Orchestrator, stub: StubAnthropicServer
 ) -> Iterator[None]:
     """The coordinator; the researcher and reviewer; the writer alone, on one thread."""
-    processes = [
-        WorkerProcess(TEAM, *spec, env=env, cwd=ROOT, log_path=tmp_path / f"worker{i}.log")
-        for i, spec in enumerate(
-            [
-                ("--coordinator", "--concurrency", "2", "--name", "coordinator"),
-                ("--agents", "researcher,reviewer", "--concurrency", "2", "--name", "agents"),
-                ("--agents", "writer", "--concurrency", "1", "--name", "writer"),
-            ]
-        )
-    ]
-    for process in processes:
-        process.start()
-    try:
-        wait_for_workers(orc.celery, len(processes), processes=processes)
-        yield
-    finally:
-        stub.stop()  # releases the call it holds, so that the writer stops at once
-        for process in processes:
-            process.stop()
+    with started_workers(
+        orc,
+        env,
+        tmp_path,
+        ("--coordinator", "--concurrency", "2", "--name", "coordinator"),
+        ("--agents", "researcher,reviewer", "--concurrency", "2", "--name", "agents"),
+        ("--agents", "writer", "--concurrency", "1", "--name", "writer"),
+    ):
+        try:
+            yield
+        finally:
+            stub.stop()  # releases the call it holds, so that the writer stops at once
 
 
 @pytest.fixture

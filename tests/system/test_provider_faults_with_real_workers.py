@@ -15,8 +15,7 @@ from sqlmodel import col, select
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import TraceRow
-from tests.system.conftest import ROOT, TEAM, stub_env
-from workers.processes import WorkerProcess, wait_for_workers
+from tests.system.conftest import started_workers, stub_env
 from workers.stub_anthropic import StubAnthropicServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -36,28 +35,10 @@ def extra_env(stub: StubAnthropicServer) -> dict[str, str]:
 @pytest.fixture
 def workers(tmp_path: Path, env: dict[str, str], orc: Orchestrator) -> Iterator[None]:
     """A coordinator with beat, and one agent worker with a single thread."""
-    processes = [
-        WorkerProcess(
-            TEAM, "--coordinator", "--beat", env=env, cwd=ROOT, log_path=tmp_path / "c.log"
-        ),
-        WorkerProcess(
-            TEAM,
-            "--all-agents",
-            "--concurrency",
-            "1",
-            env=env,
-            cwd=ROOT,
-            log_path=tmp_path / "a.log",
-        ),
-    ]
-    for process in processes:
-        process.start()
-    try:
-        wait_for_workers(orc.celery, len(processes), processes=processes)
+    with started_workers(
+        orc, env, tmp_path, ("--coordinator", "--beat"), ("--all-agents", "--concurrency", "1")
+    ):
         yield
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def _traces(orc: Orchestrator, run_id: str) -> list[TraceRow]:

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import Orchestrator, WorkflowStatus
-from tests.system.conftest import ROOT, TEAM, agentyard
-from workers.processes import WorkerProcess, wait_for_workers
+from tests.system.conftest import TEAM, agentyard, started_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -30,20 +29,8 @@ def extra_env() -> dict[str, str]:
 
 @pytest.fixture
 def workers(tmp_path: Path, env: dict[str, str], orc: Orchestrator) -> Iterator[None]:
-    processes = [
-        WorkerProcess(
-            TEAM, "--coordinator", "--beat", env=env, cwd=ROOT, log_path=tmp_path / "c.log"
-        ),
-        WorkerProcess(TEAM, "--all-agents", env=env, cwd=ROOT, log_path=tmp_path / "a.log"),
-    ]
-    for process in processes:
-        process.start()
-    try:
-        wait_for_workers(orc.celery, len(processes), processes=processes)
+    with started_workers(orc, env, tmp_path, ("--coordinator", "--beat"), ("--all-agents",)):
         yield
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def test_a_user_sees_the_retry_and_the_fallback_of_a_run_in_its_trace_and_its_graph(

@@ -16,9 +16,9 @@ from storage.db import session_scope
 from storage.models import TraceRow
 from storage.settings import Settings
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.system.conftest import ROOT, TEAM
+from tests.system.conftest import started_workers
 from workers import tracing
-from workers.processes import WorkerProcess, wait_for_workers
+from workers.processes import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
@@ -49,20 +49,15 @@ def exporting(env: dict[str, str]) -> Iterator[None]:
 def three_workers(
     tmp_path: Path, env: dict[str, str], orc: Orchestrator
 ) -> Iterator[list[WorkerProcess]]:
-    processes = [
-        WorkerProcess(TEAM, *spec, env=env, cwd=ROOT, log_path=tmp_path / f"worker{i}.log")
-        for i, spec in enumerate(
-            [("--coordinator",), ("--agents", "researcher,writer"), ("--agents", "reviewer")]
-        )
-    ]
-    for process in processes:
-        process.start()
-    try:
-        wait_for_workers(orc.celery, len(processes), processes=processes)
+    with started_workers(
+        orc,
+        env,
+        tmp_path,
+        ("--coordinator",),
+        ("--agents", "researcher,writer"),
+        ("--agents", "reviewer"),
+    ) as processes:
         yield processes
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def _complete(run_id: str) -> object:

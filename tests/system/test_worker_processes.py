@@ -15,38 +15,25 @@ from sqlmodel import col, func, select
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import MessageRow, TraceRow
-from tests.system.conftest import ROOT, TEAM, agentyard
+from tests.system.conftest import ROOT, TEAM, agentyard, started_workers
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
-
-
-def _workers(tmp_path: Path, env: dict[str, str], *specs: tuple[str, ...]) -> list[WorkerProcess]:
-    return [
-        WorkerProcess(TEAM, *spec, env=env, cwd=ROOT, log_path=tmp_path / f"worker{i}.log")
-        for i, spec in enumerate(specs)
-    ]
 
 
 @pytest.fixture
 def running_workers(
     tmp_path: Path, env: dict[str, str], orc: Orchestrator
 ) -> Iterator[list[WorkerProcess]]:
-    processes = _workers(
-        tmp_path,
+    with started_workers(
+        orc,
         env,
+        tmp_path,
         ("--coordinator", "--concurrency", "4"),
         ("--agents", "researcher,writer", "--concurrency", "8"),
         ("--agents", "reviewer", "--concurrency", "8"),
-    )
-    for process in processes:
-        process.start()
-    try:
-        wait_for_workers(orc.celery, len(processes), processes=processes)
+    ) as processes:
         yield processes
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def test_workflows_submitted_from_python_run_on_worker_processes(
