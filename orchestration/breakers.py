@@ -4,8 +4,11 @@ The state lives in Redis (``storage.breaker_store``), one breaker per agent for 
 Before a call the breaker is asked; a call it rejects is not made, and the coordinator sends the
 step to the agent's fallback, or lets it wait until the breaker may let a call through again
 (such a wait does not use up the agent's retries). After a call the breaker learns how it went:
-a retryable provider error (rate limited, overloaded, timed out, unavailable) is a failure;
-any answer from the provider, an error that no retry would mend included, is a success.
+a failure of the provider's (``ProviderError.provider_failure``: rate limited, overloaded,
+unavailable or unreachable, or no answer within the deadline counted from the request sent) is a
+failure; any answer from the provider, late or not, an error that no retry would mend included,
+is a success. Time the worker loses on its own (starting up, starved of CPU or the GIL, no free
+connection in its pool) is never the provider's and never moves the breaker.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class Breakers:
     ) -> None:
         if self._store is None:
             return
-        failed = isinstance(error, ProviderError) and error.retryable
+        failed = isinstance(error, ProviderError) and error.provider_failure
         if admitted is Decision.ALLOW and not failed:
             return  # a success while closed changes nothing: no round trip for it
         state = self._store.record(

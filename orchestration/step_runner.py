@@ -50,7 +50,6 @@ from storage.errors import (
     BreakerOpen,
     CostLimitExceeded,
     ProviderError,
-    ProviderTimeout,
 )
 from storage.executor import run_alone, transaction
 from storage.models import WorkflowStatus, day_of, new_id, utcnow
@@ -73,6 +72,7 @@ class _Call:
     cost: int
     started: datetime
     latency_ms: float
+    late: bool = False  # the answer came after the agent's deadline, and was used
 
     @property
     def made(self) -> bool:
@@ -283,17 +283,22 @@ class StepRunner:
             kind=SpanKind.CLIENT,
         ) as chat_span:
             try:
+                # The provider keeps to the agent's deadline on the wire; an answer that came
+                # is used, however late the worker was to read it (never paid for and dropped).
                 response = self._providers.for_model(agent.model).complete(request)
-                if time.perf_counter() - clock > agent.timeout_s:
-                    # The SDK's timeout bounds each read, not the whole call: enforce the
-                    # deadline here.
-                    error = ProviderTimeout(
-                        f"agent {agent.id!r} exceeded its {agent.timeout_s}s deadline"
-                    )
             except AgentyardError as exc:  # provider errors, and configuration no retry can mend
                 error = exc
             _describe_model_call(chat_span, response, error)
+        latency_s = time.perf_counter() - clock
         usage = response.usage if response is not None else Usage()
+        late = response is not None and latency_s > agent.timeout_s
+        if late:
+            log.warning(
+                "step.late_answer_used",
+                latency_ms=round(latency_s * 1000, 1),
+                provider_ms=_ms(response.wire_s if response is not None else None),
+                deadline_s=agent.timeout_s,
+            )
         return _Call(
             request=request,
             response=response,
@@ -301,7 +306,8 @@ class StepRunner:
             usage=usage,
             cost=self._team.prices.cost_micro(agent.model, usage),
             started=started,
-            latency_ms=(time.perf_counter() - clock) * 1000,
+            latency_ms=latency_s * 1000,
+            late=late,
         )
 
     def _record_and_decide(self, this: _Attempt, call: _Call) -> None:
@@ -382,6 +388,10 @@ class StepRunner:
             cost_usd=micro_to_usd(call.cost),
             error=None if call.error is None else str(call.error),
         )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def _refused(request: ModelRequest, refused: CostLimitExceeded | BreakerOpen) -> _Call:
@@ -485,6 +495,8 @@ def _trace(this: _Attempt, call: _Call) -> dict[str, object]:
         cache_read_tokens=call.usage.cache_read_input_tokens,
         cost_micro=call.cost,
         latency_ms=call.latency_ms,
+        wire_ms=_ms(response.wire_s if response is not None else None),
+        late=call.late,
         started_at=call.started,
         finished_at=utcnow(),
     )

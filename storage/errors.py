@@ -53,10 +53,12 @@ class ProviderError(AgentyardError):
     """A model call that did not return a usable answer.
 
     ``retryable`` tells the retry policy whether another attempt may succeed; ``retry_after_s``
-    carries the provider's own hint when it gave one.
+    carries the provider's own hint when it gave one. ``provider_failure`` says whether the
+    provider is in trouble (the agent's circuit breaker counts those, and nothing else).
     """
 
     retryable: bool = False
+    provider_failure: bool = False
     kind: str = "provider_error"
 
     def __init__(
@@ -69,16 +71,22 @@ class ProviderError(AgentyardError):
 
 class RateLimited(ProviderError):
     retryable = True
+    provider_failure = True
     kind = "rate_limited"
 
 
 class Overloaded(ProviderError):
     retryable = True
+    provider_failure = True
     kind = "overloaded"
 
 
 class ProviderTimeout(ProviderError):
+    """The provider did not deliver its answer within the agent's deadline, counted from the
+    moment the request was sent (time the worker spent on its own never counts)."""
+
     retryable = True
+    provider_failure = True
     kind = "timeout"
 
 
@@ -86,7 +94,16 @@ class ProviderUnavailable(ProviderError):
     """Connection refused, reset, or a 5xx other than overloaded."""
 
     retryable = True
+    provider_failure = True
     kind = "unavailable"
+
+
+class WorkerBusy(ProviderError):
+    """The call could not be sent in time for a reason of the worker's own (no free connection in
+    its pool): another attempt may go through, and the provider is not to blame."""
+
+    retryable = True
+    kind = "worker_busy"
 
 
 class ProviderRejected(ProviderError):

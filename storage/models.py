@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, overload
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -245,6 +245,16 @@ class TraceRow(SQLModel, table=True):
     cache_read_tokens: int = 0
     cost_micro: int = 0
     latency_ms: float = 0.0
+    wire_ms: float | None = Field(
+        default=None,
+        description="The provider's part of latency_ms: from the request sent to the answer read.",
+    )
+    late: bool = Field(
+        default=False,
+        sa_column_kwargs={"server_default": false()},
+        description="The answer came after the agent's deadline (the worker was slow to read "
+        "it); it was used all the same.",
+    )
     started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     finished_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -265,6 +275,12 @@ class CostLedgerRow(SQLModel, table=True):
     model: str = Field(max_length=200)
     attempt: int
     cost_micro: int
+    unknown: bool = Field(
+        default=False,
+        sa_column_kwargs={"server_default": false()},
+        description="The call was cut off (its worker died before recording it): what it cost "
+        "is unknown, and cost_micro is its worst case, the most it can have cost.",
+    )
     day: int = Field(description="UTC days since the epoch, as the daily caps count them.")
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
+
+import httpcore2
+import pytest
 
 from bus.envelope import COORDINATOR, AgentMessage
 from bus.publisher import Bus
@@ -54,3 +58,31 @@ def run_inline(
     run = orc.submit(workflow, text, priority=priority)
     drain(orc, bus)
     return run.result()
+
+
+def reads_late(monkeypatch: pytest.MonkeyPatch, delay_s: float) -> float:
+    """Make this process's HTTP client a worker that comes to read its socket ``delay_s`` after it
+    sent each request (what a cold start, a starved CPU or the GIL do): the first read after each
+    request waits that long before it reads. Returns ``delay_s``."""
+    original = httpcore2.SyncBackend.connect_tcp
+
+    def connect_tcp(self: httpcore2.SyncBackend, *args: Any, **kwargs: Any) -> Any:
+        stream = original(self, *args, **kwargs)
+        read, write = stream.read, stream.write
+        sent = [False]
+
+        def late_read(max_bytes: int, timeout: float | None = None) -> bytes:
+            if sent[0]:
+                sent[0] = False
+                time.sleep(delay_s)
+            return read(max_bytes, timeout)
+
+        def noted_write(buffer: bytes, timeout: float | None = None) -> None:
+            write(buffer, timeout)
+            sent[0] = True
+
+        stream.read, stream.write = late_read, noted_write  # type: ignore[method-assign]
+        return stream
+
+    monkeypatch.setattr(httpcore2.SyncBackend, "connect_tcp", connect_tcp)
+    return delay_s

@@ -13,7 +13,8 @@ Faults are scripted over HTTP, one entry consumed per ``POST /v1/messages`` call
                             "by_request": {"<step id>:<attempt>": [200, ...], ...}}
     POST /_stub/reset   -> forgets the script and the counts
 
-An entry may carry ``status`` (default 200), ``delay_s``, ``retry_after`` (seconds),
+An entry may carry ``status`` (default 200), ``delay_s``, ``trickle_s`` (the body is sent in
+small pieces spread over that many seconds, after the headers), ``retry_after`` (seconds),
 ``retry_after_ms``, ``error_type``, ``message`` and ``error_code`` (``error.details.error_code``,
 e.g. ``enforced_spend_limit_reached``); a 200 entry may override ``text``, ``thinking``,
 ``input_tokens``, ``output_tokens``, ``cache_creation_input_tokens`` (and how many of them were
@@ -190,6 +191,7 @@ class _Reply:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    trickle_s: float = 0.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -230,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Stopping the server wakes this wait; the reply then goes to a client that has gone.
         state.stopping.wait(state.latency_s + reply.delay_s)
         state.record(reply.status, self.headers.get(REQUEST_KEY_HEADER))
-        self._send(reply.status, reply.body, reply.headers)
+        self._send(reply.status, reply.body, reply.headers, trickle_s=reply.trickle_s)
 
     def _answer(self, body: dict[str, Any]) -> _Reply:
         # Checked in the real API's order: credentials, version header, the request, then the model.
@@ -250,8 +252,9 @@ class _Handler(BaseHTTPRequestHandler):
         if "retry_after_ms" in entry:
             headers["retry-after-ms"] = str(entry["retry_after_ms"])
         delay_s = float(entry.get("delay_s", 0.0))
+        trickle_s = float(entry.get("trickle_s", 0.0))
         if status == 200:
-            return _Reply(200, build_message(body, entry), headers, delay_s)
+            return _Reply(200, build_message(body, entry), headers, delay_s, trickle_s)
         message = entry.get("message") or {
             429: "Number of request tokens has exceeded your per-minute rate limit",
             529: "Overloaded",
@@ -270,7 +273,11 @@ class _Handler(BaseHTTPRequestHandler):
         return data
 
     def _send(
-        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        status: int,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        trickle_s: float = 0.0,
     ) -> None:
         data = json.dumps(payload).encode()
         with contextlib.suppress(OSError):  # the client may have timed out and gone
@@ -282,7 +289,17 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            if trickle_s <= 0:
+                self.wfile.write(data)
+                return
+            self.wfile.flush()
+            pieces = max(1, min(len(data), 20))
+            size = -(-len(data) // pieces)
+            for start in range(0, len(data), size):
+                if self.server.state.stopping.wait(trickle_s / pieces):
+                    return
+                self.wfile.write(data[start : start + size])
+                self.wfile.flush()
 
 
 class _StubHTTPServer(ThreadingHTTPServer):

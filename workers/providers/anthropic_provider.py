@@ -1,8 +1,10 @@
 """The Anthropic Messages API as a ``ModelProvider``, through the official SDK.
 
 One call, one HTTP request: the SDK runs with ``max_retries=0`` so agentyard's retry policy sees
-every attempt (invariant 5). SDK exceptions are translated here, at the boundary, into
-``storage.errors`` classes that say whether another attempt may help.
+every attempt (invariant 5). The agent's timeout is the provider's time on the wire
+(``wire_deadline``): an answer that arrived is used, however long the worker took to read it.
+SDK exceptions are translated here, at the boundary, into ``storage.errors`` classes that say
+whether another attempt may help and whether the provider is to blame.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anthropic
+import httpx2
 
 from storage.errors import (
     ConfigurationError,
@@ -26,7 +29,9 @@ from storage.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    WorkerBusy,
 )
+from workers.providers import wire_deadline
 from workers.providers.base import (
     REQUEST_KEY_HEADER,
     ChatMessage,
@@ -66,8 +71,8 @@ class AnthropicProvider:
     first call. The key and base URL are always passed to the SDK explicitly, so its own
     environment variables (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) never take effect.
 
-    Safe to share between threads: SDK clients are cached per timeout behind a lock, and each
-    client's HTTP connection pool is thread-safe. ``close`` releases them.
+    Safe to share between threads: SDK clients are cached per timeout behind a lock, and they
+    share one HTTP connection pool, which is thread-safe. ``close`` releases it.
     """
 
     def __init__(self, api_key: str | None, base_url: str | None) -> None:
@@ -83,6 +88,7 @@ class AnthropicProvider:
         self._api_key = api_key
         self._base_url = base_url or REAL_API_URL
         self._clients: dict[float, anthropic.Anthropic] = {}
+        self._http: httpx2.Client | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -99,27 +105,36 @@ class AnthropicProvider:
         messages = [_message_param(m) for m in request.messages]
         client = self._client(request.timeout_s)
         try:
-            message = client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                # No system prompt is left out rather than sent as an empty string.
-                system=request.system or anthropic.omit,
-                messages=messages,
-                extra_headers={REQUEST_KEY_HEADER: request.request_key}
-                if request.request_key
-                else None,
-            )
+            with wire_deadline.wire_clock(request.timeout_s) as clock:
+                message = client.messages.create(
+                    model=request.model,
+                    max_tokens=request.max_tokens,
+                    # No system prompt is left out rather than sent as an empty string.
+                    system=request.system or anthropic.omit,
+                    messages=messages,
+                    extra_headers={REQUEST_KEY_HEADER: request.request_key}
+                    if request.request_key
+                    else None,
+                )
         except anthropic.APIError as exc:
             # `from None`: the SDK's exception holds the request, and the request holds the key.
             raise self._translate(exc, request) from None
-        return _response(message)
+        return _response(message, clock.wire_s)
+
+    def warm(self, timeouts: set[float]) -> None:
+        """Build now what the first calls with these timeouts would build: the SDK's clients,
+        its HTTP connection pool, and the SDK's request and response models (one call through
+        the whole SDK to an in-process answer; nothing goes on the network)."""
+        for timeout_s in sorted(timeouts):
+            self._client(timeout_s)
+        rehearse_sdk_call()
 
     def close(self) -> None:
-        """Close every cached client's connection pool."""
+        """Close the connection pool the cached clients share."""
         with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
+            http, self._http, self._clients = self._http, None, {}
+        if http is not None:
+            http.close()
 
     def __enter__(self) -> AnthropicProvider:
         return self
@@ -136,11 +151,16 @@ class AnthropicProvider:
         with self._lock:
             client = self._clients.get(timeout_s)
             if client is None:
+                if self._http is None:
+                    self._http = wire_deadline.http_client(
+                        self._base_url, timeout_s, anthropic.DEFAULT_CONNECTION_LIMITS
+                    )
                 client = anthropic.Anthropic(
                     api_key=self._api_key,
                     base_url=self._base_url,
                     max_retries=0,
                     timeout=timeout_s,
+                    http_client=self._http,
                 )
                 self._clients[timeout_s] = client
             return client
@@ -150,8 +170,14 @@ class AnthropicProvider:
             f", {request.request_key}" if request.request_key else ""
         )
         if isinstance(exc, anthropic.APITimeoutError):
+            if isinstance(exc.__cause__, httpx2.PoolTimeout):
+                return WorkerBusy(
+                    f"no free connection in this worker's pool within {request.timeout_s}s "
+                    f"({where}); the request was not sent"
+                )
             return ProviderTimeout(
-                f"Anthropic API did not answer within {request.timeout_s}s ({where})."
+                f"Anthropic API did not answer within {request.timeout_s}s of the request "
+                f"being sent ({where})."
             )
         if isinstance(exc, anthropic.APIConnectionError):
             return ProviderUnavailable(
@@ -234,7 +260,37 @@ def _message_param(message: ChatMessage) -> MessageParam:
     return {"role": "assistant", "content": message.content}
 
 
-def _response(message: Message) -> ModelResponse:
+def rehearse_sdk_call() -> None:
+    """One call through the SDK, answered in-process: the SDK builds its request and response
+    models (pydantic's validators among them) once per process, and a cold worker's first calls
+    would otherwise all pay for it at once."""
+    from workers.stub_anthropic import build_message
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        body = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": []}
+        body["messages"] = [{"role": "user", "content": "warm-up"}]
+        return httpx2.Response(200, json=build_message(body, {"thinking": "warm-up"}))
+
+    with httpx2.Client(transport=httpx2.MockTransport(answer)) as http:
+        client = anthropic.Anthropic(
+            api_key=NO_KEY_PLACEHOLDER,
+            base_url="http://warm-up.invalid",
+            max_retries=0,
+            http_client=http,
+        )
+        _response(
+            client.messages.create(
+                model="claude-haiku-4-5",
+                max_tokens=16,
+                system="warm-up",
+                messages=[{"role": "user", "content": "warm-up"}],
+                extra_headers={REQUEST_KEY_HEADER: "warm-up"},
+            ),
+            None,
+        )
+
+
+def _response(message: Message, wire_s: float | None) -> ModelResponse:
     texts: list[str] = []
     thoughts: list[str] = []
     for block in message.content:
@@ -256,4 +312,5 @@ def _response(message: Message) -> ModelResponse:
         model=message.model,
         stop_reason=message.stop_reason,
         reasoning="".join(thoughts) if thoughts else None,
+        wire_s=wire_s,
     )

@@ -62,6 +62,8 @@ class ModelResponse:
     model: str
     stop_reason: str | None = None
     reasoning: str | None = field(default=None, repr=False)
+    # The provider's time: from the request sent to the answer read (None: not measured).
+    wire_s: float | None = None
 
 
 class ModelProvider(Protocol):

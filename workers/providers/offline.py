@@ -151,7 +151,13 @@ class OfflineProvider:
             + _TOKENS_PER_MESSAGE * (len(request.messages) + 1),
             output_tokens=_tokens(text),
         )
-        return ModelResponse(text=text, usage=usage, model=request.model, stop_reason=stop_reason)
+        return ModelResponse(
+            text=text,
+            usage=usage,
+            model=request.model,
+            stop_reason=stop_reason,
+            wire_s=model.latency_s,
+        )
 
     @staticmethod
     def _fails(model: OfflineModel, request_key: str) -> bool:
