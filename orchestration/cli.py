@@ -396,9 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--agents", help="comma-separated agent ids; one queue agent.<id> each")
     worker.add_argument("--all-agents", action="store_true", help="serve every registered agent")
-    worker.add_argument("--coordinator", action="store_true", help="serve the coordinator queue")
     worker.add_argument(
-        "--beat", action="store_true", help="also run the periodic sweep (one per site)"
+        "--coordinator",
+        action="store_true",
+        help="serve the coordinator queue and run the recovery sweeps (each by one coordinator at "
+        "a time, under a lease)",
+    )
+    worker.add_argument(
+        "--beat",
+        action="store_true",
+        help="also run Celery beat, which sends the sweeps as periodic tasks (optional: the "
+        "coordinators sweep on their own)",
     )
     worker.add_argument("--concurrency", type=int, default=8)
     worker.add_argument(
@@ -417,7 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(func=_worker)
 
-    beat = commands.add_parser("beat", help="run the scheduler of the periodic sweep")
+    beat = commands.add_parser(
+        "beat",
+        help="run Celery beat, sending the sweeps as periodic tasks (optional: every coordinator "
+        "sweeps on its own)",
+    )
     beat.add_argument("team")
     beat.add_argument("--loglevel", default="INFO")
     beat.set_defaults(func=_beat)

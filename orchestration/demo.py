@@ -48,7 +48,6 @@ def run_demo(team: str, workflow: str, topic: str) -> int:
         coordinator = WorkerProcess(
             team,
             "--coordinator",
-            "--beat",
             "--concurrency",
             "2",
             "--name",

@@ -8,6 +8,7 @@ workflows (``submit``) and reattaches to runs (``run``) from any process.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -35,24 +36,26 @@ from orchestration.planner import RunState
 from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
+from orchestration.sweeps import Job, Sweeps
 from orchestration.team import Team
 from orchestration.trace_queries import RunQueries
 from storage.ack_store import AckStore
 from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore
 from storage.cost_stats_store import CostStatsStore
-from storage.db import migrate, session_scope
+from storage.db import migrate, open_connections, session_scope
 from storage.errors import InvalidRequest, RunNotFound
 from storage.executor import transaction
+from storage.lease_store import LeaseStore
 from storage.models import WorkflowRow, WorkflowStatus, new_id, utcnow
-from storage.redis_client import redis_for
+from storage.redis_client import load_scripts, redis_for
 from storage.settings import Settings
 from storage.subscription_store import SubscriptionStore
 from workers import poison, tracing
 from workers.celery_app import make_celery
+from workers.lifecycle import WorkerInfo, WorkerLifecycle
 from workers.logging import configure_logging
 from workers.metrics import WorkerMetrics
-from workers.metrics_server import ServeAsWorkersStart
 from workers.providers.registry import Providers
 from workers.tasks import (
     Headers,
@@ -62,6 +65,9 @@ from workers.tasks import (
 )
 
 log = structlog.get_logger(__name__)
+
+WORKFLOW_SWEEP = "workflows"  # the maintenance sweep's lease
+ACK_SWEEP = "acks"  # the acknowledgement sweep's
 
 
 class Orchestrator:
@@ -89,7 +95,8 @@ class Orchestrator:
         self._ack_sweeper: AckSweeper | None = None
         self._inbox: Inbox | None = None
         self._metrics: WorkerMetrics | None = None
-        self._serve_as_workers_start: ServeAsWorkersStart | None = None
+        self._lifecycle: WorkerLifecycle | None = None
+        self._sweeps: Sweeps | None = None
         self._handlers: dict[str, Registration] = {}
         self._ready = False
         configure_logging(self.settings)
@@ -143,12 +150,26 @@ class Orchestrator:
                 for agent_id in self.team.agents:
                     register_agent_task(app, agent_id, self.deliver)
                 register_coordinator_task(app, self.deliver_to_coordinator)
-                register_periodic_task(app, SWEEP_TASK, self._sweep, self.settings.sweep_interval_s)
+                # For `agentyard beat`, which nothing needs: the coordinators sweep on their own.
                 register_periodic_task(
-                    app, ACK_SWEEP_TASK, self._sweep_acks, self.settings.ack_sweep_interval_s
+                    app,
+                    SWEEP_TASK,
+                    lambda: self.sweeps().run_due(WORKFLOW_SWEEP),
+                    self.settings.sweep_interval_s,
+                )
+                register_periodic_task(
+                    app,
+                    ACK_SWEEP_TASK,
+                    lambda: self.sweeps().run_due(ACK_SWEEP),
+                    self.settings.ack_sweep_interval_s,
                 )
                 poison.register(app, DeadLetters(self.database_url))
-                self._serve_as_workers_start = ServeAsWorkersStart(app, self.serve_metrics)
+                self._lifecycle = WorkerLifecycle(
+                    app,
+                    starting=[self._serve_metrics_as_worker_starts, self.warm_up],
+                    ready=[self._start_sweeps],
+                    stopping=[self._stop_sweeps],
+                )
                 self._celery = app
             return self._celery
 
@@ -225,6 +246,81 @@ class Orchestrator:
             return metrics.port
         return metrics.serve(port)
 
+    def _serve_metrics_as_worker_starts(self, worker: WorkerInfo) -> None:
+        if worker.prefork:
+            log.warning(
+                "metrics.prefork_pool",
+                advice="step counts are kept in the pool's child processes, which /metrics does "
+                "not see; run agent workers with --pool threads (the default) or solo",
+            )
+        self.serve_metrics()
+
+    def warm_up(self, worker: WorkerInfo) -> None:
+        """Build what the first messages of a worker serving ``worker.queues`` need, before it
+        takes one: the schema check, the step runner and its providers (the SDK's clients and
+        models, rehearsed with one call answered in-process), pooled database connections,
+        the Lua scripts on Redis, a broker connection. A restarted pod's first calls then cost
+        what later ones do. Off with ``AGENTYARD_WORKER_WARMUP=false``; a prefork worker's pool
+        processes build their own as they go (connections do not cross a fork)."""
+        if not self.settings.worker_warmup or worker.prefork:
+            return
+        started = time.perf_counter()
+        self.ensure_ready()
+        agents = [agent for agent in self.team.agents.values() if agent.queue in worker.queues]
+        if agents:
+            self.step_runner()
+            assert self._providers is not None
+            self._providers.warm(agents)
+        if COORDINATOR_QUEUE in worker.queues:
+            self.coordinator()
+            self.maintenance()
+        opened = open_connections(self.database_url, worker.concurrency)
+        scripts = 0
+        for client in {
+            id(c): c for c in (self._shared_state(), self._broker_client()) if c
+        }.values():
+            scripts += load_scripts(client)
+        with self.celery.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=3)
+        log.info(
+            "worker.warmed_up",
+            agents=[agent.id for agent in agents],
+            database_connections=opened,
+            lua_scripts=scripts,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def sweeps(self) -> Sweeps:
+        """The sweeps this process does while it holds their leases (see ``sweeps.py``)."""
+        with self._lock:
+            if self._sweeps is None:
+                client = self._shared_state()
+                leases = (
+                    None
+                    if client is None
+                    else LeaseStore(
+                        client, team=self.name, key_prefix=self.settings.redis_key_prefix
+                    )
+                )
+                self._sweeps = Sweeps(
+                    [
+                        Job(WORKFLOW_SWEEP, self.settings.sweep_interval_s, self._sweep),
+                        Job(ACK_SWEEP, self.settings.ack_sweep_interval_s, self._sweep_acks),
+                    ],
+                    leases,
+                    self.settings.sweep_lease_s,
+                )
+            return self._sweeps
+
+    def _start_sweeps(self, worker: WorkerInfo) -> None:
+        if COORDINATOR_QUEUE in worker.queues:
+            self.ensure_ready()
+            self.sweeps().start()
+
+    def _stop_sweeps(self, worker: WorkerInfo) -> None:
+        if self._sweeps is not None:
+            self._sweeps.stop()
+
     def _queues(self) -> list[str]:
         """Every queue of the team: one per agent, and the coordinator's."""
         return [*(agent.queue for _, agent in sorted(self.team.agents.items())), COORDINATOR_QUEUE]
@@ -260,7 +356,10 @@ class Orchestrator:
         return self._ack_sweeper
 
     def close(self) -> None:
-        """Release connections (model providers, the broker pool). The object stays usable."""
+        """Stop the sweeps and release connections (model providers, the broker pool). The
+        object stays usable."""
+        if self._sweeps is not None:
+            self._sweeps.stop()
         if self._providers is not None:
             self._providers.close()
             self._providers = None
@@ -322,12 +421,17 @@ class Orchestrator:
             return None
         return redis_for(url)
 
-    def _broker_view(self) -> BrokerView | None:
-        """The broker's contents, when the broker is Redis (the lost-request check needs it)."""
+    def _broker_client(self) -> Redis | None:
+        """The broker's Redis (None when the broker is not Redis)."""
         broker = self.settings.effective_broker_url or ""
         if not broker.startswith(("redis://", "rediss://")):
             return None
-        return BrokerView(redis_for(broker), self.settings.redis_key_prefix)
+        return redis_for(broker)
+
+    def _broker_view(self) -> BrokerView | None:
+        """The broker's contents, when the broker is Redis (the lost-request check needs it)."""
+        client = self._broker_client()
+        return None if client is None else BrokerView(client, self.settings.redis_key_prefix)
 
     def deliver(
         self, recipient: str, message: AgentMessage, headers: Headers | None = None

@@ -28,6 +28,8 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_KEY = 0x61677479  # "agty"
 
+POSTGRES_POOL_SIZE = 10  # connections a process keeps open (more may open under load)
+
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
@@ -60,11 +62,29 @@ def _create_engine(url: str) -> Engine:
         # No pre-ping: it costs a round trip per checkout, several per step. A connection the
         # server dropped fails its statement, SQLAlchemy discards the pool, and the step is
         # recovered by the sweep (lease or lost-request); the next checkout connects afresh.
-        return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+        return create_engine(url, pool_size=POSTGRES_POOL_SIZE, max_overflow=20, pool_recycle=1800)
     raise ConfigurationError(
         f"unsupported database URL scheme in {url.split(':', 1)[0]!r}: "
         "set AGENTYARD_DATABASE_URL to a postgresql:// or sqlite:/// URL"
     )
+
+
+def open_connections(url: str, wanted: int) -> int:
+    """Open up to ``wanted`` pooled connections to a PostgreSQL database now (at most the pool's
+    size), so that a worker's first steps do not all connect at once. Returns how many."""
+    if not is_postgres(url):
+        return 0
+    engine = engine_for(url)
+    opened = []
+    try:
+        for _ in range(max(0, min(wanted, POSTGRES_POOL_SIZE))):
+            connection = engine.connect()
+            opened.append(connection)
+            connection.exec_driver_sql("SELECT 1")
+    finally:
+        for connection in opened:
+            connection.close()  # back to the pool, open
+    return len(opened)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

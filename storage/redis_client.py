@@ -34,6 +34,17 @@ def lua_script(client: redis.Redis, name: str) -> Script:
     return client.register_script((_LUA / f"{name}.lua").read_text())
 
 
+def load_scripts(client: redis.Redis) -> int:
+    """Send every script of ``storage/lua`` to ``client``'s server now (``SCRIPT LOAD``), so that
+    no first call finds its script missing there. Returns how many."""
+    scripts = sorted(_LUA.glob("*.lua"))
+    pipe = client.pipeline(transaction=False)
+    for path in scripts:
+        pipe.script_load(path.read_text())
+    pipe.execute()
+    return len(scripts)
+
+
 def text_of(value: Any) -> str:
     """A Redis reply as text, whether or not the client decodes responses."""
     return value.decode() if isinstance(value, bytes) else str(value)

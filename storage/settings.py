@@ -83,6 +83,17 @@ class Settings(BaseSettings):
         "holding it, was lost by the broker and is dispatched again.",
     )
     sweep_interval_s: float = Field(default=5.0, description="Period of the maintenance sweep.")
+    sweep_lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a coordinator holds a sweep's lease unless it renews it: another "
+        "coordinator takes the sweep over this long after the holder died.",
+    )
+    worker_warmup: bool = Field(
+        default=True,
+        description="A worker builds what its first calls need (clients, connections, scripts) "
+        "before it takes a message.",
+    )
     max_input_chars: int = Field(default=100_000, description="Largest workflow input accepted.")
     bus_inline_payload_bytes: int = Field(
         default=16_384,

@@ -77,7 +77,7 @@ def register_coordinator_task(app: Celery, handler: Handler) -> None:
 
 
 def register_periodic_task(
-    app: Celery, name: str, handler: Callable[[], None], every_s: float
+    app: Celery, name: str, handler: Callable[[], object], every_s: float
 ) -> None:
     """A task beat sends every ``every_s`` seconds to the coordinator queue."""
 

@@ -35,7 +35,7 @@ def test_an_overloaded_provider_opens_the_breaker_and_one_probe_closes_it(
     logs = tmp_path / "agents.log"
     workers = [
         WorkerProcess(
-            TEAM, "--coordinator", "--beat", env=env, cwd=ROOT, log_path=tmp_path / "c.log"
+            TEAM, "--coordinator", env=env, cwd=ROOT, log_path=tmp_path / "c.log"
         ),
         WorkerProcess(
             TEAM, "--all-agents", "--concurrency", "16", env=env, cwd=ROOT, log_path=logs

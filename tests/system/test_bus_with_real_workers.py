@@ -3,7 +3,8 @@ three subscribers, acknowledgements that time out (published again, escalated, d
 late acknowledgement, and a worker killed while it holds messages.
 
 The team is tests/system/bus_team.py: each handler notes in Redis when it starts and finishes a
-message. The acknowledgement sweeper runs on beat, in the coordinator's worker, every 0.5 s.
+message. The acknowledgement sweeper runs in the coordinator's worker, under its lease, every
+0.5 s.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def test_a_broadcast_reaches_each_of_three_subscribers_once_and_each_acknowledge
 def test_an_unacknowledged_message_is_published_again_escalated_then_dead_lettered(
     team: Orchestrator, workers: Callable[..., WorkerProcess], env: dict[str, str]
 ) -> None:
-    coordinator = workers("coordinator", "--coordinator", "--beat")
+    coordinator = workers("coordinator", "--coordinator")
     forgetful = workers("forgetful", "--agents", "forgetful")
     wait_for_workers(team.celery, 2, processes=[coordinator, forgetful])
 
@@ -203,7 +204,7 @@ def test_a_workflows_requests_and_responses_are_listed_in_order_by_the_messages_
 def test_a_late_acknowledgement_keeps_the_copy_published_again_from_being_processed(
     team: Orchestrator, workers: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    coordinator = workers("coordinator", "--coordinator", "--beat")
+    coordinator = workers("coordinator", "--coordinator")
     slow = workers("slow", "--agents", "slow", "--concurrency", "1")
     wait_for_workers(team.celery, 2, processes=[coordinator, slow])
 
@@ -229,7 +230,7 @@ def test_a_late_acknowledgement_keeps_the_copy_published_again_from_being_proces
 def test_messages_a_killed_worker_held_are_processed_by_another_and_none_twice(
     team: Orchestrator, workers: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    coordinator = workers("coordinator", "--coordinator", "--beat")
+    coordinator = workers("coordinator", "--coordinator")
     doomed = workers("doomed", "--agents", "slow", "--concurrency", "2")
     wait_for_workers(team.celery, 2, processes=[coordinator, doomed])
     # One message asks for an acknowledgement within 4 s of when processing begins (the sweeper

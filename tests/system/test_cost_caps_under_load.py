@@ -37,7 +37,7 @@ def test_parallel_workflows_on_two_worker_processes_never_overshoot_an_agent_cap
     tmp_path: Path, env: dict[str, str], orc: Orchestrator
 ) -> None:
     specs = [
-        ("--coordinator", "--beat", "--concurrency", "4"),
+        ("--coordinator", "--concurrency", "4"),
         ("--all-agents", "--concurrency", "8"),
         ("--all-agents", "--concurrency", "8"),
     ]

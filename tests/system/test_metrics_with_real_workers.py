@@ -82,7 +82,6 @@ def workers(tmp_path: Path, env: dict[str, str], orc: Orchestrator) -> Iterator[
     coordinator = WorkerProcess(
         TEAM,
         "--coordinator",
-        "--beat",
         env={**env, "AGENTYARD_METRICS_PORT": str(coordinator_port)},
         cwd=ROOT,
         log_path=tmp_path / "coordinator.log",

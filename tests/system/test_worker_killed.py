@@ -74,7 +74,7 @@ def test_a_killed_agent_worker_loses_no_workflow_and_no_step_is_paid_twice(
             TEAM, *args, "--name", name, env=env, cwd=ROOT, log_path=tmp_path / f"{name}.log"
         )
 
-    coordinator = worker("coordinator", "--coordinator", "--beat", "--concurrency", "4").start()
+    coordinator = worker("coordinator", "--coordinator", "--concurrency", "4").start()
     doomed = worker("doomed", "--all-agents", "--concurrency", "8").start()
     survivor: WorkerProcess | None = None
     try:

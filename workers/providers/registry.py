@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from storage.settings import Settings
 from workers.providers.base import ModelProvider
 from workers.providers.offline import PREFIX as OFFLINE_PREFIX
 from workers.providers.offline import OfflineModel, OfflineProvider
+
+if TYPE_CHECKING:
+    from orchestration.definitions import Agent
 
 
 class Providers:
@@ -32,6 +37,18 @@ class Providers:
                     base_url=self._settings.anthropic_base_url,
                 )
             return self._anthropic
+
+    def warm(self, agents: Iterable[Agent]) -> None:
+        """Build now what the first calls of ``agents`` would build (their providers' clients
+        for each timeout they use, the SDK's models): see ``AnthropicProvider.warm``."""
+        timeouts: dict[str, set[float]] = {}
+        for agent in agents:
+            if not is_offline(agent.model):
+                timeouts.setdefault(agent.model, set()).add(agent.timeout_s)
+        for model, seen in timeouts.items():
+            warm = getattr(self.for_model(model), "warm", None)
+            if warm is not None:
+                warm(seen)
 
     def close(self) -> None:
         """Release the HTTP connections of the providers made so far."""
