@@ -10,6 +10,11 @@ Before a call, its worst case is held against all of them at once (``storage.bud
 the agent's ``max_tokens`` at the output price, plus an upper bound on its input tokens at the
 dearest input rate. A call that does not fit is not made (``CostLimitExceeded``). After the call
 its real cost is settled and the rest freed. A call under no cap touches no Redis at all.
+
+A hold that runs out (its worker died mid-call) is not handed back: the call may have been
+billed, so its worst case stays booked as spent, and the sweep that gives the attempt up writes
+the same amount in the cost ledger, marked unknown (``forfeit``). Calls cut off by kills can
+therefore never add up past a cap; a late settlement corrects the booking to the real cost.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import structlog
 
 from orchestration.definitions import Agent, Workflow
 from orchestration.pricing import PriceTable, usd_to_micro
-from storage.budget_store import BudgetStore, Cap, CountersNotLoaded, Settled
+from storage.budget_store import Booked, BudgetStore, Cap, CountersNotLoaded, Forfeit, Settled
 from storage.errors import ConfigurationError, CostLimitExceeded
 from workers.providers.base import ModelRequest
 
@@ -77,9 +82,7 @@ class Budget:
             raise ConfigurationError(
                 "spend caps need Redis: set AGENTYARD_REDIS_URL, or remove the caps"
             )
-        needed = self._prices.worst_case_micro(
-            request.model, input_tokens_bound(request), request.max_tokens
-        )
+        needed = self.worst_case_micro(request)
         store = self._store
         refusal = self._after_restoring(lambda: store.reserve(hold_id, needed, ttl_s, caps))
         if refusal is not None:
@@ -90,6 +93,22 @@ class Budget:
                 refusal.cap_micro,
                 needed,
             )
+
+    def worst_case_micro(self, request: ModelRequest) -> int:
+        """The most ``request`` can cost (what a call holds against its caps)."""
+        return self._prices.worst_case_micro(
+            request.model, input_tokens_bound(request), request.max_tokens
+        )
+
+    def forfeit(self, hold_id: str, request: ModelRequest, caps: list[Cap]) -> Forfeit:
+        """A call cut off by a dead worker: book its worst case against ``caps`` as spent but
+        unknown, unless it settled (then its cost is known). Returns what is now booked, for the
+        cost ledger. Under no cap, nothing is booked and the worst case is returned."""
+        worst = self.worst_case_micro(request)
+        if not caps or self._store is None:
+            return Forfeit(Booked.UNHELD, worst)
+        store = self._store
+        return self._after_restoring(lambda: store.forfeit(hold_id, worst, caps))
 
     def settle(self, hold_id: str, cost_micro: int, caps: list[Cap]) -> None:
         """Book the call's real cost against the caps it was held against (idempotent). If Redis

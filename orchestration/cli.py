@@ -290,9 +290,15 @@ def _costs(args: argparse.Namespace) -> int:
     if not costs.spend:
         print("  nothing spent")
     for row in costs.spend:
+        unknown = (
+            f"  of which {row.unknown_calls} cut off by a dead worker: unknown, at most "
+            f"${micro_to_usd(row.unknown_micro):.6f}"
+            if row.unknown_calls
+            else ""
+        )
         print(
             f"  {row.day}  {row.kind:8} {row.name:30} {row.calls:>7} call(s)  "
-            f"{'$' + format(micro_to_usd(row.cost_micro), '.6f'):>13}"
+            f"{'$' + format(micro_to_usd(row.cost_micro), '.6f'):>13}{unknown}"
         )
     held = sum(amount for _, amount in costs.held)
     print(f"reserved now: ${micro_to_usd(held):.6f} in {len(costs.held)} open hold(s)")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from workers.providers.base import ChatMessage
+from orchestration.definitions import Agent
+from workers.providers.base import ChatMessage, ModelRequest
 
 HISTORY_EXCHANGES = 5
 SUMMARY_CHARS_PER_STEP = 300
@@ -74,3 +75,20 @@ def build_messages(history: list[Exchange], prompt: str) -> tuple[ChatMessage, .
         messages.append(ChatMessage(role="assistant", content=exchange.answer))
     messages.append(ChatMessage(role="user", content=prompt))
     return tuple(messages)
+
+
+def model_request(
+    agent: Agent, prompt: str | None, history: list[list[str]] | None, request_key: str
+) -> ModelRequest:
+    """What ``agent`` is asked for a step: its system prompt, its earlier exchanges in the run and
+    the step's prompt (both composed by the coordinator when it dispatched the step)."""
+    return ModelRequest(
+        model=agent.model,
+        system=agent.system_prompt,
+        messages=build_messages(
+            [Exchange(question, answer) for question, answer in history or []], prompt or ""
+        ),
+        max_tokens=agent.max_tokens,
+        timeout_s=agent.timeout_s,
+        request_key=request_key,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlmodel import Session
 
 from orchestration.team import Team
@@ -25,7 +25,9 @@ class Spend:
     kind: str  # "agent" or "workflow"
     name: str
     calls: int
-    cost_micro: int
+    cost_micro: int  # known costs and, for calls cut off by a dead worker, their worst case
+    unknown_calls: int = 0  # calls cut off by a dead worker: what they cost is unknown...
+    unknown_micro: int = 0  # ...but at most this much in all (part of cost_micro)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,28 +36,63 @@ class CostReport:
     held: list[tuple[str, int]]  # reservations open now: hold id, micro-dollars
 
 
-def _daily_spend(session: Session, team: str, since: int) -> list[tuple[str, int, str, int, int]]:
-    """(kind, day, name, calls, cost) per agent and per workflow type, from day ``since`` on."""
+@dataclass(frozen=True, slots=True)
+class _DaySpend:
+    kind: str
+    day: int
+    name: str
+    calls: int
+    cost_micro: int
+    unknown_calls: int
+    unknown_micro: int
+
+
+def _daily_spend(session: Session, team: str, since: int) -> list[_DaySpend]:
+    """What was spent per day, per agent and per workflow type, from day ``since`` on."""
     ledger = statements.ledger
-    out: list[tuple[str, int, str, int, int]] = []
+    unknown = ledger.c.unknown.is_(True)
+    out: list[_DaySpend] = []
     for kind, column in (("agent", ledger.c.agent_id), ("workflow", ledger.c.workflow)):
         query = (
-            select(ledger.c.day, column, func.count(), func.sum(ledger.c.cost_micro))
+            select(
+                ledger.c.day,
+                column,
+                func.count(),
+                func.sum(ledger.c.cost_micro),
+                func.sum(case((unknown, 1), else_=0)),
+                func.sum(case((unknown, ledger.c.cost_micro), else_=0)),
+            )
             .where(ledger.c.team == team, ledger.c.day >= since)
             .group_by(ledger.c.day, column)
         )
-        for day, name, calls, cost in session.execute(query):
-            out.append((kind, int(day), str(name), int(calls), int(cost or 0)))
+        for day, name, calls, cost, unknown_calls, unknown_micro in session.execute(query):
+            out.append(
+                _DaySpend(
+                    kind,
+                    int(day),
+                    str(name),
+                    int(calls),
+                    int(cost or 0),
+                    int(unknown_calls or 0),
+                    int(unknown_micro or 0),
+                )
+            )
     return out
 
 
 def report(url: str, team: str, days: int, store: BudgetStore | None) -> CostReport:
     with session_scope(url) as session:
         rows = [
-            Spend(_date(day), kind, name, calls, cost)
-            for kind, day, name, calls, cost in _daily_spend(
-                session, team, day_of(utcnow()) - days + 1
+            Spend(
+                _date(row.day),
+                row.kind,
+                row.name,
+                row.calls,
+                row.cost_micro,
+                row.unknown_calls,
+                row.unknown_micro,
             )
+            for row in _daily_spend(session, team, day_of(utcnow()) - days + 1)
         ]
     rows.sort(key=lambda s: (-s.day.toordinal(), s.kind, -s.cost_micro))
     return CostReport(rows, store.holds() if store is not None else [])
@@ -74,9 +111,9 @@ def rebuild(url: str, team: Team, store: BudgetStore) -> int:
     }
     spent: dict[tuple[str, str], int] = {}
     with session_scope(url) as session:
-        for kind, day, name, _calls, cost in _daily_spend(session, team.name, since):
-            if name in capped[kind]:
-                spent[(f"{kind}:{name}", f"d{day}")] = cost
+        for row in _daily_spend(session, team.name, since):
+            if row.name in capped[row.kind]:
+                spent[(f"{row.kind}:{row.name}", f"d{row.day}")] = row.cost_micro
         running = (
             select(ledger.c.workflow_id, func.sum(ledger.c.cost_micro))
             .join(workflows, workflows.c.id == ledger.c.workflow_id)

@@ -2,7 +2,9 @@
 
 - workflows that sit idle (nothing dispatched or running, no retry waiting) are advanced: an
   ``advance`` that never reached the broker, or a coordinator that died mid-decision;
-- attempts whose lease ran out (a worker died mid-step) are marked failed-and-retryable;
+- attempts whose lease ran out (a worker died mid-step) are marked failed-and-retryable; the
+  call a running one was making is booked at its worst case, as spent but unknown
+  (``cut_off_calls.py``);
 - requests the broker lost are marked the same way: a step dispatched a while ago whose agent
   queue is empty and whose message no worker holds unacknowledged (kombu's Redis transport loses
   a message popped by a worker that dies before recording it);
@@ -14,6 +16,7 @@ and each is followed by an ``advance`` so the coordinator decides what comes nex
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import or_, update
@@ -23,6 +26,8 @@ from bus.broker_view import BrokerView
 from bus.envelope import advance
 from bus.publisher import Bus
 from bus.routing import agent_queue
+from orchestration.cut_off_calls import CutOff, CutOffCalls
+from storage import statements
 from storage.db import session_scope
 from storage.executor import within
 from storage.models import StepRow, StepStatus, WorkflowRow, WorkflowStatus, utcnow
@@ -47,12 +52,16 @@ class Maintenance:
         idle_after_s: float = IDLE_AFTER_S,
         lost_after_s: float | None = None,
         team: str | None = None,
+        cut_off: CutOffCalls | None = None,
     ) -> None:
         """``team``: sweep that team's workflows only (a database may hold several teams', and
-        each team's sweep dispatches on its own broker); None sweeps every team's."""
+        each team's sweep dispatches on its own broker); None sweeps every team's. ``cut_off``
+        books the calls of attempts given up while running (None: they are not booked)."""
         self._bus = bus
         self._ours = [] if team is None else [col(WorkflowRow.team) == team]
         self._url = settings.effective_database_url
+        self._record_cut_off_cost = statements.record_cut_off_cost(self._url)
+        self._cut_off = cut_off
         self._broker = broker
         self._idle_after_s = idle_after_s
         self._lost_after_s = settings.lost_request_after_s if lost_after_s is None else lost_after_s
@@ -73,7 +82,12 @@ class Maintenance:
         now = utcnow()
         with session_scope(self._url) as session:
             rows = session.exec(
-                select(StepRow, col(WorkflowRow.priority))
+                select(
+                    StepRow,
+                    col(WorkflowRow.priority),
+                    col(WorkflowRow.name),
+                    col(WorkflowRow.budget_micro),
+                )
                 .join(WorkflowRow, col(WorkflowRow.id) == col(StepRow.workflow_id))
                 .where(
                     col(WorkflowRow.status).in_(UNFINISHED),
@@ -91,8 +105,29 @@ class Maintenance:
                 priority,
                 "lease_expired",
                 f"attempt {step.attempt} was {step.status} past its lease (worker lost?)",
+                cost=self._book_cut_off(step, name, budget_micro),
             )
-            for step, priority in rows
+            for step, priority, name, budget_micro in rows
+        )
+
+    def _book_cut_off(
+        self, step: StepRow, workflow: str, budget_micro: int | None
+    ) -> dict[str, Any] | None:
+        """The cost-ledger row of the call a running attempt may have made (booked on its caps
+        first); None for an attempt no worker had started, which made no call."""
+        if self._cut_off is None or step.status != StepStatus.RUNNING.value:
+            return None
+        return self._cut_off.book(
+            CutOff(
+                workflow_id=step.workflow_id,
+                workflow=workflow,
+                run_budget_micro=budget_micro,
+                step_id=step.id,
+                attempt=step.attempt,
+                agent_id=step.ran_by or step.agent_id,
+                prompt=step.prompt,
+                history=step.history,
+            )
         )
 
     def _recover_lost_requests(self) -> int:
@@ -131,9 +166,17 @@ class Maintenance:
             if (step.ran_by or step.agent_id) in empty_queues and step.request_id not in held
         )
 
-    def _fail_attempt(self, step: StepRow, priority: int, kind: str, error: str) -> int:
-        """Mark one attempt failed-and-retryable if it is still where we saw it; tell the
-        coordinator. Returns 1 if this sweep made the change."""
+    def _fail_attempt(
+        self,
+        step: StepRow,
+        priority: int,
+        kind: str,
+        error: str,
+        cost: dict[str, Any] | None = None,
+    ) -> int:
+        """Mark one attempt failed-and-retryable if it is still where we saw it, with ``cost``
+        (the row of a call it cut off) in the cost ledger; tell the coordinator. Returns 1 if
+        this sweep made the change."""
         notice = advance(
             sender=SENDER, workflow_id=step.workflow_id, priority=priority, step_id=step.id
         )
@@ -155,7 +198,10 @@ class Maintenance:
                 )
             ).rowcount
             if changed:
-                self._bus.record(within(session.connection()), notice)
+                tx = within(session.connection())
+                if cost is not None:
+                    tx.run(self._record_cut_off_cost, cost)
+                self._bus.record(tx, notice)
         if not changed:
             return 0
         log.warning(f"step.{kind}", step_id=step.id, attempt=step.attempt, status=step.status)

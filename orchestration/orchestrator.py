@@ -30,6 +30,7 @@ from orchestration.breakers import Breakers
 from orchestration.budget import Budget
 from orchestration.coordinator import Coordinator
 from orchestration.costs import rebuild as rebuild_counters
+from orchestration.cut_off_calls import CutOffCalls
 from orchestration.definitions import Agent, Workflow
 from orchestration.maintenance import Maintenance
 from orchestration.planner import RunState
@@ -329,7 +330,11 @@ class Orchestrator:
         if self._maintenance is None:
             self.ensure_ready()
             self._maintenance = Maintenance(
-                self.bus, self.settings, self._broker_view(), team=self.name
+                self.bus,
+                self.settings,
+                self._broker_view(),
+                team=self.name,
+                cut_off=CutOffCalls(self.team, self._budget()),
             )
         return self._maintenance
 

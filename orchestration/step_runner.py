@@ -35,7 +35,7 @@ from bus.publisher import Bus
 from orchestration.anomalies import AnomalyWatch
 from orchestration.breakers import Breakers
 from orchestration.budget import Budget, caps_for
-from orchestration.context import Exchange, build_messages
+from orchestration.context import model_request
 from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
 from orchestration.planner import RunState
@@ -127,6 +127,7 @@ class StepRunner:
         self._providers = providers
         self._settings = settings
         self._url = settings.effective_database_url
+        self._record_cost = statements.record_cost(self._url)
         self._observer = observer
 
     def run(self, message: AgentMessage) -> None:
@@ -207,6 +208,7 @@ class StepRunner:
             model=this.agent.model,
             attempt=this.number,
             cost_micro=call.cost,
+            unknown=False,
             day=day_of(now),
             created_at=now,
         )
@@ -244,17 +246,7 @@ class StepRunner:
         row = claimed.one_or_none()
         if row is None:
             return None
-        prompt, history = row.prompt, row.history
-        request = ModelRequest(
-            model=agent.model,
-            system=agent.system_prompt,
-            messages=build_messages(
-                [Exchange(question, answer) for question, answer in history or []], prompt or ""
-            ),
-            max_tokens=agent.max_tokens,
-            timeout_s=agent.timeout_s,
-            request_key=f"{step_id}:{attempt}",
-        )
+        request = model_request(agent, row.prompt, row.history, f"{step_id}:{attempt}")
         this = _Attempt(
             message=message,
             step_id=step_id,
@@ -342,7 +334,7 @@ class StepRunner:
             held = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt}).rowcount
             tx.run(statements.INSERT_TRACE, _trace(this, call))
             if call.made:
-                tx.run(statements.INSERT_LEDGER, self._ledger(this, call))
+                tx.run(self._record_cost, self._ledger(this, call))
             mark_delivered(tx, message.id)
             # The agent's answer goes on record like every message; the coordinator acts on it
             # in this very transaction, so it is delivered as it is recorded.

@@ -13,7 +13,9 @@ Keys, under ``<prefix>agentyard:budget:{<team>}:``
   keys are kept for a week after its last call);
 - ``hold:<id>``: one reservation (amount, the keys it counts against), ``holds``: every open
   hold by the time it runs out; ``settled:<id>`` and ``expired:<id>``: a day's memory of holds
-  settled or run out, so that settling is idempotent and a late settlement is still booked;
+  settled or run out, so that settling is idempotent and a late settlement still corrects what
+  was booked. A hold that runs out is not handed back: its call's worker died (or the call
+  outlived its lease), the call may have been billed, so its worst case is booked as spent;
 - ``loaded``: set when the counters were restored from the cost ledger. Without it (Redis lost
   its data) nothing is held: the caller restores the counters first, so caps hold across it.
 """
@@ -74,6 +76,24 @@ class Settled(StrEnum):
     HOLD_LOST = "booked on the caps given: Redis had lost the hold"
 
 
+class Booked(StrEnum):
+    """What ``forfeit`` found of a call cut off by a dead worker."""
+
+    SETTLED = "settled: its cost is known"
+    FORFEITED = "its hold was booked at its worst case"
+    UNHELD = "Redis knew nothing of it: its worst case was booked on the caps given"
+
+
+@dataclass(frozen=True, slots=True)
+class Forfeit:
+    booked: Booked
+    amount_micro: int  # the call's known cost (SETTLED), or the most it can have cost
+
+    @property
+    def known(self) -> bool:
+        return self.booked is Booked.SETTLED
+
+
 class BudgetStore:
     def __init__(self, client: redis.Redis, team: str, key_prefix: str = "") -> None:
         self._client = client
@@ -81,6 +101,7 @@ class BudgetStore:
         self._reserve = lua_script(client, "budget_reserve")
         self._settle = lua_script(client, "budget_settle")
         self._restore = lua_script(client, "budget_restore")
+        self._forfeit = lua_script(client, "budget_forfeit")
 
     def reserve(
         self, hold_id: str, amount_micro: int, ttl_s: float, caps: list[Cap]
@@ -113,6 +134,21 @@ class BudgetStore:
         return {1: Settled.NOW, 2: Settled.AFTER_EXPIRY, 4: Settled.HOLD_LOST}.get(
             reply, Settled.BEFORE
         )
+
+    def forfeit(self, hold_id: str, worst_micro: int, caps: list[Cap]) -> Forfeit:
+        """Book a call cut off by a dead worker at its worst case, as spent but unknown, unless
+        it settled; ``worst_micro`` is booked on ``caps`` if Redis knows nothing of the hold.
+        Idempotent; ``CountersNotLoaded`` if the counters are not restored yet (nothing is
+        booked). A settlement that comes later corrects the booking to the real cost."""
+        args: list[Any] = [hold_id, int(worst_micro)]
+        for cap in caps:
+            args += [cap.scope, cap.period]
+        reply = self._forfeit(keys=[self.prefix], args=args)
+        kind = int(reply[0])
+        if kind == 3:
+            raise CountersNotLoaded(self.prefix)
+        booked = {0: Booked.SETTLED, 1: Booked.FORFEITED, 2: Booked.UNHELD}[kind]
+        return Forfeit(booked, int(reply[1]))
 
     def restore(self, spent: dict[tuple[str, str], int]) -> int:
         """Raise each ``(scope, period)`` counter to at least the amount given (the ledger's

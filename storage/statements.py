@@ -146,9 +146,43 @@ _INSERT_ACK_ONCE = {
 
 def insert_ack_once(database_url: str) -> Any:
     """Record an acknowledgement; one already recorded for the (message, recipient) stays."""
+    return _of_dialect(database_url, _INSERT_ACK_ONCE)
+
+
+def _known_cost(statement: Any) -> Any:
+    return statement.on_conflict_do_update(
+        index_elements=[ledger.c.id],
+        set_={"cost_micro": statement.excluded.cost_micro, "unknown": False},
+    )
+
+
+# A call's cost, as its worker records it: it replaces the row the sweep wrote at the call's
+# worst case when it gave the attempt up (the worker was slow, not dead).
+_RECORD_COST = {
+    "postgresql": _known_cost(postgresql_insert(ledger)),
+    "sqlite": _known_cost(sqlite_insert(ledger)),
+}
+# A call cut off by a dead worker, at its worst case: a row its worker wrote stays.
+_RECORD_CUT_OFF_COST = {
+    "postgresql": postgresql_insert(ledger).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(ledger).on_conflict_do_nothing(),
+}
+
+
+def record_cost(database_url: str) -> Any:
+    """Write a call's row in the cost ledger, over the unknown one a sweep may have written."""
+    return _of_dialect(database_url, _RECORD_COST)
+
+
+def record_cut_off_cost(database_url: str) -> Any:
+    """Write a cut-off call's row in the cost ledger, unless its worker wrote one."""
+    return _of_dialect(database_url, _RECORD_CUT_OFF_COST)
+
+
+def _of_dialect(database_url: str, statements: dict[str, Any]) -> Any:
     dialect = database_url.split(":", 1)[0].split("+", 1)[0]
     try:
-        return _INSERT_ACK_ONCE[dialect]
+        return statements[dialect]
     except KeyError:
         raise ConfigurationError(
             f"agentyard's audit database is PostgreSQL or SQLite, not {dialect!r}"
@@ -156,7 +190,6 @@ def insert_ack_once(database_url: str) -> Any:
 
 
 INSERT_TRACE = insert(traces)
-INSERT_LEDGER = insert(ledger)
 
 # The workflow row, locked until the transaction ends, touched and charged for a call in the
 # same statement (an UPDATE takes the row lock on PostgreSQL and the write lock on SQLite).

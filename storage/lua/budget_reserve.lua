@@ -12,7 +12,7 @@
 -- Returns {1} when held (or already held under this id), {0, scope, spent, reserved, cap}
 -- naming the first cap the call would break, or {2} when the counters are not loaded (Redis
 -- lost its data, or never had it): nothing is held until they are restored from the ledger.
--- Time comes from Redis; holds past their time are released first.
+-- Time comes from Redis; holds past their time are forfeited first (booked at their worst case).
 local prefix, hold_id = KEYS[1], ARGV[1]
 local amount, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', prefix .. 'loaded') == 0 then
@@ -22,22 +22,29 @@ local now = tonumber(redis.call('TIME')[1])
 local day = math.floor(now / 86400)
 local keep = {day = 3 * 86400, run = 7 * 86400}
 
-local function release(id)
+-- A hold past its time belongs to a call whose worker died (or that outlived its lease): its
+-- worst case is booked as spent, not handed back, so that calls cut off by kills can never add
+-- up past a cap. A late settlement still corrects it to the real cost (budget_settle.lua).
+local function forfeit(id)
   local hold = prefix .. 'hold:' .. id
   local held = tonumber(redis.call('HGET', hold, 'amount'))
   if held then
+    local spent = redis.call('HGET', hold, 'spent') or ''
     for key in string.gmatch(redis.call('HGET', hold, 'reserved') or '', '%S+') do
       redis.call('DECRBY', key, held)
     end
-    -- A late settlement of this hold still finds where to book the spend.
-    redis.call('SET', prefix .. 'expired:' .. id, redis.call('HGET', hold, 'spent'), 'EX', 86400)
+    for key in string.gmatch(spent, '%S+') do
+      redis.call('INCRBY', key, held)
+    end
+    -- Where it was booked and how much: a late settlement finds both.
+    redis.call('SET', prefix .. 'expired:' .. id, held .. '|' .. spent, 'EX', 86400)
     redis.call('DEL', hold)
   end
   redis.call('ZREM', prefix .. 'holds', id)
 end
 
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'holds', '-inf', now, 'LIMIT', 0, 100)) do
-  release(id)
+  forfeit(id)
 end
 
 if redis.call('EXISTS', prefix .. 'hold:' .. hold_id) == 1 then

@@ -6,11 +6,12 @@
 -- ARGV[3…] one pair per cap the call was held against: scope name, period ("day", "run" or
 --          "total"); where to book the cost if Redis lost the hold (it lost its data)
 --
--- Returns 1 when settled now, 2 when the hold had expired (the cost is booked all the same, on
--- the caps it was held against), 0 when this hold was settled before (nothing changes: settling
--- is idempotent) or is unknown and no caps were given, 4 when Redis had lost the hold (the cost
--- is booked on the caps given), 3 when it had lost the hold and the counters are not loaded yet:
--- nothing is booked, the caller restores the counters from the ledger and settles again.
+-- Returns 1 when settled now; 2 when the hold had run out (it was booked at its worst case, and
+-- the booking is corrected to the real cost, on the caps it was held against); 0 when this hold
+-- was settled before (nothing changes: settling is idempotent) or is unknown and no caps were
+-- given; 4 when Redis had lost the hold (the cost is booked on the caps given); 3 when it had
+-- lost the hold and the counters are not loaded yet: nothing is booked, the caller restores the
+-- counters from the ledger and settles again.
 local prefix, hold_id = KEYS[1], ARGV[1]
 local cost = tonumber(ARGV[2])
 local hold = prefix .. 'hold:' .. hold_id
@@ -23,6 +24,7 @@ end
 local result = 0
 local held = tonumber(redis.call('HGET', hold, 'amount'))
 local spent_keys
+local booked = 0  -- already on the spent counters for this call
 if held then
   for key in string.gmatch(redis.call('HGET', hold, 'reserved') or '', '%S+') do
     redis.call('DECRBY', key, held)
@@ -32,8 +34,10 @@ if held then
   redis.call('ZREM', prefix .. 'holds', hold_id)
   result = 1
 else
-  spent_keys = redis.call('GET', prefix .. 'expired:' .. hold_id)
-  if spent_keys then
+  local expired = redis.call('GET', prefix .. 'expired:' .. hold_id)
+  if expired then
+    local amount, keys = string.match(expired, '^(%d+)|(.*)$')
+    booked, spent_keys = tonumber(amount), keys
     redis.call('DEL', prefix .. 'expired:' .. hold_id)
     result = 2
   elseif #ARGV < 4 then
@@ -58,9 +62,9 @@ else
   end
 end
 
-if cost > 0 then
+if cost ~= booked then
   for key in string.gmatch(spent_keys, '%S+') do
-    redis.call('INCRBY', key, cost)
+    redis.call('INCRBY', key, cost - booked)
   end
 end
 redis.call('SET', done, cost, 'EX', 86400)

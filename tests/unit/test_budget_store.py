@@ -9,7 +9,7 @@ import time
 import fakeredis
 import pytest
 
-from storage.budget_store import BudgetStore, Cap, CountersNotLoaded, Refusal, Settled
+from storage.budget_store import Booked, BudgetStore, Cap, CountersNotLoaded, Refusal, Settled
 
 AGENT = Cap("agent:writer", 10_000, "day")
 RUN = Cap("run:r1", 5_000, "run")
@@ -66,15 +66,69 @@ def test_holding_again_under_the_same_id_holds_nothing_more(store: BudgetStore) 
     assert store.reserved("run:r1", "total") == 3_000
 
 
-def test_a_hold_whose_time_ran_out_comes_back_and_a_late_settlement_is_still_booked(
+def test_a_hold_whose_time_ran_out_stays_booked_at_its_worst_case_until_a_late_settlement(
     store: BudgetStore,
 ) -> None:
     store.reserve("s1:1", 4_000, 0, [RUN])  # a worker killed mid-call: its hold runs out
-    assert store.reserve("s2:1", 4_000, 60, [RUN]) is None  # released on the way in
-    assert store.reserved("run:r1", "total") == 4_000
+    assert store.reserve("s2:1", 900, 60, [RUN]) is None  # forfeited on the way in
+    assert store.spent("run:r1", "total") == 4_000  # booked as spent: the call may be billed
+    assert store.reserved("run:r1", "total") == 900
+    assert store.reserve("s3:1", 200, 60, [RUN]) is not None  # 4 000 + 900 + 200 > 5 000
 
     assert store.settle("s1:1", 700) is Settled.AFTER_EXPIRY  # the call did finish, late
-    assert store.spent("run:r1", "total") == 700
+    assert store.spent("run:r1", "total") == 700  # corrected to what it cost
+
+
+def test_calls_cut_off_by_kills_never_add_up_past_a_cap(store: BudgetStore) -> None:
+    # Given calls that fill the run's cap, every one of them cut off by a kill
+    for n in range(5):
+        assert store.reserve(f"s{n}:1", 1_000, 0, [RUN]) is None
+    time.sleep(1.1)
+
+    # Then whatever they cost, no further call may go ahead: their worst cases are spent
+    assert store.reserve("s9:1", 1, 60, [RUN]) is not None
+    assert store.spent("run:r1", "total") == 5_000
+
+
+def test_forfeiting_a_call_still_held_books_what_it_held_once(store: BudgetStore) -> None:
+    store.reserve("s1:1", 3_000, 60, [AGENT, RUN])
+
+    first = store.forfeit("s1:1", 9_999, [AGENT, RUN])
+    again = store.forfeit("s1:1", 9_999, [AGENT, RUN])
+
+    assert (first.booked, first.amount_micro, first.known) == (Booked.FORFEITED, 3_000, False)
+    assert again == first
+    assert store.spent("run:r1", "total") == 3_000 and store.reserved("run:r1", "total") == 0
+    assert store.spent("agent:writer", store.today()) == 3_000
+
+
+def test_forfeiting_a_call_that_settled_gives_its_known_cost_and_books_nothing_more(
+    store: BudgetStore,
+) -> None:
+    store.reserve("s1:1", 3_000, 60, [RUN])
+    store.settle("s1:1", 1_234)
+
+    found = store.forfeit("s1:1", 3_000, [RUN])
+
+    assert (found.booked, found.amount_micro, found.known) == (Booked.SETTLED, 1_234, True)
+    assert store.spent("run:r1", "total") == 1_234
+
+
+def test_forfeiting_a_call_redis_never_saw_books_the_worst_case_given_until_it_settles(
+    store: BudgetStore,
+) -> None:
+    found = store.forfeit("s1:1", 2_500, [RUN])
+    assert (found.booked, found.amount_micro) == (Booked.UNHELD, 2_500)
+    assert store.spent("run:r1", "total") == 2_500
+
+    assert store.settle("s1:1", 400) is Settled.AFTER_EXPIRY  # its worker was alive after all
+    assert store.spent("run:r1", "total") == 400
+
+
+def test_forfeiting_after_redis_lost_its_data_waits_for_the_counters() -> None:
+    store = BudgetStore(fakeredis.FakeRedis(), team="t")
+    with pytest.raises(CountersNotLoaded):
+        store.forfeit("s1:1", 2_500, [RUN])
 
 
 def test_a_settlement_whose_hold_redis_lost_is_booked_on_the_caps_it_names() -> None:
