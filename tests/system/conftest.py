@@ -7,6 +7,7 @@ import importlib
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,45 @@ def started_workers(
     finally:
         for process in processes:
             process.stop()
+
+
+class Fleet:
+    """The worker processes, each started again under a new name when it is killed."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self._env = env
+        self._logs = logs
+        self._started = Counter[str]()
+        self.kills = Counter[str]()
+        self.workers: dict[str, WorkerProcess] = {}
+        self._args: dict[str, tuple[str, ...]] = {}
+
+    def start(self, role: str, *args: str) -> None:
+        self._started[role] += 1
+        name = f"{role}-{self._started[role]}"
+        self.workers[role] = WorkerProcess(
+            TEAM,
+            *args,
+            "--name",
+            name,
+            env=self._env,
+            cwd=ROOT,
+            log_path=self._logs / f"{role}.log",
+        ).start()
+        self._args[role] = args
+
+    def kill(self, role: str) -> None:
+        """SIGKILL ``role``'s process (and its process group), and leave it dead."""
+        self.workers.pop(role).kill()
+        self.kills[role] += 1
+
+    def kill_and_restart(self, role: str) -> None:
+        self.kill(role)
+        self.start(role, *self._args[role])
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
 
 
 def stub_env(stub: StubAnthropicServer) -> dict[str, str]:

@@ -34,9 +34,7 @@ def test_an_overloaded_provider_opens_the_breaker_and_one_probe_closes_it(
     stub.script([{"status": 529, "delay_s": 0.2}] * FAILURES)
     logs = tmp_path / "agents.log"
     workers = [
-        WorkerProcess(
-            TEAM, "--coordinator", env=env, cwd=ROOT, log_path=tmp_path / "c.log"
-        ),
+        WorkerProcess(TEAM, "--coordinator", env=env, cwd=ROOT, log_path=tmp_path / "c.log"),
         WorkerProcess(
             TEAM, "--all-agents", "--concurrency", "16", env=env, cwd=ROOT, log_path=logs
         ),

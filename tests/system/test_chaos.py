@@ -38,8 +38,8 @@ from orchestration.pricing import usd_to_micro
 from storage.db import session_scope
 from storage.embedded import EmbeddedRedis
 from storage.models import CostLedgerRow, MessageRow, StepRow, TraceRow, WorkflowRow
-from tests.system.conftest import ROOT, TEAM, stub_env
-from workers.processes import WorkerProcess, wait_for_workers
+from tests.system.conftest import Fleet, stub_env
+from workers.processes import wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
 pytestmark = [
@@ -95,41 +95,6 @@ def extra_env(private_redis: EmbeddedRedis, stub: StubAnthropicServer) -> dict[s
         "AGENTYARD_TASK_TIME_LIMIT_S": "6",
         "AGENTYARD_LOST_REQUEST_AFTER_S": "3",
     }
-
-
-class Fleet:
-    """The worker processes, each started again under a new name when it is killed."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self._env = env
-        self._logs = logs
-        self._started = Counter[str]()
-        self.kills = Counter[str]()
-        self.workers: dict[str, WorkerProcess] = {}
-        self._args: dict[str, tuple[str, ...]] = {}
-
-    def start(self, role: str, *args: str) -> None:
-        self._started[role] += 1
-        name = f"{role}-{self._started[role]}"
-        self.workers[role] = WorkerProcess(
-            TEAM,
-            *args,
-            "--name",
-            name,
-            env=self._env,
-            cwd=ROOT,
-            log_path=self._logs / f"{role}.log",
-        ).start()
-        self._args[role] = args
-
-    def kill_and_restart(self, role: str) -> None:
-        self.workers[role].kill()
-        self.kills[role] += 1
-        self.start(role, *self._args[role])
-
-    def stop(self) -> None:
-        for worker in self.workers.values():
-            worker.stop()
 
 
 def _diagnosis(
