@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.pricing import DEFAULT_PRICES, Price, PriceTable
+from orchestration.pricing import DEFAULT_PRICES, UNPRICED, Price, PriceTable
 from storage.errors import ConfigurationError
 from workers.providers.base import Usage
 
@@ -114,3 +114,79 @@ def test_a_bad_price_file_is_refused_with_what_is_wrong(
 def test_a_missing_price_file_says_which_setting_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="AGENTYARD_PRICES_FILE"):
         PriceTable.load(tmp_path / "nowhere.toml")
+
+
+def _models_the_sdk_names() -> list[str]:
+    import typing
+
+    import anthropic.types
+
+    literal, *_ = typing.get_args(anthropic.types.Model)
+    return list(typing.get_args(literal))
+
+
+def test_every_model_the_sdk_names_is_priced_or_listed_as_having_no_published_price() -> None:
+    # A new SDK naming a model the table does not know fails here: price it (with its source) in
+    # DEFAULT_PRICES, or list it in UNPRICED with the reason.
+    models = _models_the_sdk_names()
+    assert len(models) >= 20
+    unknown = []
+    for model in models:
+        try:
+            PRICES.price_of(model)
+        except ConfigurationError:
+            if model not in UNPRICED:
+                unknown.append(model)
+    assert unknown == []
+
+
+def test_a_model_with_no_published_price_is_refused_with_how_to_give_it_one() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        PRICES.price_of("claude-mythos-preview")
+    said = str(refused.value)
+    assert "no published price" in said and "AGENTYARD_PRICES_FILE" in said
+    assert '[models."claude-mythos-preview"]' in said
+
+
+def test_a_price_file_prices_a_model_that_has_no_published_price(tmp_path: Path) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text('[models."claude-mythos-preview"]\ninput = 25\noutput = 125\n')
+    assert PriceTable.load(path).price_of("claude-mythos-preview").output == Decimal(125)
+
+
+def test_a_newer_version_of_a_family_is_not_priced_as_the_family() -> None:
+    # claude-opus-4 is $15 / $75; a later Opus 4.x need not be
+    with pytest.raises(ConfigurationError, match="no price for model 'claude-opus-4-9'"):
+        PRICES.price_of("claude-opus-4-9")
+    assert PRICES.price_of("claude-opus-4-20250514") == DEFAULT_PRICES["claude-opus-4"]
+    assert PRICES.price_of("claude-3-7-sonnet-latest") == DEFAULT_PRICES["claude-3-7-sonnet"]
+
+
+def test_models_with_their_own_cache_rates_are_billed_at_them() -> None:
+    # Fable 5.1 reads its cache at 0.025 x its $10 input: 0.25 micro-dollars a token
+    assert PRICES.cost_micro("claude-fable-5-1", Usage(cache_read_input_tokens=4000)) == 1000
+    # Opus 5.5 at 0.05 x its $4 input
+    assert PRICES.cost_micro("claude-opus-5-5", Usage(cache_read_input_tokens=4000)) == 800
+
+
+def test_a_long_prompt_is_billed_at_the_long_prompt_prices_every_token_of_it() -> None:
+    short = Usage(input_tokens=100_000, output_tokens=1_000)
+    long = Usage(input_tokens=60_000, cache_read_input_tokens=40_001, output_tokens=1_000)
+    # Haiku 5.5: $0.10 / $0.50 up to 100 000 prompt tokens, $0.50 / $2.50 and $0.05 reads over
+    assert PRICES.cost_micro("claude-haiku-5-5", short) == 10_000 + 500
+    assert PRICES.cost_micro("claude-haiku-5-5", long) == 30_000 + 2_001 + 2_500
+    # ... and a call whose prompt may be that long holds its worst case at those prices
+    assert PRICES.worst_case_micro("claude-haiku-5-5", 150_000, 1_000) == 150_000 + 2_500
+
+
+def test_a_price_file_gives_a_model_long_prompt_prices(tmp_path: Path) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(
+        '[models."mine"]\ninput = 1\noutput = 2\nlong_prompt_over = 1000\n'
+        '[models."mine".long_prompt]\ninput = 4\noutput = 8\n'
+    )
+    price = PriceTable.load(path).price_of("mine")
+    assert price.for_prompt(1000).input == 1 and price.for_prompt(1001).input == 4
+    path.write_text('[models."mine"]\ninput = 1\noutput = 2\nlong_prompt_over = 1000\n')
+    with pytest.raises(ConfigurationError, match="needs both long_prompt_over"):
+        PriceTable.load(path)
