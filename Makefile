@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability lint clean
+.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-bus: $(STAMP) services
 ## make bench-observability: the step path with OpenTelemetry off and exporting over OTLP, same run
 bench-observability: $(STAMP) services
 	$(BIN)/python bench/observability.py
+
+## make bench-first-calls: a fresh agent worker's first calls against its later ones, warm-up on and off
+bench-first-calls: $(STAMP) services
+	$(BIN)/python bench/first_calls.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -71,6 +71,9 @@ class CallTrace:
     trace_id: str | None = None  # OpenTelemetry, hex, when the call was traced
     span_id: str | None = None
     io: CallIO | None = None
+    # From the request sent to the answer read: at most the provider's time (None: not measured)
+    wire_ms: float | None = None
+    late: bool = False  # the answer came after the agent's deadline, and was used
 
     @property
     def succeeded(self) -> bool:
@@ -263,6 +266,8 @@ _CALL_COLUMNS = (
     "cache_creation_1h_tokens",
     "cost_micro",
     "latency_ms",
+    "wire_ms",
+    "late",
     "started_at",
     "finished_at",
     "trace_id",
@@ -324,4 +329,6 @@ def _call(row: Any, link: Link, requested_agent: str) -> CallTrace:
         trace_id=row.trace_id,
         span_id=row.span_id,
         io=CallIO(mapping["prompt"], mapping["output"]) if "prompt" in mapping else None,
+        wire_ms=None if row.wire_ms is None else float(row.wire_ms),
+        late=bool(row.late),
     )

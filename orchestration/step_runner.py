@@ -288,7 +288,7 @@ class StepRunner:
             log.warning(
                 "step.late_answer_used",
                 latency_ms=round(latency_s * 1000, 1),
-                provider_ms=_ms(response.wire_s if response is not None else None),
+                wire_ms=_ms(response.wire_s if response is not None else None),
                 deadline_s=agent.timeout_s,
             )
         return _Call(

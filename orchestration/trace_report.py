@@ -130,6 +130,10 @@ def _call_line(call: CallTrace) -> Text:
         _tokens(call.tokens),
         format_usd(call.cost_micro),
     ]
+    if call.late:
+        wire = call.wire_ms
+        on_wire = "" if wire is None else f" (wire {format_duration(wire / 1000)})"
+        parts.append(Text(f"late{on_wire}: answer used", style="yellow"))
     if call.error:
         parts.append(Text(f"error: {shorten(call.error, ERROR_CHARS)}", style="red"))
     return _line(*parts)

@@ -247,7 +247,8 @@ class TraceRow(SQLModel, table=True):
     latency_ms: float = 0.0
     wire_ms: float | None = Field(
         default=None,
-        description="The provider's part of latency_ms: from the request sent to the answer read.",
+        description="From the request sent to the answer read: the provider's time at most (a "
+        "worker slow to read an answer already there adds to it); None when not measured.",
     )
     late: bool = Field(
         default=False,

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+from rich.console import Console
 from sqlmodel import col, select
 
 from orchestration import Agent, Orchestrator, Settings, Workflow, WorkflowStatus
+from orchestration.trace_report import trace_tree
 from storage.db import session_scope
 from storage.models import TraceRow
 from tests.support import InlineBus, reads_late, run_inline
@@ -89,6 +91,14 @@ def test_an_answer_read_after_the_deadline_is_used_on_record_as_late_and_the_bre
     # ... and the provider was never blamed for the worker's own slowness
     breakers = orc.breaker_store()
     assert breakers is not None and breakers.state("answerer").state == "closed"
+    # ... and the run's trace says so
+    call = orc.runs.trace(results[0].id).steps[0].calls[0]
+    assert call.late and call.wire_ms is not None and call.wire_ms < call.latency_ms
+    tree = trace_tree(orc.runs.trace(results[0].id), show_io=False)
+    console = Console(width=300, record=True, color_system=None)
+    console.print(tree)
+    shown = console.export_text()
+    assert "late (wire " in shown and "): answer used" in shown
 
 
 def test_a_provider_that_answers_after_the_deadline_is_a_timeout_and_opens_the_breaker(

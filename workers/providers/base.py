@@ -62,7 +62,7 @@ class ModelResponse:
     model: str
     stop_reason: str | None = None
     reasoning: str | None = field(default=None, repr=False)
-    # The provider's time: from the request sent to the answer read (None: not measured).
+    # From the request sent to the answer read: at most the provider's time (None: not measured).
     wire_s: float | None = None
 
 
