@@ -29,7 +29,7 @@ def extra_env() -> dict[str, str]:
 
 @pytest.fixture
 def workers(tmp_path: Path, env: dict[str, str], orc: Orchestrator) -> Iterator[None]:
-    with started_workers(orc, env, tmp_path, ("--coordinator"), ("--all-agents",)):
+    with started_workers(orc, env, tmp_path, ("--coordinator",), ("--all-agents",)):
         yield
 
 
