@@ -100,6 +100,18 @@ def _unfinished(orc: Any, ids: list[str]) -> int:
         )
 
 
+def _stacks_of(pid: int) -> str:
+    """What every thread of process ``pid`` is doing, if py-spy is installed."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return "(install py-spy to see them)"
+    dumped = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True)
+    return "\n" + (dumped.stdout or dumped.stderr)
+
+
 def _summary(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
@@ -132,7 +144,11 @@ def one_round(
             if not worker.alive():
                 raise RuntimeError(f"the worker of round {tag} exited early")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"round {tag}: runs unfinished after 300 s")
+                calls = _calls_of(orc, ids)
+                raise TimeoutError(
+                    f"round {tag}: {_unfinished(orc, ids)} runs unfinished after 300 s, "
+                    f"{len(calls)} calls on record; the worker's threads: " + _stacks_of(worker.pid)
+                )
             time.sleep(0.2)
     finally:
         worker.stop(grace_s=15)
