@@ -15,12 +15,14 @@ import redis
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from orchestration import Agent, Orchestrator, Settings, Workflow
 from tests.support import InlineBus
 from workers import tracing
+from workers.stub_anthropic import StubAnthropicServer
 
 TEST_REDIS_URL = os.environ.get("AGENTYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_POSTGRES_URL = os.environ.get(
@@ -73,6 +75,21 @@ def inline_team(unit_settings: Settings) -> TeamFactory:
         return orc, bus
 
     return make
+
+
+@pytest.fixture
+def stub() -> Iterator[StubAnthropicServer]:
+    """A stub Messages API server for this test (a module may override it for other settings)."""
+    with StubAnthropicServer() as server:
+        yield server
+
+
+@pytest.fixture
+def stub_settings(unit_settings: Settings, stub: StubAnthropicServer) -> Settings:
+    """The unit settings, with Claude models called through the real SDK at ``stub``."""
+    return unit_settings.model_copy(
+        update={"anthropic_base_url": stub.base_url, "anthropic_api_key": SecretStr("sk-test")}
+    )
 
 
 @pytest.fixture

@@ -92,6 +92,24 @@ class Fleet:
             worker.stop()
 
 
+def finished_runs(orc: Orchestrator, ids: list[str]) -> int:
+    """How many of the runs ``ids`` have finished, whatever their status."""
+    from sqlalchemy import func
+    from sqlmodel import col, select
+
+    from storage.db import session_scope
+    from storage.models import WorkflowRow
+
+    with session_scope(orc.database_url) as session:
+        return int(
+            session.exec(
+                select(func.count())
+                .select_from(WorkflowRow)
+                .where(col(WorkflowRow.id).in_(ids), col(WorkflowRow.finished_at).is_not(None))
+            ).one()
+        )
+
+
 def stub_env(stub: StubAnthropicServer) -> dict[str, str]:
     """Settings that send the sample team's calls through the real SDK to ``stub``."""
     return {

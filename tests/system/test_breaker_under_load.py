@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func
 from sqlmodel import col, select
 
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
-from storage.models import TraceRow, WorkflowRow
-from tests.system.conftest import started_workers, stub_env
+from storage.models import TraceRow
+from tests.system.conftest import finished_runs, started_workers, stub_env
 from workers.stub_anthropic import StubAnthropicServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(500)]
@@ -61,17 +60,6 @@ def cpu_hogs() -> Iterator[None]:
             hog.wait()
 
 
-def _unfinished(orc: Orchestrator, ids: list[str]) -> int:
-    with session_scope(orc.database_url) as session:
-        return int(
-            session.exec(
-                select(func.count())
-                .select_from(WorkflowRow)
-                .where(col(WorkflowRow.id).in_(ids), col(WorkflowRow.finished_at).is_(None))
-            ).one()
-        )
-
-
 def test_a_healthy_provider_keeps_its_breaker_closed_on_a_cold_worker_with_the_cpus_burning(
     orc: Orchestrator,
     env: dict[str, str],
@@ -92,8 +80,8 @@ def test_a_healthy_provider_keeps_its_breaker_closed_on_a_cold_worker_with_the_c
         ("--coordinator", "--concurrency", "2"),
     ):
         started = time.monotonic()
-        while _unfinished(orc, ids):
-            assert time.monotonic() - started < 180, f"{_unfinished(orc, ids)} runs unfinished"
+        while (finished := finished_runs(orc, ids)) < WORKFLOWS:
+            assert time.monotonic() - started < 180, f"{WORKFLOWS - finished} runs unfinished"
             time.sleep(0.5)
 
     # Then every run succeeded, on the first attempt of every step

@@ -38,7 +38,7 @@ from orchestration.pricing import usd_to_micro
 from storage.db import session_scope
 from storage.embedded import EmbeddedRedis
 from storage.models import CostLedgerRow, MessageRow, StepRow, TraceRow, WorkflowRow
-from tests.system.conftest import Fleet, stub_env
+from tests.system.conftest import Fleet, finished_runs, stub_env
 from workers.processes import wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
@@ -148,18 +148,6 @@ def _diagnosis(
     )
 
 
-def _finished(orc: Orchestrator, ids: list[str]) -> int:
-    done = [s.value for s in WorkflowStatus if s.finished]
-    with session_scope(orc.database_url) as session:
-        return int(
-            session.exec(
-                select(func.count())
-                .select_from(WorkflowRow)
-                .where(col(WorkflowRow.id).in_(ids), col(WorkflowRow.status).in_(done))
-            ).one()
-        )
-
-
 def test_workflows_survive_repeated_sigkills_and_a_redis_flush(
     orc: Orchestrator,
     env: dict[str, str],
@@ -183,7 +171,7 @@ def test_workflows_survive_repeated_sigkills_and_a_redis_flush(
 
         next_kill = time.monotonic() + rng.uniform(*KILL_EVERY_S)
         kill_at_finished = KILL_EVERY_FINISHED
-        while (finished := _finished(orc, ids)) < WORKFLOWS:
+        while (finished := finished_runs(orc, ids)) < WORKFLOWS:
             if time.monotonic() - started > FINISH_WITHIN_S:
                 break
             if flushed_at is None and finished >= FLUSH_AFTER_FINISHED:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import select
 
 from bus.broker_view import BrokerView
 from orchestration import Orchestrator, WorkflowStatus
@@ -24,8 +23,8 @@ from orchestration.orchestrator import WORKFLOW_SWEEP
 from storage.db import session_scope
 from storage.embedded import EmbeddedRedis
 from storage.lease_store import LeaseStore
-from storage.models import StepRow, WorkflowRow
-from tests.system.conftest import Fleet
+from storage.models import StepRow
+from tests.system.conftest import Fleet, finished_runs
 from workers.processes import wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(400)]
@@ -62,17 +61,6 @@ def extra_env(private_redis: EmbeddedRedis) -> dict[str, str]:
     }
 
 
-def _finished(orc: Orchestrator, ids: list[str]) -> int:
-    with session_scope(orc.database_url) as session:
-        return int(
-            session.exec(
-                select(func.count())
-                .select_from(WorkflowRow)
-                .where(col(WorkflowRow.id).in_(ids), col(WorkflowRow.finished_at).is_not(None))
-            ).one()
-        )
-
-
 def _wait(condition: Callable[[], bool], within_s: float, what: str) -> float:
     started = time.monotonic()
     while not condition():
@@ -97,7 +85,7 @@ def test_coordinators_recover_kills_a_redis_flush_and_the_loss_of_the_sweeps_hol
         ids = [orc.submit("research", f"topic {n}").id for n in range(WORKFLOWS)]
         started = time.monotonic()
         flushed = False
-        while (finished := _finished(orc, ids)) < WORKFLOWS:
+        while (finished := finished_runs(orc, ids)) < WORKFLOWS:
             assert time.monotonic() - started < FINISH_WITHIN_S, (
                 f"only {finished} of {WORKFLOWS} workflows finished in {FINISH_WITHIN_S}s, "
                 f"after {dict(fleet.kills)} kills"

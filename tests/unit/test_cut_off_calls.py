@@ -25,6 +25,19 @@ def _team(inline_team: TeamFactory) -> tuple[Orchestrator, InlineBus]:
     )
 
 
+def _killed_mid_call(orc: Orchestrator, bus: InlineBus) -> int:
+    """What a worker killed mid-call leaves: the first queued request's attempt claimed and its
+    worst case held on the caps, nothing settled or recorded. Returns that worst case."""
+    _, message = bus.queue.popleft()
+    runner = orc.step_runner()
+    agent = orc.team.agent("writer")
+    claimed = runner._claim(message, str(message.payload["step_id"]), 1, agent)
+    assert claimed is not None
+    this, request = claimed
+    runner._budget.hold(this.call_id, request, runner._caps(message, agent), ttl_s=600)
+    return runner._budget.worst_case_micro(request)
+
+
 def _lease_runs_out(orc: Orchestrator) -> None:
     with session_scope(orc.database_url) as session:
         session.exec(update(StepRow).values(lease_until=utcnow() - timedelta(seconds=1)))
@@ -46,15 +59,7 @@ def test_a_call_cut_off_by_a_kill_is_booked_at_its_worst_case_as_unknown_in_ledg
     # Given a worker that claimed a step, held its worst case, called the model, and was killed
     orc, bus = _team(inline_team)
     run = orc.submit("w", "the telegraph")
-    _, request_message = bus.queue.popleft()
-    runner = orc.step_runner()
-    agent = orc.team.agent("writer")
-    claimed = runner._claim(request_message, str(request_message.payload["step_id"]), 1, agent)
-    assert claimed is not None
-    this, request = claimed
-    caps = runner._caps(request_message, agent)
-    runner._budget.hold(this.call_id, request, caps, ttl_s=600)
-    worst = runner._budget.worst_case_micro(request)
+    worst = _killed_mid_call(orc, bus)
 
     # When its lease runs out and the sweep gives the attempt up
     _lease_runs_out(orc)
@@ -87,13 +92,7 @@ def test_counters_rebuilt_from_the_ledger_keep_the_cut_off_calls(
 ) -> None:
     orc, bus = _team(inline_team)
     orc.submit("w", "the telegraph")
-    _, request_message = bus.queue.popleft()
-    runner = orc.step_runner()
-    agent = orc.team.agent("writer")
-    claimed = runner._claim(request_message, str(request_message.payload["step_id"]), 1, agent)
-    assert claimed is not None
-    this, request = claimed
-    runner._budget.hold(this.call_id, request, runner._caps(request_message, agent), ttl_s=600)
+    _killed_mid_call(orc, bus)
     _lease_runs_out(orc)
     orc.maintenance().sweep()
     store = orc.budget_store()

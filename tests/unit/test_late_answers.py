@@ -6,7 +6,6 @@ fakeredis."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import fakeredis
 import pytest
@@ -22,24 +21,8 @@ from workers.stub_anthropic import StubAnthropicServer
 
 
 @pytest.fixture
-def stub() -> Iterator[StubAnthropicServer]:
-    with StubAnthropicServer() as server:
-        yield server
-
-
-@pytest.fixture
-def team(
-    stub: StubAnthropicServer, sqlite_url: str, tmp_path: Path
-) -> tuple[Orchestrator, InlineBus]:
-    settings = Settings(
-        redis_url="memory://",
-        database_url=sqlite_url,
-        home=tmp_path,
-        anthropic_base_url=stub.base_url,
-        anthropic_api_key="sk-test",
-        log_level="WARNING",
-        _env_file=None,
-    )  # type: ignore[call-arg]
+def team(stub_settings: Settings) -> Iterator[tuple[Orchestrator, InlineBus]]:
+    settings = stub_settings
     bus = InlineBus(settings.effective_database_url)
     orc = Orchestrator("late", settings, bus=bus, redis=fakeredis.FakeRedis())
     orc.register_agent(

@@ -13,27 +13,10 @@ import pytest
 
 from storage.errors import ProviderTimeout, WorkerBusy
 from tests.support import reads_late
+from tests.unit.test_anthropic_provider import make_request
 from workers.providers.anthropic_provider import AnthropicProvider
-from workers.providers.base import ChatMessage, ModelRequest
 from workers.providers.wire_deadline import WireClock, proxy_for
 from workers.stub_anthropic import StubAnthropicServer
-
-
-def make_request(timeout_s: float) -> ModelRequest:
-    return ModelRequest(
-        model="claude-haiku-4-5",
-        system="You answer.",
-        messages=(ChatMessage("user", "Name a river."),),
-        max_tokens=50,
-        timeout_s=timeout_s,
-        request_key="step-1:1",
-    )
-
-
-@pytest.fixture
-def stub() -> Iterator[StubAnthropicServer]:
-    with StubAnthropicServer() as server:
-        yield server
 
 
 @pytest.fixture

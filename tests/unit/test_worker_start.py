@@ -5,7 +5,6 @@ sweeps under their leases, giving them up as it stops."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import fakeredis
@@ -30,12 +29,6 @@ class _Worker:
         self.pool_cls = "celery.concurrency.thread:TaskPool"
 
 
-@pytest.fixture
-def stub() -> Iterator[StubAnthropicServer]:
-    with StubAnthropicServer() as server:
-        yield server
-
-
 def _team(settings: Settings, redis: fakeredis.FakeRedis) -> Orchestrator:
     orc = Orchestrator(
         "start", settings, bus=InlineBus(settings.effective_database_url), redis=redis
@@ -47,16 +40,8 @@ def _team(settings: Settings, redis: fakeredis.FakeRedis) -> Orchestrator:
 
 
 @pytest.fixture
-def settings(stub: StubAnthropicServer, sqlite_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        redis_url="memory://",
-        database_url=sqlite_url,
-        home=tmp_path,
-        anthropic_base_url=stub.base_url,
-        anthropic_api_key="sk-test",
-        log_level="WARNING",
-        _env_file=None,
-    )  # type: ignore[call-arg]
+def settings(stub_settings: Settings) -> Settings:
+    return stub_settings
 
 
 def test_an_agent_worker_builds_what_its_first_calls_need_before_it_takes_a_message(
