@@ -276,11 +276,8 @@ class Orchestrator:
             self.coordinator()
             self.maintenance()
         opened = open_connections(self.database_url, worker.concurrency)
-        scripts = 0
-        for client in {
-            id(c): c for c in (self._shared_state(), self._broker_client()) if c
-        }.values():
-            scripts += load_scripts(client)
+        redis_clients = {id(c): c for c in (self._shared_state(), self._broker_client()) if c}
+        scripts = sum(load_scripts(client) for client in redis_clients.values())
         with self.celery.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=3)
         log.info(
@@ -295,14 +292,8 @@ class Orchestrator:
         """The sweeps this process does while it holds their leases (see ``sweeps.py``)."""
         with self._lock:
             if self._sweeps is None:
-                client = self._shared_state()
-                leases = (
-                    None
-                    if client is None
-                    else LeaseStore(
-                        client, team=self.name, key_prefix=self.settings.redis_key_prefix
-                    )
-                )
+                client, prefix = self._shared_state(), self.settings.redis_key_prefix
+                leases = None if client is None else LeaseStore(client, self.name, prefix)
                 self._sweeps = Sweeps(
                     [
                         Job(WORKFLOW_SWEEP, self.settings.sweep_interval_s, self._sweep),
