@@ -5,13 +5,15 @@
    and the agent's earlier exchanges, which the coordinator composed when it dispatched;
 2. admit: the agent's circuit breaker (``breakers.py``) and the spend caps (``budget.py``, which
    hold the call's worst case) may turn the call away; it is then recorded as not made;
-3. call the model under the agent's deadline; settle its cost against the caps; tell the breaker
-   how it went;
+3. call the model under the agent's deadline (kept on the wire: an answer that arrived is
+   used); tell the breaker how it went;
 4. record and decide: with the workflow row locked (and charged the call's cost), the result or
    the failure goes on the step row, the call's trace and its cost-ledger row are added, the
    request is stamped delivered, the agent's response is recorded on the bus's audit trail, and
-   the coordinator decides what comes next, all in one transaction; the messages it recorded are
-   routed after the commit.
+   the coordinator decides what comes next, all in one transaction;
+5. once it commits, settle the call's real cost against the caps (after the ledger row, so the
+   Redis counters are never below the ledger they are rebuilt from), then route the messages
+   the decision recorded.
 
 The claim and the record ride out a database that went away (``storage.db_retry``).
 
@@ -23,6 +25,7 @@ is on record as if it had travelled (published, then delivered in the same trans
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -86,6 +89,16 @@ class _Call:
         if isinstance(self.error, ProviderError | CostLimitExceeded | BreakerOpen):
             return self.error.kind
         return "configuration_error"
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """What recording an attempt committed: the coordinator's decision, whether the attempt
+    still held its step, and the run as it was locked."""
+
+    decision: Decision
+    held: bool
+    run: RunState | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +184,12 @@ class StepRunner:
         except CostLimitExceeded as refused:
             return self._not_called(this, request, refused)
         call = self._call(agent, request)
-        self._budget.settle(call_id, call.cost, caps)
         self._breakers.record(agent, call_id, admitted, call.error)
-        self._record_and_decide(this, call)
+        # Settled once its ledger row is committed, so that the counters are never below the
+        # ledger, whenever Redis may lose its data (a rebuild from the ledger has the call).
+        self._record_and_decide(
+            this, call, settle=lambda: self._budget.settle(call_id, call.cost, caps)
+        )
         return call
 
     def _not_called(
@@ -302,11 +318,15 @@ class StepRunner:
             late=late,
         )
 
-    def _record_and_decide(self, this: _Attempt, call: _Call) -> None:
+    def _record_and_decide(
+        self, this: _Attempt, call: _Call, settle: Callable[[], None] | None = None
+    ) -> None:
         """Record the call and decide what follows, riding out a database that went away: a
         transaction that failed is run again, unless its commit did land (the attempt's trace is
-        there), in which case the sweep routes what it recorded."""
+        there), in which case the sweep routes what it recorded. ``settle`` (the call's cost on
+        its caps) runs once the record is committed, before what it decided is routed."""
         first = True
+        recorded: list[_Recorded] = []
 
         def record() -> None:
             nonlocal first
@@ -314,16 +334,22 @@ class StepRunner:
                 log.warning("step.recorded_before_the_connection_was_lost")
                 return
             first = False
-            self._record_and_decide_once(this, call)
+            recorded.append(self._record_and_decide_once(this, call))
 
         retrying(record, "record the step's result")
+        if settle is not None:
+            settle()
+        if recorded:
+            self._after_record(this, call, recorded[0])
 
     def _recorded(self, step_id: str, attempt: int) -> bool:
         with transaction(self._url) as tx:
             found = tx.run(statements.TRACE_OF_ATTEMPT, {"w_step": step_id, "w_attempt": attempt})
             return found.one_or_none() is not None
 
-    def _record_and_decide_once(self, this: _Attempt, call: _Call) -> None:
+    def _record_and_decide_once(self, this: _Attempt, call: _Call) -> _Recorded:
+        """One transaction: the result, its trace, its ledger row, the response on the bus and
+        the coordinator's decision."""
         message, step_id, attempt, agent = this.message, this.step_id, this.number, this.agent
         workflow_id = str(message.workflow_id)
         decision = Decision()
@@ -353,6 +379,12 @@ class StepRunner:
             )
             if held and run is not None:
                 decision = self._coordinator.decide(tx, run)
+        return _Recorded(decision, bool(held), run)
+
+    def _after_record(self, this: _Attempt, call: _Call, recorded: _Recorded) -> None:
+        """Once the record is committed: watch the run's cost, count the attempt, route what the
+        coordinator decided."""
+        message, agent, run = this.message, this.agent, recorded.run
         if run is not None and call.made:
             self._watch_cost(run, message)
         if self._observer is not None:  # every attempt recorded, fenced off or not
@@ -364,13 +396,13 @@ class StepRunner:
                 cost_micro=call.cost,
                 latency_s=call.latency_ms / 1000 if call.made else None,
             )
-        if not held:
+        if not recorded.held:
             # The attempt was given up on; the call is on record (trace, cost) all the same.
             log.warning(
                 "step.result_fenced_off", outcome=call.outcome, cost_usd=micro_to_usd(call.cost)
             )
             return
-        self._coordinator.after_commit(decision)
+        self._coordinator.after_commit(recorded.decision)
         log.info(
             "step.finished",
             outcome=call.outcome,

@@ -1,5 +1,6 @@
 """A call cut off by a dead worker is booked at its worst case, as spent but unknown, in the cost
-ledger and on the spend caps alike; a worker that was only slow puts the real cost in its place.
+ledger and on the spend caps alike; a worker that was only slow puts the real cost in its place;
+and whatever Redis loses, its counters never fall below the ledger.
 In-process: the real coordinator, step runner, sweep and bus audit, SQLite and fakeredis."""
 
 from __future__ import annotations
@@ -137,3 +138,32 @@ def test_a_worker_that_was_only_slow_replaces_the_unknown_cost_with_the_real_one
     assert store is not None
     assert store.spent(f"run:{run.id}", "total") == sum(cost for _, cost, _ in ledger)
     assert store.spent("agent:writer", store.today()) == sum(cost for _, cost, _ in ledger)
+
+
+def test_redis_losing_its_data_while_a_call_is_recorded_never_leaves_the_counters_below_the_ledger(
+    inline_team: TeamFactory,
+) -> None:
+    # Given a call whose record is being written when Redis loses its data, and another worker
+    # restores the counters from the ledger at that very moment
+    orc, bus = _team(inline_team)
+    run = orc.submit("w", "the telegraph")
+    runner = orc.step_runner()
+    store = orc.budget_store()
+    assert store is not None
+    record = runner._record_and_decide_once
+
+    def flushed_meanwhile(this, call):  # type: ignore[no-untyped-def]
+        orc._redis.flushall()  # type: ignore[union-attr]
+        rebuild(orc.database_url, orc.team, store)
+        return record(this, call)
+
+    runner._record_and_decide_once = flushed_meanwhile  # type: ignore[method-assign]
+    _, message = bus.queue.popleft()
+    runner.run(message)
+    runner._record_and_decide_once = record  # type: ignore[method-assign]
+
+    # Then the run's counter holds at least what the ledger says it spent
+    ledger = _ledger(orc)
+    assert len(ledger) == 1 and ledger[0][1] > 0
+    assert store.spent(f"run:{run.id}", "total") >= ledger[0][1]
+    assert store.spent("agent:writer", store.today()) >= ledger[0][1]
