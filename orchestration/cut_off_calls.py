@@ -9,10 +9,15 @@ rebuild from the ledger restores the same caps, and no number of kills passes a 
 
 A worker that was only slow and records its result after all replaces the row with the real
 cost, and its settlement corrects the caps (``storage/lua/budget_settle.lua``).
+
+The caps are booked before the ledger row is written (the row says what was booked), and once
+more after it is committed (``Booking.confirm``, which changes nothing unless Redis lost its data
+in between): the counters never fall below the ledger they are rebuilt from.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +27,7 @@ from orchestration.budget import Budget, caps_for
 from orchestration.context import model_request
 from orchestration.pricing import micro_to_usd
 from orchestration.team import Team
+from storage.budget_store import Forfeit
 from storage.models import day_of, utcnow
 
 log = structlog.get_logger(__name__)
@@ -45,23 +51,29 @@ class CutOff:
         return f"{self.step_id}:{self.attempt}"
 
 
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """A cut-off call booked on its caps: its cost-ledger row, and ``confirm``, to be called once
+    that row is committed (it books the call again, which changes nothing unless Redis lost its
+    data in between: then the counters get it back)."""
+
+    row: dict[str, Any]
+    confirm: Callable[[], object]
+
+
 class CutOffCalls:
     def __init__(self, team: Team, budget: Budget) -> None:
         self._team = team
         self._budget = budget
 
-    def book(self, call: CutOff) -> dict[str, Any] | None:
-        """Book ``call`` on its caps and return its cost-ledger row (None: its agent is no longer
-        registered, so its worst case cannot be known)."""
+    def book(self, call: CutOff) -> Booking | None:
+        """Book ``call`` on its caps; the booking says its cost-ledger row (None: its agent is no
+        longer registered, so its worst case cannot be known)."""
         agent = self._team.agents.get(call.agent_id)
         if agent is None:
             log.warning("cost.cut_off_call_of_unknown_agent", agent_id=call.agent_id)
             return None
-        request = model_request(agent, call.prompt, call.history, call.call_id)
-        caps = caps_for(
-            agent, self._team.workflows.get(call.workflow), call.workflow_id, call.run_budget_micro
-        )
-        booked = self._budget.forfeit(call.call_id, request, caps)
+        booked = self._forfeit(call)
         if not booked.known:
             log.warning(
                 "cost.cut_off_call_booked",
@@ -71,7 +83,7 @@ class CutOffCalls:
                 how=booked.booked.value,
             )
         now = utcnow()
-        return dict(
+        row = dict(
             id=call.call_id,
             team=self._team.name,
             workflow_id=call.workflow_id,
@@ -85,3 +97,12 @@ class CutOffCalls:
             day=day_of(now),
             created_at=now,
         )
+        return Booking(row, lambda: self._forfeit(call))
+
+    def _forfeit(self, call: CutOff) -> Forfeit:
+        agent = self._team.agent(call.agent_id)
+        request = model_request(agent, call.prompt, call.history, call.call_id)
+        caps = caps_for(
+            agent, self._team.workflows.get(call.workflow), call.workflow_id, call.run_budget_micro
+        )
+        return self._budget.forfeit(call.call_id, request, caps)

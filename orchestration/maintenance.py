@@ -16,7 +16,6 @@ and each is followed by an ``advance`` so the coordinator decides what comes nex
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy import or_, update
@@ -105,29 +104,27 @@ class Maintenance:
                 priority,
                 "lease_expired",
                 f"attempt {step.attempt} was {step.status} past its lease (worker lost?)",
-                cost=self._book_cut_off(step, name, budget_micro),
+                cut_off=self._cut_off_call(step, name, budget_micro),
             )
             for step, priority, name, budget_micro in rows
         )
 
-    def _book_cut_off(
+    def _cut_off_call(
         self, step: StepRow, workflow: str, budget_micro: int | None
-    ) -> dict[str, Any] | None:
-        """The cost-ledger row of the call a running attempt may have made (booked on its caps
-        first); None for an attempt no worker had started, which made no call."""
+    ) -> CutOff | None:
+        """The call a running attempt may have made; None for an attempt no worker had started,
+        which made no call."""
         if self._cut_off is None or step.status != StepStatus.RUNNING.value:
             return None
-        return self._cut_off.book(
-            CutOff(
-                workflow_id=step.workflow_id,
-                workflow=workflow,
-                run_budget_micro=budget_micro,
-                step_id=step.id,
-                attempt=step.attempt,
-                agent_id=step.ran_by or step.agent_id,
-                prompt=step.prompt,
-                history=step.history,
-            )
+        return CutOff(
+            workflow_id=step.workflow_id,
+            workflow=workflow,
+            run_budget_micro=budget_micro,
+            step_id=step.id,
+            attempt=step.attempt,
+            agent_id=step.ran_by or step.agent_id,
+            prompt=step.prompt,
+            history=step.history,
         )
 
     def _recover_lost_requests(self) -> int:
@@ -172,11 +169,12 @@ class Maintenance:
         priority: int,
         kind: str,
         error: str,
-        cost: dict[str, Any] | None = None,
+        cut_off: CutOff | None = None,
     ) -> int:
-        """Mark one attempt failed-and-retryable if it is still where we saw it, with ``cost``
-        (the row of a call it cut off) in the cost ledger; tell the coordinator. Returns 1 if
-        this sweep made the change."""
+        """Mark one attempt failed-and-retryable if it is still where we saw it, the call it cut
+        off (if any) booked on its caps and in the cost ledger; tell the coordinator. Returns 1
+        if this sweep made the change."""
+        booking = None if cut_off is None or self._cut_off is None else self._cut_off.book(cut_off)
         notice = advance(
             sender=SENDER, workflow_id=step.workflow_id, priority=priority, step_id=step.id
         )
@@ -199,11 +197,13 @@ class Maintenance:
             ).rowcount
             if changed:
                 tx = within(session.connection())
-                if cost is not None:
-                    tx.run(self._record_cut_off_cost, cost)
+                if booking is not None:
+                    tx.run(self._record_cut_off_cost, booking.row)
                 self._bus.record(tx, notice)
         if not changed:
             return 0
+        if booking is not None:
+            booking.confirm()
         log.warning(f"step.{kind}", step_id=step.id, attempt=step.attempt, status=step.status)
         self._bus.route([notice])
         return 1

@@ -167,3 +167,32 @@ def test_redis_losing_its_data_while_a_call_is_recorded_never_leaves_the_counter
     assert len(ledger) == 1 and ledger[0][1] > 0
     assert store.spent(f"run:{run.id}", "total") >= ledger[0][1]
     assert store.spent("agent:writer", store.today()) >= ledger[0][1]
+
+
+def test_redis_losing_its_data_while_the_sweep_books_a_cut_off_call_leaves_the_counters_whole(
+    inline_team: TeamFactory,
+) -> None:
+    # Given a call cut off by a kill, and Redis losing its data (the counters restored from the
+    # ledger by another worker) just after the sweep booked it, before its ledger row is written
+    orc, bus = _team(inline_team)
+    run = orc.submit("w", "the telegraph")
+    worst = _killed_mid_call(orc, bus)
+    _lease_runs_out(orc)
+    sweep = orc.maintenance()
+    store = orc.budget_store()
+    assert store is not None and sweep._cut_off is not None
+    book = sweep._cut_off.book
+
+    def booked_then_flushed(call):  # type: ignore[no-untyped-def]
+        booking = book(call)
+        orc._redis.flushall()  # type: ignore[union-attr]
+        rebuild(orc.database_url, orc.team, store)
+        return booking
+
+    sweep._cut_off.book = booked_then_flushed  # type: ignore[method-assign]
+    assert sweep.sweep()["expired_leases"] == 1
+
+    # Then the counters have the cut-off call as the ledger does
+    assert _ledger(orc) == [(1, worst, True)]
+    assert store.spent(f"run:{run.id}", "total") >= worst
+    assert store.spent("agent:writer", store.today()) >= worst
