@@ -58,6 +58,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402  (needs the path set above)
+    add_server_options,
     bench_run,
     start_workers,
     worker_processes,
@@ -100,16 +101,7 @@ def _parse() -> argparse.Namespace:
         help="size of the filler text in each message's payload",
     )
     p.add_argument("--loglevel", default="INFO", help="of the workers (Celery and agentyard)")
-    p.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    p.add_argument(
-        "--postgres-url",
-        default=os.environ.get(
-            "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="an existing database to connect to; the bench creates and drops its own next to it",
-    )
+    add_server_options(p)
     p.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
     p.add_argument("--output", type=Path, default=RESULTS / "bus.json")
     args = p.parse_args()

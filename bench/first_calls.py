@@ -34,7 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import bench_run, worker_processes  # noqa: E402  (needs the path set above)
+from bench.harness import (  # noqa: E402  (needs the path set above)
+    add_server_options,
+    bench_run,
+    worker_processes,
+)
 
 RESULTS = ROOT / "bench" / "results"
 TEAM = "bench.first_calls_team:orc"
@@ -53,16 +57,7 @@ def _parse() -> argparse.Namespace:
         help="AGENTYARD_WORKER_WARMUP values to compare, in order (a build without the setting "
         "ignores it)",
     )
-    p.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    p.add_argument(
-        "--postgres-url",
-        default=os.environ.get(
-            "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="an existing database to connect to; the bench creates and drops its own next to it",
-    )
+    add_server_options(p)
     p.add_argument("--output", type=Path, default=RESULTS / "first_calls.json")
     return p.parse_args()
 

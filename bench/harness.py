@@ -8,7 +8,9 @@ worker says it does.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +20,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# -- a database and Redis keys of this run's own -------------------------------------------------
+# -- the servers, and a database and Redis keys of this run's own ------------------------------
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """``--redis-url`` and ``--postgres-url``, defaulting to BENCH_REDIS_URL, BENCH_POSTGRES_URL
+    or this machine's servers."""
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="an existing database to connect to; the bench creates and drops its own next to it",
+    )
 
 
 def create_database(admin_url: str, name: str) -> str:

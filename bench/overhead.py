@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402  (needs the path set above)
+    add_server_options,
     bench_run,
     start_workers,
     worker_processes,
@@ -67,16 +68,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--processes", type=int, default=2, help="worker processes")
     p.add_argument("--concurrency", type=int, default=4, help="threads per worker process")
     p.add_argument("--loglevel", default="INFO", help="of the workers (Celery and agentyard)")
-    p.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    p.add_argument(
-        "--postgres-url",
-        default=os.environ.get(
-            "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="an existing database to connect to; the bench creates and drops its own next to it",
-    )
+    add_server_options(p)
     p.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
     p.add_argument(
         "--instrument",
