@@ -73,7 +73,15 @@ class CutOffCalls:
         if agent is None:
             log.warning("cost.cut_off_call_of_unknown_agent", agent_id=call.agent_id)
             return None
-        booked = self._forfeit(call)
+        request = model_request(agent, call.prompt, call.history, call.call_id)
+        caps = caps_for(
+            agent, self._team.workflows.get(call.workflow), call.workflow_id, call.run_budget_micro
+        )
+
+        def forfeit() -> Forfeit:
+            return self._budget.forfeit(call.call_id, request, caps)
+
+        booked = forfeit()
         if not booked.known:
             log.warning(
                 "cost.cut_off_call_booked",
@@ -97,12 +105,4 @@ class CutOffCalls:
             day=day_of(now),
             created_at=now,
         )
-        return Booking(row, lambda: self._forfeit(call))
-
-    def _forfeit(self, call: CutOff) -> Forfeit:
-        agent = self._team.agent(call.agent_id)
-        request = model_request(agent, call.prompt, call.history, call.call_id)
-        caps = caps_for(
-            agent, self._team.workflows.get(call.workflow), call.workflow_id, call.run_budget_micro
-        )
-        return self._budget.forfeit(call.call_id, request, caps)
+        return Booking(row, forfeit)

@@ -90,11 +90,11 @@ class WorkerLifecycle:
 
 
 def _info_of(worker: Any) -> WorkerInfo:
-    consumed = getattr(getattr(worker.app.amqp, "queues", None), "consume_from", None)
-    queues = frozenset(consumed or worker.app.amqp.queues or ())
+    # The queues `-Q` chose (consume_from), or every queue the app declares.
+    queues = worker.app.amqp.queues.consume_from or worker.app.amqp.queues
     concurrency = getattr(worker, "concurrency", None)
     return WorkerInfo(
-        queues=frozenset(str(q) for q in queues),
+        queues=frozenset(str(name) for name in queues),
         concurrency=concurrency if isinstance(concurrency, int) and concurrency > 0 else 1,
         pool=str(getattr(worker, "pool_cls", "")),
     )

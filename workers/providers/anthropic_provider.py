@@ -10,6 +10,7 @@ whether another attempt may help and whether the provider is to blame.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import threading
 import time
@@ -267,9 +268,9 @@ def rehearse_sdk_call() -> None:
     from workers.stub_anthropic import build_message
 
     def answer(request: httpx2.Request) -> httpx2.Response:
-        body = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": []}
-        body["messages"] = [{"role": "user", "content": "warm-up"}]
-        return httpx2.Response(200, json=build_message(body, {"thinking": "warm-up"}))
+        return httpx2.Response(
+            200, json=build_message(json.loads(request.content), {"thinking": "warm-up"})
+        )
 
     with httpx2.Client(transport=httpx2.MockTransport(answer)) as http:
         client = anthropic.Anthropic(
