@@ -16,6 +16,16 @@ class ConfigurationError(AgentyardError):
     """Settings, a module path or a team definition that cannot work."""
 
 
+class InvalidSettings(ConfigurationError, ValueError):
+    """``AGENTYARD_*`` settings that cannot work together or cannot be read; the message names
+    each variable and what it takes."""
+
+
+class InvalidDefinition(ConfigurationError, ValueError):
+    """An ``Agent`` or ``Workflow`` built with values that cannot run; the message names each
+    field and what it takes."""
+
+
 class InvalidRequest(AgentyardError, ValueError):
     """A request that was refused before anything was written."""
 
@@ -32,8 +42,16 @@ class MessageNotFound(InvalidRequest, LookupError):
     """A message id that is not in the audit table, or not one sent to the agent named."""
 
 
-class BrokerUnavailable(AgentyardError):
-    """The broker did not take a message (it is on record, but on no queue)."""
+class ServiceUnavailable(AgentyardError):
+    """A server agentyard needs (the broker, Redis, the database) could not be reached."""
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    """The broker did not take a message, or cannot be reached to take one."""
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached."""
 
 
 class TaskFailed(AgentyardError):
