@@ -23,9 +23,14 @@ def run_demo(team: str, workflow: str, topic: str) -> int:
     with contextlib.ExitStack() as stack:
         if not settings.redis_url:
             redis = stack.enter_context(EmbeddedRedis())
-            # Children (the workers) and this process's Settings read it from the environment.
+            # Children (the workers) and this process's Settings read both from the environment:
+            # the embedded Redis and the embedded database go together.
             os.environ["AGENTYARD_REDIS_URL"] = redis.url
-            print(f"embedded redis-server on {redis.url} (set AGENTYARD_REDIS_URL to use yours)")
+            os.environ["AGENTYARD_DATABASE_URL"] = settings.effective_database_url
+            print(
+                f"embedded redis-server on {redis.url} (set AGENTYARD_REDIS_URL and "
+                "AGENTYARD_DATABASE_URL to use yours)"
+            )
         settings = Settings()
         print(f"database {_safe(settings.effective_database_url)}")
 

@@ -7,10 +7,22 @@ project calls ``os.environ`` for configuration; components are handed a ``Settin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage import url_checks
+from storage.errors import InvalidSettings
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -62,7 +74,7 @@ class Settings(BaseSettings):
         default=Path(".agentyard"), description="Local state of the embedded default."
     )
 
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     log_format: Literal["auto", "json", "console"] = "auto"
 
     visibility_timeout_s: int = Field(
@@ -133,6 +145,66 @@ class Settings(BaseSettings):
         "asks for nothing, so keep it on a private network.",
     )
 
+    def __init__(self, **values: Any) -> None:
+        """Read the settings; any that cannot work raise ``InvalidSettings`` naming each
+        variable, what it got and what it takes."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidSettings(describe_errors(exc)) from None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else url_checks.check_redis_url(value)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        return None if value is None else url_checks.check_broker_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return None if value is None else url_checks.check_database_url(value)
+
+    @field_validator("anthropic_base_url", "alert_webhook_url", "otel_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else url_checks.check_http_url(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @model_validator(mode="after")
+    def _servers_all_or_none(self) -> Settings:
+        """The embedded default (an embedded Redis, SQLite under ``home``) is all or nothing:
+        a process given a shared Redis but the default database would record its runs where no
+        worker on that Redis looks for them, and wait for them forever."""
+        servers = self.redis_url or self.broker_url
+        if servers and self.database_url is None and not servers.startswith("memory://"):
+            raise ValueError(
+                "AGENTYARD_REDIS_URL (or AGENTYARD_BROKER_URL) is set but "
+                "AGENTYARD_DATABASE_URL is not: this process would record runs in the embedded "
+                f"SQLite file under {self.home}/ while the workers on that Redis read another "
+                "database. Set AGENTYARD_DATABASE_URL to the database the workers use "
+                "(postgresql://...), or unset AGENTYARD_REDIS_URL and AGENTYARD_BROKER_URL for "
+                "the embedded default"
+            )
+        if self.database_url is not None and self.redis_url is None:
+            raise ValueError(
+                "AGENTYARD_DATABASE_URL is set but AGENTYARD_REDIS_URL is not: the runs would "
+                "be recorded in that database while their messages go to no shared Redis. Set "
+                "AGENTYARD_REDIS_URL to the Redis the workers use, or unset "
+                "AGENTYARD_DATABASE_URL for the embedded default"
+            )
+        return self
+
     @model_validator(mode="after")
     def _time_limit_under_visibility(self) -> Settings:
         if self.task_time_limit_s >= self.visibility_timeout_s:
@@ -151,6 +223,29 @@ class Settings(BaseSettings):
         return normalize_database_url(
             self.database_url or f"sqlite:///{self.home / 'agentyard.db'}"
         )
+
+
+def describe_errors(error: ValidationError) -> str:
+    """The settings that cannot work, one per line: the variable, what is wrong, what it got
+    (never the value of a secret; a URL's checks show it with its password hidden)."""
+    lines = []
+    for problem in error.errors():
+        reason = str(problem["msg"]).removeprefix("Value error, ")
+        if not problem["loc"]:  # a check across several settings
+            lines.append(reason)
+            continue
+        name = str(problem["loc"][0])
+        variable = name.upper() if name.isupper() else f"AGENTYARD_{name.upper()}"
+        hidden = name.lower() in _NOT_ECHOED or name.lower().endswith(("_url", "_endpoint"))
+        got = "" if hidden else f" (got {problem.get('input')!r})"
+        lines.append(f"{variable}: {reason}{got}")
+    return "invalid settings, fix the environment or the .env file:\n  " + "\n  ".join(lines)
+
+
+# Secrets, and settings whose own check already quotes what it got.
+_NOT_ECHOED = frozenset(
+    {"anthropic_api_key", "flower_basic_auth", "agentyard_flower_basic_auth", "flower_basic_auth"}
+)
 
 
 def normalize_database_url(url: str) -> str:

@@ -86,3 +86,10 @@ def reads_late(monkeypatch: pytest.MonkeyPatch, delay_s: float) -> float:
 
     monkeypatch.setattr(httpcore2.SyncBackend, "connect_tcp", connect_tcp)
     return delay_s
+
+
+def commands_read(monkeypatch: pytest.MonkeyPatch, orc: Orchestrator) -> None:
+    """Point the ``agentyard`` commands run in this test at ``orc``'s database, as a shell with
+    ``AGENTYARD_DATABASE_URL`` (and, since the servers go together, a Redis URL) would."""
+    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+    monkeypatch.setenv("AGENTYARD_REDIS_URL", orc.settings.redis_url or "memory://")

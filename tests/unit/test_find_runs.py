@@ -14,6 +14,7 @@ from orchestration.trace_queries import RunQuery, find_runs
 from storage.db import migrate, session_scope
 from storage.models import utcnow
 from tests.conftest import TeamFactory
+from tests.support import commands_read
 from tests.trace_support import record_run, run_to_the_end, trace_team_members
 
 NOW = datetime.fromisoformat("2025-03-10T12:00:00+00:00")
@@ -273,7 +274,7 @@ def test_the_find_command_lists_slow_runs_and_says_which_are_still_running(
             session, created_at=now - timedelta(seconds=90), finished_at=now - timedelta(seconds=50)
         )
         running = record_run(session, created_at=now - timedelta(hours=2))
-    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+    commands_read(monkeypatch, orc)
 
     assert cli.main(["find", "--slower-than", "30", "--since", "1d"]) == 0
 
@@ -323,7 +324,7 @@ def test_the_find_command_says_when_nothing_matches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     orc, _, _ = team_runs
-    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+    commands_read(monkeypatch, orc)
 
     assert cli.main(["find", "--agent", "writer", "--cost-over", "5"]) == 0
 

@@ -23,7 +23,7 @@ from storage.errors import InvalidRequest
 from storage.models import MessageRow
 from storage.subscription_store import SubscriptionStore
 from tests.conftest import TeamFactory
-from tests.support import InlineBus, drain, run_inline
+from tests.support import InlineBus, commands_read, drain, run_inline
 
 TIMEOUT_S = 0.05
 
@@ -107,7 +107,7 @@ def yard(unit_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Y
     orc.on_message("reviewer")(handler("reviewer"))
     run = orc.submit("w", "the telegraph")
     drain(orc, bus)
-    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+    commands_read(monkeypatch, orc)
     monkeypatch.setattr("orchestration.loader.load_orchestrator", lambda _spec: orc)
     yield Yard(orc, bus, run.id, failing)
     fake.close()
@@ -125,7 +125,7 @@ def test_the_messages_command_lists_a_runs_requests_and_responses_in_order(
         workflows=(Workflow.sequence("w", ["writer", "reviewer"]),),
     )
     result = run_inline(orc, bus, "w", "the telegraph")
-    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+    commands_read(monkeypatch, orc)
 
     assert cli.main(["messages", result.id]) == 0
 

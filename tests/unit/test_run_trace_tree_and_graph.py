@@ -23,7 +23,7 @@ from orchestration.trace_report import shorten
 from storage.db import session_scope
 from storage.models import StepRow, TraceRow, utcnow
 from tests.conftest import TeamFactory
-from tests.support import InlineBus, drain
+from tests.support import InlineBus, commands_read, drain
 from tests.trace_support import run_to_the_end, trace_team_members
 
 
@@ -43,7 +43,7 @@ def runs(inline_team: TeamFactory, monkeypatch: pytest.MonkeyPatch) -> Runs:
     doomed = run_to_the_end(orc, bus, "doomed", "the telephone")
     assert research.status is WorkflowStatus.SUCCEEDED
     assert doomed.status is WorkflowStatus.FAILED
-    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+    commands_read(monkeypatch, orc)
     monkeypatch.setattr("orchestration.loader.load_orchestrator", lambda _spec: orc)
     return Runs(orc, bus, research.id, doomed.id)
 
@@ -139,7 +139,7 @@ def test_an_attempt_whose_worker_died_shows_as_no_call_on_record(
         )
     assert Maintenance(orc.bus, orc.settings).sweep()["expired_leases"] == 1
     drain(orc, bus)
-    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+    commands_read(monkeypatch, orc)
 
     step = orc.runs.trace(run.id).steps[0]
 
@@ -208,7 +208,7 @@ def test_a_run_under_way_shows_the_attempt_in_flight_and_how_long_it_has_run(
     agents, workflows = trace_team_members()
     orc, _ = inline_team(*agents, workflows=workflows)
     run = orc.submit("research", "the telegraph")  # step 1 dispatched, no worker took it yet
-    monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
+    commands_read(monkeypatch, orc)
 
     code, out, _ = _cli(capsys, "trace", run.id)
 

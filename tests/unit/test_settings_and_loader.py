@@ -7,6 +7,7 @@ from storage.settings import Settings, normalize_database_url
 
 def test_settings_come_from_agentyard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTYARD_REDIS_URL", "redis://example:6379/1")
+    monkeypatch.setenv("AGENTYARD_DATABASE_URL", "postgresql://agentyard@example/agentyard")
     monkeypatch.setenv("AGENTYARD_ANTHROPIC_API_KEY", "sk-secret")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.effective_broker_url == "redis://example:6379/1"
@@ -14,7 +15,12 @@ def test_settings_come_from_agentyard_variables(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_the_broker_defaults_to_redis_but_can_be_set_apart() -> None:
-    settings = Settings(redis_url="redis://a/0", broker_url="redis://b/0", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(
+        redis_url="redis://a/0",
+        broker_url="redis://b/0",
+        database_url="postgresql://u@h/db",
+        _env_file=None,
+    )  # type: ignore[call-arg]
     assert settings.effective_broker_url == "redis://b/0"
 
 
