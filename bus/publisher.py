@@ -238,7 +238,14 @@ class Bus:
             self.send_copy(message, recipient)
 
     def _resolve(self, message: AgentMessage) -> AgentMessage:
-        """The message with its recipients named: a broadcast becomes its type's subscribers."""
+        """The message with its recipients named: a broadcast becomes its type's subscribers.
+        A sender or recipient that is not a registered agent is refused."""
+        if self._is_recipient is not None and not self._is_recipient(message.sender):
+            raise InvalidRequest(
+                f"not a valid agentyard message: sender: no agent {message.sender!r} is "
+                "registered with this orchestrator, and only its agents send on its bus "
+                "(check the id, or register the agent)"
+            )
         if message.broadcast:
             store = self._subscription_store("a broadcast")
             subscribers = tuple(s for s in store.subscribers(message.type) if s != message.sender)

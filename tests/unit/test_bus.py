@@ -139,6 +139,18 @@ def test_a_message_to_an_agent_nobody_registered_is_refused_before_anything_is_w
         assert session.get(MessageRow, message.id) is None
 
 
+def test_a_message_from_a_sender_nobody_registered_is_refused_before_anything_is_written(
+    team: Team,
+) -> None:
+    message = _note(sender="plannr", to=("writer",))
+    with pytest.raises(InvalidRequest, match="sender: no agent 'plannr' is registered"):
+        team.orc.bus.publish(message)
+
+    with session_scope(team.orc.database_url) as session:
+        assert session.get(MessageRow, message.id) is None
+    assert not team.bus.queue
+
+
 def test_a_message_to_several_agents_reaches_each_at_its_priority(team: Team) -> None:
     team.orc.bus.publish(_note(to=("writer", "reviewer"), priority=8))
 
