@@ -1,51 +1,194 @@
 """What a team is made of: agents and the workflows that use them.
 
 Both are frozen, validated values: a definition that cannot run is refused when it is made or
-registered, never halfway through a workflow.
+registered, never halfway through a workflow. However one is made (``Agent(...)``,
+``Workflow.sequence(...)``, ``model_validate``, ``model_copy(update=...)``), a bad one raises
+``InvalidDefinition``, whose message names the definition and, one line per field, what the
+field got and what it takes.
 """
 
 from __future__ import annotations
 
-import re
+import difflib
+import json
+import reprlib
+from collections.abc import Callable, Mapping
 from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+from orchestration.pricing import MAX_CAP_USD
+from storage.errors import InvalidDefinition
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MIN_CAP_USD = 0.000001  # one micro-dollar, the unit money is counted in: a smaller cap is $0
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Usd = Annotated[float, Field(ge=MIN_CAP_USD, le=MAX_CAP_USD)]
+
+_ID_RULE = "must be 1-63 lower-case letters, digits, '-' or '_' (it names a queue)"
 
 
-def _check_id(kind: str, value: str) -> str:
-    if not _ID.match(value):
-        raise ValueError(
-            f"{kind} id {value!r} must be 1-63 lower-case letters, digits, '-' or '_' "
-            "(it names a queue)"
+def _usd_rule(what: str) -> str:
+    return (
+        f"must be {what} in USD, from ${MIN_CAP_USD:.6f} to ${MAX_CAP_USD:,} (the largest amount "
+        "accepted), or None for no cap"
+    )
+
+
+_shown = reprlib.Repr()
+_shown.maxstring = _shown.maxother = 80
+
+
+class _Definition(BaseModel):
+    """A frozen pydantic model whose every way of being made refuses bad values with
+    ``InvalidDefinition``: ``__init__``, ``model_validate*`` and ``model_copy(update=...)``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    KIND: ClassVar[str]  # "agent", "workflow": how messages name it
+    NAMED_BY: ClassVar[str]  # the field that names it
+    RULES: ClassVar[Mapping[str, str]]  # field -> what it takes, in plain words ("must be ...")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise type(self).invalid(data, error) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        return cls._validating(
+            obj, lambda: super(_Definition, cls).model_validate(obj, *args, **kwargs)
         )
-    return value
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
+        return cls._validating(
+            json_data,
+            lambda: super(_Definition, cls).model_validate_json(json_data, *args, **kwargs),
+        )
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        return cls._validating(
+            obj, lambda: super(_Definition, cls).model_validate_strings(obj, *args, **kwargs)
+        )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, a new definition validated like any other (pydantic's own
+        ``model_copy`` would take the new values unchecked)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**values, **update})
+
+    @classmethod
+    def _validating(cls, given: Any, validate: Callable[[], Self]) -> Self:
+        try:
+            return validate()
+        except ValidationError as error:
+            raise cls.invalid(given, error) from None
+
+    @classmethod
+    def invalid(cls, given: Any, error: ValidationError) -> InvalidDefinition:
+        """The ``InvalidDefinition`` that says, in plain words, what ``error`` found."""
+        for problem in error.errors():
+            # pydantic runs a custom __init__ inside model_validate, and wraps what it raises
+            refused = problem.get("ctx", {}).get("error")
+            if isinstance(refused, InvalidDefinition):
+                return refused
+        values = _as_mapping(given)
+        title = cls._title(values)
+        lines: dict[str, str] = {}  # one per field, the first problem found in it
+        for problem in error.errors():
+            field = str(problem["loc"][0]) if problem["loc"] else ""
+            if field not in lines:
+                lines[field] = cls._line(field, problem, values)
+        return InvalidDefinition("\n".join(f"{title}: {line}" for line in lines.values()))
+
+    @classmethod
+    def _title(cls, values: Mapping[str, Any] | None) -> str:
+        name = None if values is None else values.get(cls.NAMED_BY)
+        return f"{cls.KIND} with no {cls.NAMED_BY}" if name is None else f"{cls.KIND} {name!r}"
+
+    @classmethod
+    def _line(cls, field: str, problem: Any, values: Mapping[str, Any] | None) -> str:
+        if not field:  # a check across fields says it all; else it is no mapping of fields
+            refused = problem.get("ctx", {}).get("error")
+            return str(refused or f"{problem['msg']}, got {_shown.repr(problem['input'])}")
+        if problem["type"] == "missing":
+            return f"{field} is required: it {cls.RULES[field]}"
+        if field not in cls.RULES:
+            near = difflib.get_close_matches(field, cls.RULES, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            return (
+                f"{field} is not something {_a(cls.KIND)} takes{hint}; it takes "
+                f"{', '.join(cls.RULES)}"
+            )
+        got = values[field] if values is not None and field in values else problem["input"]
+        return f"{field} {cls.RULES[field]}, got {_shown.repr(got)}"
 
 
-class Agent(BaseModel):
+def _as_mapping(given: Any) -> Mapping[str, Any] | None:
+    if isinstance(given, str | bytes | bytearray):
+        try:
+            given = json.loads(given)
+        except ValueError:
+            return None
+    if isinstance(given, Mapping):
+        return given
+    if isinstance(given, BaseModel):
+        return {name: getattr(given, name) for name in type(given).model_fields}
+    return None
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
+class Agent(_Definition):
     """One kind of worker: a model, a system prompt, and the limits it runs under."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    KIND: ClassVar[str] = "agent"
+    NAMED_BY: ClassVar[str] = "id"
+    RULES: ClassVar[Mapping[str, str]] = {
+        "id": _ID_RULE,
+        "model": "must name a model, e.g. 'claude-haiku-4-5' or 'offline:echo'",
+        "system_prompt": "must be text",
+        "max_tokens": "must be a whole number from 1 to 128000",
+        "max_retries": "must be a whole number from 0 to 20",
+        "timeout_s": "must be a number of seconds over 0 and at most 3600",
+        "cost_limit_usd": _usd_rule("the agent's daily spend cap"),
+        "fallback": "must be the id of another agent (registered first), or None",
+        "breaker_threshold": "must be a whole number of provider failures, 1 or more",
+        "breaker_window_s": "must be a finite number of seconds over 0",
+        "breaker_reset_s": "must be a finite number of seconds over 0",
+    }
 
-    id: str
+    id: Id
     model: str = Field(min_length=1)
     system_prompt: str = ""
     max_tokens: int = Field(default=1024, ge=1, le=128_000)
     max_retries: int = Field(default=3, ge=0, le=20)
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    cost_limit_usd: float | None = Field(default=None, gt=0)
-    fallback: str | None = None
+    cost_limit_usd: Usd | None = None
+    fallback: Id | None = None
     # The agent's circuit breaker: this many provider failures within the window open it; it
     # stays open this long, then lets one probe call through.
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_window_s: float = Field(default=60.0, gt=0)
     breaker_reset_s: float = Field(default=30.0, gt=0)
 
-    @field_validator("id")
-    @classmethod
-    def _valid_id(cls, value: str) -> str:
-        return _check_id("agent", value)
+    @model_validator(mode="after")
+    def _not_its_own_fallback(self) -> Agent:
+        if self.fallback == self.id:
+            raise ValueError(
+                f"fallback must be the id of another agent, got {self.fallback!r} (the agent "
+                "itself, a cycle)"
+            )
+        return self
 
     @property
     def queue(self) -> str:
@@ -56,22 +199,26 @@ class WorkflowKind(StrEnum):
     SEQUENCE = "sequence"
 
 
-class Workflow(BaseModel):
+class Workflow(_Definition):
     """A named plan over agents. Sequences for now: each step gets the previous one's output."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    KIND: ClassVar[str] = "workflow"
+    NAMED_BY: ClassVar[str] = "name"
+    RULES: ClassVar[Mapping[str, str]] = {
+        "name": _ID_RULE,
+        "kind": f"must be one of: {', '.join(kind.value for kind in WorkflowKind)}",
+        "steps": "must be a list of 1 to 200 agent ids",
+        "budget_usd": _usd_rule("the budget of one run"),
+        "daily_budget_usd": _usd_rule("the daily spend cap of all its runs"),
+        "deadline_s": "must be a finite number of seconds over 0, or None for no deadline",
+    }
 
-    name: str
+    name: Id
     kind: WorkflowKind = WorkflowKind.SEQUENCE
-    steps: tuple[str, ...] = Field(min_length=1, max_length=200)
-    budget_usd: float | None = Field(default=None, gt=0)  # per run
-    daily_budget_usd: float | None = Field(default=None, gt=0)  # all runs of it, per UTC day
+    steps: tuple[Id, ...] = Field(min_length=1, max_length=200)
+    budget_usd: Usd | None = None  # per run
+    daily_budget_usd: Usd | None = None  # all runs of it, per UTC day
     deadline_s: float | None = Field(default=None, gt=0)  # a run not finished by then times out
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        return _check_id("workflow", value)
 
     @classmethod
     def sequence(
@@ -82,11 +229,14 @@ class Workflow(BaseModel):
         daily_budget_usd: float | None = None,
         deadline_s: float | None = None,
     ) -> Workflow:
-        return cls(
-            name=name,
-            kind=WorkflowKind.SEQUENCE,
-            steps=tuple(agents),
-            budget_usd=budget_usd,
-            daily_budget_usd=daily_budget_usd,
-            deadline_s=deadline_s,
+        # Validated as given: a bare string is refused, not taken for a list of letters.
+        return cls.model_validate(
+            {
+                "name": name,
+                "kind": WorkflowKind.SEQUENCE,
+                "steps": agents,
+                "budget_usd": budget_usd,
+                "daily_budget_usd": daily_budget_usd,
+                "deadline_s": deadline_s,
+            }
         )

@@ -332,6 +332,13 @@ def _rates_from_toml(path: str, name: str, entry: dict[str, Any]) -> Price:
     )
 
 
+# The largest budget or spend cap accepted, in USD: $1 000 000 000, 10**15 micro-dollars. The
+# budget scripts add and compare amounts as Lua numbers (doubles), exact up to 2**53 micro-dollars
+# (about $9 billion), so a cap at this maximum, with what is spent and held under it, stays exact;
+# PostgreSQL's BIGINT and Redis's integers (2**63) have room to spare.
+MAX_CAP_USD = 1_000_000_000
+
+
 def micro_to_usd(micro: int) -> float:
     return micro / 1_000_000
 

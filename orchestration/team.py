@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from orchestration.definitions import Agent, Workflow
@@ -18,12 +19,21 @@ class Team:
     prices: PriceTable = field(default_factory=PriceTable.default)
 
     def add_agent(self, agent: Agent) -> None:
+        """Register ``agent``: its model must be priced, and its fallback registered first, so
+        that a chain of fallbacks always ends (no cycle can be made one agent at a time)."""
         if agent.id in self.agents and self.agents[agent.id] != agent:
             raise ConfigurationError(
-                f"agent {agent.id!r} is already registered with another definition"
+                f"agent {agent.id!r} is already registered with another definition; a "
+                "registered agent cannot change: give the new definition an id of its own"
             )
         self.prices.price_of(agent.model)  # an unpriced model is refused now, not when called
         check_model_name(agent.model)
+        if agent.fallback is not None and agent.fallback not in self.agents:
+            raise UnknownAgent(
+                f"agent {agent.id!r} falls back to {agent.fallback!r}, which is not registered; "
+                "register the fallback agent first"
+            )
+        _fallback_chain({**self.agents, agent.id: agent}, agent.id)
         self.agents[agent.id] = agent
 
     def add_workflow(self, workflow: Workflow) -> None:
@@ -57,19 +67,24 @@ class Team:
 
     def fallback_chain(self, agent_id: str) -> list[str]:
         """``agent_id`` and its fallbacks, in order. Unknown agents and cycles are errors."""
-        chain = [agent_id]
-        current = self.agent(agent_id)
-        while current.fallback is not None:
-            if current.fallback in chain:
-                raise ConfigurationError(
-                    f"fallback cycle: {' -> '.join([*chain, current.fallback])}; "
-                    "a fallback chain must end"
-                )
-            if current.fallback not in self.agents:
-                raise UnknownAgent(
-                    f"agent {current.id!r} falls back to {current.fallback!r}, which is not "
-                    "registered; register the fallback agent first"
-                )
-            chain.append(current.fallback)
-            current = self.agents[current.fallback]
-        return chain
+        self.agent(agent_id)
+        return _fallback_chain(self.agents, agent_id)
+
+
+def _fallback_chain(agents: Mapping[str, Agent], agent_id: str) -> list[str]:
+    chain = [agent_id]
+    current = agents[agent_id]
+    while current.fallback is not None:
+        if current.fallback in chain:
+            raise ConfigurationError(
+                f"fallback cycle: {' -> '.join([*chain, current.fallback])}; "
+                "a fallback chain must end"
+            )
+        if current.fallback not in agents:
+            raise UnknownAgent(
+                f"agent {current.id!r} falls back to {current.fallback!r}, which is not "
+                "registered; register the fallback agent first"
+            )
+        chain.append(current.fallback)
+        current = agents[current.fallback]
+    return chain

@@ -26,6 +26,7 @@ ECHO = "offline:echo"
 def trace_team_members() -> tuple[tuple[Agent, ...], tuple[Workflow, ...]]:
     agents = (
         Agent(id="researcher", model=ECHO, system_prompt="You are the researcher."),
+        Agent(id="editor", model=ECHO, system_prompt="You are the editor."),  # before the writer
         Agent(
             id="writer",
             model="offline:echo?fail=rate_limited",  # asks for a 0.05 s wait
@@ -33,7 +34,6 @@ def trace_team_members() -> tuple[tuple[Agent, ...], tuple[Workflow, ...]]:
             max_retries=1,
             fallback="editor",
         ),
-        Agent(id="editor", model=ECHO, system_prompt="You are the editor."),
         Agent(id="critic", model="offline:echo?fail=rejected", system_prompt="You criticise."),
         Agent(id="reviewer", model=ECHO, system_prompt="You are the reviewer."),
     )

@@ -26,7 +26,8 @@ def _cap(agent_id: str) -> float | None:
 
 # A test whose figures are per team (the cost ledger) names a team of its own.
 orc = Orchestrator(_knob("NAME") or "sample")
-for agent_id in ("researcher", "writer", "reviewer"):
+# The writer last: its fallback, when it has one, is registered before it.
+for agent_id in ("researcher", "reviewer", "writer"):
     orc.register_agent(
         Agent(
             id=agent_id,

@@ -20,6 +20,7 @@ def test_a_failing_provider_opens_the_breaker_and_then_the_fallback_runs_without
     inline_team: TeamFactory,
 ) -> None:
     orc, bus = inline_team(
+        Agent(id="backup", model="offline:echo"),  # registered before the agent naming it
         Agent(
             id="primary",
             model="offline:echo?fail=overloaded",
@@ -27,7 +28,6 @@ def test_a_failing_provider_opens_the_breaker_and_then_the_fallback_runs_without
             fallback="backup",
             breaker_threshold=2,
         ),
-        Agent(id="backup", model="offline:echo"),
         workflows=(Workflow.sequence("w", ["primary"]),),
     )
     results = [run_inline(orc, bus, "w", f"topic {n}") for n in range(3)]

@@ -14,8 +14,8 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _rules() -> Rules:
     team = Team("t")
-    team.add_agent(Agent(id="a", model="offline:echo", max_retries=1, fallback="b"))
     team.add_agent(Agent(id="b", model="offline:echo", max_retries=0))
+    team.add_agent(Agent(id="a", model="offline:echo", max_retries=1, fallback="b"))
     return Rules(team=team, backoff=Backoff(base_s=1.0, cap_s=8.0), dispatch_timeout_s=60)
 
 

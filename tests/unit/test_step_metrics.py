@@ -131,6 +131,7 @@ def test_calls_the_open_breaker_refused_are_counted_as_breaker_open_and_the_gaug
     inline_team: TeamFactory,
 ) -> None:
     orc, bus = inline_team(
+        Agent(id="backup", model=ECHO),  # registered before the agent naming it
         Agent(
             id="primary",
             model="offline:echo?fail=overloaded",
@@ -138,7 +139,6 @@ def test_calls_the_open_breaker_refused_are_counted_as_breaker_open_and_the_gaug
             fallback="backup",
             breaker_threshold=2,
         ),
-        Agent(id="backup", model=ECHO),
         workflows=(Workflow.sequence("w", ["primary"]),),
     )
 

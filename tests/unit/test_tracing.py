@@ -163,8 +163,8 @@ def test_a_fallback_attempt_names_the_agent_that_was_asked_for(
     inline_team: TeamFactory, spans: InMemorySpanExporter
 ) -> None:
     orc, bus = inline_team(
+        Agent(id="backup", model=ECHO),  # registered before the agent naming it
         Agent(id="primary", model="offline:echo?fail=rejected", fallback="backup"),
-        Agent(id="backup", model=ECHO),
         workflows=(Workflow.sequence("w", ["primary"]),),
     )
     result = run_inline(orc, bus, "w", "the telegraph")

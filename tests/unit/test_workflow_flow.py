@@ -14,7 +14,7 @@ from sqlmodel import col, func, select
 
 from bus.broker_view import BrokerView
 from bus.envelope import COORDINATOR
-from orchestration import Agent, Workflow, WorkflowStatus
+from orchestration import Agent, InvalidRequest, Workflow, WorkflowStatus
 from orchestration.maintenance import Maintenance
 from orchestration.pricing import micro_to_usd
 from storage.db import session_scope
@@ -172,8 +172,8 @@ def test_an_error_that_will_not_go_away_is_not_retried(inline_team: TeamFactory)
 
 def test_the_fallback_agent_takes_over_and_the_result_says_so(inline_team: TeamFactory) -> None:
     orc, bus = inline_team(
+        Agent(id="backup", model=ECHO),  # registered before the agent naming it
         Agent(id="primary", model="offline:echo?fail=rejected", fallback="backup"),
-        Agent(id="backup", model=ECHO),
         workflows=(Workflow.sequence("w", ["primary"]),),
     )
     result = run_inline(orc, bus, "w", "the telegraph")
@@ -334,15 +334,20 @@ def test_advancing_a_finished_workflow_changes_nothing(inline_team: TeamFactory)
         ("research", "x" * 100_001, 5, "over the limit of 100000"),
         ("research", "x", 10, "outside 0..9"),
         ("research", "x", -1, "outside 0..9"),
+        ("research", b"hello", 5, r"must be text \(a str\), got a bytes; decode it first"),
+        ("research", None, 5, r"must be text \(a str\), got nothing \(None\)"),
+        ("research", 42, 5, r"must be text \(a str\), got a int"),
+        ("research", "tele\x00graph", 5, "a NUL character at position 4"),
+        ("research", "caf\udce9", 5, "not valid text at position 3: '\\\\udce9' is half of"),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_writes_nothing(
-    inline_team: TeamFactory, workflow: str, text: str, priority: int, error: str
+    inline_team: TeamFactory, workflow: str, text: object, priority: int, error: str
 ) -> None:
     orc, bus = _three(inline_team)
     orc.ensure_ready()
-    with pytest.raises(ValueError, match=error):
-        orc.submit(workflow, text, priority=priority)
+    with pytest.raises(InvalidRequest, match=error):
+        orc.submit(workflow, text, priority=priority)  # type: ignore[arg-type]
     assert _count(orc.database_url, WorkflowRow) == 0
     assert _count(orc.database_url, MessageRow) == 0
     assert not bus.sent
