@@ -65,6 +65,14 @@ def payload_size(message: AgentMessage) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Unsent:
+    """A recorded message the broker did not take, and why."""
+
+    message_id: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Published:
     """What ``publish`` did: the message's id, who it went to, whether its payload stayed in
     PostgreSQL (the broker carried a reference)."""
@@ -166,9 +174,11 @@ class Bus:
             ),
         )
 
-    def route(self, messages: Iterable[AgentMessage]) -> None:
+    def route(self, messages: Iterable[AgentMessage]) -> list[Unsent]:
         """Send already-recorded messages to their queues. A broker failure is logged, not
-        raised: the work is on record, and a sweep picks it up."""
+        raised: the work is on record, and a sweep picks it up. Returns what was not sent, for a
+        caller that must say so."""
+        unsent = []
         for message in messages:
             try:
                 self._send(message)
@@ -179,6 +189,8 @@ class Bus:
                     error=str(exc),
                     next="a sweep reconciles it",
                 )
+                unsent.append(Unsent(message.id, f"{type(exc).__name__}: {exc}"))
+        return unsent
 
     def publish_again(
         self, message: AgentMessage, recipient: str, attempt: int, priority: int

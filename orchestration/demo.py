@@ -14,6 +14,7 @@ import time
 from orchestration.report import ProgressPrinter, format_result
 from storage.embedded import EmbeddedRedis
 from storage.settings import Settings
+from storage.url_checks import without_password
 from workers.logging import configure_logging
 from workers.processes import WorkerProcess, wait_for_workers
 
@@ -32,7 +33,7 @@ def run_demo(team: str, workflow: str, topic: str) -> int:
                 "AGENTYARD_DATABASE_URL to use yours)"
             )
         settings = Settings()
-        print(f"database {_safe(settings.effective_database_url)}")
+        print(f"database {without_password(settings.effective_database_url)}")
 
         from orchestration.loader import load_orchestrator
 
@@ -76,11 +77,3 @@ def run_demo(team: str, workflow: str, topic: str) -> int:
             f"           as a graph: agentyard graph {run.id} --format mermaid"
         )
         return 0 if result.status.value == "succeeded" else 1
-
-
-def _safe(url: str) -> str:
-    """The URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

@@ -15,7 +15,7 @@ from datetime import timedelta
 import structlog
 from celery import Celery
 from opentelemetry.trace import SpanKind
-from redis import Redis
+from redis import Redis, RedisError
 
 from bus import priorities
 from bus.ack_sweeper import AckSweeper
@@ -32,11 +32,13 @@ from orchestration.coordinator import Coordinator
 from orchestration.costs import rebuild as rebuild_counters
 from orchestration.cut_off_calls import CutOffCalls
 from orchestration.definitions import Agent, Workflow
+from orchestration.input_checks import check_input
 from orchestration.maintenance import Maintenance
 from orchestration.planner import RunState
 from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
+from orchestration.stray_requests import StrayRequests
 from orchestration.sweeps import Job, Sweeps
 from orchestration.team import Team
 from orchestration.trace_queries import RunQueries
@@ -45,13 +47,14 @@ from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore
 from storage.cost_stats_store import CostStatsStore
 from storage.db import migrate, open_connections, session_scope
-from storage.errors import InvalidRequest, RunNotFound
+from storage.errors import BrokerUnavailable, RunNotFound
 from storage.executor import transaction
 from storage.lease_store import LeaseStore
 from storage.models import WorkflowRow, WorkflowStatus, new_id, utcnow
 from storage.redis_client import load_scripts, redis_for
 from storage.settings import Settings
 from storage.subscription_store import SubscriptionStore
+from storage.url_checks import without_password
 from workers import poison, tracing
 from workers.celery_app import make_celery
 from workers.lifecycle import WorkerInfo, WorkerLifecycle
@@ -219,6 +222,7 @@ class Orchestrator:
                 self._anomaly_watch(),
                 Breakers(self.breaker_store()),
                 observer=self.metrics().steps,
+                strays=StrayRequests(self.database_url, DeadLetters(self.database_url)),
             )
         return self._runner
 
@@ -475,15 +479,9 @@ class Orchestrator:
         """Enqueue one run of ``workflow``; returns at once with a handle on the run."""
         definition = self.team.workflow(workflow)
         priorities.check(priority)
-        if not isinstance(input, str) or not input.strip():
-            raise InvalidRequest(f"the input of workflow {workflow!r} is empty; give it some text")
-        if len(input) > self.settings.max_input_chars:
-            raise InvalidRequest(
-                f"the input of workflow {workflow!r} has {len(input)} characters, over the limit "
-                f"of {self.settings.max_input_chars} (AGENTYARD_MAX_INPUT_CHARS); store large "
-                "documents elsewhere and pass a reference"
-            )
+        check_input(workflow, input, self.settings.max_input_chars)
         self.ensure_ready()
+        self._check_broker()
         now = utcnow()
         run = RunState(
             id=new_id(),
@@ -510,11 +508,35 @@ class Orchestrator:
             with transaction(self.database_url) as tx:
                 # The first decision (dispatch the first step) commits with the run itself.
                 requests = coordinator.start(tx, run, list(definition.steps), row)
-            self.bus.route(requests)
+            unsent = self.bus.route(requests)
+        if unsent:
+            raise BrokerUnavailable(
+                f"run {run.id} is recorded, but the broker did not take its first request "
+                f"({unsent[0].error}); a coordinator's sweep dispatches it once the broker "
+                f"answers (AGENTYARD_LOST_REQUEST_AFTER_S after it was sent). Follow it with "
+                f"orc.run({run.id!r}), and check AGENTYARD_REDIS_URL",
+                run_id=run.id,
+            )
         log.info(
             "workflow.submitted", workflow_id=run.id, workflow=definition.name, priority=priority
         )
         return WorkflowRun(run.id, self.database_url)
+
+    def _check_broker(self) -> None:
+        """Refuse to record a run whose requests cannot be sent: the broker must answer first
+        (a wrong URL, a database number Redis does not have, a Redis that is down)."""
+        client = self._broker_client()
+        if client is None:
+            return
+        try:
+            client.ping()
+        except RedisError as exc:
+            url = without_password(self.settings.effective_broker_url or "")
+            raise BrokerUnavailable(
+                f"cannot reach the broker at {url} ({type(exc).__name__}: {exc}); nothing was "
+                "recorded. Check AGENTYARD_REDIS_URL (or AGENTYARD_BROKER_URL) and that Redis "
+                "is running there"
+            ) from None
 
     @property
     def runs(self) -> RunQueries:

@@ -47,7 +47,12 @@ class ServiceUnavailable(AgentyardError):
 
 
 class BrokerUnavailable(ServiceUnavailable):
-    """The broker did not take a message, or cannot be reached to take one."""
+    """The broker did not take a message, or cannot be reached to take one. ``run_id`` names
+    the run when it was recorded all the same (a sweep dispatches it once the broker answers)."""
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class DatabaseUnavailable(ServiceUnavailable):

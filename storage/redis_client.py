@@ -24,7 +24,11 @@ def redis_for(url: str | None) -> redis.Redis:
     with _lock:
         client = _clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+            # A Redis that does not answer a connection is refused in seconds, not after the
+            # system's TCP timeout (minutes for an address nothing listens on).
+            client = redis.Redis.from_url(
+                url, decode_responses=True, health_check_interval=30, socket_connect_timeout=10
+            )
             _clients[url] = client
         return client
 

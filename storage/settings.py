@@ -242,10 +242,8 @@ def describe_errors(error: ValidationError) -> str:
     return "invalid settings, fix the environment or the .env file:\n  " + "\n  ".join(lines)
 
 
-# Secrets, and settings whose own check already quotes what it got.
-_NOT_ECHOED = frozenset(
-    {"anthropic_api_key", "flower_basic_auth", "agentyard_flower_basic_auth", "flower_basic_auth"}
-)
+# Secrets (by field name, or by the environment alias they were read under).
+_NOT_ECHOED = frozenset({"anthropic_api_key", "flower_basic_auth", "agentyard_flower_basic_auth"})
 
 
 def normalize_database_url(url: str) -> str:

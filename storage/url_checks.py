@@ -98,11 +98,15 @@ def check_http_url(url: str) -> str:
     return url
 
 
-def _shown(url: str) -> str:
-    """``url`` in quotes, with any password in it replaced."""
+def without_password(url: str) -> str:
+    """``url`` with any password in it replaced by ``***``, to be shown or logged."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         credentials, _, host = rest.rpartition("@")
         user, has_password, _ = credentials.partition(":")
-        return repr(f"{scheme}://{user}{':***' if has_password else ''}@{host}")
-    return repr(url)
+        return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
+    return url
+
+
+def _shown(url: str) -> str:
+    return repr(without_password(url))

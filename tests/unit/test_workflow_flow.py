@@ -14,7 +14,7 @@ from sqlmodel import col, func, select
 
 from bus.broker_view import BrokerView
 from bus.envelope import COORDINATOR
-from orchestration import Agent, InvalidRequest, Workflow, WorkflowStatus
+from orchestration import Agent, BrokerUnavailable, InvalidRequest, Workflow, WorkflowStatus
 from orchestration.maintenance import Maintenance
 from orchestration.pricing import micro_to_usd
 from storage.db import session_scope
@@ -254,7 +254,10 @@ def test_a_request_the_broker_never_took_is_dispatched_again_by_the_sweep(
 ) -> None:
     orc, bus = _three(inline_team)
     bus.broker_down = True
-    run = orc.submit("research", "the telegraph")  # accepted: the run is in the database
+    with pytest.raises(BrokerUnavailable, match="is recorded") as told:
+        orc.submit("research", "the telegraph")  # said so, but the run is in the database
+    assert told.value.run_id is not None
+    run = orc.run(told.value.run_id)
     assert _count(orc.database_url, MessageRow, workflow_id=run.id) == 1
     bus.broker_down = False
 
