@@ -44,6 +44,7 @@ from orchestration.definitions import Agent
 from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
 from orchestration.step_observer import StepObserver
+from orchestration.stray_requests import StrayRequests
 from orchestration.team import Team
 from storage import statements
 from storage.budget_store import Cap
@@ -129,8 +130,10 @@ class StepRunner:
         anomalies: AnomalyWatch | None = None,
         breakers: Breakers | None = None,
         observer: StepObserver | None = None,
+        strays: StrayRequests | None = None,
     ) -> None:
-        """``observer`` hears of every attempt recorded (None: nobody does)."""
+        """``observer`` hears of every attempt recorded (None: nobody does); ``strays``
+        dead-letters requests for steps the database does not have (None: they are skipped)."""
         self._team = team
         self._budget = budget
         self._breakers = breakers or Breakers(None)
@@ -142,6 +145,7 @@ class StepRunner:
         self._url = settings.effective_database_url
         self._record_cost = statements.record_cost(self._url)
         self._observer = observer
+        self._strays = strays
 
     def run(self, message: AgentMessage) -> None:
         step_id = str(message.payload["step_id"])
@@ -152,7 +156,12 @@ class StepRunner:
         ):
             claimed = self._claim(message, step_id, attempt, agent)
             if claimed is None:
-                log.info("step.delivery_skipped", reason="attempt claimed, finished or superseded")
+                if self._strays is None or not self._strays.dead_letter_if_unknown(
+                    message, step_id, agent.id
+                ):
+                    log.info(
+                        "step.delivery_skipped", reason="attempt claimed, finished or superseded"
+                    )
                 return
             this, request = claimed
             with tracing.span(
