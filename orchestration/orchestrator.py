@@ -60,7 +60,7 @@ from workers.celery_app import make_celery
 from workers.lifecycle import WorkerInfo, WorkerLifecycle
 from workers.logging import configure_logging
 from workers.metrics import WorkerMetrics
-from workers.providers.registry import Providers
+from workers.providers.registry import Providers, without_credentials
 from workers.tasks import (
     Headers,
     register_agent_task,
@@ -170,7 +170,11 @@ class Orchestrator:
                 poison.register(app, DeadLetters(self.database_url))
                 self._lifecycle = WorkerLifecycle(
                     app,
-                    starting=[self._serve_metrics_as_worker_starts, self.warm_up],
+                    starting=[
+                        self._warn_of_agents_without_credentials,
+                        self._serve_metrics_as_worker_starts,
+                        self.warm_up,
+                    ],
                     ready=[self._start_sweeps],
                     stopping=[self._stop_sweeps],
                 )
@@ -259,6 +263,20 @@ class Orchestrator:
                 "not see; run agent workers with --pool threads (the default) or solo",
             )
         self.serve_metrics()
+
+    def _warn_of_agents_without_credentials(self, worker: WorkerInfo) -> None:
+        """Say at start, not after a run has failed, that this worker's Claude agents cannot
+        call their model."""
+        served = [agent for agent in self.team.agents.values() if agent.queue in worker.queues]
+        stranded = without_credentials(self.settings, served)
+        if stranded:
+            log.warning(
+                "worker.agents_without_credentials",
+                agents=stranded,
+                advice="their steps will fail: set AGENTYARD_ANTHROPIC_API_KEY, or run "
+                "`agentyard stub-anthropic` and set "
+                "AGENTYARD_ANTHROPIC_BASE_URL=http://127.0.0.1:8765 to run them offline",
+            )
 
     def warm_up(self, worker: WorkerInfo) -> None:
         """Build what the first messages of a worker serving ``worker.queues`` need, before it

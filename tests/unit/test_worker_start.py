@@ -9,6 +9,7 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+import structlog.testing
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 import storage
@@ -110,3 +111,34 @@ def _shas(redis: fakeredis.FakeRedis) -> list[str]:
     """The hashes of every Lua script agentyard has."""
     lua = Path(storage.__file__).parent / "lua"
     return [hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(lua.glob("*.lua"))]
+
+
+def test_a_worker_whose_claude_agent_has_neither_key_nor_base_url_warns_as_it_starts(
+    unit_settings: Settings,
+) -> None:
+    # Given settings with no Anthropic key and no base URL (warm-up off, so that only the
+    # warning can tell), and a worker of the Claude writer's and the offline echo's queues
+    settings = unit_settings.model_copy(update={"worker_warmup": False})
+    orc = _team(settings, fakeredis.FakeRedis())
+    try:
+        with structlog.testing.capture_logs() as logs:
+            worker_init.send(sender=_Worker(orc, ["agent.writer", "agent.echo"]))
+    finally:
+        orc.close()
+
+    [warning] = [e for e in logs if e["event"] == "worker.agents_without_credentials"]
+    assert warning["log_level"] == "warning" and warning["agents"] == ["writer"]
+    assert "AGENTYARD_ANTHROPIC_API_KEY" in warning["advice"]
+    assert "agentyard stub-anthropic" in warning["advice"]
+
+
+def test_a_worker_whose_claude_agents_can_reach_a_stub_says_nothing_of_credentials(
+    settings: Settings,
+) -> None:
+    orc = _team(settings.model_copy(update={"worker_warmup": False}), fakeredis.FakeRedis())
+    try:
+        with structlog.testing.capture_logs() as logs:
+            worker_init.send(sender=_Worker(orc, ["agent.writer"]))
+    finally:
+        orc.close()
+    assert not [e for e in logs if e["event"] == "worker.agents_without_credentials"]

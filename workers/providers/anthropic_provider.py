@@ -17,7 +17,6 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
@@ -39,6 +38,7 @@ from workers.providers.base import (
     ModelRequest,
     ModelResponse,
     Usage,
+    is_real_anthropic_api,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class AnthropicProvider:
     def __init__(self, api_key: str | None, base_url: str | None) -> None:
         base_url = (base_url or "").rstrip("/") or None
         if not api_key:
-            if base_url is None or _is_real_api(base_url):
+            if base_url is None or is_real_anthropic_api(base_url):
                 raise ConfigurationError(
                     "No Anthropic API key is configured: set AGENTYARD_ANTHROPIC_API_KEY, or point "
                     "AGENTYARD_ANTHROPIC_BASE_URL at agentyard's stub server "
@@ -247,11 +247,6 @@ def _is_spend_limit(exc: anthropic.APIStatusError) -> bool:
         return True
     message = (exc.api_message or "").lower()
     return any(phrase in message for phrase in SPEND_LIMIT_PHRASES)
-
-
-def _is_real_api(base_url: str) -> bool:
-    host = urlsplit(base_url).hostname or ""
-    return host == "anthropic.com" or host.endswith(".anthropic.com")
 
 
 def _message_param(message: ChatMessage) -> MessageParam:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 # An HTTP provider names the attempt ("<step id>:<attempt>") in this header on every request, so
 # that a gateway's logs, or the stub server's counts, tell a retry from a duplicate. Ids only.
@@ -70,3 +71,9 @@ class ModelProvider(Protocol):
     def complete(self, request: ModelRequest) -> ModelResponse:
         """Make one call. Raises ``ProviderError`` subclasses on failure; never retries."""
         ...
+
+
+def is_real_anthropic_api(base_url: str) -> bool:
+    """Whether ``base_url`` is Anthropic's own API (which needs a key), not a stub or a proxy."""
+    host = urlsplit(base_url).hostname or ""
+    return host == "anthropic.com" or host.endswith(".anthropic.com")
