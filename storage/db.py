@@ -22,7 +22,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from storage.errors import ConfigurationError
+from storage.errors import ConfigurationError, DatabaseUnavailable
+from storage.url_checks import without_password
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
@@ -131,8 +132,10 @@ def migrate(url: str) -> None:
                 _migrated.add(url)
                 return
     except OperationalError as exc:
-        raise ConfigurationError(
-            f"cannot reach the database ({exc.orig}); check AGENTYARD_DATABASE_URL"
+        raise DatabaseUnavailable(
+            f"cannot reach the database at {without_password(url)} "
+            f"({' '.join(str(exc.orig).split())}); check "
+            "AGENTYARD_DATABASE_URL and that the database server is running there"
         ) from None
     with _migration_lock(url, engine), engine.begin() as connection:
         config.attributes["connection"] = connection

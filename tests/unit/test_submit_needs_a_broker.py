@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 from sqlmodel import func, select
 
-from orchestration import Agent, BrokerUnavailable, Orchestrator, Settings, Workflow
-from storage.db import session_scope
+from orchestration import (
+    Agent,
+    BrokerUnavailable,
+    DatabaseUnavailable,
+    Orchestrator,
+    Settings,
+    Workflow,
+)
+from storage.db import migrate, session_scope
 from storage.models import WorkflowRow
 from tests.conftest import TeamFactory
 
@@ -67,3 +74,13 @@ def test_a_request_the_broker_drops_after_the_check_is_reported_with_the_recorde
     assert told.value.run_id is not None
     assert orc.run(told.value.run_id).id == told.value.run_id  # a sweep will dispatch it
     assert _runs(orc.database_url) == 1
+
+
+def test_a_database_nobody_answers_on_is_database_unavailable_naming_it_without_its_password() -> (
+    None
+):
+    url = f"postgresql+psycopg://agentyard:hunter2@127.0.0.1:{_closed_port()}/agentyard"
+    with pytest.raises(DatabaseUnavailable, match="cannot reach the database at") as refused:
+        migrate(url)
+    assert "agentyard:***@127.0.0.1" in str(refused.value)
+    assert "hunter2" not in str(refused.value) and "\n" not in str(refused.value)
