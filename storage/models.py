@@ -1,6 +1,7 @@
 """The tables: PostgreSQL is the truth about every workflow, step, message and model call.
 
-Money is stored as integer micro-dollars (``*_micro``); times are UTC.
+Money is stored as integer micro-dollars (``*_micro``); it and every token count (``*_tokens``)
+in 64 bits (BIGINT), since a budget over $2 147 is over 2**31 micro-dollars. Times are UTC.
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, overload
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -36,6 +46,11 @@ def day_of(moment: datetime) -> int:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def _count(**field: Any) -> Any:
+    """A column of micro-dollars or tokens: 64 bits, since sums of them can pass 2**31."""
+    return Field(sa_type=BigInteger, **field)
 
 
 def _when(*, index: bool = False) -> Any:
@@ -93,8 +108,8 @@ class WorkflowRow(SQLModel, table=True):
     input: str = Field(sa_column=Column(Text, nullable=False))
     output: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
-    budget_micro: int | None = None
-    cost_micro: int = 0
+    budget_micro: int | None = _count(default=None)
+    cost_micro: int = _count(default=0)
     deadline_at: datetime | None = _when()
     created_at: datetime = Field(
         default_factory=utcnow,
@@ -150,14 +165,14 @@ class StepRow(SQLModel, table=True):
     error_kind: str | None = Field(default=None, max_length=64)
     error_retryable: bool = False
     retry_after_s: float | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_tokens: int = 0
-    cache_creation_1h_tokens: int = Field(
+    input_tokens: int = _count(default=0)
+    output_tokens: int = _count(default=0)
+    cache_creation_tokens: int = _count(default=0)
+    cache_creation_1h_tokens: int = _count(
         default=0, description="The part of cache_creation_tokens written with the 1-hour TTL."
     )
-    cache_read_tokens: int = 0
-    cost_micro: int = Field(default=0, description="Every attempt's cost, failed ones included.")
+    cache_read_tokens: int = _count(default=0)
+    cost_micro: int = _count(default=0, description="Every attempt's cost, failed ones included.")
     due_at: datetime | None = _when()
     lease_until: datetime | None = _when()
     dispatched_at: datetime | None = _when()
@@ -236,14 +251,14 @@ class TraceRow(SQLModel, table=True):
     reasoning: str | None = Field(default=None, sa_column=Column(Text))
     outcome: str = Field(max_length=64)
     error: str | None = Field(default=None, sa_column=Column(Text))
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_tokens: int = 0
-    cache_creation_1h_tokens: int = Field(
+    input_tokens: int = _count(default=0)
+    output_tokens: int = _count(default=0)
+    cache_creation_tokens: int = _count(default=0)
+    cache_creation_1h_tokens: int = _count(
         default=0, description="The part of cache_creation_tokens written with the 1-hour TTL."
     )
-    cache_read_tokens: int = 0
-    cost_micro: int = 0
+    cache_read_tokens: int = _count(default=0)
+    cost_micro: int = _count(default=0)
     latency_ms: float = 0.0
     wire_ms: float | None = Field(
         default=None,
@@ -275,7 +290,7 @@ class CostLedgerRow(SQLModel, table=True):
     agent_id: str = Field(max_length=200)
     model: str = Field(max_length=200)
     attempt: int
-    cost_micro: int
+    cost_micro: int = _count()
     unknown: bool = Field(
         default=False,
         sa_column_kwargs={"server_default": false()},
@@ -295,10 +310,10 @@ class CostAlertRow(SQLModel, table=True):
     team: str = Field(max_length=200)
     workflow_id: str = Field(max_length=36, unique=True)
     workflow: str = Field(max_length=200, index=True)
-    cost_micro: int = Field(description="The run's cost when the alert was raised.")
-    mean_micro: int
-    deviation_micro: int
-    threshold_micro: int
+    cost_micro: int = _count(description="The run's cost when the alert was raised.")
+    mean_micro: int = _count()
+    deviation_micro: int = _count()
+    threshold_micro: int = _count()
     runs: int = Field(description="Finished runs the mean and deviation were taken over.")
     finished: bool = Field(description="False: raised while the run was still under way.")
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
