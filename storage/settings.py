@@ -33,6 +33,8 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         frozen=True,
+        # `AGENTYARD_DATABASE_URL=` in a shell or a .env file means unset, not "the empty URL".
+        env_ignore_empty=True,
         # A field with environment aliases (`otel_endpoint`) still takes its own name in Python.
         populate_by_name=True,
     )

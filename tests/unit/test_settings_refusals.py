@@ -148,3 +148,11 @@ def test_invalid_settings_are_an_agentyard_error_and_a_value_error() -> None:
     with pytest.raises(AgentyardError):
         load(task_time_limit_s=3600, visibility_timeout_s=3600)
     assert issubclass(InvalidSettings, ValueError)
+
+
+def test_a_variable_set_to_nothing_counts_as_unset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AGENTYARD_REDIS_URL", "")
+    monkeypatch.setenv("AGENTYARD_DATABASE_URL", "")
+    assert load(home=tmp_path).database_url is None
