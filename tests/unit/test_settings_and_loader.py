@@ -1,7 +1,5 @@
 import pytest
 
-from orchestration.loader import load_orchestrator
-from storage.errors import ConfigurationError
 from storage.settings import Settings, normalize_database_url
 
 
@@ -39,22 +37,6 @@ def test_postgres_urls_use_psycopg_3_whatever_their_spelling(given: str) -> None
 def test_without_a_database_url_the_default_is_sqlite_under_home(tmp_path: object) -> None:
     settings = Settings(home=tmp_path, _env_file=None)  # type: ignore[call-arg]
     assert settings.effective_database_url == f"sqlite:///{tmp_path}/agentyard.db"
-
-
-@pytest.mark.parametrize("path", ["", "team:", "team:orc:x", "9team:orc", "team/orc", "team orc"])
-def test_a_malformed_module_path_gets_a_clear_error(path: str) -> None:
-    with pytest.raises(ConfigurationError, match="not a module path"):
-        load_orchestrator(path)
-
-
-def test_a_module_that_does_not_exist_gets_a_clear_error() -> None:
-    with pytest.raises(ConfigurationError, match="cannot import module 'no_such_team'"):
-        load_orchestrator("no_such_team:orc")
-
-
-def test_an_attribute_that_is_not_an_orchestrator_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match="is not an Orchestrator"):
-        load_orchestrator("storage.settings:Settings")
 
 
 def test_settings_with_environment_aliases_also_take_their_own_names_in_python(
