@@ -61,6 +61,13 @@ class Coordinator:
                 if delivered is not None:
                     mark_delivered(tx, delivered)
                 decision = self.decide(tx, run) if run is not None else Decision()
+            if run is None:
+                log.warning(
+                    "coordinator.unknown_run",
+                    reason="the run is not in this coordinator's database: its submitter most "
+                    "likely records runs in another one; give every process the same "
+                    "AGENTYARD_DATABASE_URL and AGENTYARD_REDIS_URL",
+                )
             self.after_commit(decision)
 
     def start(
