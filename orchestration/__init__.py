@@ -5,6 +5,7 @@ from orchestration import Agent, Orchestrator, Workflow
 
 from orchestration.definitions import Agent, Workflow
 from orchestration.orchestrator import Orchestrator
+from orchestration.pricing import MAX_CAP_USD
 from orchestration.results import StepResult, Tokens, WorkflowResult, WorkflowRun
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
@@ -27,6 +28,7 @@ from storage.models import StepStatus, WorkflowStatus
 from storage.settings import Settings
 
 __all__ = [
+    "MAX_CAP_USD",
     "Agent",
     "AgentyardError",
     "BrokerUnavailable",
