@@ -76,8 +76,8 @@ class AckSweeper:
                 elif self._publish_again(row, overdue):
                     counts["republished"] += 1
                     counts["escalated"] += escalated(row.priority) != row.priority
-        if any(counts.values()):
-            log.info("bus.acks_swept", **counts)
+        # At INFO only when it did something: an idle coordinator sweeps every second or so.
+        (log.info if any(counts.values()) else log.debug)("bus.acks_swept", **counts)
         return counts
 
     def _publish_again(self, row: MessageRow, overdue: Overdue) -> bool:

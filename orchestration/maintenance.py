@@ -73,8 +73,8 @@ class Maintenance:
             "due_retries": self._advance_due(),
             "overdue_workflows": self._advance_overdue(),
         }
-        if any(counts.values()):
-            log.info("maintenance.swept", **counts)
+        # At INFO only when it did something: an idle coordinator sweeps every few seconds.
+        (log.info if any(counts.values()) else log.debug)("maintenance.swept", **counts)
         return counts
 
     def _expire_leases(self) -> int:

@@ -1,32 +1,86 @@
-"""structlog set-up: JSON lines when not on a terminal, with the ids bound by each task, the
-trace and span of the moment, and no secrets (``workers.redaction``)."""
+"""Log lines: one per event, JSON when not on a terminal (``AGENTYARD_LOG_FORMAT``), with the ids
+bound by each task, the trace and span of the moment, and no secrets (``workers.redaction``).
+
+Two sources, one renderer, one stream (the standard error of the moment):
+- agentyard's own lines (structlog), kept from ``AGENTYARD_LOG_LEVEL`` up;
+- the standard library's records (Celery's, kombu's, Python's warnings) in a worker or beat
+  process, kept from the worker's ``--loglevel`` up. agentyard takes Celery's logging set-up over
+  (its ``setup_logging`` signal), so Celery neither formats lines its own way nor wraps what
+  agentyard writes in its ``[...: WARNING/MainProcess]`` prefix.
+
+A worker logging JSON writes JSON only: no banner (a ``worker.started`` line says what it said),
+stray prints logged as lines (``worker_redirect_stdouts``), and its warm and cold shutdowns on
+SIGTERM and SIGQUIT as a ``worker.shutting_down`` line instead of Celery's plain text. On a
+terminal the lines are for people: the banner stays, and so do prints.
+
+Celery's lines for each run of the periodic sweeps (beat's "Sending due task", the worker's
+"received" and "succeeded") are DEBUG lines: with beat they came every second, doing nothing.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, TextIO
 
 import structlog
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import (
+    celeryd_after_setup,
+    celeryd_init,
+    setup_logging,
+    worker_ready,
+    worker_shutting_down,
+)
+from celery.utils.log import LoggingProxy
 from opentelemetry import trace
 
+from bus.routing import ACK_SWEEP_TASK, SWEEP_TASK
 from storage.settings import Settings
 from workers.redaction import RedactingFilter, Redactor
 from workers.tracing import trace_id_of
 
+log = structlog.get_logger(__name__)
+
 _configured = False
 _redactor = Redactor()
+_as_json = not sys.stderr.isatty()
+_renderer: structlog.typing.Processor = structlog.processors.JSONRenderer()
+_handler: _LineHandler | None = None
+_write_lock = threading.Lock()
+_programs: weakref.WeakSet[Any] = weakref.WeakSet()  # the `celery worker` programs of this process
+
+# Celery's loggers of a task's comings and goings, and of beat's sending.
+_TASK_LINE_LOGGERS = frozenset({"celery.worker.strategy", "celery.app.trace", "celery.beat"})
+PERIODIC_TASKS = frozenset({SWEEP_TASK, ACK_SWEEP_TASK})
+
+
+def _stream() -> TextIO | None:
+    """The standard error of the moment (a test harness or a daemon may have replaced the one
+    logging was set up with), or the one Celery's redirection replaced."""
+    stream = sys.stderr
+    if isinstance(stream, LoggingProxy):  # its lines would come back here as records
+        return sys.__stderr__
+    return stream
+
+
+def write_line(text: str) -> None:
+    """Write one line whole: lines of several threads never mix."""
+    with _write_lock:
+        stream = _stream()
+        if stream is None:
+            return
+        stream.write(text + "\n")
+        stream.flush()
 
 
 class _CurrentStderr:
-    """Writes each line to whatever ``sys.stderr`` is when the line is logged, not to the one of
-    the moment logging was set up (a test harness, or a daemon, may have replaced or closed
-    that one)."""
+    """structlog's logger: each line to ``write_line``."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        write_line(message)
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
@@ -49,6 +103,16 @@ def add_trace_ids(
     return event_dict
 
 
+def _exception_of_record(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A record's traceback, as the redacting filter left it (already cleaned, as text)."""
+    record = event_dict.get("_record")
+    if record is not None and record.exc_text and "exc_info" not in event_dict:
+        event_dict["exception"] = record.exc_text
+    return event_dict
+
+
 def known_secrets(settings: Settings) -> list[str]:
     """The secrets this process was configured with, to be removed wherever they show up."""
     found: list[str] = []
@@ -65,29 +129,85 @@ def redacting_filter() -> RedactingFilter:
     return RedactingFilter(lambda: _redactor)
 
 
-def _redact_handlers(logger: logging.Logger | None = None, **_: object) -> None:
-    """Celery set up a logger's handlers: they remove secrets too."""
-    for handler in (logger or logging.getLogger()).handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(redacting_filter())
+class PeriodicTaskLines(logging.Filter):
+    """Makes Celery's INFO lines about each run of a periodic task DEBUG lines, and drops them
+    unless their logger keeps DEBUG. The task says itself when a run did something."""
+
+    def __init__(self, tasks: Iterable[str] = PERIODIC_TASKS) -> None:
+        super().__init__()
+        self._tasks = frozenset(tasks)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.name not in _TASK_LINE_LOGGERS:
+            return True
+        args = record.args
+        if isinstance(args, Mapping):  # the worker's: "Task %(name)s[%(id)s] received", ...
+            task = args.get("name")
+        elif isinstance(args, tuple) and len(args) == 2:  # beat's: (entry, task)
+            task = args[1]
+        else:
+            return True
+        if task not in self._tasks:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
-after_setup_logger.connect(_redact_handlers, weak=False)
-after_setup_task_logger.connect(_redact_handlers, weak=False)
+class _LineHandler(logging.Handler):
+    """The standard library's records, rendered as agentyard's lines and written with them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            write_line(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _formatter() -> structlog.stdlib.ProcessorFormatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            add_trace_ids,
+            _exception_of_record,
+            structlog.processors.format_exc_info,
+            _redactor,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer],
+    )
+
+
+def route_library_logs(level: int | str) -> logging.Handler:
+    """Render the standard library's records (Celery's...) from ``level`` up as agentyard's
+    lines, through one handler on the root logger (handlers already there stay). Idempotent."""
+    global _handler
+    if _handler is None:
+        _handler = _LineHandler()
+        _handler.addFilter(PeriodicTaskLines())  # first: it reads the record's arguments
+        _handler.addFilter(redacting_filter())
+    _handler.setFormatter(_formatter())
+    root = logging.getLogger()
+    if _handler not in root.handlers:
+        root.addHandler(_handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    logging.captureWarnings(True)
+    return _handler
 
 
 def configure_logging(settings: Settings, force: bool = False) -> None:
-    global _configured, _redactor
+    """Set agentyard's lines up from ``settings`` (level, format, the secrets to remove); once
+    per process unless ``force``."""
+    global _configured, _redactor, _as_json, _renderer
     if _configured and not force:
         return
     _redactor = Redactor(known_secrets(settings))
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
-    as_json = settings.log_format == "json" or (
+    _as_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
-    )
+    _renderer = structlog.processors.JSONRenderer() if _as_json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -96,10 +216,78 @@ def configure_logging(settings: Settings, force: bool = False) -> None:
             add_trace_ids,
             structlog.processors.format_exc_info,
             _redactor,
-            renderer,
+            _renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=_current_stderr,
-        cache_logger_on_first_use=True,
+        # Not cached: a module's logger used before this set-up (or before a later one, as the
+        # demo's) would keep the old level and format for good. It costs a microsecond a line.
+        cache_logger_on_first_use=False,
     )
+    if _handler is not None:
+        _handler.setFormatter(_formatter())
     _configured = True
+
+
+# -- Celery's worker and beat programs ------------------------------------------------------------
+
+
+def _take_over_celery_logging(loglevel: int | str | None = None, **_: object) -> None:
+    """Celery is setting its logging up (worker and beat): the records go through agentyard's
+    handler instead, at ``--loglevel``. A receiver of this signal means Celery adds no handler
+    and does not redirect the standard output."""
+    route_library_logs(loglevel or logging.WARNING)
+
+
+def _worker_starting(
+    instance: Any = None, options: Mapping[str, Any] | None = None, **_: object
+) -> None:
+    """A `celery worker` program is starting: log through agentyard's handler already (Celery
+    warns before it sets logging up, e.g. about running as root), and in JSON, no banner."""
+    route_library_logs((options or {}).get("loglevel") or logging.WARNING)
+    if instance is None:
+        return
+    _programs.add(instance)
+    if _as_json:
+        instance.quiet = True
+
+
+def _worker_set_up(instance: Any = None, conf: Any = None, **_: object) -> None:
+    if instance not in _programs:
+        return
+    if _as_json and conf is not None and conf.worker_redirect_stdouts:
+        instance.app.log.redirect_stdouts(conf.worker_redirect_stdouts_level)
+    log.info(
+        "worker.started",
+        hostname=instance.hostname,
+        queues=sorted(instance.app.amqp.queues.consume_from or ()),
+        concurrency=instance.concurrency,
+        pool=getattr(instance.pool_cls, "__module__", str(instance.pool_cls)),
+    )
+
+
+def _worker_ready(sender: Any = None, **_: object) -> None:
+    """In JSON, Celery's SIGTERM and SIGQUIT handlers again without their plain-text line
+    (``_worker_shutting_down`` says it). Celery installs them after its last signal before this."""
+    worker = getattr(sender, "controller", None)
+    if not _as_json or worker not in _programs:
+        return
+    from celery.apps import worker as program
+
+    try:
+        program.install_worker_term_handler(worker, verbose=False)
+        program.install_worker_term_hard_handler(worker, verbose=False)
+    except TypeError:  # a Celery without `verbose`: its line stays
+        log.debug("worker.shutdown_line_kept")
+
+
+def _worker_shutting_down(sig: str = "", how: str = "", exitcode: int = 0, **_: object) -> None:
+    if _programs:
+        log.info("worker.shutting_down", signal=sig, how=how.lower(), exitcode=exitcode)
+
+
+setup_logging.connect(_take_over_celery_logging, weak=False)
+celeryd_init.connect(_worker_starting, weak=False)
+celeryd_after_setup.connect(_worker_set_up, weak=False)
+worker_ready.connect(_worker_ready, weak=False)
+worker_shutting_down.connect(_worker_shutting_down, weak=False)

@@ -1,5 +1,6 @@
-"""Log lines: written to the standard error of the moment, with the ids of the trace they were
-logged in, and never a secret."""
+"""Log lines: one JSON object each (agentyard's and Celery's alike), written to the standard error
+of the moment, with the ids of the trace they were logged in, never a secret; the sweeps of an
+idle coordinator at DEBUG."""
 
 from __future__ import annotations
 
@@ -7,13 +8,29 @@ import io
 import json
 import logging
 import sys
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 
+import fakeredis
 import pytest
 import structlog
+from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
+from celery.signals import celeryd_init
+from celery.utils.log import LoggingProxy
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import update
 
+from bus.envelope import AgentMessage, MessageType
+from bus.routing import ACK_SWEEP_TASK, SWEEP_TASK
+from orchestration import Agent, Orchestrator, Workflow
+from storage.ack_store import AckStore
+from storage.db import session_scope
+from storage.models import StepRow, utcnow
 from storage.settings import Settings
-from workers.logging import configure_logging, redacting_filter
+from tests.conftest import TeamFactory
+from tests.support import InlineBus
+from workers.logging import configure_logging, redacting_filter, route_library_logs
 
 
 def test_a_line_logged_after_stderr_was_replaced_goes_to_the_new_stderr(
@@ -167,3 +184,222 @@ def test_a_line_about_a_run_outside_any_span_carries_the_runs_trace_id(
     [line] = _lines(json_lines)
     assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert "span_id" not in line
+
+
+# -- Celery's lines: the same renderer, their own level ------------------------------------------
+
+
+@pytest.fixture
+def library_lines() -> Iterator[Callable[[int | str], None]]:
+    """Route the standard library's records (Celery's) through agentyard's handler, as a worker
+    does; the root logger as it was afterwards."""
+    root = logging.getLogger()
+    level = root.level
+    handlers: list[logging.Handler] = []
+
+    def route(to: int | str) -> None:
+        handlers.append(route_library_logs(to))
+
+    yield route
+    for handler in handlers:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+def _received(task: str) -> None:
+    """Celery's line for a task message the worker took (celery.worker.strategy)."""
+    context = {"id": "6f1c", "name": task, "args": "()", "kwargs": "{}", "eta": None}
+    logging.getLogger("celery.worker.strategy").info(LOG_RECEIVED, context)
+
+
+def test_a_celery_line_is_one_json_object_with_its_level_and_logger(
+    json_lines: Captured, library_lines: Callable[[int | str], None]
+) -> None:
+    library_lines("INFO")
+
+    logging.getLogger("celery.worker.consumer.connection").info(
+        "Connected to %s", f"redis://:{REDIS_PASSWORD}@cache:6379/0"
+    )
+    logging.getLogger("celery.worker").warning("lost a heartbeat")
+
+    first, second = _lines(json_lines)
+    assert first["event"] == "Connected to redis://:[REDACTED]@cache:6379/0"
+    assert (first["level"], first["logger"]) == ("info", "celery.worker.consumer.connection")
+    assert "timestamp" in first
+    assert (second["event"], second["level"]) == ("lost a heartbeat", "warning")
+
+
+def test_a_celery_error_carries_its_traceback_without_its_secrets(
+    json_lines: Captured, library_lines: Callable[[int | str], None]
+) -> None:
+    library_lines("INFO")
+    try:
+        raise ConnectionError(f"could not reach redis://default:{REDIS_PASSWORD}@cache:6379")
+    except ConnectionError:
+        logging.getLogger("celery.app.trace").exception("Task agent.writer[6f1c] raised")
+
+    [line] = _lines(json_lines)
+    assert line["level"] == "error"
+    assert "ConnectionError" in str(line["exception"])
+    assert REDIS_PASSWORD not in json_lines.getvalue()
+
+
+def test_a_line_written_while_celery_redirects_stderr_is_not_wrapped_in_a_celery_line(
+    json_lines: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given Celery's redirection of the standard error to its logger (worker_redirect_stdouts)
+    real = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", real)
+    monkeypatch.setattr(sys, "stderr", LoggingProxy(logging.getLogger("celery.redirected")))
+
+    # When agentyard logs
+    structlog.get_logger("t").info("step.finished", step_id="s1")
+
+    # Then its line goes whole to the stream Celery replaced
+    [line] = [json.loads(text) for text in real.getvalue().splitlines()]
+    assert (line["event"], line["level"], line["step_id"]) == ("step.finished", "info", "s1")
+
+
+def test_agentyard_lines_keep_agentyard_s_level_and_celery_lines_the_worker_s(
+    capsys: pytest.CaptureFixture[str], library_lines: Callable[[int | str], None]
+) -> None:
+    for agentyard_level, celery_level in (("WARNING", "INFO"), ("DEBUG", "WARNING")):
+        configure_logging(
+            Settings(log_level=agentyard_level, log_format="json", _env_file=None),  # type: ignore[call-arg]
+            force=True,
+        )
+        library_lines(celery_level)
+        structlog.get_logger("t").debug("agentyard.debug")
+        structlog.get_logger("t").info("agentyard.info")
+        logging.getLogger("celery.worker").info("celery.info")
+
+        events = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+        if agentyard_level == "WARNING":
+            assert events == ["celery.info"]
+        else:
+            assert events == ["agentyard.debug", "agentyard.info"]
+
+
+def test_celery_lines_about_each_periodic_sweep_are_debug_lines(
+    json_lines: Captured, library_lines: Callable[[int | str], None]
+) -> None:
+    # At INFO: a sweep's comings and goings are not there; an agent's task's are
+    library_lines("INFO")
+    _received(ACK_SWEEP_TASK)
+    logging.getLogger("celery.beat").info(
+        "Scheduler: Sending due task %s (%s)", SWEEP_TASK, SWEEP_TASK
+    )
+    _received("agent.writer")
+    [line] = _lines(json_lines)
+    assert (line["event"], line["level"]) == ("Task agent.writer[6f1c] received", "info")
+
+    # At DEBUG: they are, as DEBUG lines
+    library_lines("DEBUG")
+    _received(ACK_SWEEP_TASK)
+    logging.getLogger("celery.app.trace").info(
+        LOG_SUCCESS, {"id": "6f1d", "name": SWEEP_TASK, "runtime": 0.01, "return_value": None}
+    )
+    received, succeeded = _lines(json_lines)[1:]
+    assert received == {
+        **received,
+        "event": f"Task {ACK_SWEEP_TASK}[6f1c] received",
+        "level": "debug",
+    }
+    assert succeeded["level"] == "debug" and SWEEP_TASK in str(succeeded["event"])
+
+
+class _Program:
+    """What the signal tells of a `celery worker` program starting."""
+
+    quiet = False
+
+
+def test_a_worker_logging_json_shows_no_banner_and_logs_celery_s_early_warnings(
+    json_lines: Captured, library_lines: Callable[[int | str], None]
+) -> None:
+    worker = _Program()
+
+    celeryd_init.send(sender="w@host", instance=worker, conf=None, options={"loglevel": "INFO"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("You're running the worker with superuser privileges", stacklevel=1)
+
+    assert worker.quiet is True
+    [line] = _lines(json_lines)
+    assert (line["level"], line["logger"]) == ("warning", "py.warnings")
+    assert "superuser privileges" in str(line["event"])
+
+
+def test_a_worker_on_a_terminal_keeps_its_banner(
+    capsys: pytest.CaptureFixture[str], library_lines: Callable[[int | str], None]
+) -> None:
+    configure_logging(
+        Settings(log_format="console", _env_file=None),  # type: ignore[call-arg]
+        force=True,
+    )
+    worker = _Program()
+
+    celeryd_init.send(sender="w@host", instance=worker, conf=None, options={"loglevel": "INFO"})
+
+    assert worker.quiet is False
+
+
+# -- the sweeps: at INFO only when they did something ---------------------------------------------
+
+
+def _swept(out: Captured, event: str) -> list[dict[str, object]]:
+    return [line for line in _lines(out) if line["event"] == event]
+
+
+def test_a_maintenance_sweep_that_did_nothing_is_a_debug_line(
+    json_lines: Captured, inline_team: TeamFactory
+) -> None:
+    orc, _ = inline_team(
+        Agent(id="writer", model="offline:echo"),
+        workflows=(Workflow.sequence("w", ["writer"]),),
+    )
+    orc.maintenance().sweep()
+    [idle] = _swept(json_lines, "maintenance.swept")
+    assert idle["level"] == "debug" and idle["expired_leases"] == 0
+
+    # A worker died mid-step: its lease ran out
+    orc.submit("w", "the telegraph")
+    with session_scope(orc.database_url) as session:
+        session.exec(update(StepRow).values(lease_until=utcnow() - timedelta(seconds=1)))
+    orc.maintenance().sweep()
+
+    [busy] = _swept(json_lines, "maintenance.swept")[1:]
+    assert busy["level"] == "info" and busy["expired_leases"] == 1
+
+
+def test_an_acknowledgement_sweep_that_did_nothing_is_a_debug_line(
+    json_lines: Captured, unit_settings: Settings
+) -> None:
+    fake = fakeredis.FakeRedis()
+    bus = InlineBus(
+        unit_settings.effective_database_url,
+        acks=AckStore(fake, team="unit"),
+        is_recipient=lambda name: name in {"coordinator", "planner", "writer"},
+    )
+    orc = Orchestrator("unit", unit_settings, bus=bus, redis=fake)
+    for agent_id in ("planner", "writer"):
+        orc.register_agent(Agent(id=agent_id, model="offline:echo"))
+    sweeper = orc.ack_sweeper()
+    assert sweeper is not None
+
+    sweeper.sweep()
+    [idle] = _swept(json_lines, "bus.acks_swept")
+    assert idle["level"] == "debug" and idle["reloaded"] == 0
+
+    # Redis lost its data while an acknowledgement was awaited
+    orc.bus.publish(
+        AgentMessage(
+            type=MessageType.NOTIFICATION, sender="planner", to=("writer",), requires_ack=True
+        )
+    )
+    fake.flushall()
+    sweeper.sweep()
+
+    [busy] = _swept(json_lines, "bus.acks_swept")[1:]
+    assert busy["level"] == "info" and busy["reloaded"] == 1
