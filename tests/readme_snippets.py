@@ -19,10 +19,11 @@ A Python block whose first line is ``# team.py`` is that file, as if marked ``fi
 whose first line is ``# team.py, continued`` is added to it. A reason is never optional: a block
 that is not run says why.
 
-A shell line is a command (run, it must exit 0), ``export NAME=VALUE`` (for every later line and
-Python block, as in one shell), or a long-running process (``agentyard worker``, ``agentyard
-flower``, ``agentyard stub-anthropic``, ``celery ... worker``; with or without a trailing ``&``),
-which the test starts in the background and waits for.
+A shell line is a command (run, it must exit 0, or N when its comment says ``exits N``),
+``export NAME=VALUE`` (for every later line and Python block, as in one shell), or a long-running
+process (``agentyard worker``, ``agentyard flower``, ``agentyard stub-anthropic``, ``celery ...
+worker``; with or without a trailing ``&``), which the test starts in the background and waits
+for.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _MARKER = re.compile(r"^<!--\s*snippet:\s*(?P<body>.*?)\s*-->\s*$")
 _SKIP = re.compile(r'^skip(?:\s+"(?P<lines>[^"]+)")?\s+\((?P<reason>[^)]*\S[^)]*)\)$')
 _SAVE = re.compile(r"^(?P<how>file|append)\s+(?P<path>[\w./-]+)$")
 _FIRST_LINE = re.compile(r"^#\s*(?P<path>[\w./-]+\.py)(?P<continued>,\s*continued\b.*)?\s*$")
+_EXITS = re.compile(r"\bexits (?P<code>\d+)\b")
 _EXPORT = re.compile(r"^export\s+(?P<name>[A-Za-z_]\w*)=(?P<value>.*)$")
 
 
@@ -99,10 +101,12 @@ class WriteFile:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A shell command that runs to its end and must exit 0."""
+    """A shell command that runs to its end and must exit with ``exit_code``: 0, unless its
+    comment says otherwise (``agentyard status nope   # exits 4: no such run``)."""
 
     command: str
     line: int
+    exit_code: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +263,8 @@ def shell_step(text: str, line: int) -> Command | Export | Background:
             f"line {line}: {text!r} is sent to the background, but the test does not know how to "
             "tell when it is ready; run it in the foreground"
         )
-    return Command(text, line)
+    said = _EXITS.search(text.partition(" #")[2])
+    return Command(text, line, int(said["code"]) if said else 0)
 
 
 def _long_running(words: list[str]) -> tuple[str | None, str | None]:

@@ -19,6 +19,7 @@ What the test changes in what it runs, and why:
   and a PostgreSQL database of its own; ``AGENTYARD_REDIS_KEY_PREFIX`` (its own) and
   ``AGENTYARD_HOME`` (in the temporary directory) are set from the start, and every other
   ``AGENTYARD_*`` variable of the outer environment is removed.
+- Each shell line must exit 0, or the code its comment gives (``# exits N``).
 - ``make`` lines run in the clone, where the Makefile is, on the virtualenv this test runs in,
   which is not set up again (``VENV=... -o .../.installed-stamp``).
 - A block that adds to a file workers import (``# team.py, continued``): the README says to
@@ -143,7 +144,6 @@ class ReadmeSession:
         self._app: Celery | None = None
         self.latest_run: str | None = None
         self._dead_letter: str | None = None
-        self.skipped: list[Skipped] = []
 
     # -- one step at a time ------------------------------------------------------------------
 
@@ -151,8 +151,8 @@ class ReadmeSession:
         if not isinstance(step, Background):
             self._await_started()
         if isinstance(step, Skipped):
-            self.skipped.append(step)
-        elif isinstance(step, Export):
+            return  # its marker says why
+        if isinstance(step, Export):
             self._export(step)
         elif isinstance(step, Background):
             self._start(step)
@@ -249,9 +249,10 @@ class ReadmeSession:
             text=True,
             timeout=COMMAND_TIMEOUT_S,
         )
-        if done.returncode != 0:
+        if done.returncode != step.exit_code:
             pytest.fail(
-                f"README.md line {step.line}: `{command}` exited {done.returncode}\n"
+                f"README.md line {step.line}: `{command}` exited {done.returncode}, not "
+                f"{step.exit_code}\n"
                 f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}",
                 pytrace=False,
             )
@@ -382,10 +383,10 @@ def database(postgres_url: str) -> Iterator[str]:
     admin = create_engine(TEST_POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
     from storage.db import engine_for
 
-    url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     engine_for(url).dispose()
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -211,3 +211,12 @@ def test_a_line_that_starts_two_processes_is_refused() -> None:
 def test_a_command_sent_to_the_background_that_the_test_cannot_wait_for_is_refused() -> None:
     with pytest.raises(ReadmeError, match="does not know how to tell when it is ready"):
         shell_steps("python -m http.server &\n", 1)
+
+
+def test_a_command_exits_0_unless_its_comment_says_another_code() -> None:
+    code = "agentyard status nope   # exits 4: no such run\nagentyard migrate   # the schema\n"
+
+    assert shell_steps(code, 1) == [
+        Command("agentyard status nope   # exits 4: no such run", 2, exit_code=4),
+        Command("agentyard migrate   # the schema", 3, exit_code=0),
+    ]
