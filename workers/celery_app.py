@@ -19,6 +19,7 @@ from bus.priorities import PRIORITY_STEPS
 from bus.routing import COORDINATOR_QUEUE
 from storage.errors import ConfigurationError
 from storage.settings import Settings
+from workers import logging as _logging  # noqa: F401  (takes Celery's logging set-up over)
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
@@ -63,7 +64,11 @@ def make_celery(name: str, settings: Settings) -> Celery:
         task_default_queue=COORDINATOR_QUEUE,
         task_queues=[Queue(COORDINATOR_QUEUE)],
         task_create_missing_queues=True,
+        # Logging is agentyard's (workers/logging.py): Celery's records are rendered as its lines,
+        # handlers already on the root logger stay, and in JSON a stray print is a WARNING line.
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=True,
+        worker_redirect_stdouts_level="WARNING",
         broker_pool_limit=64,
         # Flower and `celery inspect` show task arguments: ours are ids, never prompts or keys.
         task_protocol=2,

@@ -14,7 +14,8 @@ SIGTERM and SIGQUIT as a ``worker.shutting_down`` line instead of Celery's plain
 terminal the lines are for people: the banner stays, and so do prints.
 
 Celery's lines for each run of the periodic sweeps (beat's "Sending due task", the worker's
-"received" and "succeeded") are DEBUG lines: with beat they came every second, doing nothing.
+"received", "succeeded" and "Discarding revoked task" for a run that expired in the queue) are
+DEBUG lines: with beat they came twice a second, whether the sweeps did anything or not.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ _handler: _LineHandler | None = None
 _write_lock = threading.Lock()
 _programs: weakref.WeakSet[Any] = weakref.WeakSet()  # the `celery worker` programs of this process
 
-# Celery's loggers of a task's comings and goings, and of beat's sending.
-_TASK_LINE_LOGGERS = frozenset({"celery.worker.strategy", "celery.app.trace", "celery.beat"})
+# Celery's loggers of a task's comings and goings (received, succeeded, discarded as expired),
+# and of beat's sending.
+_TASK_LINE_LOGGERS = frozenset(
+    {"celery.worker.strategy", "celery.app.trace", "celery.worker.request", "celery.beat"}
+)
 PERIODIC_TASKS = frozenset({SWEEP_TASK, ACK_SWEEP_TASK})
 
 
@@ -141,13 +145,13 @@ class PeriodicTaskLines(logging.Filter):
         if record.levelno != logging.INFO or record.name not in _TASK_LINE_LOGGERS:
             return True
         args = record.args
-        if isinstance(args, Mapping):  # the worker's: "Task %(name)s[%(id)s] received", ...
-            task = args.get("name")
-        elif isinstance(args, tuple) and len(args) == 2:  # beat's: (entry, task)
-            task = args[1]
+        if isinstance(args, Mapping):  # "Task %(name)s[%(id)s] received", "... succeeded in"
+            names = [args.get("name")]
+        elif isinstance(args, tuple):  # "Discarding revoked task: %s[%s]", beat's "%s (%s)"
+            names = list(args)
         else:
             return True
-        if task not in self._tasks:
+        if not any(isinstance(name, str) and name in self._tasks for name in names):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)

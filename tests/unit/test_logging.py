@@ -290,6 +290,11 @@ def test_celery_lines_about_each_periodic_sweep_are_debug_lines(
     logging.getLogger("celery.beat").info(
         "Scheduler: Sending due task %s (%s)", SWEEP_TASK, SWEEP_TASK
     )
+    logging.getLogger("celery.worker.request").info(
+        "Discarding revoked task: %s[%s]",
+        SWEEP_TASK,
+        "6f1e",  # expired in the queue
+    )
     _received("agent.writer")
     [line] = _lines(json_lines)
     assert (line["event"], line["level"]) == ("Task agent.writer[6f1c] received", "info")
