@@ -233,6 +233,12 @@ def configure_logging(settings: Settings, force: bool = False) -> None:
     _configured = True
 
 
+def writes_json() -> bool:
+    """Whether this process's lines are JSON (``AGENTYARD_LOG_FORMAT`` json, or auto off a
+    terminal): a program started from here then leaves its banner out (`celery --quiet`)."""
+    return _as_json
+
+
 # -- Celery's worker and beat programs ------------------------------------------------------------
 
 

@@ -30,7 +30,12 @@ from storage.models import StepRow, utcnow
 from storage.settings import Settings
 from tests.conftest import TeamFactory
 from tests.support import InlineBus
-from workers.logging import configure_logging, redacting_filter, route_library_logs
+from workers.logging import (
+    configure_logging,
+    redacting_filter,
+    route_library_logs,
+    writes_json,
+)
 
 
 def test_a_line_logged_after_stderr_was_replaced_goes_to_the_new_stderr(
@@ -330,7 +335,7 @@ def test_a_worker_logging_json_shows_no_banner_and_logs_celery_s_early_warnings(
         warnings.simplefilter("always")
         warnings.warn("You're running the worker with superuser privileges", stacklevel=1)
 
-    assert worker.quiet is True
+    assert worker.quiet is True and writes_json()
     [line] = _lines(json_lines)
     assert (line["level"], line["logger"]) == ("warning", "py.warnings")
     assert "superuser privileges" in str(line["event"])
@@ -347,7 +352,7 @@ def test_a_worker_on_a_terminal_keeps_its_banner(
 
     celeryd_init.send(sender="w@host", instance=worker, conf=None, options={"loglevel": "INFO"})
 
-    assert worker.quiet is False
+    assert worker.quiet is False and not writes_json()
 
 
 # -- the sweeps: at INFO only when they did something ---------------------------------------------
