@@ -261,12 +261,14 @@ class ReadmeSession:
 
     def _python(self, step: PythonCode) -> None:
         code = compile(self._ports_in(step.code), f"README.md, block at line {step.line}", "exec")
+        raised = None
         try:
             exec(code, self.namespace)
         except Exception:
+            raised = traceback.format_exc()
+        if raised is not None:
             pytest.fail(
-                f"README.md line {step.line}: the Python block raised\n{traceback.format_exc()}",
-                pytrace=False,
+                f"README.md line {step.line}: the Python block raised\n{raised}", pytrace=False
             )
         run = self.namespace.get("run")
         if run is not None and getattr(run, "id", None):
@@ -434,11 +436,13 @@ def test_every_snippet_of_the_readme_runs_against_real_workers(session: ReadmeSe
 
     # Then every block ran (the test failed at the first that did not), and what the README
     # says its blocks give is so: the run succeeded, with the researcher's calls answered by the
-    # stub through the real SDK; the broadcast reached both subscribers, and the writer's
-    # handler, in a worker that imports the team module, kept what it received.
+    # stub through the real SDK, its script's entries each answering a call; the broadcast
+    # reached both subscribers, and the writer's handler, in a worker that imports the team
+    # module, kept what it received.
     assert session.namespace["result"].status == "succeeded", session.namespace["result"]
     stats = _get_json(f"http://127.0.0.1:{session.stub().port()}/_stub/stats")
     assert stats["by_status"].get("200", 0) >= 1, stats
+    assert stats["by_status"].get("429") == 1 and stats["scripted_left"] == 0, stats
     assert session.namespace["published"].recipients == ("reviewer", "writer")
     kept = session.workdir / "sources.jsonl"
     deadline = time.monotonic() + 30
