@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace, database_url: str, prefix: str, endpoint: str
         log_format="json",
         otel_endpoint=endpoint,
         _env_file=None,
-    )  # type: ignore[call-arg]
+    )
     exporting = tracing.build_provider(settings)
     counted = _SpanCount()
     exporting.add_span_processor(counted)

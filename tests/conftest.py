@@ -53,7 +53,7 @@ def unit_settings(sqlite_url: str, tmp_path: Path) -> Settings:
         home=tmp_path,
         log_level="WARNING",
         _env_file=None,
-    )  # type: ignore[call-arg]
+    )
 
 
 TeamFactory = Callable[..., tuple[Orchestrator, InlineBus]]
@@ -159,7 +159,7 @@ def server_settings(
         home=tmp_path,
         log_level="WARNING",
         _env_file=None,
-    )  # type: ignore[call-arg]
+    )
 
 
 @pytest.fixture

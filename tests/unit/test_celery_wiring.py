@@ -38,7 +38,7 @@ def test_the_app_is_durable_json_only_and_keeps_no_results(unit_settings: Settin
 
 
 def test_every_producer_and_worker_gets_the_same_priority_steps_and_prefix() -> None:
-    options = transport_options(Settings(redis_key_prefix="team-a:", _env_file=None))  # type: ignore[call-arg]
+    options = transport_options(Settings(redis_key_prefix="team-a:", _env_file=None))
     assert options["priority_steps"] == list(range(10))
     assert options["sep"] == ":" and options["queue_order_strategy"] == "priority"
     assert options["global_keyprefix"] == "team-a:"

@@ -23,7 +23,7 @@ PASSWORDS = "ops:s3cret-one, audit:s3cret:two"
 
 
 def _settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 class _App:

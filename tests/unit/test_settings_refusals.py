@@ -14,7 +14,7 @@ PG = "postgresql://agentyard@db.example/agentyard"
 
 
 def load(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.mark.parametrize(

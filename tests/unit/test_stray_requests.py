@@ -24,7 +24,7 @@ def _worker_on_another_database(tmp_path: Path) -> Orchestrator:
         home=tmp_path,
         log_level="WARNING",
         _env_file=None,
-    )  # type: ignore[call-arg]
+    )
     bus = InlineBus(settings.effective_database_url)
     orc = Orchestrator("unit", settings, bus=bus, redis=fakeredis.FakeRedis())
     orc.register_agent(WRITER)

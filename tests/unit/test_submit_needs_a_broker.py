@@ -43,7 +43,7 @@ def test_a_broker_nobody_answers_on_is_refused_at_submit_and_nothing_is_recorded
         home=tmp_path,
         log_level="WARNING",
         _env_file=None,
-    )  # type: ignore[call-arg]
+    )
     orc = Orchestrator("unit", settings)
     orc.register_agent(Agent(id="writer", model="offline:echo"))
     orc.register_workflow(Workflow.sequence("w", ["writer"]))
