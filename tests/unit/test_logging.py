@@ -41,7 +41,7 @@ from workers.logging import (
 def test_a_line_logged_after_stderr_was_replaced_goes_to_the_new_stderr(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = Settings(log_level="INFO", log_format="json", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(log_level="INFO", log_format="json", _env_file=None)
     first = io.StringIO()
     monkeypatch.setattr(sys, "stderr", first)
     configure_logging(settings, force=True)
@@ -96,7 +96,7 @@ def json_lines(capsys: pytest.CaptureFixture[str]) -> Captured:
         anthropic_api_key=ANTHROPIC_KEY,
         flower_basic_auth=f"admin:{FLOWER_PASSWORD}",
         _env_file=None,
-    )  # type: ignore[call-arg]
+    )
     configure_logging(settings, force=True)
     return Captured(capsys)
 
@@ -150,7 +150,7 @@ def test_redaction_keeps_what_is_not_a_secret(json_lines: Captured) -> None:
 
 def test_celery_log_records_lose_their_secrets_too() -> None:
     configure_logging(
-        Settings(anthropic_api_key=ANTHROPIC_KEY, _env_file=None),  # type: ignore[call-arg]
+        Settings(anthropic_api_key=ANTHROPIC_KEY, _env_file=None),
         force=True,
     )
     record = logging.LogRecord(
@@ -271,7 +271,7 @@ def test_agentyard_lines_keep_agentyard_s_level_and_celery_lines_the_worker_s(
 ) -> None:
     for agentyard_level, celery_level in (("WARNING", "INFO"), ("DEBUG", "WARNING")):
         configure_logging(
-            Settings(log_level=agentyard_level, log_format="json", _env_file=None),  # type: ignore[call-arg]
+            Settings(log_level=agentyard_level, log_format="json", _env_file=None),
             force=True,
         )
         library_lines(celery_level)
@@ -345,7 +345,7 @@ def test_a_worker_on_a_terminal_keeps_its_banner(
     capsys: pytest.CaptureFixture[str], library_lines: Callable[[int | str], None]
 ) -> None:
     configure_logging(
-        Settings(log_format="console", _env_file=None),  # type: ignore[call-arg]
+        Settings(log_format="console", _env_file=None),
         force=True,
     )
     worker = _Program()
