@@ -10,7 +10,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bus import priorities
-from storage.errors import AgentyardError
+from storage.errors import AgentyardError, ConfigurationError
+
+
+def team(text: str) -> str:
+    """A team as ``package.module:attribute``. Only its spelling is checked here: the command
+    imports it when it runs (``orchestration.loader``)."""
+    from orchestration.loader import check_path
+
+    try:
+        return check_path(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def priority(text: str) -> int:
@@ -21,17 +32,23 @@ def priority(text: str) -> int:
 
 
 def bounded(
-    convert: Callable[[str], float], low: float, high: float, what: str
+    convert: Callable[[str], float],
+    low: float,
+    high: float,
+    what: str,
+    *,
+    above_low: bool = False,
 ) -> Callable[[str], Any]:
-    """An argparse type: ``text`` as ``convert`` reads it, from ``low`` to ``high``; anything
-    else is refused saying ``what`` is wanted."""
+    """An argparse type: ``text`` as ``convert`` reads it, a finite number from ``low`` (or, with
+    ``above_low``, over it) to ``high``; anything else is refused saying ``what`` is wanted."""
 
     def parse(text: str) -> Any:
         try:
             value = convert(text)
         except ValueError:
             value = math.nan
-        if not low <= value <= high:
+        in_range = (low < value if above_low else low <= value) and value <= high
+        if not (in_range and math.isfinite(value)):
             raise argparse.ArgumentTypeError(f"{what}, not {text!r}")
         return value
 
@@ -42,6 +59,9 @@ port = bounded(int, 0, 65535, "a port number 0..65535 (0: any free port)")
 positive = bounded(int, 1, math.inf, "a whole number of at least 1")
 usd_amount = bounded(float, 0, math.inf, "an amount in USD, 0 or more (e.g. 0.05)")
 seconds = bounded(float, 0, math.inf, "a number of seconds, 0 or more")
+seconds_over_zero = bounded(
+    float, 0, math.inf, "a number of seconds over 0 (e.g. 600)", above_low=True
+)
 
 
 def since(text: str) -> timedelta | datetime:

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from orchestration.cli.exit_codes import EXIT_FAILED, EXIT_USAGE
+from orchestration.cli.errors import DeadLetterNotFound
+from orchestration.cli.exit_codes import ExitCode
+from storage.errors import ConfigurationError, InvalidRequest
 
 
-def deadletters(args: argparse.Namespace) -> int:
+def deadletters(args: argparse.Namespace) -> ExitCode:
     from bus.dead_letters import DeadLetters, republish
     from orchestration.loader import load_orchestrator
     from orchestration.report import format_dead_letters
     from storage.db import migrate
-    from storage.errors import InvalidRequest
     from storage.settings import Settings
 
     if args.republish is not None and args.team is None:
-        print(
-            "usage: agentyard deadletters TEAM --republish ID: publishing again needs the team "
-            "(module:orchestrator), whose bus sends the message",
-            file=sys.stderr,
+        raise InvalidRequest(
+            "publishing again needs the team, whose bus sends the message: "
+            f"agentyard deadletters TEAM --republish {args.republish}"
         )
-        return EXIT_USAGE
     orc = load_orchestrator(args.team) if args.team else None
     if orc is not None:
         orc.ensure_ready()
@@ -32,12 +30,13 @@ def deadletters(args: argparse.Namespace) -> int:
         migrate(url)
     if orc is None or args.republish is None:
         print(format_dead_letters(DeadLetters(url).latest(args.limit), args.limit))
-        return 0
-    try:
-        done = republish(orc.bus, url, args.republish)
-    except InvalidRequest as exc:
-        print(f"agentyard: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.OK
+    if not _dead_letter_exists(url, args.republish):
+        raise DeadLetterNotFound(
+            f"no dead letter {args.republish!r} in this database; `agentyard deadletters` "
+            "lists them"
+        )
+    done = republish(orc.bus, url, args.republish)
     if done.sent:
         print(
             f"published message {done.message_id} again to {done.recipient} as attempt "
@@ -49,29 +48,35 @@ def deadletters(args: argparse.Namespace) -> int:
             f"message {done.message_id} was not sent: {done.recipient} acknowledged it "
             f"meanwhile; dead letter {done.dead_letter_id} is marked republished"
         )
-    return 0
+    return ExitCode.OK
 
 
-def costs(args: argparse.Namespace) -> int:
+def _dead_letter_exists(url: str, dead_letter_id: str) -> bool:
+    from storage.db import session_scope
+    from storage.models import DeadLetterRow
+
+    with session_scope(url) as session:
+        return session.get(DeadLetterRow, dead_letter_id) is not None
+
+
+def costs(args: argparse.Namespace) -> ExitCode:
     from orchestration.costs import rebuild, report
     from orchestration.loader import load_orchestrator
     from orchestration.pricing import micro_to_usd
 
-    words = list(args.words)
-    action = words.pop(0) if words and words[0] in ("show", "rebuild") else "show"
-    if len(words) != 1:
-        print("usage: agentyard costs [show|rebuild] module:orchestrator", file=sys.stderr)
-        return EXIT_USAGE
-    orc = load_orchestrator(words[0])
+    if args.team in ("show", "rebuild"):  # argparse takes a lone action for the team
+        raise InvalidRequest(f"costs {args.team} needs the team: agentyard costs {args.team} TEAM")
+    orc = load_orchestrator(args.team)
     orc.ensure_ready()
     store = orc.budget_store()
-    if action == "rebuild":
+    if args.action == "rebuild":
         if store is None:
-            print("agentyard: spend caps live in Redis; set AGENTYARD_REDIS_URL", file=sys.stderr)
-            return EXIT_USAGE
+            raise ConfigurationError(
+                "spend counters live in Redis, and this team has none: set AGENTYARD_REDIS_URL"
+            )
         raised = rebuild(orc.database_url, orc.team, store)
         print(f"raised {raised} spend counter(s) of team {orc.name!r} to what the ledger says")
-        return 0
+        return ExitCode.OK
     spent = report(orc.database_url, orc.name, args.days, store)
     print(f"spend of team {orc.name!r}, last {args.days} day(s), from the cost ledger:")
     if not spent.spend:
@@ -89,17 +94,18 @@ def costs(args: argparse.Namespace) -> int:
         )
     held = sum(amount for _, amount in spent.held)
     print(f"reserved now: ${micro_to_usd(held):.6f} in {len(spent.held)} open hold(s)")
-    return 0
+    return ExitCode.OK
 
 
-def breakers(args: argparse.Namespace) -> int:
+def breakers(args: argparse.Namespace) -> ExitCode:
     from orchestration.loader import load_orchestrator
 
     orc = load_orchestrator(args.team)
     store = orc.breaker_store()
     if store is None:
-        print("agentyard: breakers live in Redis; set AGENTYARD_REDIS_URL", file=sys.stderr)
-        return EXIT_USAGE
+        raise ConfigurationError(
+            "circuit breakers live in Redis, and this team has none: set AGENTYARD_REDIS_URL"
+        )
     print(f"circuit breakers of team {orc.name!r}:")
     for agent_id in sorted(orc.team.agents):
         state = store.state(agent_id)
@@ -108,4 +114,4 @@ def breakers(args: argparse.Namespace) -> int:
             f"  {agent_id:30} {state.state:10} {state.failures} recent failure(s), "
             f"opened {state.opened} time(s){left}"
         )
-    return 0
+    return ExitCode.OK

@@ -4,23 +4,63 @@ from __future__ import annotations
 
 import argparse
 from datetime import timedelta
+from typing import NoReturn
 
 from bus import priorities
-from orchestration.cli import arguments, operations, runs, services, tools
+from orchestration.cli import arguments, exit_codes, operations, runs, services, tools
+from orchestration.cli.exit_codes import ExitCode
 
 DESCRIPTION = (
     "The ``agentyard`` command: workers, beat, Flower, running and inspecting workflows, the demo."
 )
 
+TEAM_HELP = "the orchestrator, as module:attribute (e.g. examples.team:orc)"
+DATABASE_TEAM_HELP = (
+    "the orchestrator, as module:attribute, whose settings name the database "
+    "(default: the AGENTYARD_* settings of the environment)"
+)
+
+RUN_EPILOG = """\
+the input:
+  INPUT is the workflow's input text. With - it is read from standard input
+  instead, as UTF-8 (input that is not UTF-8 is refused, naming the offset of
+  the first byte that is not): a document of any size, which a command line
+  cannot carry. For example:
+    agentyard run examples.team:orc research - < report.md
+
+exit codes:
+  0 the run succeeded (with --no-wait: it was submitted); 1 it ended failed,
+  budget_exceeded or timed_out; 6 --timeout passed first, and the run goes on;
+  `agentyard --help` lists the others"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, refusing a command line in one line on stderr, ``agentyard: <what is wrong>``,
+    with the exit code USAGE; its sub-parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("agentyard").strip()
+        where = f"{command}: " if command else ""
+        self.exit(ExitCode.USAGE, f"agentyard: {where}{message}; see `{self.prog} --help`\n")
+
+
+def _team(command: argparse.ArgumentParser, help: str = TEAM_HELP, optional: bool = False) -> None:
+    command.add_argument(
+        "team", metavar="TEAM", type=arguments.team, nargs="?" if optional else None, help=help
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agentyard", description=DESCRIPTION)
+    parser = Parser(
+        prog="agentyard",
+        description=DESCRIPTION,
+        epilog=exit_codes.table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     worker = commands.add_parser("worker", help="run a worker for some agents or the coordinator")
-    worker.add_argument(
-        "team", help="the orchestrator, as module:attribute (e.g. examples.team:orc)"
-    )
+    _team(worker)
     worker.add_argument("--agents", help="comma-separated agent ids; one queue agent.<id> each")
     worker.add_argument("--all-agents", action="store_true", help="serve every registered agent")
     worker.add_argument(
@@ -35,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run Celery beat, which sends the sweeps as periodic tasks (optional: the "
         "coordinators sweep on their own)",
     )
-    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument(
+        "--concurrency",
+        type=arguments.positive,
+        default=8,
+        help="threads (or processes) taking tasks at once, at least 1 (8)",
+    )
     worker.add_argument(
         "--pool",
         default="threads",
@@ -57,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run Celery beat, sending the sweeps as periodic tasks (optional: every coordinator "
         "sweeps on its own)",
     )
-    beat.add_argument("team")
+    _team(beat)
     beat.add_argument("--loglevel", default="INFO")
     beat.set_defaults(func=services.beat)
 
@@ -66,45 +111,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="start Flower with the team's broker options, events on, and the basic auth of "
         "AGENTYARD_FLOWER_BASIC_AUTH",
     )
-    flower.add_argument("team")
-    flower.add_argument("--port", type=int, default=5555, help="port to serve on (5555)")
+    _team(flower)
+    flower.add_argument("--port", type=arguments.port, default=5555, help="port to serve on (5555)")
     flower.add_argument(
         "--address", default="127.0.0.1", help="interface to serve on (0.0.0.0: every one)"
     )
     flower.set_defaults(func=services.flower)
 
-    run = commands.add_parser("run", help="enqueue one workflow and follow it")
-    run.add_argument("team")
-    run.add_argument("workflow")
-    run.add_argument("input")
+    run = commands.add_parser(
+        "run",
+        help="enqueue one workflow and follow it (INPUT -: read it from standard input)",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _team(run)
+    run.add_argument("workflow", metavar="WORKFLOW", help="the workflow's name")
+    run.add_argument(
+        "input",
+        metavar="INPUT",
+        help="the input text; - reads it from standard input (UTF-8), e.g. a long document",
+    )
     run.add_argument(
         "--priority",
         type=arguments.priority,
         default=priorities.DEFAULT,
         help="0..9, 9 most urgent",
     )
-    run.add_argument("--timeout", type=float, default=600.0, help="seconds to follow it")
+    run.add_argument(
+        "--timeout",
+        type=arguments.seconds_over_zero,
+        default=600.0,
+        help="seconds to follow it, over 0 (600); the run goes on after it",
+    )
     run.add_argument("--no-wait", action="store_true", help="print the run id and return")
     run.set_defaults(func=runs.run)
 
     status = commands.add_parser("status", help="show one run")
-    status.add_argument("run_id")
+    _team(status, DATABASE_TEAM_HELP, optional=True)
+    status.add_argument("run_id", metavar="RUN_ID")
     status.add_argument("--brief", action="store_true", help="leave out the output")
     status.set_defaults(func=runs.status)
 
     messages = commands.add_parser(
         "messages", help="a run's messages in order, who acknowledged them, delivered or not"
     )
-    messages.add_argument("run_id")
+    _team(messages, DATABASE_TEAM_HELP, optional=True)
+    messages.add_argument("run_id", metavar="RUN_ID")
     messages.set_defaults(func=runs.messages)
 
     deadletters = commands.add_parser(
         "deadletters",
         help="the latest dead letters; `deadletters TEAM --republish ID` publishes one again",
     )
-    deadletters.add_argument(
-        "team", nargs="?", help="the orchestrator, as module:attribute (needed by --republish)"
-    )
+    _team(deadletters, f"{DATABASE_TEAM_HELP}; needed by --republish", optional=True)
     deadletters.add_argument(
         "--limit", type=arguments.positive, default=50, help="how many to list (default 50)"
     )
@@ -120,12 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="spend per agent, workflow type and day, and what is reserved now; "
         "`costs rebuild TEAM` restores the Redis spend counters from the ledger",
     )
-    costs.add_argument("words", nargs="+", metavar="[show|rebuild] TEAM")
-    costs.add_argument("--days", type=int, default=7, help="how many days back (show)")
+    costs.add_argument(
+        "action",
+        nargs="?",
+        choices=["show", "rebuild"],
+        default="show",
+        help="show the spend (the default), or rebuild the Redis spend counters from the ledger",
+    )
+    _team(costs)
+    costs.add_argument(
+        "--days", type=arguments.positive, default=7, help="how many days back, at least 1 (7)"
+    )
     costs.set_defaults(func=operations.costs)
 
     breakers = commands.add_parser("breakers", help="each agent's circuit breaker, as it is now")
-    breakers.add_argument("team")
+    _team(breakers)
     breakers.set_defaults(func=operations.breakers)
 
     trace = commands.add_parser(
@@ -133,10 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="one run as a tree: each step with its agent, status, latency, tokens, cost, "
         "retries and fallbacks, and each attempt under it",
     )
-    trace.add_argument(
-        "team", nargs="?", help="the orchestrator, as module:attribute (its settings are used)"
-    )
-    trace.add_argument("run_id")
+    _team(trace, DATABASE_TEAM_HELP, optional=True)
+    trace.add_argument("run_id", metavar="RUN_ID")
     trace.add_argument(
         "--show-io",
         action="store_true",
@@ -147,10 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     graph = commands.add_parser(
         "graph", help="one run's dependency graph from its trace records: mermaid, dot or JSON"
     )
-    graph.add_argument(
-        "team", nargs="?", help="the orchestrator, as module:attribute (its settings are used)"
-    )
-    graph.add_argument("run_id")
+    _team(graph, DATABASE_TEAM_HELP, optional=True)
+    graph.add_argument("run_id", metavar="RUN_ID")
     graph.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
     graph.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
     graph.set_defaults(func=runs.graph)
@@ -160,9 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs where an agent cost more than $X, or slower than Y seconds "
         "(conditions given together must all hold)",
     )
-    find.add_argument(
-        "team", nargs="?", help="the orchestrator, as module:attribute; its runs only"
-    )
+    _team(find, f"{DATABASE_TEAM_HELP}; its runs only", optional=True)
     find.add_argument("--agent", help="an agent id: runs it made calls in, with what they cost")
     find.add_argument(
         "--cost-over",
@@ -192,12 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     stub = commands.add_parser("stub-anthropic", help="a local server speaking the Messages API")
     stub.add_argument("--host", default="127.0.0.1")
-    stub.add_argument("--port", type=int, default=8765)
-    stub.add_argument("--latency", type=float, default=0.0, help="seconds per response")
+    stub.add_argument("--port", type=arguments.port, default=8765, help="0..65535 (8765)")
+    stub.add_argument(
+        "--latency", type=arguments.seconds, default=0.0, help="seconds per response, 0 or more"
+    )
     stub.set_defaults(func=tools.stub_anthropic)
 
     demo = commands.add_parser("demo", help="run the example team end to end, no servers needed")
-    demo.add_argument("--team", default="examples.team:orc")
+    demo.add_argument("--team", type=arguments.team, default="examples.team:orc", help=TEAM_HELP)
     demo.add_argument("--workflow", default="research")
     demo.add_argument("--topic", default="the history of the electric telegraph")
     demo.set_defaults(func=tools.demo)

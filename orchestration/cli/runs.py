@@ -6,51 +6,73 @@ import argparse
 import json
 import sys
 
-from orchestration.cli.exit_codes import EXIT_FAILED
+from orchestration.cli.exit_codes import ExitCode
+from storage.errors import InvalidRequest, WaitTimeout
+
+STDIN = "-"
+"""The input argument that means: read the input from standard input."""
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     from orchestration.loader import load_orchestrator
     from orchestration.report import ProgressPrinter, format_result
+    from storage.models import WorkflowStatus
 
+    text = read_input(args.input)
     orc = load_orchestrator(args.team)
-    submitted = orc.submit(args.workflow, args.input, priority=args.priority)
+    submitted = orc.submit(args.workflow, text, priority=args.priority)
     print(f"submitted run {submitted.id}")
     if args.no_wait:
-        return 0
-    result = submitted.wait(timeout=args.timeout, on_progress=ProgressPrinter())
+        return ExitCode.OK
+    try:
+        result = submitted.wait(timeout=args.timeout, on_progress=ProgressPrinter())
+    except WaitTimeout:
+        raise WaitTimeout(
+            f"run {submitted.id} has not finished after {args.timeout:g}s (--timeout); it goes "
+            f"on: `agentyard status {args.team} {submitted.id}` shows where it is"
+        ) from None
     print(format_result(result))
-    return 0 if result.status.value == "succeeded" else EXIT_FAILED
+    if result.status is WorkflowStatus.SUCCEEDED:
+        return ExitCode.OK
+    return ExitCode.RUN_DID_NOT_SUCCEED
 
 
-def status(args: argparse.Namespace) -> int:
+def read_input(given: str) -> str:
+    """A run's input: ``given`` itself, or with ``-`` all of standard input, read as bytes and
+    decoded as UTF-8 (strictly: a document is not guessed at)."""
+    if given != STDIN:
+        return given
+    if sys.stdin is None:
+        raise InvalidRequest("the input is '-' but this process has no standard input to read")
+    if sys.stdin.isatty():
+        print("reading the input from standard input; end it with Ctrl-D", file=sys.stderr)
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(
+            f"standard input is not UTF-8: byte {exc.start} (0x{data[exc.start]:02x}) "
+            f"cannot be decoded ({exc.reason}); convert it first, e.g. with "
+            "iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def status(args: argparse.Namespace) -> ExitCode:
     from orchestration.report import format_result
     from orchestration.results import load_result
-    from storage.db import migrate
-    from storage.settings import Settings
 
-    url = Settings().effective_database_url
-    migrate(url)
+    url, _ = database_of(args.team)
     print(format_result(load_result(url, args.run_id), show_output=not args.brief))
-    return 0
+    return ExitCode.OK
 
 
-def messages(args: argparse.Namespace) -> int:
+def messages(args: argparse.Namespace) -> ExitCode:
     from bus.message_log import messages_of
     from orchestration.report import format_messages
-    from storage.db import migrate
-    from storage.errors import RunNotFound
-    from storage.settings import Settings
 
-    url = Settings().effective_database_url
-    migrate(url)
-    try:
-        found = messages_of(url, args.run_id)
-    except RunNotFound as exc:
-        print(f"agentyard: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(format_messages(args.run_id, found))
-    return 0
+    url, _ = database_of(args.team)
+    print(format_messages(args.run_id, messages_of(url, args.run_id)))
+    return ExitCode.OK
 
 
 def database_of(team: str | None) -> tuple[str, str | None]:
@@ -70,55 +92,43 @@ def database_of(team: str | None) -> tuple[str, str | None]:
     return url, None
 
 
-def trace(args: argparse.Namespace) -> int:
+def trace(args: argparse.Namespace) -> ExitCode:
     from orchestration.run_trace import load_run_trace
     from orchestration.trace_report import console_for, trace_tree
-    from storage.errors import RunNotFound
 
     url, _ = database_of(args.team)
-    try:
-        loaded = load_run_trace(url, args.run_id, include_io=args.show_io)
-    except RunNotFound as exc:
-        print(f"agentyard: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    loaded = load_run_trace(url, args.run_id, include_io=args.show_io)
     console_for().print(trace_tree(loaded, show_io=args.show_io))
-    return 0
+    return ExitCode.OK
 
 
-def graph(args: argparse.Namespace) -> int:
+def graph(args: argparse.Namespace) -> ExitCode:
     from orchestration.graph_formats import FORMATS
     from orchestration.run_graph import build_graph
     from orchestration.run_trace import load_run_trace
-    from storage.errors import RunNotFound
 
     url, _ = database_of(args.team)
-    try:
-        built = build_graph(load_run_trace(url, args.run_id))
-    except RunNotFound as exc:
-        print(f"agentyard: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    built = build_graph(load_run_trace(url, args.run_id))
     text = FORMATS[args.format](built)
     if args.output is None:
         sys.stdout.write(text)
-        return 0
+        return ExitCode.OK
     try:
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
-        print(
-            f"agentyard: cannot write {args.output} ({exc.strerror}); name a file in a "
-            "directory that exists and that you may write to",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
+        raise InvalidRequest(
+            f"cannot write {args.output} ({exc.strerror}); name a file in a directory that "
+            "exists and that you may write to"
+        ) from None
     print(
         f"wrote the {args.format} graph of run {built.run.id} ({len(built.nodes)} node(s), "
         f"{len(built.edges)} edge(s)) to {args.output}"
     )
-    return 0
+    return ExitCode.OK
 
 
-def find(args: argparse.Namespace) -> int:
+def find(args: argparse.Namespace) -> ExitCode:
     from orchestration.trace_queries import RunQuery, find_runs
     from orchestration.trace_report import console_for, found_table, found_title
 
@@ -135,9 +145,9 @@ def find(args: argparse.Namespace) -> int:
     found = find_runs(url, query)
     if args.json:
         print(json.dumps([row.as_json() for row in found], indent=2))
-        return 0
+        return ExitCode.OK
     console = console_for()
     console.print(found_title(query, found), markup=False)
     if found:
         console.print(found_table(query, found))
-    return 0
+    return ExitCode.OK

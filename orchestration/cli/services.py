@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 
 from bus.routing import COORDINATOR_QUEUE
-from orchestration.cli.exit_codes import EXIT_USAGE
+from orchestration.cli.exit_codes import ExitCode
+from storage.errors import InvalidRequest
 
 
-def worker(args: argparse.Namespace) -> int:
+def worker(args: argparse.Namespace) -> ExitCode:
     from orchestration.loader import load_orchestrator
 
     orc = load_orchestrator(args.team)
@@ -23,11 +23,9 @@ def worker(args: argparse.Namespace) -> int:
     for agent_id in agents:
         queues.append(orc.team.agent(agent_id).queue)
     if not queues:
-        print(
-            "say what this worker serves: --agents a,b, --all-agents, or --coordinator",
-            file=sys.stderr,
+        raise InvalidRequest(
+            "say what this worker serves: --agents a,b, --all-agents, or --coordinator"
         )
-        return EXIT_USAGE
     orc.ensure_ready()
     name = args.name or f"{'coordinator' if args.coordinator else 'agents'}-{'-'.join(agents)[:40]}"
     argv = [
@@ -49,10 +47,10 @@ def worker(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         orc.serve_metrics(args.metrics_port)  # AGENTYARD_METRICS_PORT is served as it starts
     orc.celery.worker_main(argv)
-    return 0
+    return ExitCode.OK
 
 
-def beat(args: argparse.Namespace) -> int:
+def beat(args: argparse.Namespace) -> ExitCode:
     from orchestration.loader import load_orchestrator
 
     orc = load_orchestrator(args.team)
@@ -66,13 +64,13 @@ def beat(args: argparse.Namespace) -> int:
             str(orc.settings.home / "beat-schedule"),
         ]
     )
-    return 0
+    return ExitCode.OK
 
 
-def flower(args: argparse.Namespace) -> int:
+def flower(args: argparse.Namespace) -> ExitCode:
     from orchestration.loader import load_orchestrator
     from workers.flower import flower_launch, run_flower
 
     orc = load_orchestrator(args.team)
     run_flower(orc.celery, flower_launch(orc.settings, args.port, args.address))
-    return 0
+    return ExitCode.OK

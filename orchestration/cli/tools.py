@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import argparse
 
+from orchestration.cli.exit_codes import ExitCode
 
-def migrate(_args: argparse.Namespace) -> int:
+
+def migrate(_args: argparse.Namespace) -> ExitCode:
     from storage.db import migrate
     from storage.settings import Settings
 
     migrate(Settings().effective_database_url)
     print("schema is current")
-    return 0
+    return ExitCode.OK
 
 
-def stub_anthropic(args: argparse.Namespace) -> int:
+def stub_anthropic(args: argparse.Namespace) -> ExitCode:
     from workers.stub_anthropic import serve
 
     serve(args.host, args.port, latency_s=args.latency)
-    return 0
+    return ExitCode.OK
 
 
-def demo(args: argparse.Namespace) -> int:
+def demo(args: argparse.Namespace) -> ExitCode:
     from orchestration.demo import run_demo
 
-    return run_demo(team=args.team, workflow=args.workflow, topic=args.topic)
+    succeeded = run_demo(team=args.team, workflow=args.workflow, topic=args.topic) == 0
+    return ExitCode.OK if succeeded else ExitCode.RUN_DID_NOT_SUCCEED

@@ -178,7 +178,7 @@ def test_an_unacknowledged_message_is_published_again_escalated_then_dead_letter
     _wait("the fourth attempt", lambda: len(_notes(team)) == 4)
     assert _notes(team)[-1]["attempt"] == 4
     refused = agentyard(env, "deadletters", TEAM, "--republish", letter.id)
-    assert refused.returncode == 1 and "was published again" in refused.stderr
+    assert refused.returncode == 2 and "was published again" in refused.stderr
 
 
 def test_a_workflows_requests_and_responses_are_listed_in_order_by_the_messages_command(

@@ -349,5 +349,5 @@ def test_the_find_command_refuses_a_bad_option_saying_what_it_takes(
     with pytest.raises(SystemExit) as exited:
         cli.main(["find", flag, value])
 
-    assert exited.value.code == cli.EXIT_USAGE
+    assert exited.value.code == cli.ExitCode.USAGE
     assert says in capsys.readouterr().err

@@ -191,7 +191,7 @@ def test_a_recipient_that_has_not_acknowledged_yet_is_shown_waiting(
 def test_the_messages_command_fails_saying_so_for_a_run_not_in_the_database(
     yard: Yard, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["messages", "no-such-run"]) == cli.EXIT_FAILED
+    assert cli.main(["messages", "no-such-run"]) == cli.ExitCode.NOT_FOUND
 
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -297,7 +297,7 @@ def test_republishing_a_dead_letter_twice_is_refused(
 
     with pytest.raises(InvalidRequest, match="was published again at"):
         republish(yard.orc.bus, yard.orc.database_url, letter_id)
-    assert cli.main(["deadletters", "unit:orc", "--republish", letter_id]) == cli.EXIT_FAILED
+    assert cli.main(["deadletters", "unit:orc", "--republish", letter_id]) == cli.ExitCode.USAGE
 
     assert f"dead letter {letter_id!r} was published again at" in capsys.readouterr().err
     assert not yard.bus.queue
@@ -310,7 +310,7 @@ def test_republishing_a_poison_dead_letter_that_names_no_message_is_refused(
     _poison(yard)
     (letter,) = DeadLetters(yard.orc.database_url).latest()
 
-    assert cli.main(["deadletters", "unit:orc", "--republish", letter.id]) == cli.EXIT_FAILED
+    assert cli.main(["deadletters", "unit:orc", "--republish", letter.id]) == cli.ExitCode.USAGE
 
     assert "is not an agentyard message on record" in capsys.readouterr().err
     assert not yard.bus.queue
@@ -321,7 +321,7 @@ def test_republishing_a_poison_dead_letter_that_names_no_message_is_refused(
 def test_republishing_a_dead_letter_that_does_not_exist_is_refused(
     yard: Yard, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["deadletters", "unit:orc", "--republish", "nope"]) == cli.EXIT_FAILED
+    assert cli.main(["deadletters", "unit:orc", "--republish", "nope"]) == cli.ExitCode.NOT_FOUND
     assert "no dead letter 'nope'" in capsys.readouterr().err
 
 
@@ -342,5 +342,5 @@ def test_a_message_acknowledged_after_it_was_dead_lettered_is_not_sent_again(
 def test_republishing_without_the_team_is_a_usage_error_that_says_the_team_is_needed(
     yard: Yard, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["deadletters", "--republish", "some-id"]) == cli.EXIT_USAGE
+    assert cli.main(["deadletters", "--republish", "some-id"]) == cli.ExitCode.USAGE
     assert "needs the team" in capsys.readouterr().err

@@ -231,7 +231,7 @@ def test_the_worker_command_refuses_a_metrics_port_that_is_not_a_port(
     with pytest.raises(SystemExit) as exited:
         cli.build_parser().parse_args(["worker", "team:orc", "--metrics-port", bad])
 
-    assert exited.value.code == cli.EXIT_USAGE
+    assert exited.value.code == cli.ExitCode.USAGE
     assert "a port number 0..65535" in capsys.readouterr().err
 
 

@@ -285,7 +285,7 @@ def test_the_trace_command_fails_saying_so_for_a_run_not_in_the_database(
 ) -> None:
     code, out, err = _cli(capsys, "trace", "no-such-run")
 
-    assert (code, out) == (cli.EXIT_FAILED, "")
+    assert (code, out) == (cli.ExitCode.NOT_FOUND, "")
     assert "no workflow run with id 'no-such-run'" in err
 
 
@@ -449,7 +449,7 @@ def test_the_graph_command_says_what_to_do_when_it_cannot_write_the_file(
 
     code, out, err = _cli(capsys, "graph", runs.research, "--output", str(target))
 
-    assert (code, out) == (cli.EXIT_FAILED, "")
+    assert (code, out) == (cli.ExitCode.USAGE, "")
     assert f"cannot write {target}" in err and "a directory that exists" in err
 
 
@@ -458,5 +458,5 @@ def test_the_graph_command_fails_saying_so_for_a_run_not_in_the_database(
 ) -> None:
     code, out, err = _cli(capsys, "graph", "no-such-run", "--format", "dot")
 
-    assert (code, out) == (cli.EXIT_FAILED, "")
+    assert (code, out) == (cli.ExitCode.NOT_FOUND, "")
     assert "no workflow run with id 'no-such-run'" in err
