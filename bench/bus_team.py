@@ -32,6 +32,8 @@ orc = Orchestrator("bench-bus")  # settings from the environment (AGENTYARD_*)
 orc.register_agent(
     Agent(id=SINK, model="offline:echo", system_prompt="You receive bench messages.")
 )
+# The sender of the bench's messages: only a registered agent may publish.
+orc.register_agent(Agent(id="bench", model="offline:echo", system_prompt="You send them."))
 
 app = orc.celery  # `celery -A bench.bus_team` works too
 

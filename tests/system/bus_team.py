@@ -14,7 +14,8 @@ from bus.envelope import AgentMessage
 from orchestration import Agent, Orchestrator, Workflow
 
 orc = Orchestrator("bus")
-AGENTS = ("sink", "listener-a", "listener-b", "listener-c", "forgetful", "slow")
+# "tester" sends the tests' messages (only a registered agent may publish) and receives none.
+AGENTS = ("sink", "listener-a", "listener-b", "listener-c", "forgetful", "slow", "tester")
 for agent_id in AGENTS:
     orc.register_agent(Agent(id=agent_id, model="offline:echo"))
 
