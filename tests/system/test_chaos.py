@@ -208,13 +208,15 @@ def test_workflows_survive_repeated_sigkills_and_a_redis_flush(
                 col(MessageRow.workflow_id).in_(ids), MessageRow.type == "request"
             )
         ).all()
-        ledger_by_agent = dict(
-            session.exec(
+        # SUM of a BIGINT column is NUMERIC on PostgreSQL: Decimals, made ints here.
+        ledger_by_agent = {
+            agent: int(cost)
+            for agent, cost in session.exec(
                 select(CostLedgerRow.agent_id, func.sum(CostLedgerRow.cost_micro))
                 .where(col(CostLedgerRow.workflow_id).in_(ids))
                 .group_by(col(CostLedgerRow.agent_id))
             ).all()
-        )
+        }
         ledger_ids = set(
             session.exec(
                 select(CostLedgerRow.id).where(col(CostLedgerRow.workflow_id).in_(ids))
@@ -225,13 +227,14 @@ def test_workflows_survive_repeated_sigkills_and_a_redis_flush(
                 col(CostLedgerRow.workflow_id).in_(ids), col(CostLedgerRow.unknown).is_(True)
             )
         ).one()
-        ledger_by_run = dict(
-            session.exec(
+        ledger_by_run = {
+            run: int(cost)
+            for run, cost in session.exec(
                 select(CostLedgerRow.workflow_id, func.sum(CostLedgerRow.cost_micro))
                 .where(col(CostLedgerRow.workflow_id).in_(ids))
                 .group_by(col(CostLedgerRow.workflow_id))
             ).all()
-        )
+        }
 
     succeeded = {f"{step}:{attempt}" for step, attempt, outcome in traces if outcome == "succeeded"}
     recorded = {f"{step}:{attempt}" for step, attempt, _ in traces}

@@ -51,11 +51,15 @@ def test_parallel_workflows_on_two_worker_processes_never_overshoot_an_agent_cap
     assert statuses[WorkflowStatus.SUCCEEDED] > 0 and statuses[WorkflowStatus.BUDGET_EXCEEDED] > 0
     ledger = statements.ledger
     with session_scope(orc.database_url) as session:
-        spent = session.execute(
-            select(func.sum(ledger.c.cost_micro)).where(
-                ledger.c.team == orc.name, ledger.c.agent_id == "writer"
-            )
-        ).scalar_one()
+        # SUM of a BIGINT column is NUMERIC on PostgreSQL: a Decimal, made an int here.
+        spent = int(
+            session.execute(
+                select(func.sum(ledger.c.cost_micro)).where(
+                    ledger.c.team == orc.name, ledger.c.agent_id == "writer"
+                )
+            ).scalar_one()
+            or 0
+        )
     store = orc.budget_store()
     assert store is not None
     print(
