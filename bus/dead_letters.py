@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from bus.envelope import AgentMessage
 from bus.publisher import NO_REDIS
 from storage.db import migrate, session_scope
-from storage.errors import ConfigurationError, InvalidRequest, MessageNotFound
+from storage.errors import ConfigurationError, DeadLetterNotFound, InvalidRequest, MessageNotFound
 from storage.models import DeadLetterRow, MessageRow, utcnow
 
 if TYPE_CHECKING:
@@ -103,8 +103,9 @@ class DeadLetters:
         with session_scope(self._url) as session:
             row = session.get(DeadLetterRow, dead_letter_id, with_for_update=True)
             if row is None:
-                raise InvalidRequest(
-                    f"no dead letter {dead_letter_id!r}; `agentyard deadletters` lists them"
+                raise DeadLetterNotFound(
+                    f"no dead letter {dead_letter_id!r} in this database; `agentyard "
+                    "deadletters` lists them"
                 )
             if row.message_id is None or row.recipient is None:
                 raise InvalidRequest(

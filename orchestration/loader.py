@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 import sys
+import traceback
 from types import ModuleType
 
 from orchestration.orchestrator import Orchestrator
@@ -67,10 +68,22 @@ def _import(module_name: str, path: str) -> ModuleType:
                 f"cannot import module {module_name!r} (from {path!r}); run from the directory "
                 "that contains it, or install it"
             ) from None
-        raise
+        raise _failed_import(module_name, exc) from exc
     except (ConfigurationError, ServiceUnavailable):
         raise  # a refused definition or setting, a server down: its own message says what to do
     except AgentyardError as exc:
         # e.g. a workflow registered with an agent the module never registered: still the
         # team's definition that cannot work, whatever class the refusal has
         raise ConfigurationError(str(exc)) from exc
+    except Exception as exc:  # a mistake in the team module itself: the user's, not agentyard's
+        raise _failed_import(module_name, exc) from exc
+
+
+def _failed_import(module_name: str, error: Exception) -> ConfigurationError:
+    """What to say of a team module whose import raised ``error``: where, and how to see all."""
+    frames = traceback.extract_tb(error.__traceback__)
+    at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return ConfigurationError(
+        f"importing module {module_name!r} raised {type(error).__name__}: {error}{at}; fix the "
+        f"module (python -c 'import {module_name}' shows the whole traceback)"
+    )

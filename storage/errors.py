@@ -38,6 +38,10 @@ class UnknownWorkflow(InvalidRequest, LookupError):
     """A workflow name that is not registered with the orchestrator."""
 
 
+class DeadLetterNotFound(AgentyardError, LookupError):
+    """A dead letter id that is not in the database."""
+
+
 class MessageNotFound(InvalidRequest, LookupError):
     """A message id that is not in the audit table, or not one sent to the agent named."""
 

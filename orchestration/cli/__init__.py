@@ -13,12 +13,12 @@ import traceback
 from collections.abc import Sequence
 
 from orchestration.cli import exit_codes
-from orchestration.cli.errors import DeadLetterNotFound
 from orchestration.cli.exit_codes import ExitCode
 from orchestration.cli.parser import build_parser
 from storage.errors import (
     AgentyardError,
     ConfigurationError,
+    DeadLetterNotFound,
     InvalidRequest,
     MessageNotFound,
     RunNotFound,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from orchestration.cli.errors import DeadLetterNotFound
 from orchestration.cli.exit_codes import ExitCode
 from storage.errors import ConfigurationError, InvalidRequest
 
@@ -31,11 +30,6 @@ def deadletters(args: argparse.Namespace) -> ExitCode:
     if orc is None or args.republish is None:
         print(format_dead_letters(DeadLetters(url).latest(args.limit), args.limit))
         return ExitCode.OK
-    if not _dead_letter_exists(url, args.republish):
-        raise DeadLetterNotFound(
-            f"no dead letter {args.republish!r} in this database; `agentyard deadletters` "
-            "lists them"
-        )
     done = republish(orc.bus, url, args.republish)
     if done.sent:
         print(
@@ -49,14 +43,6 @@ def deadletters(args: argparse.Namespace) -> ExitCode:
             f"meanwhile; dead letter {done.dead_letter_id} is marked republished"
         )
     return ExitCode.OK
-
-
-def _dead_letter_exists(url: str, dead_letter_id: str) -> bool:
-    from storage.db import session_scope
-    from storage.models import DeadLetterRow
-
-    with session_scope(url) as session:
-        return session.get(DeadLetterRow, dead_letter_id) is not None
 
 
 def costs(args: argparse.Namespace) -> ExitCode:

@@ -9,13 +9,13 @@ import re
 import pytest
 
 from orchestration import cli
-from orchestration.cli.errors import DeadLetterNotFound
 from orchestration.cli.exit_codes import ExitCode
 from storage.errors import (
     AgentyardError,
     BrokerUnavailable,
     ConfigurationError,
     DatabaseUnavailable,
+    DeadLetterNotFound,
     InvalidDefinition,
     InvalidRequest,
     InvalidSettings,

@@ -166,3 +166,32 @@ def test_a_refused_definition_in_the_team_module_exits_3_with_its_message_and_no
 def test_a_module_that_is_not_there_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["breakers", "no_such_team:orc"]) == ExitCode.CONFIGURATION
     assert capsys.readouterr().err.startswith("agentyard: cannot import module 'no_such_team'")
+
+
+def test_a_team_module_with_a_bug_of_its_own_is_a_configuration_error_saying_where(
+    team_module: TeamModule,
+) -> None:
+    name = team_module(
+        """
+        orc = Orchestrator("team", settings)
+        limits = {"writer": 5}
+        orc.register_agent(Agent(id="writer", model="offline:echo", max_retries=limits["editor"]))
+        """
+    )
+
+    with pytest.raises(ConfigurationError) as refused:
+        load_orchestrator(f"{name}:orc")
+
+    message = str(refused.value)
+    assert f"importing module {name!r} raised KeyError: 'editor' at " in message
+    assert f"{name}.py:6" in message  # the two lines of the header, the blank one, then 3
+    assert f"python -c 'import {name}'" in message
+
+
+def test_a_team_module_that_imports_a_package_not_installed_says_so(
+    team_module: TeamModule,
+) -> None:
+    name = team_module("import no_such_package_anywhere\n")
+
+    with pytest.raises(ConfigurationError, match="raised ModuleNotFoundError: No module named"):
+        load_orchestrator(f"{name}:orc")
