@@ -52,11 +52,13 @@ def worker(args: argparse.Namespace) -> ExitCode:
 
 def beat(args: argparse.Namespace) -> ExitCode:
     from orchestration.loader import load_orchestrator
+    from workers.logging import writes_json
 
     orc = load_orchestrator(args.team)
     orc.settings.home.mkdir(parents=True, exist_ok=True)
     orc.celery.start(
         [
+            *(["--quiet"] if writes_json() else []),  # JSON lines only: no banner
             "beat",
             "--loglevel",
             args.loglevel,
