@@ -34,6 +34,25 @@ def _variable(field: str) -> str:
     return f"AGENTYARD_{field.upper()}"
 
 
+# -- the exit codes --------------------------------------------------------------------------------
+
+
+def test_the_readmes_exit_code_table_is_the_commands_own() -> None:
+    from orchestration.cli.exit_codes import ExitCode
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Exit codes") :]
+    section = section[: section.index("\n#")]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and line[2:3].isdigit()
+    ]
+    assert [(int(code), name.strip("`")) for code, name, _ in rows] == [
+        (code.value, code.name) for code in ExitCode
+    ]
+
+
 # -- the configuration table ---------------------------------------------------------------------
 
 
