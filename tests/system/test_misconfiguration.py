@@ -141,3 +141,20 @@ def test_a_request_from_a_submitter_on_another_database_is_dead_lettered_by_the_
     [letter] = letters
     assert f"of run {run_id} is not in this worker's database" in letter.reason
     assert letter.recipient == "researcher"
+
+
+def test_input_on_the_command_line_that_is_not_utf_8_is_refused_with_where_it_is(
+    env: dict[str, str],
+) -> None:
+    # Python hands a program bytes that are not UTF-8 as lone surrogates: caught at submit
+    command = [sys.executable.encode(), b"-m", b"orchestration.cli", b"run", TEAM.encode()]
+    done = subprocess.run(
+        [*command, b"research", b"caf\xe9 au lait"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        timeout=90,
+    )
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode == ExitCode.USAGE, err
+    assert "is not valid text at position 3" in err and "Traceback" not in err
