@@ -61,13 +61,6 @@ class Coordinator:
                 if delivered is not None:
                     mark_delivered(tx, delivered)
                 decision = self.decide(tx, run) if run is not None else Decision()
-            if run is None:
-                log.warning(
-                    "coordinator.unknown_run",
-                    reason="the run is not in this coordinator's database: its submitter most "
-                    "likely records runs in another one; give every process the same "
-                    "AGENTYARD_DATABASE_URL and AGENTYARD_REDIS_URL",
-                )
             self.after_commit(decision)
 
     def start(
@@ -151,7 +144,13 @@ def lock_workflow(tx: Tx, workflow_id: str, add_cost: int = 0) -> RunState | Non
         {"w_id": workflow_id, "updated_at": utcnow(), "add_cost": add_cost},
     ).one_or_none()
     if row is None:
-        log.warning("coordinator.unknown_workflow", workflow_id=workflow_id)
+        log.warning(
+            "coordinator.unknown_workflow",
+            workflow_id=workflow_id,
+            reason="the run is not in this database: its submitter most likely records runs "
+            "in another one; give every process the same AGENTYARD_DATABASE_URL and "
+            "AGENTYARD_REDIS_URL",
+        )
         return None
     return RunState(**row._asdict())
 
