@@ -176,4 +176,3 @@ def _one_of(role: str, value: object, allowed: tuple[str, ...]) -> None:
         raise InvalidDefinition(
             f"{role} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}"
         )
-
