@@ -23,7 +23,9 @@ from orchestration.planner import Plan, Rules, RunState, StepState, plan_sequenc
 from orchestration.pricing import micro_to_usd
 from orchestration.retry import Backoff
 from orchestration.team import Team
+from orchestration.workflow.graph import Graph, StepNode
 from storage import statements
+from storage.errors import ConfigurationError
 from storage.executor import Tx, transaction
 from storage.models import WorkflowStatus, as_utc, new_id, utcnow
 from storage.settings import Settings
@@ -63,22 +65,28 @@ class Coordinator:
                 decision = self.decide(tx, run) if run is not None else Decision()
             self.after_commit(decision)
 
-    def start(
-        self, tx: Tx, run: RunState, agents: list[str], row: dict[str, Any]
-    ) -> list[AgentMessage]:
-        """Insert a new run with one step per agent, its first decision already made (the first
-        step dispatched), in the caller's transaction. ``row`` holds the workflow row's other
-        columns. Returns the messages to route after the commit."""
-        ids = [new_id() for _ in agents]
+    def start(self, tx: Tx, run: RunState, graph: Graph, row: dict[str, Any]) -> list[AgentMessage]:
+        """Insert a new run with one step per node of its graph (a sequence, for now), its first
+        decision already made (the first step dispatched), in the caller's transaction. The run
+        keeps ``graph`` as JSON; ``row`` holds its other columns. Returns the messages to route
+        after the commit."""
+        nodes = [node for node in graph.nodes if isinstance(node, StepNode)]
+        if len(nodes) != len(graph.nodes):
+            raise ConfigurationError(
+                f"workflow {run.name!r} is not a sequence; this version runs sequences only"
+            )
+        ids = [new_id() for _ in nodes]
         steps = [
             StepState(
                 id=ids[position],
                 position=position,
-                agent_id=agent_id,
+                agent_id=node.agent,
                 parent_step_id=ids[position - 1] if position else None,
+                node=node.name,
             )
-            for position, agent_id in enumerate(agents)
+            for position, node in enumerate(nodes)
         ]
+        row = {**row, "graph": graph.to_json()}
         now = row["created_at"]
         plan = plan_sequence(run, steps, now, self._rules)
         tx.run(statements.INSERT_WORKFLOW, {**row, **_run_values(run)})

@@ -14,11 +14,13 @@ import json
 import reprlib
 from collections.abc import Callable, Mapping
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestration.pricing import MAX_CAP_USD
+from orchestration.workflow.graph import Graph, build_graph
 from storage.errors import InvalidDefinition
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -219,6 +221,12 @@ class Workflow(_Definition):
     budget_usd: Usd | None = None  # per run
     daily_budget_usd: Usd | None = None  # all runs of it, per UTC day
     deadline_s: float | None = Field(default=None, gt=0)  # a run not finished by then times out
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The workflow as a graph of nodes (``orchestration/workflow/graph.py``): what a run's
+        row keeps, and what its steps are named after."""
+        return build_graph(list(self.steps), self.name)
 
     @classmethod
     def sequence(

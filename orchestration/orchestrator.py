@@ -525,7 +525,7 @@ class Orchestrator:
         with tracing.submit_span(run.id, definition.name):
             with transaction(self.database_url) as tx:
                 # The first decision (dispatch the first step) commits with the run itself.
-                requests = coordinator.start(tx, run, list(definition.steps), row)
+                requests = coordinator.start(tx, run, definition.graph, row)
             unsent = self.bus.route(requests)
         if unsent:
             raise BrokerUnavailable(

@@ -58,6 +58,9 @@ class StepState:
     position: int
     agent_id: str
     parent_step_id: str | None = None  # the step whose output this one takes
+    node: str | None = None  # its node in the run's graph (None: a run from before graphs)
+    iteration: int | None = None  # 1-based, in a loop
+    branch: int | None = None  # 0-based, in a fan-out or a parallel
     status: str = StepStatus.PENDING.value
     ran_by: str | None = None
     attempt: int = 0

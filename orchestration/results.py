@@ -63,6 +63,9 @@ class StepResult:
     cost_usd: float
     started_at: datetime | None
     finished_at: datetime | None
+    node: str | None = None  # its node in the run's graph, e.g. "writer" or "loop1/editor"
+    iteration: int | None = None  # 1-based, in a loop; else None
+    branch: int | None = None  # 0-based, in a fan-out or a parallel; else None
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepResult:
@@ -79,6 +82,9 @@ class StepResult:
             cost_usd=micro_to_usd(row.cost_micro),
             started_at=as_utc(row.started_at),
             finished_at=as_utc(row.finished_at),
+            node=row.node,
+            iteration=row.iteration,
+            branch=row.branch,
         )
 
 

@@ -119,6 +119,12 @@ class WorkflowRow(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     finished_at: datetime | None = _when()
+    graph: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON(none_as_null=True)),
+        description="The workflow's graph as it was when the run was submitted "
+        "(orchestration/workflow/graph.py): a run in flight keeps its definition across deploys.",
+    )
 
 
 class StepRow(SQLModel, table=True):
@@ -137,6 +143,13 @@ class StepRow(SQLModel, table=True):
         default=None,
         max_length=36,
         description="The step whose output this one takes (the previous one of a sequence).",
+    )
+    node: str | None = Field(
+        default=None, max_length=300, description="Its node in the run's graph, e.g. loop1/editor."
+    )
+    iteration: int | None = Field(default=None, description="1-based, in a loop; else None.")
+    branch: int | None = Field(
+        default=None, description="0-based, in a fan-out or a parallel; else None."
     )
     ran_by: str | None = Field(
         default=None, max_length=200, description="The agent that ran the latest attempt."

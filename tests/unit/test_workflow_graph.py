@@ -19,6 +19,7 @@ from orchestration.workflow.graph import (
     build_graph,
 )
 from storage.errors import InvalidDefinition, UnknownAgent
+from tests.conftest import TeamFactory
 from tests.workflow_functions import approved, classify, merge, same_length, sources
 
 
@@ -190,3 +191,30 @@ def test_nesting_deeper_than_the_limit_is_refused_with_what_to_do() -> None:
 def test_a_function_a_later_deploy_removed_is_said_when_a_run_needs_it() -> None:
     with pytest.raises(InvalidDefinition, match=r"tests\.workflow_functions:gone cannot be found"):
         FunctionRef("tests.workflow_functions", "gone").resolve()
+
+
+def test_a_sequence_run_keeps_its_graph_and_each_step_names_its_node(
+    inline_team: TeamFactory,
+) -> None:
+    from orchestration import Agent, Workflow
+    from storage.db import session_scope
+    from storage.models import WorkflowRow
+    from tests.support import run_inline
+
+    orc, bus = inline_team(
+        Agent(id="writer", model="offline:echo"),
+        Agent(id="critic", model="offline:echo"),
+        workflows=(Workflow.sequence("w", ["writer", "critic", "writer"]),),
+    )
+
+    result = run_inline(orc, bus, "w", "the telegraph")
+
+    assert [(s.node, s.iteration, s.branch) for s in result.steps] == [
+        ("writer", None, None),
+        ("critic", None, None),
+        ("writer-2", None, None),
+    ]
+    with session_scope(orc.database_url) as session:
+        row = session.get(WorkflowRow, result.id)
+        assert row is not None and row.graph is not None
+        assert Graph.from_json(row.graph) == orc.team.workflow("w").graph
