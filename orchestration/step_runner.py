@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -38,11 +38,11 @@ from bus.publisher import Bus
 from orchestration.anomalies import AnomalyWatch
 from orchestration.breakers import Breakers
 from orchestration.budget import Budget, caps_for
-from orchestration.context import model_request
 from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
 from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
+from orchestration.step.claim import Attempt, Claims, lease_s
 from orchestration.step_observer import StepObserver
 from orchestration.stray_requests import StrayRequests
 from orchestration.team import Team
@@ -55,7 +55,7 @@ from storage.errors import (
     CostLimitExceeded,
     ProviderError,
 )
-from storage.executor import run_alone, transaction
+from storage.executor import transaction
 from storage.models import WorkflowStatus, day_of, new_id, utcnow
 from storage.settings import Settings
 from workers import tracing
@@ -102,22 +102,6 @@ class _Recorded:
     run: RunState | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """The attempt of a step this delivery runs."""
-
-    message: AgentMessage
-    step_id: str
-    number: int
-    agent: Agent  # the agent that runs it: the one asked for, or its fallback
-    requested_agent_id: str  # the agent the workflow asked for
-    parent_step_id: str | None
-
-    @property
-    def call_id(self) -> str:
-        return f"{self.step_id}:{self.number}"
-
-
 class StepRunner:
     def __init__(
         self,
@@ -146,6 +130,7 @@ class StepRunner:
         self._record_cost = statements.record_cost(self._url)
         self._observer = observer
         self._strays = strays
+        self._claims = Claims(settings)
 
     def run(self, message: AgentMessage) -> None:
         step_id = str(message.payload["step_id"])
@@ -180,7 +165,7 @@ class StepRunner:
                 call = self._attempt(this, request)
                 _describe_step(step_span, call)
 
-    def _attempt(self, this: _Attempt, request: ModelRequest) -> _Call:
+    def _attempt(self, this: Attempt, request: ModelRequest) -> _Call:
         """Admit, make and record the call of one claimed attempt."""
         message, agent = this.message, this.agent
         caps = self._caps(message, agent)
@@ -202,7 +187,7 @@ class StepRunner:
         return call
 
     def _not_called(
-        self, this: _Attempt, request: ModelRequest, refusal: BreakerOpen | CostLimitExceeded
+        self, this: Attempt, request: ModelRequest, refusal: BreakerOpen | CostLimitExceeded
     ) -> _Call:
         """The breaker or a spend cap turned the call away: on record, at no cost."""
         log.warning("step.not_called", reason=refusal.kind, error=str(refusal))
@@ -220,7 +205,7 @@ class StepRunner:
             int(budget) if budget is not None else None,
         )
 
-    def _ledger(self, this: _Attempt, call: _Call) -> dict[str, object]:
+    def _ledger(self, this: Attempt, call: _Call) -> dict[str, object]:
         """The call's row in the cost ledger."""
         now = utcnow()
         return dict(
@@ -250,37 +235,12 @@ class StepRunner:
             log.warning("cost.anomaly_check_failed", error=str(exc))
 
     def _lease_s(self, agent: Agent) -> float:
-        return agent.timeout_s + self._settings.lease_margin_s
+        return lease_s(agent, self._settings)
 
     def _claim(
         self, message: AgentMessage, step_id: str, attempt: int, agent: Agent
-    ) -> tuple[_Attempt, ModelRequest] | None:
-        """The attempt and its request, or None: not this delivery's to run."""
-        now = utcnow()
-        lease = timedelta(seconds=self._lease_s(agent))
-        token = new_id()  # this delivery's: claiming again after a lost commit finds it
-        params = {
-            "w_id": step_id,
-            "w_attempt": attempt,
-            "w_token": token,
-            "claim_token": token,
-            "started_at": now,
-            "lease_until": now + lease,
-        }
-        claimed = retrying(lambda: run_alone(self._url, statements.CLAIM_STEP, params), "claim")
-        row = claimed.one_or_none()
-        if row is None:
-            return None
-        request = model_request(agent, row.prompt, row.history, f"{step_id}:{attempt}")
-        this = _Attempt(
-            message=message,
-            step_id=step_id,
-            number=attempt,
-            agent=agent,
-            requested_agent_id=row.agent_id,
-            parent_step_id=row.parent_step_id,
-        )
-        return this, request
+    ) -> tuple[Attempt, ModelRequest] | None:
+        return self._claims.claim(message, step_id, attempt, agent)
 
     def _call(self, agent: Agent, request: ModelRequest) -> _Call:
         started = utcnow()
@@ -328,7 +288,7 @@ class StepRunner:
         )
 
     def _record_and_decide(
-        self, this: _Attempt, call: _Call, settle: Callable[[], None] | None = None
+        self, this: Attempt, call: _Call, settle: Callable[[], None] | None = None
     ) -> None:
         """Record the call and decide what follows, riding out a database that went away: a
         transaction that failed is run again, unless its commit did land (the attempt's trace is
@@ -356,7 +316,7 @@ class StepRunner:
             found = tx.run(statements.TRACE_OF_ATTEMPT, {"w_step": step_id, "w_attempt": attempt})
             return found.one_or_none() is not None
 
-    def _record_and_decide_once(self, this: _Attempt, call: _Call) -> _Recorded:
+    def _record_and_decide_once(self, this: Attempt, call: _Call) -> _Recorded:
         """One transaction: the result, its trace, its ledger row, the response on the bus and
         the coordinator's decision."""
         message, step_id, attempt, agent = this.message, this.step_id, this.number, this.agent
@@ -390,7 +350,7 @@ class StepRunner:
                 decision = self._coordinator.decide(tx, run)
         return _Recorded(decision, bool(held), run)
 
-    def _after_record(self, this: _Attempt, call: _Call, recorded: _Recorded) -> None:
+    def _after_record(self, this: Attempt, call: _Call, recorded: _Recorded) -> None:
         """Once the record is committed: watch the run's cost, count the attempt, route what the
         coordinator decided."""
         message, agent, run = this.message, this.agent, recorded.run
@@ -498,7 +458,7 @@ def _describe_step(span: Span, call: _Call) -> None:
         span.set_status(Status(StatusCode.ERROR, f"{call.outcome}: {call.error}"))
 
 
-def _trace(this: _Attempt, call: _Call) -> dict[str, object]:
+def _trace(this: Attempt, call: _Call) -> dict[str, object]:
     """The trace row of one call (a Core insert: no SQLModel object on the hot path)."""
     response = call.response
     agent = this.agent
