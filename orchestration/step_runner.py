@@ -24,10 +24,8 @@ is on record as if it had travelled (published, then delivered in the same trans
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -42,6 +40,7 @@ from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark
 from orchestration.definitions import Agent
 from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
+from orchestration.step.call import Call, ModelCalls, ms, refused
 from orchestration.step.claim import Attempt, Claims, lease_s
 from orchestration.step_observer import StepObserver
 from orchestration.stray_requests import StrayRequests
@@ -50,46 +49,17 @@ from storage import statements
 from storage.budget_store import Cap
 from storage.db_retry import retrying
 from storage.errors import (
-    AgentyardError,
     BreakerOpen,
     CostLimitExceeded,
-    ProviderError,
 )
 from storage.executor import transaction
 from storage.models import WorkflowStatus, day_of, new_id, utcnow
 from storage.settings import Settings
 from workers import tracing
-from workers.providers.base import ModelRequest, ModelResponse, Usage
-from workers.providers.registry import Providers, provider_name
+from workers.providers.base import ModelRequest
+from workers.providers.registry import Providers
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """What happened in one model call."""
-
-    request: ModelRequest
-    response: ModelResponse | None
-    error: AgentyardError | None
-    usage: Usage
-    cost: int
-    started: datetime
-    latency_ms: float
-    late: bool = False  # the answer came after the agent's deadline, and was used
-
-    @property
-    def made(self) -> bool:
-        """Whether the model was called (a spend cap or the breaker may have refused the call)."""
-        return not isinstance(self.error, CostLimitExceeded | BreakerOpen)
-
-    @property
-    def outcome(self) -> str:
-        if self.error is None:
-            return "succeeded"
-        if isinstance(self.error, ProviderError | CostLimitExceeded | BreakerOpen):
-            return self.error.kind
-        return "configuration_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +101,7 @@ class StepRunner:
         self._observer = observer
         self._strays = strays
         self._claims = Claims(settings)
+        self._calls = ModelCalls(team, providers)
 
     def run(self, message: AgentMessage) -> None:
         step_id = str(message.payload["step_id"])
@@ -165,7 +136,7 @@ class StepRunner:
                 call = self._attempt(this, request)
                 _describe_step(step_span, call)
 
-    def _attempt(self, this: Attempt, request: ModelRequest) -> _Call:
+    def _attempt(self, this: Attempt, request: ModelRequest) -> Call:
         """Admit, make and record the call of one claimed attempt."""
         message, agent = this.message, this.agent
         caps = self._caps(message, agent)
@@ -188,10 +159,10 @@ class StepRunner:
 
     def _not_called(
         self, this: Attempt, request: ModelRequest, refusal: BreakerOpen | CostLimitExceeded
-    ) -> _Call:
+    ) -> Call:
         """The breaker or a spend cap turned the call away: on record, at no cost."""
         log.warning("step.not_called", reason=refusal.kind, error=str(refusal))
-        call = _refused(request, refusal)
+        call = refused(request, refusal)
         self._record_and_decide(this, call)
         return call
 
@@ -205,7 +176,7 @@ class StepRunner:
             int(budget) if budget is not None else None,
         )
 
-    def _ledger(self, this: Attempt, call: _Call) -> dict[str, object]:
+    def _ledger(self, this: Attempt, call: Call) -> dict[str, object]:
         """The call's row in the cost ledger."""
         now = utcnow()
         return dict(
@@ -242,53 +213,11 @@ class StepRunner:
     ) -> tuple[Attempt, ModelRequest] | None:
         return self._claims.claim(message, step_id, attempt, agent)
 
-    def _call(self, agent: Agent, request: ModelRequest) -> _Call:
-        started = utcnow()
-        clock = time.perf_counter()
-        response: ModelResponse | None = None
-        error: AgentyardError | None = None
-        with tracing.span(
-            f"chat {agent.model}",
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": provider_name(agent.model),
-                "gen_ai.system": provider_name(agent.model),
-                "gen_ai.request.model": agent.model,
-                "gen_ai.request.max_tokens": request.max_tokens,
-                "agent.id": agent.id,
-            },
-            kind=SpanKind.CLIENT,
-        ) as chat_span:
-            try:
-                # The provider keeps to the agent's deadline on the wire; an answer that came
-                # is used, however late the worker was to read it (never paid for and dropped).
-                response = self._providers.for_model(agent.model).complete(request)
-            except AgentyardError as exc:  # provider errors, and configuration no retry can mend
-                error = exc
-            _describe_model_call(chat_span, response, error)
-        latency_s = time.perf_counter() - clock
-        usage = response.usage if response is not None else Usage()
-        late = response is not None and latency_s > agent.timeout_s
-        if late:
-            log.warning(
-                "step.late_answer_used",
-                latency_ms=round(latency_s * 1000, 1),
-                wire_ms=_ms(response.wire_s if response is not None else None),
-                deadline_s=agent.timeout_s,
-            )
-        return _Call(
-            request=request,
-            response=response,
-            error=error,
-            usage=usage,
-            cost=self._team.prices.cost_micro(agent.model, usage),
-            started=started,
-            latency_ms=latency_s * 1000,
-            late=late,
-        )
+    def _call(self, agent: Agent, request: ModelRequest) -> Call:
+        return self._calls.call(agent, request)
 
     def _record_and_decide(
-        self, this: Attempt, call: _Call, settle: Callable[[], None] | None = None
+        self, this: Attempt, call: Call, settle: Callable[[], None] | None = None
     ) -> None:
         """Record the call and decide what follows, riding out a database that went away: a
         transaction that failed is run again, unless its commit did land (the attempt's trace is
@@ -316,7 +245,7 @@ class StepRunner:
             found = tx.run(statements.TRACE_OF_ATTEMPT, {"w_step": step_id, "w_attempt": attempt})
             return found.one_or_none() is not None
 
-    def _record_and_decide_once(self, this: Attempt, call: _Call) -> _Recorded:
+    def _record_and_decide_once(self, this: Attempt, call: Call) -> _Recorded:
         """One transaction: the result, its trace, its ledger row, the response on the bus and
         the coordinator's decision."""
         message, step_id, attempt, agent = this.message, this.step_id, this.number, this.agent
@@ -350,7 +279,7 @@ class StepRunner:
                 decision = self._coordinator.decide(tx, run)
         return _Recorded(decision, bool(held), run)
 
-    def _after_record(self, this: Attempt, call: _Call, recorded: _Recorded) -> None:
+    def _after_record(self, this: Attempt, call: Call, recorded: _Recorded) -> None:
         """Once the record is committed: watch the run's cost, count the attempt, route what the
         coordinator decided."""
         message, agent, run = this.message, this.agent, recorded.run
@@ -383,18 +312,7 @@ class StepRunner:
         )
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
-
-
-def _refused(request: ModelRequest, refused: CostLimitExceeded | BreakerOpen) -> _Call:
-    """A call not made: a spend cap or the breaker refused it. On record like any attempt, at no
-    cost."""
-    now = utcnow()
-    return _Call(request, None, refused, Usage(), 0, now, 0.0)
-
-
-def _step_update(call: _Call) -> tuple[Any, dict[str, object]]:
+def _step_update(call: Call) -> tuple[Any, dict[str, object]]:
     """The fenced update of the step row and its parameters. Tokens and cost add up over
     attempts, failed ones included."""
     usage = call.usage
@@ -419,31 +337,7 @@ def _step_update(call: _Call) -> tuple[Any, dict[str, object]]:
     }
 
 
-def _describe_model_call(
-    span: Span, response: ModelResponse | None, error: AgentyardError | None
-) -> None:
-    """The GenAI semantic convention's view of a model call, on its span."""
-    if not span.is_recording():  # tracing is off
-        return
-    if response is not None:
-        usage = response.usage
-        span.set_attributes(
-            {
-                "gen_ai.response.model": response.model,
-                "gen_ai.usage.input_tokens": usage.input_tokens,
-                "gen_ai.usage.output_tokens": usage.output_tokens,
-                "gen_ai.usage.cache_read.input_tokens": usage.cache_read_input_tokens,
-                "gen_ai.usage.cache_creation.input_tokens": usage.cache_creation_input_tokens,
-            }
-        )
-        if response.stop_reason:
-            span.set_attribute("gen_ai.response.finish_reasons", [response.stop_reason])
-    if error is not None:
-        span.set_attribute("error.type", getattr(error, "kind", type(error).__name__))
-        span.set_status(Status(StatusCode.ERROR, str(error)))
-
-
-def _describe_step(span: Span, call: _Call) -> None:
+def _describe_step(span: Span, call: Call) -> None:
     """What the attempt came to, on its step span."""
     if not span.is_recording():  # tracing is off
         return
@@ -458,7 +352,7 @@ def _describe_step(span: Span, call: _Call) -> None:
         span.set_status(Status(StatusCode.ERROR, f"{call.outcome}: {call.error}"))
 
 
-def _trace(this: Attempt, call: _Call) -> dict[str, object]:
+def _trace(this: Attempt, call: Call) -> dict[str, object]:
     """The trace row of one call (a Core insert: no SQLModel object on the hot path)."""
     response = call.response
     agent = this.agent
@@ -488,7 +382,7 @@ def _trace(this: Attempt, call: _Call) -> dict[str, object]:
         cache_read_tokens=call.usage.cache_read_input_tokens,
         cost_micro=call.cost,
         latency_ms=call.latency_ms,
-        wire_ms=_ms(response.wire_s if response is not None else None),
+        wire_ms=ms(response.wire_s if response is not None else None),
         late=call.late,
         started_at=call.started,
         finished_at=utcnow(),

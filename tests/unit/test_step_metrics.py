@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from orchestration import Agent, Orchestrator, Settings, Workflow, WorkflowStatus
 from orchestration.maintenance import Maintenance
-from orchestration.step_runner import _Call
+from orchestration.step.call import Call as _Call
 from storage.db import session_scope
 from storage.models import StepRow, TraceRow, utcnow
 from tests.conftest import TeamFactory
