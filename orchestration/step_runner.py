@@ -35,13 +35,14 @@ from bus.envelope import AgentMessage, step_response
 from bus.publisher import Bus
 from orchestration.anomalies import AnomalyWatch
 from orchestration.breakers import Breakers
-from orchestration.budget import Budget, caps_for
+from orchestration.budget import Budget
 from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark_delivered
 from orchestration.definitions import Agent
 from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
+from orchestration.step.admit import Admission
 from orchestration.step.call import Call, ModelCalls, ms, refused
-from orchestration.step.claim import Attempt, Claims, lease_s
+from orchestration.step.claim import Attempt, Claims
 from orchestration.step_observer import StepObserver
 from orchestration.stray_requests import StrayRequests
 from orchestration.team import Team
@@ -90,7 +91,6 @@ class StepRunner:
         dead-letters requests for steps the database does not have (None: they are skipped)."""
         self._team = team
         self._budget = budget
-        self._breakers = breakers or Breakers(None)
         self._anomalies = anomalies
         self._bus = bus
         self._coordinator = coordinator
@@ -101,6 +101,7 @@ class StepRunner:
         self._observer = observer
         self._strays = strays
         self._claims = Claims(settings)
+        self._admission = Admission(team, budget, breakers or Breakers(None), settings)
         self._calls = ModelCalls(team, providers)
 
     def run(self, message: AgentMessage) -> None:
@@ -138,18 +139,13 @@ class StepRunner:
 
     def _attempt(self, this: Attempt, request: ModelRequest) -> Call:
         """Admit, make and record the call of one claimed attempt."""
-        message, agent = this.message, this.agent
-        caps = self._caps(message, agent)
-        call_id = this.call_id
-        admitted = self._breakers.admit(agent, call_id, probe_lease_s=self._lease_s(agent))
-        if isinstance(admitted, BreakerOpen):
+        caps = self._caps(this.message, this.agent)
+        admitted = self._admission.admit(this, request, caps)
+        if isinstance(admitted, BreakerOpen | CostLimitExceeded):
             return self._not_called(this, request, admitted)
-        try:
-            self._budget.hold(call_id, request, caps, ttl_s=self._lease_s(agent))
-        except CostLimitExceeded as refused:
-            return self._not_called(this, request, refused)
-        call = self._call(agent, request)
-        self._breakers.record(agent, call_id, admitted, call.error)
+        call = self._call(this.agent, request)
+        self._admission.after_call(this, admitted, call)
+        call_id = this.call_id
         # Settled once its ledger row is committed, so that the counters are never below the
         # ledger, whenever Redis may lose its data (a rebuild from the ledger has the call).
         self._record_and_decide(
@@ -167,14 +163,7 @@ class StepRunner:
         return call
 
     def _caps(self, message: AgentMessage, agent: Agent) -> list[Cap]:
-        name = message.payload.get("workflow")
-        budget = message.payload.get("budget_micro")
-        return caps_for(
-            agent,
-            self._team.workflows.get(str(name)) if name else None,
-            str(message.workflow_id),
-            int(budget) if budget is not None else None,
-        )
+        return self._admission.caps(message, agent)
 
     def _ledger(self, this: Attempt, call: Call) -> dict[str, object]:
         """The call's row in the cost ledger."""
@@ -204,9 +193,6 @@ class StepRunner:
             )
         except Exception as exc:  # watching cost must never fail the step it watches
             log.warning("cost.anomaly_check_failed", error=str(exc))
-
-    def _lease_s(self, agent: Agent) -> float:
-        return lease_s(agent, self._settings)
 
     def _claim(
         self, message: AgentMessage, step_id: str, attempt: int, agent: Agent

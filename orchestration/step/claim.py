@@ -34,10 +34,7 @@ class Attempt:
     agent: Agent  # the agent that runs it: the one asked for, or its fallback
     requested_agent_id: str  # the agent the workflow asked for
     parent_step_id: str | None
-
-    @property
-    def call_id(self) -> str:
-        return f"{self.step_id}:{self.number}"
+    call_id: str  # "<step_id>:<number>": the call's id on the breaker, the caps and the ledger
 
 
 def lease_s(agent: Agent, settings: Settings) -> float:
@@ -70,7 +67,8 @@ class Claims:
         row = claimed.one_or_none()
         if row is None:
             return None
-        request = model_request(agent, row.prompt, row.history, f"{step_id}:{attempt}")
+        call_id = f"{step_id}:{attempt}"
+        request = model_request(agent, row.prompt, row.history, call_id)
         this = Attempt(
             message=message,
             step_id=step_id,
@@ -78,5 +76,6 @@ class Claims:
             agent=agent,
             requested_agent_id=row.agent_id,
             parent_step_id=row.parent_step_id,
+            call_id=call_id,
         )
         return this, request
