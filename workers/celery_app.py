@@ -19,7 +19,7 @@ from bus.priorities import PRIORITY_STEPS
 from bus.routing import COORDINATOR_QUEUE
 from storage.errors import ConfigurationError
 from storage.settings import Settings
-from workers import logging as _logging  # noqa: F401  (takes Celery's logging set-up over)
+from workers import celery_programs  # noqa: F401  (takes Celery's logging set-up over)
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:

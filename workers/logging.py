@@ -8,10 +8,11 @@ Two sources, one renderer, one stream (the standard error of the moment):
   (its ``setup_logging`` signal), so Celery neither formats lines its own way nor wraps what
   agentyard writes in its ``[...: WARNING/MainProcess]`` prefix.
 
-A worker logging JSON writes JSON only: no banner (a ``worker.started`` line says what it said),
-stray prints logged as lines (``worker_redirect_stdouts``), and its warm and cold shutdowns on
-SIGTERM and SIGQUIT as a ``worker.shutting_down`` line instead of Celery's plain text. On a
-terminal the lines are for people: the banner stays, and so do prints.
+A worker logging JSON writes JSON only (the hooks in ``workers/celery_programs.py``): no banner
+(a ``worker.started`` line says what it said), stray prints logged as lines
+(``worker_redirect_stdouts``), and its warm and cold shutdowns on SIGTERM and SIGQUIT as a
+``worker.shutting_down`` line instead of Celery's plain text. On a terminal the lines are for
+people: the banner stays, and so do prints.
 
 Celery's lines for each run of the periodic sweeps (beat's "Sending due task", the worker's
 "received", "succeeded" and "Discarding revoked task" for a run that expired in the queue) are
@@ -23,18 +24,10 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import weakref
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
-from celery.signals import (
-    celeryd_after_setup,
-    celeryd_init,
-    setup_logging,
-    worker_ready,
-    worker_shutting_down,
-)
 from celery.utils.log import LoggingProxy
 from opentelemetry import trace
 
@@ -51,7 +44,6 @@ _as_json = not sys.stderr.isatty()
 _renderer: structlog.typing.Processor = structlog.processors.JSONRenderer()
 _handler: _LineHandler | None = None
 _write_lock = threading.Lock()
-_programs: weakref.WeakSet[Any] = weakref.WeakSet()  # the `celery worker` programs of this process
 
 # Celery's loggers of a task's comings and goings (received, succeeded, discarded as expired),
 # and of beat's sending.
@@ -237,67 +229,3 @@ def writes_json() -> bool:
     """Whether this process's lines are JSON (``AGENTYARD_LOG_FORMAT`` json, or auto off a
     terminal): a program started from here then leaves its banner out (`celery --quiet`)."""
     return _as_json
-
-
-# -- Celery's worker and beat programs ------------------------------------------------------------
-
-
-def _take_over_celery_logging(loglevel: int | str | None = None, **_: object) -> None:
-    """Celery is setting its logging up (worker and beat): the records go through agentyard's
-    handler instead, at ``--loglevel``. A receiver of this signal means Celery adds no handler
-    and does not redirect the standard output."""
-    route_library_logs(loglevel or logging.WARNING)
-
-
-def _worker_starting(
-    instance: Any = None, options: Mapping[str, Any] | None = None, **_: object
-) -> None:
-    """A `celery worker` program is starting: log through agentyard's handler already (Celery
-    warns before it sets logging up, e.g. about running as root), and in JSON, no banner."""
-    route_library_logs((options or {}).get("loglevel") or logging.WARNING)
-    if instance is None:
-        return
-    _programs.add(instance)
-    if _as_json:
-        instance.quiet = True
-
-
-def _worker_set_up(instance: Any = None, conf: Any = None, **_: object) -> None:
-    if instance not in _programs:
-        return
-    if _as_json and conf is not None and conf.worker_redirect_stdouts:
-        instance.app.log.redirect_stdouts(conf.worker_redirect_stdouts_level)
-    log.info(
-        "worker.started",
-        hostname=instance.hostname,
-        queues=sorted(instance.app.amqp.queues.consume_from or ()),
-        concurrency=instance.concurrency,
-        pool=getattr(instance.pool_cls, "__module__", str(instance.pool_cls)),
-    )
-
-
-def _worker_ready(sender: Any = None, **_: object) -> None:
-    """In JSON, Celery's SIGTERM and SIGQUIT handlers again without their plain-text line
-    (``_worker_shutting_down`` says it). Celery installs them after its last signal before this."""
-    worker = getattr(sender, "controller", None)
-    if not _as_json or worker not in _programs:
-        return
-    from celery.apps import worker as program
-
-    try:
-        program.install_worker_term_handler(worker, verbose=False)
-        program.install_worker_term_hard_handler(worker, verbose=False)
-    except TypeError:  # a Celery without `verbose`: its line stays
-        log.debug("worker.shutdown_line_kept")
-
-
-def _worker_shutting_down(sig: str = "", how: str = "", exitcode: int = 0, **_: object) -> None:
-    if _programs:
-        log.info("worker.shutting_down", signal=sig, how=how.lower(), exitcode=exitcode)
-
-
-setup_logging.connect(_take_over_celery_logging, weak=False)
-celeryd_init.connect(_worker_starting, weak=False)
-celeryd_after_setup.connect(_worker_set_up, weak=False)
-worker_ready.connect(_worker_ready, weak=False)
-worker_shutting_down.connect(_worker_shutting_down, weak=False)
