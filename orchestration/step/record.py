@@ -1,0 +1,120 @@
+"""The record stage: what an attempt came to, and what follows it, in ONE transaction.
+
+With the workflow row locked (and charged the call's cost), the result or the failure goes on
+the step row, fenced: no row changes when the attempt no longer holds its step (its lease ran
+out meanwhile). The call's trace is added, and its cost-ledger row if the call was made; the
+request is stamped delivered; the agent's response is recorded on the bus's audit trail; and,
+if the attempt still held its step, the coordinator decides what comes next. Nothing leaves
+before the commit: settling the cost and routing the decision wait for it.
+
+It rides out a database that went away (``storage.db_retry``): a transaction that failed is run
+again, unless its commit did land (the attempt's trace is there); the sweep then routes what it
+recorded, and the stage has nothing to hand on.
+
+Deciding here, rather than routing the response to the coordinator queue, saves a broker hop and
+a transaction per step; the coordinator's code makes the decision either way, and the response
+is on record as if it had travelled (published, then delivered in the same transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from bus.envelope import step_response
+from bus.publisher import Bus
+from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark_delivered
+from orchestration.planner import RunState
+from orchestration.step.call import Call
+from orchestration.step.claim import Attempt
+from orchestration.step.rows import ledger_row, step_update, trace_row
+from orchestration.team import Team
+from storage import statements
+from storage.db_retry import retrying
+from storage.executor import transaction
+from storage.models import utcnow
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording an attempt committed: the coordinator's decision, whether the attempt
+    still held its step, and the run as it was locked."""
+
+    decision: Decision
+    held: bool
+    run: RunState | None
+
+
+class Records:
+    def __init__(self, team: Team, bus: Bus, coordinator: Coordinator, url: str) -> None:
+        self._team = team
+        self._bus = bus
+        self._coordinator = coordinator
+        self._url = url
+        self._record_cost = statements.record_cost(url)
+
+    def record(
+        self, this: Attempt, call: Call, once: Callable[[Attempt, Call], Recorded]
+    ) -> Recorded | None:
+        """What ``once`` (the transaction: ``self.once``, or what stands in for it) committed,
+        run again while the database is away; None if a run whose commit seemed lost had in
+        fact committed."""
+        first = True
+        recorded: list[Recorded] = []
+
+        def record() -> None:
+            nonlocal first
+            if not first and self.landed(this):
+                log.warning("step.recorded_before_the_connection_was_lost")
+                return
+            first = False
+            recorded.append(once(this, call))
+
+        retrying(record, "record the step's result")
+        return recorded[0] if recorded else None
+
+    def landed(self, this: Attempt) -> bool:
+        """Whether the attempt is on record already (its trace is there)."""
+        with transaction(self._url) as tx:
+            found = tx.run(
+                statements.TRACE_OF_ATTEMPT, {"w_step": this.step_id, "w_attempt": this.number}
+            )
+            return found.one_or_none() is not None
+
+    def once(self, this: Attempt, call: Call) -> Recorded:
+        """One transaction: the result, its trace, its ledger row, the response on the bus and
+        the coordinator's decision."""
+        message, step_id, attempt, agent = this.message, this.step_id, this.number, this.agent
+        workflow_id = str(message.workflow_id)
+        decision = Decision()
+        with transaction(self._url) as tx:
+            run = lock_workflow(tx, workflow_id, add_cost=call.cost)
+            statement, params = step_update(call)
+            # Zero rows when this attempt no longer holds the step: its lease ran out meanwhile.
+            held = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt}).rowcount
+            tx.run(statements.INSERT_TRACE, trace_row(this, call))
+            if call.made:
+                tx.run(self._record_cost, ledger_row(self._team.name, this, call))
+            mark_delivered(tx, message.id)
+            # The agent's answer goes on record like every message; the coordinator acts on it
+            # in this very transaction, so it is delivered as it is recorded.
+            self._bus.record(
+                tx,
+                step_response(
+                    agent_id=agent.id,
+                    workflow_id=workflow_id,
+                    step_id=step_id,
+                    attempt=attempt,
+                    priority=message.priority,
+                    outcome=call.outcome,
+                    cost_micro=call.cost,
+                ),
+                delivered_at=utcnow(),
+            )
+            if held and run is not None:
+                decision = self._coordinator.decide(tx, run)
+        return Recorded(decision, bool(held), run)
