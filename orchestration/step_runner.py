@@ -24,8 +24,6 @@ is on record as if it had travelled (published, then delivered in the same trans
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import structlog
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -36,12 +34,13 @@ from orchestration.breakers import Breakers
 from orchestration.budget import Budget
 from orchestration.coordinator import Coordinator
 from orchestration.definitions import Agent
-from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
 from orchestration.step.admit import Admission
 from orchestration.step.call import Call, ModelCalls, refused
 from orchestration.step.claim import Attempt, Claims
 from orchestration.step.record import Recorded, Records
+from orchestration.step.route import Routing
+from orchestration.step.settle import Settlement
 from orchestration.step_observer import StepObserver
 from orchestration.stray_requests import StrayRequests
 from orchestration.team import Team
@@ -50,7 +49,6 @@ from storage.errors import (
     BreakerOpen,
     CostLimitExceeded,
 )
-from storage.models import WorkflowStatus
 from storage.settings import Settings
 from workers import tracing
 from workers.providers.base import ModelRequest
@@ -89,6 +87,8 @@ class StepRunner:
         self._admission = Admission(team, budget, breakers or Breakers(None), settings)
         self._calls = ModelCalls(team, providers)
         self._records = Records(team, bus, coordinator, self._url)
+        self._settlement = Settlement(budget)
+        self._routing = Routing(coordinator, anomalies, observer)
 
     def run(self, message: AgentMessage) -> None:
         step_id = str(message.payload["step_id"])
@@ -131,12 +131,12 @@ class StepRunner:
             return self._not_called(this, request, admitted)
         call = self._call(this.agent, request)
         self._admission.after_call(this, admitted, call)
-        call_id = this.call_id
+        recorded = self._records.record(this, call, self._record_and_decide_once)
         # Settled once its ledger row is committed, so that the counters are never below the
         # ledger, whenever Redis may lose its data (a rebuild from the ledger has the call).
-        self._record_and_decide(
-            this, call, settle=lambda: self._budget.settle(call_id, call.cost, caps)
-        )
+        self._settlement.settle(this, call, caps)
+        if recorded is not None:
+            self._routing.route(this, call, recorded)
         return call
 
     def _not_called(
@@ -145,22 +145,13 @@ class StepRunner:
         """The breaker or a spend cap turned the call away: on record, at no cost."""
         log.warning("step.not_called", reason=refusal.kind, error=str(refusal))
         call = refused(request, refusal)
-        self._record_and_decide(this, call)
+        recorded = self._records.record(this, call, self._record_and_decide_once)
+        if recorded is not None:
+            self._routing.route(this, call, recorded)
         return call
 
     def _caps(self, message: AgentMessage, agent: Agent) -> list[Cap]:
         return self._admission.caps(message, agent)
-
-    def _watch_cost(self, run: RunState, message: AgentMessage) -> None:
-        """Compare the run's cost so far with what its workflow type usually costs."""
-        if self._anomalies is None:
-            return
-        try:
-            self._anomalies.after_call(
-                run.id, run.name, run.cost_micro, WorkflowStatus(run.status).finished
-            )
-        except Exception as exc:  # watching cost must never fail the step it watches
-            log.warning("cost.anomaly_check_failed", error=str(exc))
 
     def _claim(
         self, message: AgentMessage, step_id: str, attempt: int, agent: Agent
@@ -170,53 +161,8 @@ class StepRunner:
     def _call(self, agent: Agent, request: ModelRequest) -> Call:
         return self._calls.call(agent, request)
 
-    def _record_and_decide(
-        self, this: Attempt, call: Call, settle: Callable[[], None] | None = None
-    ) -> None:
-        """Record the call and decide what follows, riding out a database that went away: a
-        transaction that failed is run again, unless its commit did land (the attempt's trace is
-        there), in which case the sweep routes what it recorded. ``settle`` (the call's cost on
-        its caps) runs once the record is committed, before what it decided is routed."""
-        recorded = self._records.record(this, call, self._record_and_decide_once)
-        if settle is not None:
-            settle()
-        if recorded is not None:
-            self._after_record(this, call, recorded)
-
     def _record_and_decide_once(self, this: Attempt, call: Call) -> Recorded:
         return self._records.once(this, call)
-
-    def _after_record(self, this: Attempt, call: Call, recorded: Recorded) -> None:
-        """Once the record is committed: watch the run's cost, count the attempt, route what the
-        coordinator decided."""
-        message, agent, run = this.message, this.agent, recorded.run
-        if run is not None and call.made:
-            self._watch_cost(run, message)
-        if self._observer is not None:  # every attempt recorded, fenced off or not
-            self._observer.attempt_recorded(
-                agent_id=agent.id,
-                model=agent.model,
-                outcome=call.outcome,
-                usage=call.usage,
-                cost_micro=call.cost,
-                latency_s=call.latency_ms / 1000 if call.made else None,
-            )
-        if not recorded.held:
-            # The attempt was given up on; the call is on record (trace, cost) all the same.
-            log.warning(
-                "step.result_fenced_off", outcome=call.outcome, cost_usd=micro_to_usd(call.cost)
-            )
-            return
-        self._coordinator.after_commit(recorded.decision)
-        log.info(
-            "step.finished",
-            outcome=call.outcome,
-            latency_ms=round(call.latency_ms, 1),
-            input_tokens=call.usage.input_tokens,
-            output_tokens=call.usage.output_tokens,
-            cost_usd=micro_to_usd(call.cost),
-            error=None if call.error is None else str(call.error),
-        )
 
 
 def _describe_step(span: Span, call: Call) -> None:
