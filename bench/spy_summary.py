@@ -39,9 +39,11 @@ def _module(file: str) -> str:
 # Inclusive buckets: a sample counts in every bucket one of its frames matches.
 BUCKETS: list[tuple[str, re.Pattern[str]]] = [
     ("task body: agent step (StepRunner.run)", re.compile(r"^StepRunner\.run$")),
-    ("  StepRunner._claim", re.compile(r"^StepRunner\._claim$")),
-    ("  StepRunner._run_claimed (loads + model)", re.compile(r"^StepRunner\._run_claimed$")),
-    ("  StepRunner._record (result txn + route)", re.compile(r"^StepRunner\._record$")),
+    ("  claim (Claims.claim)", re.compile(r"^Claims\.claim$")),
+    ("  admit (Admission.admit)", re.compile(r"^Admission\.admit$")),
+    ("  call (ModelCalls.call)", re.compile(r"^ModelCalls\.call$")),
+    ("  record (Records.once: the result transaction)", re.compile(r"^Records\.once$")),
+    ("  route (Routing.route)", re.compile(r"^Routing\.route$")),
     ("  offline provider complete()", re.compile(r"^OfflineProvider\.complete$")),
     ("task body: Coordinator.advance", re.compile(r"^Coordinator\.advance$")),
     ("Bus.route (send_task)", re.compile(r"^Bus\.route$")),
