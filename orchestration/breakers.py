@@ -40,6 +40,12 @@ class Breakers:
             return BreakerOpen(agent.id, verdict.retry_in_s)
         return verdict.decision
 
+    def not_made(self, agent: Agent, call_id: str, admitted: Decision) -> None:
+        """The call ``admit`` let through was not made (a spend cap refused it): a probe gives
+        its place up, so the breaker does not wait out the probe's lease for nothing."""
+        if self._store is not None and admitted is Decision.PROBE:
+            self._store.not_made(agent.id, call_id)
+
     def record(
         self, agent: Agent, call_id: str, admitted: Decision, error: AgentyardError | None
     ) -> None:

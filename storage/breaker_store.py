@@ -81,6 +81,11 @@ class BreakerStore:
             )
         )
 
+    def not_made(self, agent: str, call_id: str) -> None:
+        """A call the breaker let through was not made after all: if it was the half-open
+        breaker's probe, the next call may be the probe at once (not after the probe's lease)."""
+        self._record(keys=[self.prefix + agent], args=[call_id, "not_made", 1, 1.0, 1.0])
+
     def state(self, agent: str) -> BreakerState:
         return self.states([agent])[0]
 

@@ -57,6 +57,7 @@ class Admission:
         try:
             self._budget.hold(call_id, request, caps, ttl_s=lease_s(agent, self._settings))
         except CostLimitExceeded as refusal:
+            self._breakers.not_made(agent, call_id, admitted)
             return refusal
         return admitted
 

@@ -3,7 +3,8 @@
 -- KEYS[1]  the agent's breaker hash (see breaker_acquire.lua)
 -- ARGV[1]  the call's id (as given to breaker_acquire.lua)
 -- ARGV[2]  "success" or "failure" (failures that say the provider is in trouble: overloaded,
---          rate limited, timed out, unavailable)
+--          rate limited, timed out, unavailable), or "not_made": the call was let through but
+--          not made (a spend cap refused it), which frees the probe's place if it was the probe
 -- ARGV[3]  failures within a window that open the breaker
 -- ARGV[4]  the window, seconds
 -- ARGV[5]  how long the breaker stays open, seconds
@@ -28,6 +29,10 @@ if state == 'half_open' then
   if redis.call('HGET', key, 'probe') ~= call_id then
     return state
   end
+  if outcome == 'not_made' then
+    redis.call('HDEL', key, 'probe', 'probe_until')
+    return state
+  end
   if outcome == 'success' then
     redis.call('HSET', key, 'state', 'closed', 'failures', 0)
     redis.call('HDEL', key, 'probe', 'probe_until', 'window_until', 'open_until')
@@ -35,7 +40,7 @@ if state == 'half_open' then
   end
   return open()
 end
-if state == 'open' or outcome == 'success' then
+if state == 'open' or outcome ~= 'failure' then
   return state
 end
 -- closed, a failure: count it in the current window

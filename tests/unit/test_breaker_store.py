@@ -83,6 +83,30 @@ def test_a_probe_whose_worker_died_is_replaced_when_its_lease_runs_out(
     assert breakers.acquire("writer", "second", 0.1).decision is Decision.PROBE
 
 
+def test_a_probe_not_made_gives_its_place_up_at_once(breakers: BreakerStore) -> None:
+    # Given a half-open breaker whose probe a spend cap then refused
+    _open(breakers)
+    assert breakers.acquire("writer", "probe", 60).decision is Decision.PROBE
+
+    breakers.not_made("writer", "probe")
+
+    # Then the next call is the probe, long before the refused one's lease would have run out,
+    # and the breaker stays half-open: nothing was learnt of the provider
+    assert breakers.state("writer").state == "half_open"
+    assert breakers.acquire("writer", "next", 60).decision is Decision.PROBE
+
+
+def test_a_call_not_made_while_closed_or_not_the_probe_changes_nothing(
+    breakers: BreakerStore,
+) -> None:
+    breakers.not_made("writer", "c1")  # closed
+    assert breakers.state("writer").state == "closed"
+    _open(breakers)
+    assert breakers.acquire("writer", "probe", 60).decision is Decision.PROBE
+    breakers.not_made("writer", "someone-else")
+    assert breakers.acquire("writer", "next", 60).decision is Decision.REJECT
+
+
 def test_sixteen_threads_racing_at_a_half_open_breaker_let_exactly_one_probe_through(
     breakers: BreakerStore,
 ) -> None:

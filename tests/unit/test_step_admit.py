@@ -127,3 +127,17 @@ def test_the_breaker_hears_of_a_provider_failure_once_the_call_is_made(stage: St
     stage.admission.after_call(this, admitted, failed)
 
     assert stage.breakers.state("writer").state == "open"
+
+
+def test_a_probe_a_cap_refuses_gives_the_probes_place_up(stage: Stage) -> None:
+    # Given the writer's breaker open, with its time up: the next call is its one probe
+    stage.breakers.record("writer", "s0:1", False, threshold=1, window_s=60.0, reset_s=0.0)
+    this, request = _attempt()
+
+    # When that probe's worst case does not fit its run's cap
+    refusal = stage.admission.admit(this, request, _run_cap(1))
+
+    # Then it is refused by the cap, and the next call may be the probe at once (not after the
+    # refused probe's lease of the agent's timeout and the lease margin)
+    assert isinstance(refusal, CostLimitExceeded)
+    assert stage.breakers.acquire("writer", "s2:1", 60).decision is Decision.PROBE
