@@ -4,6 +4,7 @@ laptop and FAIL under CI (``CI`` set), so a missing server can never pass as gre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -127,25 +128,36 @@ def key_prefix(redis_server_url: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A database of this test session's own, dropped at the end."""
+@contextlib.contextmanager
+def own_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of its own (named ``prefix`` and a random tail) beside the test
+    server's, its URL yielded, dropped afterwards. Raises whatever the server raises."""
     admin = create_engine(TEST_POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"agentyard_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        _missing(f"PostgreSQL at {TEST_POSTGRES_URL}", exc)
-    url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    from storage.db import engine_for
+        url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        yield url
+        from storage.db import engine_for
 
-    engine_for(url).dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        engine_for(url).dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own, dropped at the end."""
+    databases = contextlib.ExitStack()
+    try:
+        url = databases.enter_context(own_database("agentyard_test_"))
+    except Exception as exc:
+        _missing(f"PostgreSQL at {TEST_POSTGRES_URL}", exc)
+    with databases:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ BIGINT after the migrations, and the migration to 64 bits keeps the rows it find
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel, select
 
 import storage
@@ -23,6 +21,7 @@ from orchestration import Agent, Orchestrator, Settings, Workflow, WorkflowStatu
 from orchestration.pricing import MAX_CAP_USD, usd_to_micro
 from storage.db import session_scope
 from storage.models import CostLedgerRow, WorkflowRow
+from tests.conftest import own_database
 from tests.unit.test_schema import counts
 
 pytestmark = pytest.mark.integration
@@ -65,15 +64,8 @@ def test_a_run_with_a_budget_past_32_bits_succeeds_and_its_budget_is_stored_exac
 @pytest.fixture
 def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     """An empty database of this test's own, beside the session's, dropped afterwards."""
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    name = f"agentyard_money_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with own_database("agentyard_money_") as url:
+        yield url
 
 
 def _migrate(url: str, revision: str) -> None:

@@ -40,7 +40,6 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +47,8 @@ from typing import IO, Any
 
 import pytest
 from celery import Celery
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from tests.conftest import TEST_POSTGRES_URL
+from tests.conftest import own_database
 from tests.readme_snippets import (
     Background,
     Command,
@@ -381,18 +378,8 @@ def _get_json(url: str) -> Any:
 @pytest.fixture
 def database(postgres_url: str) -> Iterator[str]:
     """A PostgreSQL database of this test's own (the session's is shared), dropped afterwards."""
-    name = f"agentyard_readme_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(TEST_POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    from storage.db import engine_for
-
-    engine_for(url).dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with own_database("agentyard_readme_") as url:
+        yield url
 
 
 @pytest.fixture
