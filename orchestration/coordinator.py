@@ -70,11 +70,11 @@ class Coordinator:
         decision already made (the first step dispatched), in the caller's transaction. The run
         keeps ``graph`` as JSON; ``row`` holds its other columns. Returns the messages to route
         after the commit."""
-        nodes = [node for node in graph.nodes if isinstance(node, StepNode)]
-        if len(nodes) != len(graph.nodes):
+        if not graph.is_sequence:
             raise ConfigurationError(
                 f"workflow {run.name!r} is not a sequence; this version runs sequences only"
             )
+        nodes = [node for node in graph.nodes if isinstance(node, StepNode)]
         ids = [new_id() for _ in nodes]
         steps = [
             StepState(

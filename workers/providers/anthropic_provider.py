@@ -38,7 +38,7 @@ from workers.providers.base import (
     ModelRequest,
     ModelResponse,
     Usage,
-    is_real_anthropic_api,
+    lacks_anthropic_credentials,
 )
 
 if TYPE_CHECKING:
@@ -77,15 +77,14 @@ class AnthropicProvider:
     """
 
     def __init__(self, api_key: str | None, base_url: str | None) -> None:
+        if lacks_anthropic_credentials(api_key, base_url):
+            raise ConfigurationError(
+                "No Anthropic API key is configured: set AGENTYARD_ANTHROPIC_API_KEY, or point "
+                "AGENTYARD_ANTHROPIC_BASE_URL at agentyard's stub server "
+                "(`agentyard stub-anthropic`) to run without one."
+            )
         base_url = (base_url or "").rstrip("/") or None
-        if not api_key:
-            if base_url is None or is_real_anthropic_api(base_url):
-                raise ConfigurationError(
-                    "No Anthropic API key is configured: set AGENTYARD_ANTHROPIC_API_KEY, or point "
-                    "AGENTYARD_ANTHROPIC_BASE_URL at agentyard's stub server "
-                    "(`agentyard stub-anthropic`) to run without one."
-                )
-            api_key = NO_KEY_PLACEHOLDER
+        api_key = api_key or NO_KEY_PLACEHOLDER
         self._api_key = api_key
         self._base_url = base_url or REAL_API_URL
         self._clients: dict[float, anthropic.Anthropic] = {}

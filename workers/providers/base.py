@@ -77,3 +77,10 @@ def is_real_anthropic_api(base_url: str) -> bool:
     """Whether ``base_url`` is Anthropic's own API (which needs a key), not a stub or a proxy."""
     host = urlsplit(base_url).hostname or ""
     return host == "anthropic.com" or host.endswith(".anthropic.com")
+
+
+def lacks_anthropic_credentials(api_key: str | None, base_url: str | None) -> bool:
+    """Whether Claude models cannot be called: no API key, and no base URL other than the real
+    API's (agentyard's stub server, or a proxy that adds credentials, needs none)."""
+    base_url = (base_url or "").rstrip("/")
+    return not api_key and (not base_url or is_real_anthropic_api(base_url))

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from storage.settings import Settings
-from workers.providers.base import ModelProvider, is_real_anthropic_api
+from workers.providers.base import ModelProvider, lacks_anthropic_credentials
 from workers.providers.offline import PREFIX as OFFLINE_PREFIX
 from workers.providers.offline import OfflineModel, OfflineProvider
 
@@ -62,10 +62,10 @@ class Providers:
 def without_credentials(settings: Settings, agents: Iterable[Agent]) -> list[str]:
     """The ids of ``agents`` whose Claude model cannot be called with ``settings``: no API key,
     and no base URL other than the real API's (agentyard's stub server needs no key)."""
-    if settings.anthropic_api_key is not None:
-        return []
-    base_url = (settings.anthropic_base_url or "").rstrip("/")
-    if base_url and not is_real_anthropic_api(base_url):
+    key = settings.anthropic_api_key
+    if not lacks_anthropic_credentials(
+        key.get_secret_value() if key else None, settings.anthropic_base_url
+    ):
         return []
     return sorted(agent.id for agent in agents if not is_offline(agent.model))
 
