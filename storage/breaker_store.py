@@ -84,6 +84,7 @@ class BreakerStore:
     def not_made(self, agent: str, call_id: str) -> None:
         """A call the breaker let through was not made after all: if it was the half-open
         breaker's probe, the next call may be the probe at once (not after the probe's lease)."""
+        # The script reads its threshold, window and reset only for a failure: these are fillers.
         self._record(keys=[self.prefix + agent], args=[call_id, "not_made", 1, 1.0, 1.0])
 
     def state(self, agent: str) -> BreakerState:
