@@ -1,6 +1,6 @@
 """agentyard: teams of LLM agents as durable workflows on Celery, Redis and PostgreSQL.
 
-from orchestration import Agent, Orchestrator, Workflow
+from orchestration import Agent, Orchestrator, Workflow, fan_out, loop, parallel, route, step
 """
 
 from orchestration.definitions import Agent, Workflow
@@ -9,6 +9,7 @@ from orchestration.pricing import MAX_CAP_USD
 from orchestration.results import StepResult, Tokens, WorkflowResult, WorkflowRun
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
+from orchestration.workflow.builders import fan_out, loop, parallel, route, step
 from storage.errors import (
     AgentyardError,
     BrokerUnavailable,
@@ -17,6 +18,7 @@ from storage.errors import (
     InvalidDefinition,
     InvalidRequest,
     InvalidSettings,
+    LoopLimitReached,
     ProviderError,
     RunNotFound,
     ServiceUnavailable,
@@ -39,6 +41,7 @@ __all__ = [
     "InvalidDefinition",
     "InvalidRequest",
     "InvalidSettings",
+    "LoopLimitReached",
     "Orchestrator",
     "ProviderError",
     "RunNotFound",
@@ -57,4 +60,9 @@ __all__ = [
     "WorkflowResult",
     "WorkflowRun",
     "WorkflowStatus",
+    "fan_out",
+    "loop",
+    "parallel",
+    "route",
+    "step",
 ]

@@ -27,9 +27,16 @@ class Exchange:
 
 @dataclass(frozen=True, slots=True)
 class EarlierStep:
+    """A node that finished before the one being asked, as its summary line names it."""
+
     position: int
     agent_id: str
     output: str
+    label: str | None = None  # how the summary names it; by default "step 2 (writer)"
+
+    @property
+    def title(self) -> str:
+        return self.label or f"step {self.position + 1} ({self.agent_id})"
 
 
 def extract(text: str, limit: int = SUMMARY_CHARS_PER_STEP) -> str:
@@ -49,21 +56,32 @@ def extract(text: str, limit: int = SUMMARY_CHARS_PER_STEP) -> str:
 def compose_prompt(
     workflow_input: str, step_input: str, position: int, earlier: list[EarlierStep]
 ) -> str:
-    """The user message of a step: the request, what came before, and this step's input."""
+    """The user message of a step of a sequence: the request, what came before, and this step's
+    input (the previous step's output)."""
     if position == 0:
         return step_input
-    parts = [f"Request:\n{workflow_input}"]
     previous = earlier[-1] if earlier else None
-    older = earlier[:-1]
+    if previous is None:
+        return compose(workflow_input, "Input", step_input, [])
+    return compose(
+        workflow_input,
+        f"Output of the previous step ({previous.agent_id})",
+        step_input,
+        earlier[:-1],
+    )
+
+
+def compose(workflow_input: str, label: str, given: str, older: list[EarlierStep]) -> str:
+    """The user message of a step: the request, a summary of the ``older`` nodes it follows, and
+    what it is given (under ``label``) at the end. An empty label: the step is the run's first,
+    and is given the request itself, alone."""
+    if not label:
+        return given
+    parts = [f"Request:\n{workflow_input}"]
     if older:
-        lines = "\n".join(
-            f"- step {s.position + 1} ({s.agent_id}): {extract(s.output)}" for s in older
-        )
+        lines = "\n".join(f"- {s.title}: {extract(s.output)}" for s in older)
         parts.append(f"Earlier steps (summary):\n{lines}")
-    if previous is not None:
-        parts.append(f"Output of the previous step ({previous.agent_id}):\n{step_input}")
-    else:
-        parts.append(f"Input:\n{step_input}")
+    parts.append(f"{label}:\n{given}")
     return "\n\n".join(parts)
 
 

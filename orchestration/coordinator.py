@@ -1,17 +1,21 @@
-"""The coordinator: reads a workflow's rows, asks the planner what is due, writes it back.
+"""The coordinator: locks a run, asks the interpreter what follows, writes it back.
 
 ``decide`` runs inside the transaction that changed the state, after taking the workflow's row
-lock: ``start`` (a new run's first dispatch commits with the run), an agent's result (the next
-dispatch commits with the result), and ``advance`` on the coordinator queue (retries that came
-due, and whatever the maintenance sweep finds idle). It never waits for anything, and deciding
-twice, or for a finished workflow, is harmless. The rules themselves are in ``planner.py``.
+lock: ``start`` (a new run's first dispatch commits with the run), an agent's result (what follows
+it commits with the result), and ``advance`` on the coordinator queue (retries that came due, and
+whatever the maintenance sweep finds idle). It never waits for anything, and deciding twice, or
+for a finished workflow, is harmless. The rules themselves are in ``orchestration/workflow``: the
+interpreter walks the run's graph, and each kind of node is a module of its own.
 
-Every statement here is a prebuilt Core statement (``storage.statements``): this is the path
-every step of every workflow takes.
+A run's graph is the snapshot its row keeps (read once per run and process, then cached), so a
+run in flight keeps its definition across deploys. Every statement here is a prebuilt Core
+statement (``storage.statements``): this is the path every step of every workflow takes.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,15 +23,17 @@ import structlog
 
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
-from orchestration.planner import Plan, Rules, RunState, StepState, plan_sequence
 from orchestration.pricing import micro_to_usd
 from orchestration.retry import Backoff
+from orchestration.run_store import RunStore
 from orchestration.team import Team
-from orchestration.workflow.graph import Graph, StepNode
+from orchestration.workflow.graph import Graph, build_graph
+from orchestration.workflow.interpreter import Interpreter
+from orchestration.workflow.kinds.step import Rules
+from orchestration.workflow.state import Plan, RunState, StepState
 from storage import statements
-from storage.errors import ConfigurationError
 from storage.executor import Tx, transaction
-from storage.models import WorkflowStatus, as_utc, new_id, utcnow
+from storage.models import WorkflowStatus, as_utc, utcnow
 from storage.settings import Settings
 from workers import tracing
 
@@ -52,6 +58,7 @@ class Coordinator:
             backoff=backoff or Backoff(),
             dispatch_timeout_s=settings.dispatch_timeout_s,
         )
+        self._graphs = _Graphs()
 
     def advance(self, workflow_id: str, delivered: str | None = None) -> None:
         """Decide in a transaction of its own, then route what was decided.
@@ -66,49 +73,29 @@ class Coordinator:
             self.after_commit(decision)
 
     def start(self, tx: Tx, run: RunState, graph: Graph, row: dict[str, Any]) -> list[AgentMessage]:
-        """Insert a new run with one step per node of its graph (a sequence, for now), its first
-        decision already made (the first step dispatched), in the caller's transaction. The run
-        keeps ``graph`` as JSON; ``row`` holds its other columns. Returns the messages to route
-        after the commit."""
-        if not graph.is_sequence:
-            raise ConfigurationError(
-                f"workflow {run.name!r} is not a sequence; this version runs sequences only"
-            )
-        nodes = [node for node in graph.nodes if isinstance(node, StepNode)]
-        ids = [new_id() for _ in nodes]
-        steps = [
-            StepState(
-                id=ids[position],
-                position=position,
-                agent_id=node.agent,
-                parent_step_id=ids[position - 1] if position else None,
-                node=node.name,
-            )
-            for position, node in enumerate(nodes)
-        ]
-        row = {**row, "graph": graph.to_json()}
-        now = row["created_at"]
-        plan = plan_sequence(run, steps, now, self._rules)
-        tx.run(statements.INSERT_WORKFLOW, {**row, **_run_values(run)})
-        tx.run(
-            statements.INSERT_STEP,
-            [{"workflow_id": run.id, **_step_values(step)} for step in steps],
-        )
+        """Insert a new run, its first decision already made (its first node entered, the
+        steps that makes dispatched), in the caller's transaction. The run keeps ``graph`` as
+        JSON; ``row`` holds its other columns. Returns the messages to route after the
+        commit."""
+        store = RunStore(tx, run.id, graph)
+        plan = Interpreter(run, graph, store, self._rules, row["created_at"]).start()
+        tx.run(statements.INSERT_WORKFLOW, {**row, **_run_values(run), "graph": graph.to_json()})
+        store.flush()
+        self._graphs.keep(run.id, graph)
         return self._record(tx, run, plan).messages
 
-    def decide(self, tx: Tx, run: RunState) -> Decision:
+    def decide(self, tx: Tx, run: RunState, step: StepState | None = None) -> Decision:
         """Make the decisions that are due for ``run``, whose row the caller has locked
-        (``lock_workflow``), inside the caller's transaction; the caller hands what it returns
-        to ``after_commit`` once the transaction has committed."""
+        (``lock_workflow``), inside the caller's transaction: what follows ``step``, whose
+        attempt the caller just recorded, or (None) whatever waits. The caller hands what it
+        returns to ``after_commit`` once the transaction has committed."""
         if WorkflowStatus(run.status).finished:
             return Decision()
-        steps = [
-            StepState(**row._asdict())
-            for row in tx.run(statements.STEPS_OF_WORKFLOW, {"w_id": run.id})
-        ]
-        plan = plan_sequence(run, steps, utcnow(), self._rules)
-        for step in plan.steps:
-            tx.run(statements.SAVE_STEP, {"w_id": step.id, **_planned_values(step)})
+        graph = self._graphs.of(tx, run.id)
+        store = RunStore(tx, run.id, graph)
+        interpreter = Interpreter(run, graph, store, self._rules, utcnow())
+        plan = interpreter.advance() if step is None else interpreter.after_step(store.known(step))
+        store.flush()
         if plan.run_changed:
             tx.run(statements.SAVE_WORKFLOW, {"w_id": run.id, **_saved_run_values(run)})
         return self._record(tx, run, plan)
@@ -141,6 +128,40 @@ class Coordinator:
         return Decision(plan.messages, run if ended else None)
 
 
+class _Graphs:
+    """The graphs of the runs this process decided for lately, read once per run: a run's graph
+    never changes. A run from before graphs had none: its steps' agents are its sequence."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, Graph] = OrderedDict()
+
+    def keep(self, workflow_id: str, graph: Graph) -> None:
+        with self._lock:
+            self._kept[workflow_id] = graph
+            self._kept.move_to_end(workflow_id)
+            while len(self._kept) > self.SIZE:
+                self._kept.popitem(last=False)
+
+    def of(self, tx: Tx, workflow_id: str) -> Graph:
+        with self._lock:
+            found = self._kept.get(workflow_id)
+        if found is not None:
+            return found
+        snapshot = tx.run(statements.WORKFLOW_GRAPH, {"w_id": workflow_id}).scalar()
+        if snapshot is not None:
+            graph = Graph.from_json(snapshot)
+        else:
+            agents = [
+                row.agent_id for row in tx.run(statements.AGENTS_OF_STEPS, {"w_id": workflow_id})
+            ]
+            graph = build_graph(agents, f"run {workflow_id}")
+        self.keep(workflow_id, graph)
+        return graph
+
+
 def lock_workflow(tx: Tx, workflow_id: str, add_cost: int = 0) -> RunState | None:
     """Lock the workflow row until the transaction ends, and return what the planner needs.
 
@@ -166,14 +187,6 @@ def lock_workflow(tx: Tx, workflow_id: str, add_cost: int = 0) -> RunState | Non
 def mark_delivered(tx: Tx, message_id: str) -> None:
     """Stamp a message as taken by its consumer (audit), in the consumer's transaction."""
     tx.run(statements.MARK_DELIVERED, {"w_id": message_id, "delivered_at": utcnow()})
-
-
-def _planned_values(step: StepState) -> dict[str, Any]:
-    return {name: getattr(step, name) for name in statements.PLANNED_STEP_COLUMNS}
-
-
-def _step_values(step: StepState) -> dict[str, Any]:
-    return {name: getattr(step, name) for name in statements.STEP_STATE_COLUMNS}
 
 
 def _saved_run_values(run: RunState) -> dict[str, Any]:

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import reprlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestration.pricing import MAX_CAP_USD
-from orchestration.workflow.graph import Graph, build_graph
+from orchestration.workflow.graph import NODE_TYPES, Graph, build_graph
 from storage.errors import InvalidDefinition
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -198,29 +206,77 @@ class Agent(_Definition):
 
 
 class WorkflowKind(StrEnum):
-    SEQUENCE = "sequence"
+    SEQUENCE = "sequence"  # agent ids, each step given the previous one's output
+    GRAPH = "graph"  # nodes: loops, fan-outs, parallels, routes among the steps
 
 
 class Workflow(_Definition):
-    """A named plan over agents. Sequences for now: each step gets the previous one's output."""
+    """A named plan over agents: its nodes run in order. A bare agent id is ``step(id)``; a
+    list of them is a sequence (``Workflow.sequence``), each step given the previous one's
+    output. ``loop``, ``fan_out``, ``parallel`` and ``route`` make it a graph::
+
+        Workflow("article", [
+            "researcher",
+            fan_out("summarizer", over=sources, max_parallel=8),
+            loop(["editor", "critic"], max_iterations=5, until=approved, converge_at=0.92),
+        ], budget_usd=2.0)
+    """
 
     KIND: ClassVar[str] = "workflow"
     NAMED_BY: ClassVar[str] = "name"
     RULES: ClassVar[Mapping[str, str]] = {
         "name": _ID_RULE,
         "kind": f"must be one of: {', '.join(kind.value for kind in WorkflowKind)}",
-        "steps": "must be a list of 1 to 200 agent ids",
+        "steps": "must be a list of 1 to 200 agent ids or nodes (step(...), loop(...), "
+        "fan_out(...), parallel(...), route(...))",
         "budget_usd": _usd_rule("the budget of one run"),
         "daily_budget_usd": _usd_rule("the daily spend cap of all its runs"),
         "deadline_s": "must be a finite number of seconds over 0, or None for no deadline",
     }
 
     name: Id
-    kind: WorkflowKind = WorkflowKind.SEQUENCE
-    steps: tuple[Id, ...] = Field(min_length=1, max_length=200)
+    kind: WorkflowKind | None = None  # said by its steps when not given
+    steps: tuple[Any, ...] = Field(min_length=1, max_length=200)
     budget_usd: Usd | None = None  # per run
     daily_budget_usd: Usd | None = None  # all runs of it, per UTC day
     deadline_s: float | None = Field(default=None, gt=0)  # a run not finished by then times out
+
+    def __init__(
+        self, name: str | None = None, steps: Sequence[Any] | None = None, /, **data: Any
+    ) -> None:
+        """``Workflow(name, nodes, budget_usd=...)``, or every field by name."""
+        if name is not None:
+            data["name"] = name
+        if steps is not None:
+            data["steps"] = steps
+        super().__init__(**data)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _agent_ids_or_nodes(cls, value: Any) -> Any:
+        # A bare string is refused, not taken for a list of letters.
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ValueError("not a list")
+        for item in value:
+            if isinstance(item, str):
+                if re.fullmatch(ID_PATTERN, item) is None:
+                    raise ValueError(f"{item!r} is not an agent id")
+            elif not isinstance(item, NODE_TYPES):
+                raise ValueError(f"{item!r} is not a node")
+        return tuple(value)
+
+    @model_validator(mode="after")
+    def _a_graph_that_can_run(self) -> Workflow:
+        graph = self.graph  # InvalidDefinition, saying where, if it cannot
+        shape = WorkflowKind.SEQUENCE if graph.is_sequence else WorkflowKind.GRAPH
+        if self.kind is None:
+            object.__setattr__(self, "kind", shape)
+        elif self.kind != shape:
+            raise InvalidDefinition(
+                f"workflow {self.name!r}: kind {self.kind.value!r} does not match its steps, "
+                f"which make a {shape.value}; leave kind out"
+            )
+        return self
 
     @cached_property
     def graph(self) -> Graph:
@@ -237,6 +293,13 @@ class Workflow(_Definition):
         daily_budget_usd: float | None = None,
         deadline_s: float | None = None,
     ) -> Workflow:
+        if not isinstance(agents, str) and isinstance(agents, Sequence):
+            nodes = [agent for agent in agents if not isinstance(agent, str)]
+            if nodes:
+                raise InvalidDefinition(
+                    f"workflow {name!r}: Workflow.sequence takes agent ids, got {nodes[0]!r}; "
+                    f"write Workflow({name!r}, [...]) for loops, fan-outs and routes"
+                )
         # Validated as given: a bare string is refused, not taken for a list of letters.
         return cls.model_validate(
             {

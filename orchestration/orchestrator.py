@@ -34,7 +34,6 @@ from orchestration.cut_off_calls import CutOffCalls
 from orchestration.definitions import Agent, Workflow
 from orchestration.input_checks import check_input
 from orchestration.maintenance import Maintenance
-from orchestration.planner import RunState
 from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
 from orchestration.step_runner import StepRunner
@@ -42,6 +41,7 @@ from orchestration.stray_requests import StrayRequests
 from orchestration.sweeps import Job, Sweeps
 from orchestration.team import Team
 from orchestration.trace_queries import RunQueries
+from orchestration.workflow.state import RunState
 from storage.ack_store import AckStore
 from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore

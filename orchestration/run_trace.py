@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from orchestration.pricing import micro_to_usd
 from orchestration.results import Tokens
+from orchestration.workflow.graph import Graph, StepNode
 from storage import statements
 from storage.db import session_scope
 from storage.errors import RunNotFound
@@ -102,6 +103,10 @@ class StepTrace:
     parent_step_id: str | None
     error: str | None
     calls: tuple[CallTrace, ...] = ()
+    node: str | None = None  # its node in the run's graph, e.g. "loop1/editor"
+    scope: str = ""  # the frame it ran in ('' at the top; see orchestration/workflow/state.py)
+    iteration: int | None = None  # 1-based, in a loop
+    branch: int | None = None  # 0-based, in a fan-out or a parallel
 
     @property
     def ran(self) -> bool:
@@ -239,6 +244,8 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
             .order_by(statements.steps.c.position)
         ).all()
     steps = tuple(_step(row, calls.get(row.id, [])) for row in step_rows)
+    if workflow.graph is not None:
+        steps += _not_reached(Graph.from_json(workflow.graph), steps)
     return RunTrace(
         id=workflow.id,
         team=workflow.team,
@@ -289,6 +296,36 @@ def _calls_by_step(session: Session, run_id: str, include_io: bool) -> dict[str,
     return by_step
 
 
+def _not_reached(graph: Graph, steps: tuple[StepTrace, ...]) -> tuple[StepTrace, ...]:
+    """The top-level steps of the run's graph that no step was made for yet (steps are made when
+    their node is ready): pending, after the steps made, each fed by the step before it."""
+    made = {step.node: step for step in steps if step.scope == ""}
+    position = max((step.position for step in steps), default=-1)
+    previous: str | None = None
+    added: list[StepTrace] = []
+    for node in graph.nodes:
+        if not isinstance(node, StepNode):
+            previous = None
+            continue
+        step = made.get(node.name)
+        if step is None:
+            position += 1
+            step = StepTrace(
+                id=f"not-made:{node.name}",
+                position=position,
+                agent=node.agent,
+                ran_by=None,
+                status=StepStatus.PENDING.value,
+                attempt=0,
+                parent_step_id=previous,
+                error=None,
+                node=node.name,
+            )
+            added.append(step)
+        previous = step.id
+    return tuple(added)
+
+
 def _step(row: Any, call_rows: list[Any]) -> StepTrace:
     links = [Link.FIRST][: len(call_rows)] + [
         Link.RETRY if before.agent_id == after.agent_id else Link.FALLBACK
@@ -303,6 +340,10 @@ def _step(row: Any, call_rows: list[Any]) -> StepTrace:
         attempt=row.attempt,
         parent_step_id=row.parent_step_id,
         error=row.error,
+        node=row.node,
+        scope=row.scope,
+        iteration=row.iteration,
+        branch=row.branch,
         calls=tuple(
             _call(call, link, row.agent_id) for call, link in zip(call_rows, links, strict=True)
         ),

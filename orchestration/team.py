@@ -37,13 +37,10 @@ class Team:
         self.agents[agent.id] = agent
 
     def add_workflow(self, workflow: Workflow) -> None:
-        missing = [step for step in workflow.steps if step not in self.agents]
-        if missing:
-            raise UnknownAgent(
-                f"workflow {workflow.name!r} names agent(s) {missing} that are not registered; "
-                "register them with orc.register_agent(...) first"
-            )
-        for agent_id in set(workflow.steps):
+        """Register ``workflow``: every agent its nodes name (join agents too) must be
+        registered first."""
+        workflow.graph.check_agents(self.agents, workflow.name)
+        for agent_id in workflow.graph.agents():
             self.fallback_chain(agent_id)
         self.workflows[workflow.name] = workflow
 

@@ -76,6 +76,12 @@ class WaitTimeout(AgentyardError, TimeoutError):
     """``WorkflowRun.wait`` gave up before the run finished (the run goes on)."""
 
 
+class LoopLimitReached(AgentyardError):
+    """A loop with ``on_limit="fail"`` stopped by ``max_iterations`` or the run's budget before
+    ``until`` or convergence ended it. A run it ends is ``failed``; its error starts with this
+    class's name, then names the loop, its iterations and why."""
+
+
 class ProviderError(AgentyardError):
     """A model call that did not return a usable answer.
 

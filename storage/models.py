@@ -130,8 +130,11 @@ class WorkflowRow(SQLModel, table=True):
 class StepRow(SQLModel, table=True):
     __tablename__ = "steps"
     __table_args__ = (
-        # Also the index by which a workflow's steps are found.
+        # Also the index by which a workflow's steps are found, in the order they were made.
         UniqueConstraint("workflow_id", "position", name="uq_steps_workflow_position"),
+        # A node runs once in each frame (the top level, a loop's iteration, a branch): the
+        # guard against making a step twice, and how the steps of a frame are found.
+        UniqueConstraint("workflow_id", "scope", "node", name="uq_steps_workflow_scope_node"),
         _UPDATED_IN_PLACE,
     )
 
@@ -150,6 +153,13 @@ class StepRow(SQLModel, table=True):
     iteration: int | None = Field(default=None, description="1-based, in a loop; else None.")
     branch: int | None = Field(
         default=None, description="0-based, in a fan-out or a parallel; else None."
+    )
+    scope: str = Field(
+        default="",
+        max_length=1000,
+        sa_column_kwargs={"server_default": ""},
+        description="The frame it runs in: '' for the top level, else the frames it is nested "
+        "in, outermost first, e.g. 'fan_out1#4;fan_out1/loop1#2' (see orchestration/workflow).",
     )
     ran_by: str | None = Field(
         default=None, max_length=200, description="The agent that ran the latest attempt."
@@ -189,6 +199,96 @@ class StepRow(SQLModel, table=True):
     due_at: datetime | None = _when()
     lease_until: datetime | None = _when()
     dispatched_at: datetime | None = _when()
+    started_at: datetime | None = _when()
+    finished_at: datetime | None = _when()
+
+
+class NodeRunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class NodeRunRow(SQLModel, table=True):
+    """One run of a composite node (a loop, a fan-out, a parallel, a route) in its frame: its
+    input, its progress (the kind's own counters, kept as JSON so that the coordinator's work per
+    event stays flat), and what it came to."""
+
+    __tablename__ = "node_runs"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "scope", "node", name="uq_node_runs_workflow_scope_node"),
+        _UPDATED_IN_PLACE,
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    workflow_id: str = Field(foreign_key="workflows.id", max_length=36)
+    node: str = Field(max_length=300, description="Its node in the run's graph, e.g. loop1.")
+    scope: str = Field(max_length=1000, description="The frame it runs in ('' at the top).")
+    kind: str = Field(max_length=32, description="loop, fan_out, parallel or route.")
+    status: str = Field(default=NodeRunStatus.RUNNING.value, max_length=32)
+    input: str = Field(sa_column=Column(Text, nullable=False))
+    input_label: str = Field(default="", sa_column=Column(Text, nullable=False))
+    input_source: str | None = Field(
+        default=None,
+        max_length=36,
+        description="The step or node run whose output its input is, if it is one's.",
+    )
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    error_kind: str | None = Field(default=None, max_length=64)
+    progress: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False),
+        description="The kind's own state: a loop's iteration and last drafts, a fan-out's "
+        "counters, a route's label.",
+    )
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime | None = _when()
+
+
+class FrameStatus(StrEnum):
+    WAITING = "waiting"  # made, not started yet (a branch beyond max_parallel, or unaffordable)
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class FrameRow(SQLModel, table=True):
+    """One sequence of nodes run inside a composite node: a loop's iteration, a fan-out's or a
+    parallel's branch, a route's chosen branch. Its input is kept here (a fan-out's item), so
+    starting the next branch reads one row; so are its outputs, which the join reads once."""
+
+    __tablename__ = "frames"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "scope", name="uq_frames_workflow_scope"),
+        UniqueConstraint("node_run_id", "index", name="uq_frames_node_run_index"),
+        _UPDATED_IN_PLACE,
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    workflow_id: str = Field(foreign_key="workflows.id", max_length=36)
+    node_run_id: str = Field(foreign_key="node_runs.id", max_length=36)
+    index: int = Field(description="A loop's iteration (1-based), a branch (0-based).")
+    scope: str = Field(max_length=1000, description="The frame's own name: its nodes' scope.")
+    status: str = Field(default=FrameStatus.WAITING.value, max_length=32)
+    input: str = Field(sa_column=Column(Text, nullable=False))
+    input_label: str = Field(default="", sa_column=Column(Text, nullable=False))
+    input_source: str | None = Field(
+        default=None,
+        max_length=36,
+        description="The step or node run whose output its input is, if it is one's.",
+    )
+    first_output: str | None = Field(
+        default=None,
+        sa_column=Column(Text),
+        description="The output of its first node (a loop's draft).",
+    )
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    error_kind: str | None = Field(default=None, max_length=64)
+    held_micro: int = _count(
+        default=0, description="Its worst case, counted against the run's budget while it runs."
+    )
     started_at: datetime | None = _when()
     finished_at: datetime | None = _when()
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.errors import ConfigurationError
 from storage.models import (
     CostLedgerRow,
+    FrameRow,
     MessageAckRow,
     MessageRow,
+    NodeRunRow,
     StepRow,
     StepStatus,
     TraceRow,
@@ -32,6 +34,8 @@ traces: Table = TraceRow.__table__  # type: ignore[attr-defined]
 workflows: Table = WorkflowRow.__table__  # type: ignore[attr-defined]
 ledger: Table = CostLedgerRow.__table__  # type: ignore[attr-defined]
 message_acks: Table = MessageAckRow.__table__  # type: ignore[attr-defined]
+node_runs: Table = NodeRunRow.__table__  # type: ignore[attr-defined]
+frames: Table = FrameRow.__table__  # type: ignore[attr-defined]
 
 # dispatched -> running for one attempt: the fence against a second delivery of the same attempt.
 # It returns what the agent is to be asked, composed by the coordinator when it dispatched.
@@ -59,6 +63,37 @@ CLAIM_STEP = (
     .returning(steps.c.prompt, steps.c.history, steps.c.agent_id, steps.c.parent_step_id)
 )
 
+# What the coordinator's interpreter reads of a step, and what it may change
+# (orchestration/workflow/interpreter.py)
+PLANNED_STEP_COLUMNS = (
+    "parent_step_id",
+    "status",
+    "ran_by",
+    "attempt",
+    "agent_attempt",
+    "request_id",
+    "prompt",
+    "history",
+    "due_at",
+    "lease_until",
+    "dispatched_at",
+    "finished_at",
+)
+STEP_STATE_COLUMNS = (
+    "id",
+    "position",
+    "agent_id",
+    "node",
+    "iteration",
+    "branch",
+    "scope",
+    *PLANNED_STEP_COLUMNS,
+    "output",
+    "error",
+    "error_kind",
+    "error_retryable",
+    "retry_after_s",
+)
 _ADD_USAGE = {
     "input_tokens": steps.c.input_tokens + bindparam("add_input", type_=steps.c.input_tokens.type),
     "output_tokens": steps.c.output_tokens
@@ -78,6 +113,7 @@ _STILL_RUNNING = (
     steps.c.status == StepStatus.RUNNING.value,
 )
 # running -> succeeded, if this attempt still holds the step (its lease did not run out)
+# Both return the step as the coordinator's interpreter reads it, to decide what follows.
 STEP_SUCCEEDED = (
     update(steps)
     .where(*_STILL_RUNNING)
@@ -89,6 +125,7 @@ STEP_SUCCEEDED = (
         error_kind=None,
         finished_at=bindparam("finished_at"),
     )
+    .returning(*(steps.c[name] for name in STEP_STATE_COLUMNS))
 )
 # running -> attempt_failed: the coordinator decides what follows
 STEP_ATTEMPT_FAILED = (
@@ -102,6 +139,7 @@ STEP_ATTEMPT_FAILED = (
         error_retryable=bindparam("error_retryable"),
         retry_after_s=bindparam("retry_after_s"),
     )
+    .returning(*(steps.c[name] for name in STEP_STATE_COLUMNS))
 )
 
 MARK_DELIVERED = (
@@ -219,39 +257,142 @@ def _set(table: Table, *names: str) -> dict[str, Any]:
     return {name: bindparam(name, type_=table.c[name].type) for name in names}
 
 
-# What the coordinator's planner reads of a step, and what it may change (orchestration/planner.py)
-PLANNED_STEP_COLUMNS = (
-    "status",
-    "ran_by",
-    "attempt",
-    "agent_attempt",
-    "request_id",
-    "prompt",
-    "history",
-    "due_at",
-    "lease_until",
-    "dispatched_at",
-    "finished_at",
+_STEP_STATE = tuple(steps.c[name] for name in STEP_STATE_COLUMNS)
+# A decision reads the steps of at most this many frames at once: the frame of the node it
+# enters and the frames that hold it (a graph nests MAX_DEPTH = 3 deep, under the top level).
+SCOPES_AT_ONCE = 4
+_SCOPES: list[Any] = [bindparam(f"w_scope{i}") for i in range(SCOPES_AT_ONCE)]
+
+
+def scopes_params(scopes: list[str]) -> dict[str, str]:
+    """The parameters of a statement over up to ``SCOPES_AT_ONCE`` frames, the last repeated."""
+    if not 1 <= len(scopes) <= SCOPES_AT_ONCE:
+        raise ValueError(f"1 to {SCOPES_AT_ONCE} scopes at once, got {len(scopes)}")
+    padded = scopes + [scopes[-1]] * (SCOPES_AT_ONCE - len(scopes))
+    return {f"w_scope{i}": scope for i, scope in enumerate(padded)}
+
+
+# The steps of a few frames (found by the unique (workflow_id, scope, node) index).
+STEPS_IN_SCOPES = (
+    select(*_STEP_STATE)
+    .where(steps.c.workflow_id == bindparam("w_id"), steps.c.scope.in_(_SCOPES))
+    .order_by(steps.c.position)
 )
-STEP_STATE_COLUMNS = (
+# The steps that wait for a decision: a failed attempt, or a pending one (a retry, a breaker's
+# wait, or a step made and never sent: by a version that made every step at submit).
+UNSETTLED_STEPS = (
+    select(*_STEP_STATE)
+    .where(
+        steps.c.workflow_id == bindparam("w_id"),
+        # Not IN (...): a list of values is expanded per execution, which the psycopg path
+        # (compiled once) cannot do.
+        or_(
+            steps.c.status == StepStatus.ATTEMPT_FAILED.value,
+            steps.c.status == StepStatus.PENDING.value,
+        ),
+    )
+    .order_by(steps.c.position)
+)
+LAST_OUTPUT = (
+    select(steps.c.output)
+    .where(steps.c.workflow_id == bindparam("w_id"), steps.c.status == StepStatus.SUCCEEDED.value)
+    .order_by(steps.c.position.desc())
+    .limit(1)
+)
+STEPS_DONE = select(func.count()).where(
+    steps.c.workflow_id == bindparam("w_id"), steps.c.status == StepStatus.SUCCEEDED.value
+)
+NEXT_POSITION = select(func.coalesce(func.max(steps.c.position), -1) + 1).where(
+    steps.c.workflow_id == bindparam("w_id")
+)
+# The steps of a run made before graphs, in order: their agents are its sequence.
+AGENTS_OF_STEPS = (
+    select(steps.c.agent_id)
+    .where(steps.c.workflow_id == bindparam("w_id"))
+    .order_by(steps.c.position)
+)
+WORKFLOW_GRAPH = select(workflows.c.graph).where(workflows.c.id == bindparam("w_id"))
+
+# -- node runs and frames (orchestration/run_store.py) --------------------------------------------
+NODE_RUN_STATE_COLUMNS = (
     "id",
-    "position",
-    "agent_id",
-    "parent_step_id",
     "node",
-    "iteration",
-    "branch",
-    *PLANNED_STEP_COLUMNS,
+    "scope",
+    "kind",
+    "input",
+    "input_label",
+    "input_source",
+    "started_at",
+    "status",
     "output",
     "error",
     "error_kind",
-    "error_retryable",
-    "retry_after_s",
+    "progress",
+    "finished_at",
 )
-STEPS_OF_WORKFLOW = (
-    select(*(steps.c[name] for name in STEP_STATE_COLUMNS))
-    .where(steps.c.workflow_id == bindparam("w_id"))
-    .order_by(steps.c.position)
+SAVED_NODE_RUN_COLUMNS = ("status", "output", "error", "error_kind", "progress", "finished_at")
+_NODE_RUN_STATE = tuple(node_runs.c[name] for name in NODE_RUN_STATE_COLUMNS)
+NODE_RUN_AT = select(*_NODE_RUN_STATE).where(
+    node_runs.c.workflow_id == bindparam("w_id"),
+    node_runs.c.scope == bindparam("w_scope"),
+    node_runs.c.node == bindparam("w_node"),
+)
+NODE_RUNS_IN_SCOPES = select(*_NODE_RUN_STATE).where(
+    node_runs.c.workflow_id == bindparam("w_id"), node_runs.c.scope.in_(_SCOPES)
+)
+INSERT_NODE_RUN = insert(node_runs)
+SAVE_NODE_RUN = (
+    update(node_runs)
+    .where(node_runs.c.id == bindparam("w_id"))
+    .values(
+        **{name: bindparam(name, type_=node_runs.c[name].type) for name in SAVED_NODE_RUN_COLUMNS}
+    )
+)
+
+FRAME_STATE_COLUMNS = (
+    "id",
+    "node_run_id",
+    "index",
+    "scope",
+    "input",
+    "input_label",
+    "input_source",
+    "status",
+    "first_output",
+    "output",
+    "error",
+    "error_kind",
+    "held_micro",
+    "started_at",
+    "finished_at",
+)
+SAVED_FRAME_COLUMNS = (
+    "status",
+    "first_output",
+    "output",
+    "error",
+    "error_kind",
+    "held_micro",
+    "started_at",
+    "finished_at",
+)
+_FRAME_STATE = tuple(frames.c[name] for name in FRAME_STATE_COLUMNS)
+FRAME_AT = select(*_FRAME_STATE).where(
+    frames.c.workflow_id == bindparam("w_id"), frames.c.scope == bindparam("w_scope")
+)
+FRAME_OF_INDEX = select(*_FRAME_STATE).where(
+    frames.c.node_run_id == bindparam("w_node_run"), frames.c.index == bindparam("w_index")
+)
+FRAMES_OF_NODE_RUN = (
+    select(*_FRAME_STATE)
+    .where(frames.c.node_run_id == bindparam("w_node_run"))
+    .order_by(frames.c.index)
+)
+INSERT_FRAME = insert(frames)
+SAVE_FRAME = (
+    update(frames)
+    .where(frames.c.id == bindparam("w_id"))
+    .values(**{name: bindparam(name, type_=frames.c[name].type) for name in SAVED_FRAME_COLUMNS})
 )
 SAVE_STEP = (
     update(steps)

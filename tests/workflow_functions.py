@@ -21,3 +21,25 @@ def merge(outputs: list[str]) -> str:
 
 def same_length(a: str, b: str) -> float:
     return 1.0 if len(a) == len(b) else 0.0
+
+
+def raises(text: str) -> bool:
+    raise ValueError(f"no opinion on {text!r}")
+
+
+def lines(text: str) -> list[str]:
+    """Every line of ``text`` that is not blank, a fan-out's items."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def nothing(text: str) -> list[str]:
+    return []
+
+
+def not_a_list(text: str) -> str:
+    return text
+
+
+def label_of(text: str) -> str:
+    """The first word of ``text``: a route's label."""
+    return text.split()[0] if text.split() else ""

@@ -26,11 +26,11 @@ import structlog
 from bus.envelope import step_response
 from bus.publisher import Bus
 from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark_delivered
-from orchestration.planner import RunState
 from orchestration.step.call import Call
 from orchestration.step.claim import Attempt
 from orchestration.step.rows import ledger_row, step_update, trace_row
 from orchestration.team import Team
+from orchestration.workflow.state import RunState, StepState
 from storage import statements
 from storage.db_retry import retrying
 from storage.executor import transaction
@@ -94,8 +94,9 @@ class Records:
         with transaction(self._url) as tx:
             run = lock_workflow(tx, workflow_id, add_cost=call.cost)
             statement, params = step_update(call)
-            # Zero rows when this attempt no longer holds the step: its lease ran out meanwhile.
-            held = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt}).rowcount
+            # No row when this attempt no longer holds the step: its lease ran out meanwhile.
+            updated = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt})
+            row = updated.one_or_none()
             tx.run(statements.INSERT_TRACE, trace_row(this, call))
             if call.made:
                 tx.run(self._record_cost, ledger_row(self._team.name, this, call))
@@ -115,6 +116,6 @@ class Records:
                 ),
                 delivered_at=utcnow(),
             )
-            if held and run is not None:
-                decision = self._coordinator.decide(tx, run)
-        return Recorded(decision, bool(held), run)
+            if row is not None and run is not None:
+                decision = self._coordinator.decide(tx, run, StepState(**row._asdict()))
+        return Recorded(decision, row is not None, run)

@@ -14,12 +14,12 @@ import structlog
 
 from orchestration.anomalies import AnomalyWatch
 from orchestration.coordinator import Coordinator
-from orchestration.planner import RunState
 from orchestration.pricing import micro_to_usd
 from orchestration.step.call import Call
 from orchestration.step.claim import Attempt
 from orchestration.step.record import Recorded
 from orchestration.step_observer import StepObserver
+from orchestration.workflow.state import RunState
 from storage.models import WorkflowStatus
 
 log = structlog.get_logger(__name__)

@@ -95,21 +95,51 @@ def kind_of(node: Node) -> str:
     return _KIND[type(node)]
 
 
+JOIN = ".join"  # a join agent's step is named after its node: fan_out1.join
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a node sits: the composite node whose frames hold it (None: the top level), the
+    nodes of its frame in order, and its index among them. A join agent's step sits in no
+    frame: ``join_of`` is its fan-out or parallel, and ``index`` is -1."""
+
+    node: Node
+    owner: Node | None
+    sequence: tuple[Node, ...]
+    index: int
+    join_of: FanOutNode | ParallelNode | None = None
+
+    @property
+    def last(self) -> bool:
+        return self.index == len(self.sequence) - 1
+
+    @property
+    def next(self) -> Node:
+        return self.sequence[self.index + 1]
+
+
 @dataclass(frozen=True, slots=True)
 class Graph:
     """The checked, named nodes of a workflow, run in order."""
 
     nodes: tuple[Node, ...]
+    _places: dict[str, Place] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def walk(self) -> Iterator[Node]:
         """Every node, parents before their children, in the order written."""
         yield from _walk(self.nodes)
 
     def node(self, name: str) -> Node:
-        for node in self.walk():
-            if node.name == name:
-                return node
-        raise KeyError(name)
+        return self.place(name).node
+
+    def place(self, name: str) -> Place:
+        """Where the node named ``name`` sits (``KeyError`` for a name the graph lacks)."""
+        if not self._places:
+            self._places.update(_index_places(self.nodes, owner=None))
+        return self._places[name]
 
     def agents(self) -> list[str]:
         """Every agent the workflow may call (join agents included), each once."""
@@ -192,6 +222,27 @@ def _walk(nodes: Iterable[Node]) -> Iterator[Node]:
     for node in nodes:
         yield node
         yield from _walk(_children(node))
+
+
+def _index_places(nodes: tuple[Node, ...], owner: Node | None) -> Iterator[tuple[str, Place]]:
+    for index, node in enumerate(nodes):
+        yield node.name, Place(node, owner, nodes, index)
+        for sequence in sequences(node):
+            yield from _index_places(sequence, node)
+        if isinstance(node, FanOutNode | ParallelNode) and node.join.agent is not None:
+            join = StepNode(node.join.agent, node.name + JOIN)
+            yield join.name, Place(join, node, (), -1, join_of=node)
+
+
+def sequences(node: Node) -> tuple[tuple[Node, ...], ...]:
+    """The sequences of nodes a composite node runs in its frames (none for a step)."""
+    if isinstance(node, LoopNode | FanOutNode):
+        return (node.body,)
+    if isinstance(node, ParallelNode):
+        return node.branches
+    if isinstance(node, RouteNode):
+        return tuple(branch for _, branch in node.branches)
+    return ()
 
 
 def _children(node: Node) -> Iterator[Node]:

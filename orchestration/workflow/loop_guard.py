@@ -44,9 +44,13 @@ class Verdict:
     similarity: float | None = None
 
 
-def after_iteration(rules: LoopRules, drafts: Sequence[str], verdict: str) -> Verdict:
+def after_iteration(
+    rules: LoopRules, drafts: Sequence[str], verdict: str, iteration: int | None = None
+) -> Verdict:
     """Whether the loop stops after the iteration that made ``drafts[-1]`` and ``verdict``.
-    ``drafts`` holds every iteration's draft so far, oldest first."""
+    ``drafts`` holds the drafts so far, oldest first: every one, or the last three at least
+    with ``iteration`` saying which iteration made the last (1-based)."""
+    iteration = len(drafts) if iteration is None else iteration
     if rules.until is not None and rules.until(verdict):
         return Verdict("until")
     last: float | None = None
@@ -58,7 +62,7 @@ def after_iteration(rules: LoopRules, drafts: Sequence[str], verdict: str) -> Ve
             back = _bounded(rules.similarity(drafts[-3], drafts[-1]))
             if back >= rules.converge_at:
                 return Verdict("oscillating", back)
-    if len(drafts) >= rules.max_iterations:
+    if iteration >= rules.max_iterations:
         return Verdict("max_iterations", last)
     return Verdict(None, last)
 

@@ -115,7 +115,8 @@ def _script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
         fenced = {"w_id": first, "w_attempt": 1, "add_cost": 7, **usage}
         record(tx.run(statements.STEP_SUCCEEDED, {**fenced, "output": "done", "finished_at": T0}))
         record(tx.run(statements.MARK_DELIVERED, {"w_id": f"{tag}-m1", "delivered_at": T0}))
-        record(tx.run(statements.STEPS_OF_WORKFLOW, {"w_id": run_id}))
+        in_scopes = statements.scopes_params([""])
+        record(tx.run(statements.STEPS_IN_SCOPES, {"w_id": run_id, **in_scopes}))
         record(
             tx.run(
                 statements.SAVE_WORKFLOW,
@@ -165,6 +166,145 @@ def test_every_hot_path_statement_gives_the_same_through_psycopg_and_sqlalchemy(
     steps = through_psycopg[10][1]
     assert steps[0]["status"] == "succeeded" and steps[1]["status"] == "pending"
     assert steps[1]["error_retryable"] is False  # a column default filled in by the executor
+
+
+def _graph_script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
+    """Every statement the interpreter's store runs (``orchestration/run_store.py``), once."""
+    run_id, node_run = f"{tag}-run", f"{tag}-n0"
+    seen: list[Any] = []
+
+    def record(result: Any) -> None:
+        seen.append([row._asdict() for row in result])
+
+    workflow = {
+        "id": run_id,
+        "team": "t",
+        "name": "graph",
+        "status": "succeeded",  # finished: no other test's sweep takes it up
+        "input": "x",
+        "created_at": T0,
+        "updated_at": T0,
+        "graph": {"schema": 1, "nodes": []},
+    }
+    node = {
+        "workflow_id": run_id,
+        "id": node_run,
+        "node": "fan_out1",
+        "scope": "",
+        "kind": "fan_out",
+        "input": "a\nb",
+        "input_label": "Output of the previous step (writer)",
+        "input_source": None,
+        "started_at": T0,
+        "status": "running",
+        "output": None,
+        "error": None,
+        "error_kind": None,
+        "progress": {"total": 2, "started": 1},
+        "finished_at": None,
+    }
+    frames = [
+        {
+            "workflow_id": run_id,
+            "id": f"{tag}-f{i}",
+            "node_run_id": node_run,
+            "index": i,
+            "scope": f"fan_out1#{i}",
+            "input": item,
+            "input_label": f"Item {i + 1} of 2",
+            "input_source": None,
+            "status": "running" if i == 0 else "waiting",
+            "first_output": None,
+            "output": None,
+            "error": None,
+            "error_kind": None,
+            "held_micro": 5,
+            "started_at": T0 if i == 0 else None,
+            "finished_at": None,
+        }
+        for i, item in enumerate(["a", "b"])
+    ]
+    step = {name: None for name in statements.STEP_STATE_COLUMNS} | {
+        "workflow_id": run_id,
+        "id": f"{tag}-s0",
+        "position": 0,
+        "agent_id": "summarizer",
+        "node": "fan_out1/summarizer",
+        "branch": 0,
+        "scope": "fan_out1#0",
+        "status": "succeeded",
+        "attempt": 1,
+        "agent_attempt": 1,
+        "output": "done",
+        "error_retryable": False,
+    }
+    with begin(url) as tx:
+        tx.run(statements.INSERT_WORKFLOW, workflow)
+        tx.run(statements.INSERT_NODE_RUN, [node])
+        tx.run(statements.INSERT_FRAME, frames)
+        tx.run(
+            statements.INSERT_STEP,
+            [
+                step,
+                step
+                | {
+                    "id": f"{tag}-s1",
+                    "position": 1,
+                    "scope": "fan_out1#1",
+                    "status": "pending",
+                    "output": None,
+                },
+            ],
+        )
+    with begin(url) as tx:
+        record(tx.run(statements.WORKFLOW_GRAPH, {"w_id": run_id}))
+        scopes = statements.scopes_params(["", "fan_out1#0"])
+        record(tx.run(statements.STEPS_IN_SCOPES, {"w_id": run_id, **scopes}))
+        record(tx.run(statements.NODE_RUNS_IN_SCOPES, {"w_id": run_id, **scopes}))
+        record(
+            tx.run(statements.NODE_RUN_AT, {"w_id": run_id, "w_scope": "", "w_node": "fan_out1"})
+        )
+        record(tx.run(statements.FRAME_AT, {"w_id": run_id, "w_scope": "fan_out1#1"}))
+        record(tx.run(statements.FRAME_OF_INDEX, {"w_node_run": node_run, "w_index": 0}))
+        record(tx.run(statements.UNSETTLED_STEPS, {"w_id": run_id}))
+        record(tx.run(statements.LAST_OUTPUT, {"w_id": run_id}))
+        record(tx.run(statements.STEPS_DONE, {"w_id": run_id}))
+        record(tx.run(statements.NEXT_POSITION, {"w_id": run_id}))
+        record(tx.run(statements.AGENTS_OF_STEPS, {"w_id": run_id}))
+        saved = {name: node[name] for name in statements.SAVED_NODE_RUN_COLUMNS}
+        tx.run(statements.SAVE_NODE_RUN, {"w_id": node_run, **saved, "progress": {"total": 2}})
+        frame = {name: frames[1][name] for name in statements.SAVED_FRAME_COLUMNS}
+        tx.run(statements.SAVE_FRAME, [{"w_id": f"{tag}-f1", **frame, "status": "running"}])
+        record(tx.run(statements.FRAMES_OF_NODE_RUN, {"w_node_run": node_run}))
+        record(
+            tx.run(statements.NODE_RUN_AT, {"w_id": run_id, "w_scope": "", "w_node": "fan_out1"})
+        )
+    return seen
+
+
+def test_every_graph_statement_gives_the_same_through_psycopg_and_sqlalchemy(
+    postgres_url: str,
+) -> None:
+    migrate(postgres_url)
+    direct, alchemy = f"d{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}"
+
+    through_psycopg = _without_tag(_graph_script(postgres_url, transaction, direct), direct)
+    through_alchemy = _without_tag(_graph_script(postgres_url, _alchemy, alchemy), alchemy)
+
+    assert through_psycopg == through_alchemy
+    graph, in_scopes, runs, run, frame, first, unsettled, last, done, position, agents = (
+        through_psycopg[:11]
+    )
+    assert graph == [{"graph": {"schema": 1, "nodes": []}}]
+    assert [step["scope"] for step in in_scopes] == ["fan_out1#0"]  # not the other branch's
+    assert [r["progress"] for r in runs] == [{"total": 2, "started": 1}] and run == runs
+    assert frame[0]["input"] == "b" and first[0]["index"] == 0
+    assert [step["status"] for step in unsettled] == ["pending"]
+    assert (last, done, position) == ([{"output": "done"}], [{"count_1": 1}], [{"anon_1": 2}])
+    assert agents == [{"agent_id": "summarizer"}] * 2
+    frames, changed = through_psycopg[11:]
+    assert [f["status"] for f in frames] == ["running", "running"]
+    assert changed[0]["progress"] == {"total": 2}
 
 
 def test_an_error_rolls_the_whole_transaction_back(postgres_url: str) -> None:

@@ -8,12 +8,11 @@ import pytest
 from sqlmodel import col, select
 
 from orchestration import Agent, Workflow, WorkflowStatus, cli
-from orchestration.planner import plan_sequence
 from storage.db import session_scope
 from storage.models import TraceRow
 from tests.conftest import TeamFactory
 from tests.support import run_inline
-from tests.unit.test_planner import NOW, _rules, _run, _steps
+from tests.unit.test_sequence_decisions import NOW, _graph, _run, _steps, decide
 
 
 def test_a_failing_provider_opens_the_breaker_and_then_the_fallback_runs_without_calling_it(
@@ -52,7 +51,7 @@ def test_without_a_fallback_a_step_waits_for_the_breaker_and_the_wait_uses_no_re
     step.status, step.attempt, step.agent_attempt, step.ran_by = "attempt_failed", 3, 1, "b"
     step.error_kind, step.error_retryable, step.retry_after_s = "breaker_open", True, 12.0
 
-    plan_sequence(run, steps, NOW, _rules())
+    decide(run, _graph("b"), steps, step)
 
     assert step.status == "pending" and step.ran_by == "b"
     assert step.due_at == NOW + timedelta(seconds=12)

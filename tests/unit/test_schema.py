@@ -52,5 +52,6 @@ def test_every_money_and_token_column_is_64_bit_after_migration(sqlite_url: str)
         "traces",
         "cost_ledger",
         "cost_alerts",
+        "frames",
     }
     assert {c: types[c] for c in money if types[c] != "BIGINT"} == {}

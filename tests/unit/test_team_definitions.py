@@ -119,16 +119,17 @@ def test_a_deadline_must_be_a_finite_number_of_seconds() -> None:
 def test_a_workflow_needs_at_least_one_step_each_an_agent_id() -> None:
     with pytest.raises(
         InvalidDefinition,
-        match=r"workflow 'w': steps must be a list of 1 to 200 agent ids, got \[\]",
+        match=r"workflow 'w': steps must be a list of 1 to 200 agent ids or nodes .*, got \[\]",
     ):
         Workflow.sequence("w", [])
     with pytest.raises(
         InvalidDefinition,
-        match=r"steps must be a list of 1 to 200 agent ids, got \['a', 'My Agent'\]",
+        match=r"steps must be a list of 1 to 200 agent ids or nodes .*, got \['a', 'My Agent'\]",
     ):
         Workflow.sequence("w", ["a", "My Agent"])
     with pytest.raises(
-        InvalidDefinition, match="steps must be a list of 1 to 200 agent ids, got 'writer'"
+        InvalidDefinition,
+        match=r"steps must be a list of 1 to 200 agent ids or nodes .*, got 'writer'",
     ):
         Workflow.sequence("w", "writer")  # type: ignore[arg-type]  # not a list of letters
 
@@ -144,7 +145,7 @@ def test_every_bad_field_of_a_workflow_has_a_line_of_its_own() -> None:
         "kind",
         "budget_usd",
     ]
-    assert "kind must be one of: sequence, got 'loop'" in str(refused.value)
+    assert "kind must be one of: sequence, graph, got 'loop'" in str(refused.value)
 
 
 def test_model_validate_and_model_copy_refuse_what_the_constructor_refuses() -> None:

@@ -159,7 +159,7 @@ def test_a_step_that_keeps_failing_fails_the_workflow_with_a_readable_reason(
     assert result.error is not None
     assert "step 2 (writer) failed after 3 attempt(s): rate_limited" in result.error
     assert result.steps[0].status == "succeeded" and result.steps[0].output
-    assert result.steps[2].status == "pending"
+    assert len(result.steps) == 2  # the reviewer's node never became ready: no step was made
 
 
 def test_an_error_that_will_not_go_away_is_not_retried(inline_team: TeamFactory) -> None:

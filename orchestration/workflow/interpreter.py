@@ -1,0 +1,551 @@
+"""The interpreter: what a run of a workflow graph does next, decided one event at a time.
+
+A decision starts from one of three events, inside the transaction that holds the run's lock:
+
+- ``start``: a new run; its first node is entered with the request;
+- ``after_step``: a step's attempt was just recorded (it succeeded, or its attempt failed);
+- ``advance``: whatever waits (a retry that came due, an attempt the sweep gave up on, the run's
+  deadline).
+
+From there it walks the graph. A node that is entered is made: a step row (its prompt composed
+now, and dispatched), or a node run whose kind (``kinds/``) says what to start. A node that
+finishes hands its output to the next node of its frame; the last node of a frame finishes the
+frame, and its node run's kind decides what follows (the next iteration, the next branch, the
+join). A node that fails fails its frame, and the kind decides again (fail fast, collect, ...).
+The top-level frame finishing or failing ends the run.
+
+Each event touches the states it concerns, through the ``Store``: a step, its frame, its node run
+and the few frames its node is nested in. The work of one decision does not grow with the run's
+size; only a join reads every frame of its node run, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from orchestration.budget import TOKENS_PER_MESSAGE, input_tokens_bound
+from orchestration.context import (
+    HISTORY_EXCHANGES,
+    SUMMARY_CHARS_PER_STEP,
+    EarlierStep,
+    compose,
+    model_request,
+)
+from orchestration.workflow.graph import JOIN, Graph, Node, Place, StepNode, kind_of, sequences
+from orchestration.workflow.kinds import kind
+from orchestration.workflow.kinds.base import (
+    Action,
+    Begin,
+    CallJoin,
+    Fail,
+    Finish,
+    NodeError,
+    call_user_function,
+)
+from orchestration.workflow.kinds.step import Rules, after_failed_attempt, dispatch, due, failure_of
+from orchestration.workflow.state import (
+    TOP,
+    Failure,
+    FrameState,
+    Handoff,
+    NodeRunState,
+    Plan,
+    RunState,
+    StepState,
+    frames_of_scope,
+    parent_scope,
+    scope_of,
+)
+from orchestration.workflow.store import Store
+from storage.models import FrameStatus, NodeRunStatus, StepStatus, WorkflowStatus, as_utc, new_id
+
+Earlier = StepState | NodeRunState
+
+
+class Interpreter:
+    """One decision about one run. Make one per event; it changes the states it is handed (the
+    run's, and the store's) and returns the ``Plan``: the messages to route, the log events."""
+
+    def __init__(
+        self, run: RunState, graph: Graph, store: Store, rules: Rules, now: datetime
+    ) -> None:
+        self.run = run
+        self.graph = graph
+        self.store = store
+        self.rules = rules
+        self.now = now
+        self.plan = Plan()
+        self._lineages: dict[tuple[str, str], list[Earlier]] = {}
+        self._fresh: set[str] = set()  # frames started by this decision: no step made in them yet
+
+    # -- the events ------------------------------------------------------------------------------
+
+    def start(self) -> Plan:
+        """A new run: enter its first node, given the request."""
+        self._enter(self.graph.nodes[0], TOP, Handoff("", self.run.input))
+        return self.plan
+
+    def after_step(self, step: StepState) -> Plan:
+        """``step``'s attempt was just recorded: decide what follows it."""
+        if not self._over():
+            self._settle(step)
+        return self.plan
+
+    def advance(self) -> Plan:
+        """Decide whatever waits: due retries, attempts given up on, the deadline."""
+        if not self._over():
+            for step in self.store.unsettled_steps():
+                if WorkflowStatus(self.run.status).finished:
+                    break
+                self._settle(step)
+        return self.plan
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _settle(self, step: StepState) -> None:
+        if step.status == StepStatus.ATTEMPT_FAILED.value:
+            agent = step.agent
+            after_failed_attempt(step, self.now, self.rules, self.plan)
+            if step.agent != agent:  # a fallback took over: its own exchanges come first
+                step.history = self._history(step.agent, self._lineage_of(step))
+            self.store.changed(step)
+        if step.status == StepStatus.PENDING.value:
+            if step.attempt == 0:
+                self._resume(step)
+            elif due(step, self.now):
+                dispatch(self.run, step, self.now, self.rules, self.plan)
+                self.store.changed(step)
+        elif step.status == StepStatus.SUCCEEDED.value:
+            self._node_done(_node_of(step), step.scope, step.output or "", step.id, step.agent)
+        elif step.status == StepStatus.FAILED.value:
+            self._node_failed(_node_of(step), step.scope, failure_of(step))
+
+    def _resume(self, step: StepState) -> None:
+        """A step made but never sent (a version before graphs made every step at submit, and
+        a decision that made one may have been lost): sent once its node is ready, the node
+        before it in its frame done."""
+        place = self.graph.place(_node_of(step))
+        if not isinstance(place.node, StepNode) or place.join_of is not None:
+            return
+        if place.index == 0:
+            given = (
+                Handoff("", self.run.input)
+                if step.scope == TOP
+                else _given(self.store.frame(step.scope))
+            )
+        else:
+            before = self._state_of(place.sequence[place.index - 1], step.scope)
+            if before is None or before.status != StepStatus.SUCCEEDED.value:
+                return
+            by = before.agent if isinstance(before, StepState) else before.node
+            given = Handoff(f"Output of the previous step ({by})", before.output or "", before.id)
+        self._make_step(place.node, step.scope, given)
+
+    def _state_of(self, node: Node, scope: str) -> Earlier | None:
+        if isinstance(node, StepNode):
+            return self._existing_step(scope, node.name)
+        return next(
+            (run for run in self.store.node_runs_in([scope]) if run.node == node.name), None
+        )
+
+    def _make_step(self, node: StepNode, scope: str, given: Handoff) -> None:
+        """Make ``node``'s step in the frame ``scope`` and dispatch its first attempt."""
+        place = self.graph.place(node.name)
+        lineage = self._lineage(scope, place)
+        step = self._existing_step(scope, node.name)
+        if step is not None and (step.status != StepStatus.PENDING.value or step.attempt > 0):
+            self._event("step.exists", node=node.name, scope=scope, step_id=step.id)
+            return
+        iteration, branch = self._coordinates(scope)
+        if step is None:
+            step = StepState(
+                id=new_id(),
+                position=self.store.next_position(),
+                agent_id=node.agent,
+                node=node.name,
+                iteration=iteration,
+                branch=branch,
+                scope=scope,
+            )
+            self.store.add(step)
+        else:  # made when the run was submitted, by a version that made every step then
+            self.store.changed(step)
+        step.parent_step_id = given.source if _is_step(given.source, lineage) else None
+        step.prompt = self._prompt(given, lineage)
+        step.history = self._history(step.agent, lineage)
+        dispatch(self.run, step, self.now, self.rules, self.plan)
+
+    def _prompt(self, given: Handoff, lineage: list[Earlier]) -> str:
+        older = [
+            EarlierStep(
+                position=e.position if isinstance(e, StepState) else 0,
+                agent_id=e.agent if isinstance(e, StepState) else e.node,
+                output=e.output or "",
+                label=None if isinstance(e, StepState) else f"{e.node} ({e.kind})",
+            )
+            for e in lineage
+            if e.id != given.source
+        ]
+        return compose(self.run.input, given.label, given.text, older)
+
+    @staticmethod
+    def _history(agent: str, lineage: list[Earlier]) -> list[list[str]] | None:
+        exchanges = [
+            [e.prompt or "", e.output or ""]
+            for e in lineage
+            if isinstance(e, StepState) and e.agent == agent
+        ]
+        return exchanges[-HISTORY_EXCHANGES:] or None
+
+    def _existing_step(self, scope: str, node: str) -> StepState | None:
+        if scope in self._fresh:
+            return None
+        for step in self.store.steps_in([scope]):
+            if step.node == node:
+                return step
+        return None
+
+    # -- nodes and frames --------------------------------------------------------------------------
+
+    def _enter(self, node: Node, scope: str, given: Handoff) -> None:
+        if isinstance(node, StepNode):
+            self._make_step(node, scope, given)
+            return
+        node_run = NodeRunState(
+            id=new_id(),
+            node=node.name,
+            scope=scope,
+            kind=kind_of(node),
+            input=given.text,
+            input_label=given.label,
+            input_source=given.source,
+            started_at=self.now,
+        )
+        self.store.add(node_run)
+        self._event("node.started", node=node.name, kind=node_run.kind, scope=scope)
+        self._follow(node_run, lambda context: kind(node_run.kind).start(context))
+
+    def _node_done(self, name: str, scope: str, output: str, source: str, by: str) -> None:
+        """The node ``name`` finished in the frame ``scope`` with ``output`` (from ``source``, a
+        step or node run, run by ``by``)."""
+        place = self.graph.place(name)
+        if place.join_of is not None:
+            node_run = self.store.node_run(scope, place.join_of.name)
+            self._node_run_done(node_run, output, source)
+            return
+        if scope != TOP and place.index == 0:
+            frame = self.store.frame(scope)
+            frame.first_output = output
+            self.store.changed(frame)
+        if place.last:
+            self._frame_done(scope, output, source)
+        else:
+            given = Handoff(f"Output of the previous step ({by})", output, source)
+            self._enter(place.next, scope, given)
+
+    def _node_failed(self, name: str, scope: str, failure: Failure) -> None:
+        place = self.graph.place(name)
+        if place.join_of is not None:
+            node_run = self.store.node_run(scope, place.join_of.name)
+            if node_run.running:
+                self._node_run_failed(
+                    node_run,
+                    Failure(failure.kind, f"{node_run.node}, its join: {failure.message}"),
+                )
+            return
+        self._frame_failed(scope, failure)
+
+    def _frame_done(self, scope: str, output: str, source: str) -> None:
+        if scope == TOP:
+            self._succeed(output)
+            return
+        frame = self.store.frame(scope)
+        frame.status = FrameStatus.SUCCEEDED.value
+        frame.output = output
+        frame.finished_at = self.now
+        self.store.changed(frame)
+        node_run = self._owner(scope)
+        if node_run.running:
+            self._follow(node_run, lambda context: kind(node_run.kind).frame_done(context, frame))
+
+    def _frame_failed(self, scope: str, failure: Failure) -> None:
+        if scope == TOP:
+            self._end(failure)
+            return
+        frame = self.store.frame(scope)
+        frame.status = FrameStatus.FAILED.value
+        frame.error = failure.message
+        frame.error_kind = failure.kind
+        frame.finished_at = self.now
+        self.store.changed(frame)
+        node_run = self._owner(scope)
+        if node_run.running:  # else it failed already (fail fast): this frame changes nothing
+            self._follow(
+                node_run, lambda context: kind(node_run.kind).frame_failed(context, frame, failure)
+            )
+
+    def _owner(self, scope: str) -> NodeRunState:
+        """The node run that ran the frame ``scope``."""
+        node, _ = frames_of_scope(scope)[-1]
+        return self.store.node_run(parent_scope(scope), node)
+
+    def _follow(
+        self, node_run: NodeRunState, decide: Callable[[_NodeContext], list[Action]]
+    ) -> None:
+        """Ask ``node_run``'s kind (through ``decide``) and carry out its answer."""
+        node = self.graph.node(node_run.node)
+        context = _NodeContext(self, node_run, node)
+        try:
+            actions = decide(context)
+        except NodeError as error:
+            actions = [Fail(Failure("error", str(error)))]
+        self.store.changed(node_run)
+        for action in actions:
+            if WorkflowStatus(self.run.status).finished:
+                return
+            if isinstance(action, Begin):
+                frame = action.frame
+                frame.status = FrameStatus.RUNNING.value
+                frame.started_at = self.now
+                self.store.changed(frame)
+                self._fresh.add(frame.scope)
+                first = kind(node_run.kind).sequence(node, frame.index)[0]
+                self._enter(first, frame.scope, _given(frame))
+            elif isinstance(action, Finish):
+                self._node_run_done(node_run, action.output, node_run.id)
+            elif isinstance(action, Fail):
+                self._node_run_failed(node_run, action.failure)
+            elif isinstance(action, CallJoin):
+                join = self.graph.place(node_run.node + JOIN).node
+                assert isinstance(join, StepNode)
+                self._make_step(join, node_run.scope, action.given)
+
+    def _node_run_done(self, node_run: NodeRunState, output: str, source: str) -> None:
+        node_run.status = NodeRunStatus.SUCCEEDED.value
+        node_run.output = output
+        node_run.finished_at = self.now
+        self.store.changed(node_run)
+        self._event("node.finished", node=node_run.node, scope=node_run.scope)
+        self._node_done(node_run.node, node_run.scope, output, source, node_run.node)
+
+    def _node_run_failed(self, node_run: NodeRunState, failure: Failure) -> None:
+        node_run.status = NodeRunStatus.FAILED.value
+        node_run.error = failure.message
+        node_run.error_kind = failure.kind
+        node_run.output = failure.output
+        node_run.finished_at = self.now
+        self.store.changed(node_run)
+        self._event("node.failed", node=node_run.node, scope=node_run.scope, error=failure.message)
+        self._frame_failed(node_run.scope, failure)
+
+    # -- what a node is given and sees -------------------------------------------------------------
+
+    def _lineage_of(self, step: StepState) -> list[Earlier]:
+        return self._lineage(step.scope, self.graph.place(_node_of(step)))
+
+    def _lineage(self, scope: str, place: Place) -> list[Earlier]:
+        """The nodes that finished before ``place``'s node in its frame and in every frame that
+        holds it, outermost first: what its prompt summarizes. Not its siblings in other
+        branches, nor earlier iterations of its loop."""
+        if place.join_of is not None:  # a join sees what its node sees
+            place = self.graph.place(place.join_of.name)
+        key = (scope, place.node.name)
+        if key in self._lineages:
+            return self._lineages[key]
+        chain: list[tuple[str, tuple[Node, ...]]] = []
+        at_scope, at = scope, place
+        while True:
+            chain.append((at_scope, at.sequence[: at.index]))
+            if at_scope == TOP:
+                break
+            owner, _ = frames_of_scope(at_scope)[-1]
+            at_scope, at = parent_scope(at_scope), self.graph.place(owner)
+        chain.reverse()
+        scopes = [s for s, nodes in chain if nodes]
+        steps: dict[tuple[str, str | None], StepState] = {}
+        runs: dict[tuple[str, str], NodeRunState] = {}
+        if scopes:
+            steps = {(s.scope, s.node): s for s in self.store.steps_in(scopes)}
+            if any(not isinstance(n, StepNode) for _, nodes in chain for n in nodes):
+                runs = {(r.scope, r.node): r for r in self.store.node_runs_in(scopes)}
+        lineage: list[Earlier] = []
+        for at_scope, nodes in chain:
+            for node in nodes:
+                found: Earlier | None = (
+                    steps.get((at_scope, node.name))
+                    if isinstance(node, StepNode)
+                    else runs.get((at_scope, node.name))
+                )
+                if found is not None and found.status == StepStatus.SUCCEEDED.value:
+                    lineage.append(found)
+        self._lineages[key] = lineage
+        return lineage
+
+    def _coordinates(self, scope: str) -> tuple[int | None, int | None]:
+        """A step's iteration (its innermost loop's) and branch (its innermost fan-out's or
+        parallel's) in the frame ``scope``."""
+        iteration = branch = None
+        for name, index in frames_of_scope(scope):
+            node_kind = kind_of(self.graph.node(name))
+            if node_kind == "loop":
+                iteration = index
+            elif node_kind in ("fan_out", "parallel"):
+                branch = index
+        return iteration, branch
+
+    def worst_case_micro(self, owner: Node, frame: FrameState) -> int:
+        """The most one pass through ``frame``'s nodes can cost: its first call's worst case
+        exactly (its prompt composed as it would be), each later call's from its agent's
+        ``max_tokens`` and the previous one's (a nested loop or fan-out counted once)."""
+        steps = _first_pass(kind(kind_of(owner)).sequence(owner, frame.index))
+        if not steps:
+            return 0
+        team = self.rules.team
+        first = team.agent(steps[0].agent)
+        lineage = self._lineage(frame.scope, self.graph.place(steps[0].name))
+        request = model_request(
+            first,
+            self._prompt(_given(frame), lineage),
+            self._history(first.id, lineage),
+            request_key="estimate",
+        )
+        total = team.prices.worst_case_micro(
+            first.model, input_tokens_bound(request), first.max_tokens
+        )
+        fixed = len(self.run.input.encode()) + SUMMARY_CHARS_PER_STEP * (len(lineage) + 1)
+        previous = first.max_tokens
+        for node in steps[1:]:
+            agent = team.agent(node.agent)
+            tokens = len(agent.system_prompt.encode()) + fixed + previous + 3 * TOKENS_PER_MESSAGE
+            total += team.prices.worst_case_micro(agent.model, tokens, agent.max_tokens)
+            previous = agent.max_tokens
+        return total
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def _over(self) -> bool:
+        """Whether the run is finished, or its deadline has just ended it."""
+        if WorkflowStatus(self.run.status).finished:
+            return True
+        deadline = self.run.deadline_at
+        if deadline is not None and self.now >= as_utc(deadline):
+            self._time_out()
+            return True
+        return False
+
+    def _succeed(self, output: str) -> None:
+        self._finish(WorkflowStatus.SUCCEEDED, output, None)
+
+    def _end(self, failure: Failure) -> None:
+        """The top-level frame failed: the run ends, keeping what it can of what was done."""
+        if failure.kind == "budget":
+            output = failure.output if failure.output is not None else self.store.last_output()
+            self._finish(WorkflowStatus.BUDGET_EXCEEDED, output, failure.message)
+        else:
+            self._finish(WorkflowStatus.FAILED, failure.output, failure.message)
+
+    def _time_out(self) -> None:
+        """The run's deadline passed: it ends now, keeping what its finished steps produced. A
+        call still under way is recorded when it returns; nothing follows it."""
+        done = self.store.steps_done()
+        of = f" of {len(self.graph.nodes)}" if self.graph.is_sequence else ""
+        self._finish(
+            WorkflowStatus.TIMED_OUT,
+            self.store.last_output(),
+            f"the run's deadline passed with {done}{of} step(s) done; give the workflow a "
+            "longer deadline_s or make its agents faster",
+        )
+
+    def _finish(self, status: WorkflowStatus, output: str | None, error: str | None) -> None:
+        self.run.status = status.value
+        self.run.output = output
+        self.run.error = error
+        self.run.finished_at = self.now
+        self.plan.run_changed = True
+
+    def _event(self, name: str, **fields: object) -> None:
+        self.plan.events.append((name, {"workflow_id": self.run.id, **fields}))
+
+
+class _NodeContext:
+    """What a kind is handed (``kinds.base.NodeContext``), for one node run."""
+
+    def __init__(self, interpreter: Interpreter, run: NodeRunState, node: Node) -> None:
+        self._interpreter = interpreter
+        self._run = run
+        self._node = node
+        self._opened: dict[int, FrameState] = {}
+
+    @property
+    def node(self) -> Any:
+        return self._node
+
+    @property
+    def run(self) -> NodeRunState:
+        return self._run
+
+    @property
+    def now(self) -> datetime:
+        return self._interpreter.now
+
+    @property
+    def remaining_micro(self) -> int | None:
+        return self._interpreter.run.remaining_micro()
+
+    def open(self, index: int, given: Handoff) -> FrameState:
+        frame = FrameState(
+            id=new_id(),
+            node_run_id=self._run.id,
+            index=index,
+            scope=scope_of(self._run.scope, self._run.node, index),
+            input=given.text,
+            input_label=given.label,
+            input_source=given.source,
+        )
+        self._interpreter.store.add(frame)
+        self._opened[index] = frame
+        return frame
+
+    def frame(self, index: int) -> FrameState | None:
+        if index in self._opened:
+            return self._opened[index]
+        return self._interpreter.store.frame_at(self._run.id, index)
+
+    def frames(self) -> list[FrameState]:
+        return self._interpreter.store.frames_of(self._run.id)
+
+    def worst_case_micro(self, frame: FrameState) -> int:
+        return self._interpreter.worst_case_micro(self._node, frame)
+
+    def call(self, function: Any, role: str, *args: Any) -> Any:
+        return call_user_function(function, role, self._node.name, *args)
+
+    def event(self, name: str, **fields: object) -> None:
+        self._interpreter._event(name, **fields)
+
+
+def _given(frame: FrameState) -> Handoff:
+    return Handoff(frame.input_label, frame.input, frame.input_source)
+
+
+def _node_of(step: StepState) -> str:
+    if step.node is None:
+        raise NodeError(f"step {step.id} names no node of its run's graph")
+    return step.node
+
+
+def _is_step(source: str | None, lineage: list[Earlier]) -> bool:
+    return source is not None and any(isinstance(e, StepState) and e.id == source for e in lineage)
+
+
+def _first_pass(nodes: tuple[Node, ...]) -> list[StepNode]:
+    """The steps one pass through ``nodes`` calls: a nested node's first sequence, once."""
+    found: list[StepNode] = []
+    for node in nodes:
+        if isinstance(node, StepNode):
+            found.append(node)
+        else:
+            found.extend(_first_pass(sequences(node)[0]))
+    return found

@@ -1,0 +1,146 @@
+"""A step: one call of an agent, and what follows each of its attempts.
+
+A step is made when its node becomes ready, its prompt (the request, a summary of what came
+before, and what it is given) and its agent's earlier exchanges composed then, once, so that the
+worker that claims it reads one row. Then, for each attempt:
+
+- dispatched: a request goes on the agent's queue;
+- ``attempt_failed``: retried on the same agent after a backoff, handed to the agent's fallback,
+  or failed for good. A call refused by a spend cap is tried again only while the cap's room is
+  held by calls under way (it may come back); a call the breaker turned away waits for it, or
+  goes to the fallback, and is not counted as an attempt;
+- ``pending`` and due: dispatched again.
+
+A step that failed for good fails its frame (``failure_of`` says how).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bus.envelope import request_step
+from orchestration.definitions import Agent
+from orchestration.retry import Backoff
+from orchestration.team import Team
+from orchestration.workflow.state import Failure, Plan, RunState, StepState
+from storage.errors import BreakerOpen, CostLimitExceeded
+from storage.models import StepStatus, WorkflowStatus, as_utc
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a run's decisions need from the team and the settings."""
+
+    team: Team
+    backoff: Backoff
+    dispatch_timeout_s: float
+
+
+def dispatch(run: RunState, step: StepState, now: datetime, rules: Rules, plan: Plan) -> None:
+    """Send the step's next attempt to its agent."""
+    step.ran_by = step.agent
+    step.attempt += 1
+    step.agent_attempt += 1
+    step.status = StepStatus.DISPATCHED.value
+    step.dispatched_at = now
+    step.due_at = None
+    step.lease_until = now + timedelta(seconds=rules.dispatch_timeout_s)
+    request = request_step(
+        agent_id=step.agent,
+        workflow_id=run.id,
+        step_id=step.id,
+        attempt=step.attempt,
+        priority=run.priority,
+        workflow=run.name,
+        budget_micro=run.budget_micro,
+    )
+    step.request_id = request.id
+    plan.messages.append(request)
+    plan.events.append(
+        ("step.dispatched", {"step_id": step.id, "agent_id": step.agent, "attempt": step.attempt})
+    )
+    if run.status == WorkflowStatus.PENDING.value:
+        run.status = WorkflowStatus.RUNNING.value
+        plan.run_changed = True
+
+
+def after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Plan) -> None:
+    """Retry on the same agent, move to its fallback, or give up."""
+    agent = rules.team.agent(step.agent)
+    if step.error_kind == BreakerOpen.kind:
+        _while_breaker_open(step, agent, now, plan)
+        return
+    retry = step.error_retryable and step.agent_attempt <= agent.max_retries
+    if step.error_kind == CostLimitExceeded.kind and not retry:
+        step.status = StepStatus.FAILED.value  # no fallback: the caps would refuse it as well
+        step.finished_at = now
+    elif retry:
+        delay = rules.backoff.delay_s(step.agent_attempt, step.retry_after_s)
+        step.status = StepStatus.PENDING.value
+        step.due_at = now + timedelta(seconds=delay)
+        plan.events.append(
+            (
+                "step.retry_scheduled",
+                {
+                    "step_id": step.id,
+                    "agent_id": agent.id,
+                    "attempt": step.attempt,
+                    "delay_s": round(delay, 3),
+                    "error_kind": step.error_kind,
+                },
+            )
+        )
+    elif agent.fallback is not None:
+        _hand_to_fallback(step, agent, agent.fallback, plan)
+    else:
+        step.status = StepStatus.FAILED.value
+        step.finished_at = now
+
+
+def due(step: StepState, now: datetime) -> bool:
+    """A pending step may go unless it waits for a retry's due time."""
+    return step.due_at is None or as_utc(step.due_at) <= now
+
+
+def failure_of(step: StepState) -> Failure:
+    """Why a step that failed for good failed, as its frame and the run say it."""
+    if step.error_kind == CostLimitExceeded.kind:
+        return Failure(
+            "budget", f"step {step.position + 1} ({step.agent}) was not run: {step.error}"
+        )
+    return Failure(
+        "error",
+        f"step {step.position + 1} ({step.agent}) failed after {step.attempt} attempt(s): "
+        f"{step.error_kind or 'error'}: {step.error}",
+    )
+
+
+def _while_breaker_open(step: StepState, agent: Agent, now: datetime, plan: Plan) -> None:
+    """The agent's breaker turned the call away: its fallback takes the step, or the step waits
+    until the breaker may let a call through (the attempt not made is not counted)."""
+    if agent.fallback is not None:
+        _hand_to_fallback(step, agent, agent.fallback, plan)
+        return
+    step.agent_attempt = max(0, step.agent_attempt - 1)
+    step.due_at = now + timedelta(seconds=max(step.retry_after_s or 0.0, 0.05))
+    step.status = StepStatus.PENDING.value
+
+
+def _hand_to_fallback(step: StepState, agent: Agent, fallback: str, plan: Plan) -> None:
+    """The step goes to ``agent``'s fallback, at once, with its retries afresh."""
+    plan.events.append(
+        (
+            "step.fallback",
+            {
+                "step_id": step.id,
+                "agent_id": agent.id,
+                "fallback": fallback,
+                "error_kind": step.error_kind,
+            },
+        )
+    )
+    step.ran_by = fallback
+    step.agent_attempt = 0
+    step.status = StepStatus.PENDING.value
+    step.due_at = None
