@@ -6,7 +6,7 @@ from orchestration import Agent, Orchestrator, Workflow, fan_out, loop, parallel
 from orchestration.definitions import Agent, Workflow
 from orchestration.orchestrator import Orchestrator
 from orchestration.pricing import MAX_CAP_USD
-from orchestration.results import StepResult, Tokens, WorkflowResult, WorkflowRun
+from orchestration.results import LoopOutcome, StepResult, Tokens, WorkflowResult, WorkflowRun
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.workflow.builders import fan_out, loop, parallel, route, step
@@ -42,6 +42,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidSettings",
     "LoopLimitReached",
+    "LoopOutcome",
     "Orchestrator",
     "ProviderError",
     "RunNotFound",

@@ -1,18 +1,25 @@
 """A run's graph written for people and tools that draw: Mermaid ``flowchart`` and Graphviz
 ``digraph`` (and, for ``agentyard graph --format``, the JSON of ``run_graph``).
 
-A subgraph (or cluster) per step holds its calls; a node says its agent and attempt, its outcome,
-its cost and latency, and is coloured by tone; ``input`` edges are solid, ``retry`` and
-``fallback`` dashed. Every text from the records is escaped for the format it goes into.
+A subgraph (or cluster) per step holds its calls; in a run of a graph, each loop, fan-out,
+parallel and route is a box around its iterations or branches, each a box of its own. A node
+says its agent and attempt, its outcome, its cost and latency, and is coloured by tone;
+``input`` and ``join`` edges are solid, ``retry`` and ``fallback`` dashed, a loop's back edge
+(``loop``) thick. Every text from the records is escaped for the format it goes into.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import count
 
 from orchestration.run_graph import GraphNode, RunGraph, to_json
 from orchestration.run_trace import RunTrace, StepTrace
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
+from orchestration.workflow.graph import JOIN, Node, StepNode
+from orchestration.workflow.kinds import kind
+from orchestration.workflow.state import TOP
 
 # -- labels shared by both -------------------------------------------------------------------
 
@@ -31,6 +38,61 @@ def label_lines(node: GraphNode) -> list[str]:
 
 def _step_title(step: StepTrace) -> str:
     return f"step {step.position + 1}: {step.agent}"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A box drawn around what a loop, fan-out, parallel or route ran (its title says what it
+    came to), or around one of its iterations or branches."""
+
+    id: str
+    title: str
+    items: tuple[StepTrace | Block, ...]
+
+
+def blocks(run: RunTrace) -> list[StepTrace | Block]:
+    """What a run's graph drawing holds, outermost first: its steps in order, or for a run of a
+    graph, its steps and the blocks of its node runs, in the order the workflow lists them."""
+    if not run.is_graph or run.graph is None:
+        return list(run.steps)
+    numbers = count(1)
+    return _frame_items(run, run.graph.nodes, TOP, numbers)
+
+
+def _frame_items(
+    run: RunTrace, nodes: tuple[Node, ...], scope: str, numbers: Iterator[int]
+) -> list[StepTrace | Block]:
+    items: list[StepTrace | Block] = []
+    for node in nodes:
+        if isinstance(node, StepNode):
+            step = run.step_at(scope, node.name)
+            if step is not None:
+                items.append(step)
+            continue
+        ran = run.node_at(scope, node.name)
+        if ran is None:
+            continue
+        outcome = ran.outcome
+        number = next(numbers)
+        held: list[StepTrace | Block] = [
+            Block(
+                f"n{number}f{frame.index}",
+                f"{frame.title}: {frame.status}",
+                tuple(
+                    _frame_items(
+                        run, kind(outcome.kind).sequence(node, frame.index), frame.scope, numbers
+                    )
+                ),
+            )
+            for frame in ran.frames
+            if frame.status != "waiting"
+        ]
+        join = run.step_at(scope, node.name + JOIN)
+        if join is not None:
+            held.append(join)
+        title = f"{node.name} ({outcome.kind}) {outcome.status}: {outcome.summary}"
+        items.append(Block(f"n{number}", title, tuple(held)))
+    return items
 
 
 def _run_title(run: RunTrace) -> str:
@@ -70,18 +132,32 @@ def mermaid_text(text: str) -> str:
 
 
 def to_mermaid(graph: RunGraph) -> str:
-    """A Mermaid ``flowchart``: a subgraph per step, an edge per dependency, coloured by tone."""
+    """A Mermaid ``flowchart``: a subgraph per step (in a graph's run, nested in a subgraph per
+    loop, fan-out, parallel or route and one per iteration or branch), an edge per dependency
+    (a loop's back edge thick), coloured by tone."""
     lines = ["flowchart LR", f"    %% {mermaid_text(_run_title(graph.run))}"]
     by_step: dict[str, list[GraphNode]] = {}
     for node in graph.nodes:
         by_step.setdefault(node.step.id, []).append(node)
-    for step in graph.run.steps:
-        lines.append(f'    subgraph step{step.position + 1}["{mermaid_text(_step_title(step))}"]')
-        for node in by_step.get(step.id, []):
+
+    def emit(item: StepTrace | Block, indent: str) -> None:
+        if isinstance(item, Block):
+            lines.append(f'{indent}subgraph {item.id}["{mermaid_text(item.title)}"]')
+            for child in item.items:
+                emit(child, indent + "    ")
+            lines.append(f"{indent}end")
+            return
+        lines.append(
+            f'{indent}subgraph step{item.position + 1}["{mermaid_text(_step_title(item))}"]'
+        )
+        for node in by_step.get(item.id, []):
             label = "<br/>".join(mermaid_text(line) for line in label_lines(node))
-            lines.append(f'        {node.id}["{label}"]')
-        lines.append("    end")
-    arrows = {"input": "-->", "retry": "-.->", "fallback": "-.->"}
+            lines.append(f'{indent}    {node.id}["{label}"]')
+        lines.append(f"{indent}end")
+
+    for item in blocks(graph.run):
+        emit(item, "    ")
+    arrows = {"input": "-->", "retry": "-.->", "fallback": "-.->", "loop": "==>", "join": "-->"}
     lines.extend(f"    {e.source} {arrows[e.kind]}|{e.kind}| {e.target}" for e in graph.edges)
     toned: dict[Tone, list[str]] = {}
     for node in graph.nodes:
@@ -119,16 +195,28 @@ def to_dot(graph: RunGraph) -> str:
         '    node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];',
         '    edge [fontname="Helvetica", fontsize=9];',
     ]
-    for step in graph.run.steps:
-        lines.append(f"    subgraph cluster_step{step.position + 1} {{")
-        lines.append(f'        label="{dot_text(_step_title(step))}";')
-        for node in (n for n in graph.nodes if n.step.id == step.id):
+
+    def emit(item: StepTrace | Block, indent: str) -> None:
+        if isinstance(item, Block):
+            lines.append(f"{indent}subgraph cluster_{item.id} {{")
+            lines.append(f'{indent}    label="{dot_text(item.title)}";')
+            for child in item.items:
+                emit(child, indent + "    ")
+            lines.append(f"{indent}}}")
+            return
+        lines.append(f"{indent}subgraph cluster_step{item.position + 1} {{")
+        lines.append(f'{indent}    label="{dot_text(_step_title(item))}";')
+        for node in (n for n in graph.nodes if n.step.id == item.id):
             label = "\\n".join(dot_text(line) for line in label_lines(node))
             fill = _DOT_FILL[tone_of(node.status)]
-            lines.append(f'        {node.id} [label="{label}", fillcolor="{fill}"];')
-        lines.append("    }")
+            lines.append(f'{indent}    {node.id} [label="{label}", fillcolor="{fill}"];')
+        lines.append(f"{indent}}}")
+
+    for item in blocks(graph.run):
+        emit(item, "    ")
+    styles = {"input": "", "join": "", "loop": ", style=bold", "retry": ", style=dashed"}
     for edge in graph.edges:
-        style = "" if edge.kind == "input" else ", style=dashed"
+        style = styles.get(edge.kind, ", style=dashed")
         lines.append(f'    {edge.source} -> {edge.target} [label="{edge.kind}"{style}];')
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from bus.dead_letters import DeadLetter
 from bus.message_log import AckState, LoggedMessage
-from orchestration.results import StepResult, WorkflowResult
+from orchestration.results import NodeOutcome, StepResult, WorkflowResult
+from orchestration.workflow.state import describe_scope
 
 
 def _seconds(step: StepResult) -> str:
@@ -23,10 +24,26 @@ def step_line(step: StepResult) -> str:
         if step.agent == step.requested_agent
         else f"{step.agent} (for {step.requested_agent})"
     )
-    return (
+    line = (
         f"  step {step.position + 1} {agent:<24} {step.status:<15} attempt {step.attempt}  "
         f"tokens in {step.tokens.input + step.tokens.cache_read + step.tokens.cache_creation:>6} "
         f"out {step.tokens.output:>6}  ${step.cost_usd:.6f}  {_seconds(step)}"
+    )
+    return line + _place(step)
+
+
+def _place(step: StepResult) -> str:
+    """Where in the workflow's graph a step ran, unless it is a step of a plain sequence."""
+    if step.node is None or (step.node == step.requested_agent and not step.scope):
+        return ""
+    where = describe_scope(step.scope)
+    return f"  {step.node}" + (f" ({where})" if where else "")
+
+
+def node_line(node: NodeOutcome) -> str:
+    where = describe_scope(node.scope)
+    return (
+        f"  {node.node} ({node.kind}{', ' + where if where else ''}) {node.status}: {node.summary}"
     )
 
 
@@ -41,6 +58,9 @@ def format_result(result: WorkflowResult, show_output: bool = True) -> str:
         lines.append(f"took {(result.finished_at - result.created_at).total_seconds():.2f}s")
     lines.append("steps:")
     lines.extend(step_line(step) for step in result.steps)
+    if result.nodes:
+        lines.append("loops, fan-outs, parallels and routes:")
+        lines.extend(node_line(node) for node in result.nodes)
     if result.error:
         lines.append(f"error: {result.error}")
     if show_output and result.output is not None:

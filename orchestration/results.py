@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from orchestration.pricing import micro_to_usd
 from storage.db import session_scope
 from storage.errors import RunNotFound, WaitTimeout
-from storage.models import StepRow, WorkflowRow, WorkflowStatus, as_utc
+from storage.models import NodeRunRow, StepRow, WorkflowRow, WorkflowStatus, as_utc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -66,6 +66,7 @@ class StepResult:
     node: str | None = None  # its node in the run's graph, e.g. "writer" or "loop1/editor"
     iteration: int | None = None  # 1-based, in a loop; else None
     branch: int | None = None  # 0-based, in a fan-out or a parallel; else None
+    scope: str = ""  # the frame it ran in: "" at the top, else e.g. "fan_out1#4;fan_out1/loop1#2"
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepResult:
@@ -85,7 +86,96 @@ class StepResult:
             node=row.node,
             iteration=row.iteration,
             branch=row.branch,
+            scope=row.scope,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LoopOutcome:
+    """How one run of a loop went: its iterations, and why it stopped (``until``,
+    ``converged``, ``oscillating``, ``max_iterations``, ``budget``; None while it runs or if a
+    failure ended it), with the similarity of the drafts that decided it, if one did."""
+
+    node: str  # e.g. "loop1", or "fan_out1/loop1" inside a fan-out
+    iterations: int
+    stopped_by: str | None
+    similarity: float | None
+    scope: str = ""  # the frame it ran in: "" at the top, "fan_out1#3" in a fan-out's 4th branch
+    status: str = "running"  # running, succeeded or failed
+
+    @classmethod
+    def from_row(cls, row: NodeRunRow) -> LoopOutcome:
+        progress = row.progress or {}
+        return cls(
+            node=row.node,
+            iterations=int(progress.get("iteration", 0)),
+            stopped_by=progress.get("stopped_by"),
+            similarity=progress.get("similarity"),
+            scope=row.scope,
+            status=row.status,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOutcome:
+    """One run of a composite node (a loop, a fan-out, a parallel, a route) and what it came to;
+    ``summary`` says it in words."""
+
+    node: str
+    kind: str
+    scope: str  # the frame it ran in: "" at the top
+    status: str  # running, succeeded or failed
+    progress: dict[str, Any]
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> NodeOutcome:
+        return cls(
+            node=row.node,
+            kind=row.kind,
+            scope=row.scope,
+            status=row.status,
+            progress=dict(row.progress or {}),
+            error=row.error,
+            started_at=as_utc(row.started_at),
+            finished_at=as_utc(row.finished_at),
+        )
+
+    @property
+    def summary(self) -> str:
+        """What it came to: "2 iteration(s), stopped by converged (similarity 0.93)",
+        "7 branch(es): 6 succeeded, 1 failed", "branch 'long'"."""
+        p = self.progress
+        if self.kind == "loop":
+            iterations = int(p.get("iteration", 0))
+            stopped = p.get("stopped_by")
+            if stopped is None:
+                return f"{iterations} iteration(s)" + (
+                    ", under way" if self.status == "running" else ""
+                )
+            similarity = p.get("similarity")
+            measured = "" if similarity is None else f" (similarity {similarity:.2f})"
+            return f"{iterations} iteration(s), stopped by {stopped}{measured}"
+        if self.kind in ("fan_out", "parallel"):
+            total = int(p.get("total", 0))
+            parts = [f"{int(p.get('succeeded', 0))} succeeded"]
+            if p.get("failed"):
+                parts.append(f"{int(p['failed'])} failed")
+            if p.get("running"):
+                parts.append(f"{int(p['running'])} running")
+            waiting = total - int(p.get("started", 0))
+            if waiting:
+                parts.append(f"{waiting} not started")
+            stopped = {"budget": ", stopped by the budget", "failed": ", stopped at a failure"}
+            return f"{total} branch(es): {', '.join(parts)}{stopped.get(p.get('stopped'), '')}"
+        if self.kind == "route":
+            label, asked = p.get("label"), p.get("asked")
+            if label is None:
+                return "no branch chosen"
+            return f"branch {label!r}" + ("" if asked == label else f" (asked {asked!r})")
+        return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +190,8 @@ class WorkflowResult:
     steps: tuple[StepResult, ...]
     created_at: datetime
     finished_at: datetime | None
+    loops: tuple[LoopOutcome, ...] = ()  # one per loop that ran, in the order they started
+    nodes: tuple[NodeOutcome, ...] = ()  # every loop, fan-out, parallel and route that ran
 
     @property
     def tokens(self) -> Tokens:
@@ -119,6 +211,11 @@ def load_result(database_url: str, run_id: str) -> WorkflowResult:
         steps = session.exec(
             select(StepRow).where(StepRow.workflow_id == run_id).order_by(col(StepRow.position))
         ).all()
+        node_runs = session.exec(
+            select(NodeRunRow)
+            .where(NodeRunRow.workflow_id == run_id)
+            .order_by(col(NodeRunRow.started_at), col(NodeRunRow.scope), col(NodeRunRow.node))
+        ).all()
     step_results = tuple(StepResult.from_row(s) for s in steps)
     return WorkflowResult(
         id=workflow.id,
@@ -132,6 +229,8 @@ def load_result(database_url: str, run_id: str) -> WorkflowResult:
         steps=step_results,
         created_at=as_utc(workflow.created_at) or workflow.created_at,
         finished_at=as_utc(workflow.finished_at),
+        loops=tuple(LoopOutcome.from_row(row) for row in node_runs if row.kind == "loop"),
+        nodes=tuple(NodeOutcome.from_row(row) for row in node_runs),
     )
 
 

@@ -7,7 +7,10 @@ or dispatched and not recorded). Edges say why a node follows another:
 - ``input``: the step's first call (or the step) takes the output of its parent step's final
   call (or of the parent step, while it has no call);
 - ``retry``: the next attempt of the same step, on the same agent;
-- ``fallback``: the next attempt of the same step, on the agent's fallback.
+- ``fallback``: the next attempt of the same step, on the agent's fallback;
+- ``loop`` (a run of a graph): a loop's iteration to the next one, the loop's back edge;
+- ``join`` (a run of a graph): a fan-out's or parallel's branches to what takes their joined
+  output (the join agent, or the next node).
 
 Node ids are stable and readable: ``s2a3`` is step 2's attempt 3 (steps count from 1), ``s3`` a
 step with no call yet.
@@ -21,8 +24,11 @@ added)::
                   "trace_id", "error"},
      "nodes": [{"id", "kind": "call" | "step", "step", "step_id", "agent", "requested_agent",
                 "attempt", "status", "cost_micro", "cost_usd", "latency_ms", "tokens", "error",
-                "call_id", "trace_id", "span_id", "started_at", "finished_at"}],
-     "edges": [{"source", "target", "kind": "input" | "retry" | "fallback"}]}
+                "call_id", "trace_id", "span_id", "started_at", "finished_at",
+                "node", "iteration", "branch", "scope"}],
+     "edges": [{"source", "target", "kind": "input" | "retry" | "fallback" | "loop" | "join"}],
+     "node_runs": [{"id", "node", "kind", "scope", "status", "summary", "error",
+                    "frames": [{"index", "scope", "title", "status"}]}]}
 
 Every node has every key: a call's ``status`` is its outcome; a step node has ``attempt``,
 ``latency_ms``, ``tokens``, ``call_id``, ``started_at`` and ``finished_at`` null. Times are ISO
@@ -39,10 +45,21 @@ from itertools import pairwise
 from typing import Any, Literal
 
 from orchestration.results import Tokens
-from orchestration.run_trace import CallTrace, Link, RunTrace, StepTrace
+from orchestration.run_trace import CallTrace, FrameTrace, Link, NodeTrace, RunTrace, StepTrace
+from orchestration.workflow.graph import (
+    JOIN,
+    FanOutNode,
+    LoopNode,
+    Node,
+    ParallelNode,
+    StepNode,
+    kind_of,
+)
+from orchestration.workflow.kinds import kind
+from orchestration.workflow.state import TOP
 
 SCHEMA = 1
-EdgeKind = Literal["input", "retry", "fallback"]
+EdgeKind = Literal["input", "retry", "fallback", "loop", "join"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +100,9 @@ class RunGraph:
 
 def build_graph(run: RunTrace) -> RunGraph:
     """The calls of ``run`` and its steps with no call yet, and the edges between them: for
-    each step in order, the edge of its input, then those between its attempts."""
+    each step in order, the edge of its input, then those between its attempts. A run of a
+    graph draws its edges from the graph itself (``_Structure``): the loop's back edge from an
+    iteration to the next, each branch of a fan-out or parallel, and the join."""
     taken: set[str] = set()
     chains: dict[str, list[GraphNode]] = {}
     for step in run.steps:
@@ -92,12 +111,15 @@ def build_graph(run: RunTrace) -> RunGraph:
             for call in step.calls
         ] or [GraphNode(_unique(f"s{step.position + 1}", taken), step)]
     edges: list[GraphEdge] = []
+    if run.is_graph and run.graph is not None:
+        edges.extend(_Structure(run, chains).edges(run.graph.nodes, TOP))
     for index, step in enumerate(run.steps):
         chain = chains[step.id]
-        # Runs recorded before steps named their parent are sequences: the previous step.
-        parent = step.parent_step_id or (run.steps[index - 1].id if index else None)
-        if parent in chains:
-            edges.append(GraphEdge(chains[parent][-1].id, chain[0].id, "input"))
+        if not run.is_graph:
+            # Runs recorded before steps named their parent are sequences: the previous step.
+            parent = step.parent_step_id or (run.steps[index - 1].id if index else None)
+            if parent in chains:
+                edges.append(GraphEdge(chains[parent][-1].id, chain[0].id, "input"))
         for before, after in pairwise(chain):
             kind: EdgeKind = "retry"
             if after.call is not None and after.call.link is Link.FALLBACK:
@@ -105,6 +127,95 @@ def build_graph(run: RunTrace) -> RunGraph:
             edges.append(GraphEdge(before.id, after.id, kind))
     nodes = tuple(node for step in run.steps for node in chains[step.id])
     return RunGraph(run, nodes, tuple(edges))
+
+
+class _Structure:
+    """The edges a graph's shape gives a run: within a frame, each node's exits to the next
+    node's entries (``input``; ``join`` from a fan-out's or parallel's branches); in a loop, the
+    last iteration's exits to the next one's entries (``loop``: the back edge); a join agent
+    fed by every branch (``join``). A node's entries are its first calls, its exits its last (a
+    loop's: its last draft's)."""
+
+    def __init__(self, run: RunTrace, chains: dict[str, list[GraphNode]]) -> None:
+        self._run = run
+        self._chains = chains
+
+    def edges(self, nodes: tuple[Node, ...], scope: str) -> list[GraphEdge]:
+        found: list[GraphEdge] = []
+        for before, after in pairwise(nodes):
+            kind: EdgeKind = "join" if isinstance(before, FanOutNode | ParallelNode) else "input"
+            found += self._link(self.exits(before, scope), self.entries(after, scope), kind)
+        for node in nodes:
+            ran = self._ran(node, scope)
+            if ran is None:
+                continue
+            sequences = [self._sequence(node, frame) for frame in ran.frames]
+            for sequence, frame in zip(sequences, ran.frames, strict=True):
+                found += self.edges(sequence, frame.scope)
+            if isinstance(node, LoopNode):
+                for (one, first), (nxt, second) in pairwise(
+                    zip(sequences, ran.frames, strict=True)
+                ):
+                    found += self._link(
+                        self._exits_of(one, first.scope),
+                        self._entries_of(nxt, second.scope),
+                        "loop",
+                    )
+            join = self._run.step_at(scope, node.name + JOIN)
+            if join is not None:
+                branch_exits = [
+                    e
+                    for sequence, frame in zip(sequences, ran.frames, strict=True)
+                    for e in self._exits_of(sequence, frame.scope)
+                ]
+                found += self._link(branch_exits, [self._chains[join.id][0].id], "join")
+        return found
+
+    def entries(self, node: Node, scope: str) -> list[str]:
+        if isinstance(node, StepNode):
+            step = self._run.step_at(scope, node.name)
+            return [] if step is None else [self._chains[step.id][0].id]
+        ran = self._ran(node, scope)
+        if ran is None:
+            return []
+        frames = ran.frames[:1] if isinstance(node, LoopNode) else ran.frames
+        return [e for f in frames for e in self._entries_of(self._sequence(node, f), f.scope)]
+
+    def exits(self, node: Node, scope: str) -> list[str]:
+        if isinstance(node, StepNode):
+            step = self._run.step_at(scope, node.name)
+            return [] if step is None else [self._chains[step.id][-1].id]
+        ran = self._ran(node, scope)
+        if ran is None:
+            return []
+        join = self._run.step_at(scope, node.name + JOIN)
+        if join is not None:
+            return [self._chains[join.id][-1].id]
+        started = [f for f in ran.frames if f.status != "waiting"]
+        if isinstance(node, LoopNode):  # what flows on is the last draft: its first node's
+            return [e for f in started[-1:] for e in self.exits(node.body[0], f.scope)]
+        return [e for f in started for e in self._exits_of(self._sequence(node, f), f.scope)]
+
+    def _entries_of(self, sequence: tuple[Node, ...], scope: str) -> list[str]:
+        return self.entries(sequence[0], scope) if sequence else []
+
+    def _exits_of(self, sequence: tuple[Node, ...], scope: str) -> list[str]:
+        for node in reversed(sequence):  # a frame that stopped early ends where it stopped
+            found = self.exits(node, scope)
+            if found:
+                return found
+        return []
+
+    def _ran(self, node: Node, scope: str) -> NodeTrace | None:
+        return self._run.node_at(scope, node.name)
+
+    @staticmethod
+    def _sequence(node: Node, frame: FrameTrace) -> tuple[Node, ...]:
+        return kind(kind_of(node)).sequence(node, frame.index)
+
+    @staticmethod
+    def _link(sources: list[str], targets: list[str], kind: EdgeKind) -> list[GraphEdge]:
+        return [GraphEdge(source, target, kind) for source in sources for target in targets]
 
 
 def _unique(wanted: str, taken: set[str]) -> str:
@@ -155,6 +266,27 @@ def _node_json(node: GraphNode) -> dict[str, Any]:
         "span_id": call.span_id if call is not None else None,
         "started_at": _when(call.started_at) if call is not None else None,
         "finished_at": _when(call.finished_at) if call is not None else None,
+        "node": step.node,
+        "iteration": step.iteration,
+        "branch": step.branch,
+        "scope": step.scope,
+    }
+
+
+def _node_run_json(ran: NodeTrace) -> dict[str, Any]:
+    outcome = ran.outcome
+    return {
+        "id": ran.id,
+        "node": outcome.node,
+        "kind": outcome.kind,
+        "scope": outcome.scope,
+        "status": outcome.status,
+        "summary": outcome.summary,
+        "error": outcome.error,
+        "frames": [
+            {"index": f.index, "scope": f.scope, "title": f.title, "status": f.status}
+            for f in ran.frames
+        ],
     }
 
 
@@ -182,6 +314,7 @@ def graph_dict(graph: RunGraph, now: datetime | None = None) -> dict[str, Any]:
         },
         "nodes": [_node_json(node) for node in graph.nodes],
         "edges": [{"source": e.source, "target": e.target, "kind": e.kind} for e in graph.edges],
+        "node_runs": [_node_run_json(ran) for ran in run.nodes],
     }
 
 

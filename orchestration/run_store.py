@@ -13,14 +13,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestration.workflow.graph import Graph
-from orchestration.workflow.state import FrameState, NodeRunState, StepState
+from orchestration.workflow.state import TOP, FrameState, NodeRunState, StepState
 from orchestration.workflow.store import State
 from storage import statements
 from storage.executor import Tx
 
 
 class RunStore:
-    def __init__(self, tx: Tx, workflow_id: str, graph: Graph) -> None:
+    def __init__(self, tx: Tx, workflow_id: str, graph: Graph, *, new: bool = False) -> None:
+        """``new``: the run is being made in this transaction; it has nothing to read yet."""
         self._tx = tx
         self._id = workflow_id
         self._graph = graph
@@ -33,7 +34,9 @@ class RunStore:
         self._frame_at: dict[str, FrameState] = {}  # by scope
         self._new: dict[str, State] = {}
         self._changed: dict[str, State] = {}
-        self._position: int | None = None
+        self._position: int | None = 0 if new else None
+        if new:
+            self._scopes[TOP] = []
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -117,6 +120,9 @@ class RunStore:
         return int(self._tx.run(statements.STEPS_DONE, {"w_id": self._id}).scalar() or 0)
 
     def next_position(self) -> int:
+        if self._position is None and self._graph.is_sequence and TOP in self._scopes:
+            # every step of a sequence is at the top level, and those were read already
+            self._position = max((step.position for step in self._scopes[TOP]), default=-1) + 1
         if self._position is None:
             self._position = int(
                 self._tx.run(statements.NEXT_POSITION, {"w_id": self._id}).scalar() or 0

@@ -15,6 +15,7 @@ operators, the audit trail is where the text lives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -25,8 +26,17 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from orchestration.pricing import micro_to_usd
-from orchestration.results import Tokens
-from orchestration.workflow.graph import Graph, StepNode
+from orchestration.results import NodeOutcome, Tokens
+from orchestration.workflow.graph import (
+    FanOutNode,
+    Graph,
+    LoopNode,
+    Node,
+    ParallelNode,
+    RouteNode,
+    StepNode,
+)
+from orchestration.workflow.joins import label_of
 from storage import statements
 from storage.db import session_scope
 from storage.errors import RunNotFound
@@ -165,8 +175,37 @@ class StepTrace:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameTrace:
+    """One iteration or branch of a node run."""
+
+    index: int  # the iteration (1-based), the branch (0-based)
+    scope: str  # what its steps' ``scope`` is
+    title: str  # "iteration 2", "branch 3: <its item>", "branch 'long'"
+    status: str  # waiting, running, succeeded or failed
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTrace:
+    """One run of a loop, fan-out, parallel or route, and its frames in order."""
+
+    id: str
+    outcome: NodeOutcome
+    frames: tuple[FrameTrace, ...] = ()
+
+    @property
+    def node(self) -> str:
+        return self.outcome.node
+
+    @property
+    def scope(self) -> str:
+        return self.outcome.scope
+
+
+@dataclass(frozen=True, slots=True)
 class RunTrace:
-    """A workflow run, its steps in order, and every call on record."""
+    """A workflow run, its steps in order, and every call on record; for a graph, the graph it
+    keeps and its node runs."""
 
     id: str
     team: str
@@ -176,6 +215,21 @@ class RunTrace:
     finished_at: datetime | None
     error: str | None
     steps: tuple[StepTrace, ...] = field(default_factory=tuple)
+    graph: Graph | None = None  # None: a run from before graphs (a sequence)
+    nodes: tuple[NodeTrace, ...] = field(default_factory=tuple)
+
+    @property
+    def is_graph(self) -> bool:
+        """Whether the run's workflow has loops, fan-outs, parallels or routes."""
+        return self.graph is not None and not self.graph.is_sequence
+
+    def step_at(self, scope: str, node: str) -> StepTrace | None:
+        """The step of ``node`` in the frame ``scope``, if one was made."""
+        return next((s for s in self.steps if s.scope == scope and s.node == node), None)
+
+    def node_at(self, scope: str, node: str) -> NodeTrace | None:
+        """The run of the composite ``node`` in the frame ``scope``, if it started."""
+        return next((n for n in self.nodes if n.scope == scope and n.node == node), None)
 
     @property
     def finished(self) -> bool:
@@ -243,9 +297,20 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
             .where(statements.steps.c.workflow_id == run_id)
             .order_by(statements.steps.c.position)
         ).all()
+        node_rows = session.execute(
+            select(statements.node_runs)
+            .where(statements.node_runs.c.workflow_id == run_id)
+            .order_by(statements.node_runs.c.started_at, statements.node_runs.c.scope)
+        ).all()
+        frame_rows = session.execute(
+            select(*(statements.frames.c[name] for name in _FRAME_COLUMNS))
+            .where(statements.frames.c.workflow_id == run_id)
+            .order_by(statements.frames.c.index)
+        ).all()
     steps = tuple(_step(row, calls.get(row.id, [])) for row in step_rows)
-    if workflow.graph is not None:
-        steps += _not_reached(Graph.from_json(workflow.graph), steps)
+    graph = None if workflow.graph is None else Graph.from_json(workflow.graph)
+    if graph is not None:
+        steps += _not_reached(graph, steps)
     return RunTrace(
         id=workflow.id,
         team=workflow.team,
@@ -255,7 +320,54 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
         finished_at=as_utc(workflow.finished_at),
         error=workflow.error,
         steps=steps,
+        graph=graph,
+        nodes=_nodes(graph, node_rows, frame_rows),
     )
+
+
+_FRAME_COLUMNS = ("node_run_id", "index", "scope", "status", "error", "input")
+
+
+def _nodes(
+    graph: Graph | None, node_rows: Sequence[Any], frame_rows: Sequence[Any]
+) -> tuple[NodeTrace, ...]:
+    if graph is None or not node_rows:
+        return ()
+    frames: dict[str, list[Any]] = {}
+    for row in frame_rows:
+        frames.setdefault(row.node_run_id, []).append(row)
+    traces = []
+    for row in node_rows:
+        node = graph.node(row.node)
+        traces.append(
+            NodeTrace(
+                id=row.id,
+                outcome=NodeOutcome.from_row(row),
+                frames=tuple(
+                    FrameTrace(
+                        index=frame.index,
+                        scope=frame.scope,
+                        title=_frame_title(node, frame.index, frame.input),
+                        status=frame.status,
+                        error=frame.error,
+                    )
+                    for frame in frames.get(row.id, [])
+                ),
+            )
+        )
+    return tuple(traces)
+
+
+def _frame_title(node: Node, index: int, given: str) -> str:
+    if isinstance(node, LoopNode):
+        return f"iteration {index}"
+    if isinstance(node, FanOutNode):
+        return f"branch {index + 1}: {label_of(given)}"
+    if isinstance(node, ParallelNode):
+        return f"branch {index + 1}: {node.branches[index][0].name}"
+    if isinstance(node, RouteNode):
+        return f"branch {node.branches[index][0]!r}"
+    return f"frame {index}"
 
 
 _CALL_COLUMNS = (

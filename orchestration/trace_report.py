@@ -21,6 +21,9 @@ from orchestration.results import Tokens
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
+from orchestration.workflow.graph import JOIN, Node, StepNode, kind_of
+from orchestration.workflow.kinds import kind
+from orchestration.workflow.state import TOP
 
 _STYLE = {
     Tone.OK: "green",
@@ -82,14 +85,57 @@ def trace_tree(run: RunTrace, *, show_io: bool = False, now: datetime | None = N
     tree = Tree(root)
     if run.error:
         tree.add(Text(f"error: {shorten(run.error, ERROR_CHARS * 2)}", style="red"))
+    if run.is_graph and run.graph is not None:
+        _add_nodes(tree, run, run.graph.nodes, TOP, show_io)
+        return tree
     for step in run.steps:
         _add_step(tree, step, show_io)
     return tree
 
 
-def _add_step(tree: Tree, step: StepTrace, show_io: bool) -> None:
+def _add_nodes(
+    tree: Tree, run: RunTrace, nodes: tuple[Node, ...], scope: str, show_io: bool
+) -> None:
+    """The nodes of one frame, in the order the workflow lists them: a step with its attempts;
+    a loop, fan-out, parallel or route with what it came to, then each iteration or branch that
+    started, with the nodes of its frame under it."""
+    for node in nodes:
+        if isinstance(node, StepNode):
+            step = run.step_at(scope, node.name)
+            if step is not None:
+                _add_step(tree, step, show_io)
+            continue
+        ran = run.node_at(scope, node.name)
+        if ran is None:
+            if scope == TOP:
+                tree.add(Text(f"{node.name}  {kind_of(node)}  not reached", style="dim"))
+            continue
+        outcome = ran.outcome
+        branch = tree.add(
+            _line(
+                Text(node.name, style="bold"),
+                outcome.kind,
+                _status(outcome.status),
+                outcome.summary,
+            )
+        )
+        if outcome.error:
+            branch.add(Text(f"error: {shorten(outcome.error, ERROR_CHARS)}", style="red"))
+        for frame in ran.frames:
+            if frame.status == "waiting":
+                continue  # said in the summary: "n not started"
+            held = branch.add(_line(frame.title, _status(frame.status)))
+            _add_nodes(
+                held, run, kind(outcome.kind).sequence(node, frame.index), frame.scope, show_io
+            )
+        join = run.step_at(scope, node.name + JOIN)
+        if join is not None:
+            _add_step(branch, join, show_io, title="join")
+
+
+def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = None) -> None:
     parts: list[str | Text] = [
-        Text(f"step {step.position + 1}", style="bold"),
+        Text(title or f"step {step.position + 1}", style="bold"),
         step.ran_by or step.agent,
         _status(step.status),
     ]

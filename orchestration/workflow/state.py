@@ -176,3 +176,15 @@ def frames_of_scope(scope: str) -> list[tuple[str, int]]:
 def parent_scope(scope: str) -> str:
     """The scope of the frame that holds the node run whose frame ``scope`` is."""
     return scope.rpartition(";")[0]
+
+
+def describe_scope(scope: str) -> str:
+    """A frame's scope in words: 'fan_out1 branch 5, loop1 iteration 2' ('' at the top)."""
+    parts = []
+    for node, index in frames_of_scope(scope):
+        name = node.rsplit("/", 1)[-1]
+        if name.rstrip("0123456789") == "loop":
+            parts.append(f"{name} iteration {index}")
+        else:
+            parts.append(f"{name} branch {index + 1}")
+    return ", ".join(parts)

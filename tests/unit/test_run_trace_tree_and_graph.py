@@ -311,7 +311,9 @@ def test_the_json_graph_has_one_node_per_call_and_input_retry_and_fallback_edges
 
     assert code == 0
     graph = json.loads(out)
-    assert graph["schema"] == 1 and set(graph) == {"schema", "workflow", "nodes", "edges"}
+    assert graph["schema"] == 1
+    assert set(graph) == {"schema", "workflow", "nodes", "edges", "node_runs"}
+    assert graph["node_runs"] == []  # a sequence has no loop, fan-out, parallel or route
     workflow = graph["workflow"]
     assert (workflow["id"], workflow["name"], workflow["status"]) == (
         runs.research,
