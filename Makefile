@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls lint clean
+.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls bench-graphs lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-observability: $(STAMP) services
 ## make bench-first-calls: a fresh agent worker's first calls against its later ones, warm-up on and off
 bench-first-calls: $(STAMP) services
 	$(BIN)/python bench/first_calls.py
+
+## make bench-graphs: a 1000-item fan-out against a Celery group, coordinator CPU per branch, a loop against a sequence
+bench-graphs: $(STAMP) services
+	$(BIN)/python bench/graphs.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

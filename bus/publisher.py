@@ -20,8 +20,10 @@ payload, only ``payload_ref``: the consumer loads the payload from the audit row
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -99,6 +101,7 @@ class Bus:
         agent id from a typo (None: every name is accepted); ``trace_headers`` gives the trace
         context a message about a run (or about none) carries in its headers."""
         self._app = app
+        self._sending = threading.local()  # the producer a batch of copies goes through
         self._database_url = database_url
         self._subscriptions = subscriptions
         self._acks = acks
@@ -177,20 +180,44 @@ class Bus:
     def route(self, messages: Iterable[AgentMessage]) -> list[Unsent]:
         """Send already-recorded messages to their queues. A broker failure is logged, not
         raised: the work is on record, and a sweep picks it up. Returns what was not sent, for a
-        caller that must say so."""
+        caller that must say so. Several messages (a fan-out's branches) go through one broker
+        producer, as a Celery group's tasks do."""
         unsent = []
-        for message in messages:
-            try:
-                self._send(message)
-            except Exception as exc:  # any broker failure: the sweep recovers the work
-                log.warning(
-                    "bus.route_failed",
-                    message_id=message.id,
-                    error=str(exc),
-                    next="a sweep reconciles it",
-                )
-                unsent.append(Unsent(message.id, f"{type(exc).__name__}: {exc}"))
+        batch = list(messages)
+        with self._one_producer(len(batch) > 1):
+            for message in batch:
+                try:
+                    self._send(message)
+                except Exception as exc:  # any broker failure: the sweep recovers the work
+                    log.warning(
+                        "bus.route_failed",
+                        message_id=message.id,
+                        error=str(exc),
+                        next="a sweep reconciles it",
+                    )
+                    unsent.append(Unsent(message.id, f"{type(exc).__name__}: {exc}"))
         return unsent
+
+    @contextlib.contextmanager
+    def _one_producer(self, wanted: bool) -> Iterator[None]:
+        """While the block runs, this thread's copies go through one producer (one connection
+        taken from the pool once, not once per copy). One that cannot be had is no error here:
+        each send then tries on its own, and what fails is unsent."""
+        if not wanted or self._app is None or getattr(self._sending, "producer", None):
+            yield
+            return
+        try:
+            acquired = self._app.producer_or_acquire()
+            producer = acquired.__enter__()
+        except Exception:  # the broker is away: each send says so for itself
+            yield
+            return
+        self._sending.producer = producer
+        try:
+            yield
+        finally:
+            self._sending.producer = None
+            acquired.__exit__(None, None, None)
 
     def publish_again(
         self, message: AgentMessage, recipient: str, attempt: int, priority: int
@@ -223,6 +250,7 @@ class Bus:
         route = route_for(recipient)
         self._app.send_task(
             route.task,
+            producer=getattr(self._sending, "producer", None),
             kwargs={"envelope": wire.encode()},
             queue=route.queue,
             priority=to_broker(message.priority),

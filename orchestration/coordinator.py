@@ -163,11 +163,13 @@ class _Graphs:
 
 
 def lock_workflow(tx: Tx, workflow_id: str, add_cost: int = 0) -> RunState | None:
-    """Lock the workflow row until the transaction ends, and return what the planner needs.
+    """Lock the workflow row until the transaction ends, and return what a decision needs.
 
-    Every transaction that changes a workflow's steps under the coordinator takes this lock
-    first, so locks are always taken in the same order: workflow, then steps. ``add_cost``
-    (micro-dollars) is charged to the workflow in the same statement."""
+    Every decision about a run is made under this lock, and every change to its steps, node
+    runs and frames but one: the record stage updates the step whose attempt it records before
+    it takes the lock (so that the lock is held for the decision alone). That cannot deadlock:
+    its update is fenced to an attempt still running, and no decision changes a running step.
+    ``add_cost`` (micro-dollars) is charged to the workflow in the same statement."""
     row = tx.run(
         statements.LOCK_WORKFLOW,
         {"w_id": workflow_id, "updated_at": utcnow(), "add_cost": add_cost},

@@ -84,10 +84,15 @@ class RunStore:
         found = self._frame_at.get(scope)
         if found is not None:
             return found
-        row = self._tx.run(statements.FRAME_AT, {"w_id": self._id, "w_scope": scope}).one_or_none()
+        row = self._tx.run(
+            statements.FRAME_AND_OWNER_AT, {"w_id": self._id, "w_scope": scope}
+        ).one_or_none()
         if row is None:
             raise LookupError(f"run {self._id} has no frame {scope!r}")
-        return self._frame(FrameState(**row._asdict()))
+        values = row._asdict()
+        owner = {name: values.pop(f"owner_{name}") for name in statements.NODE_RUN_STATE_COLUMNS}
+        self._node_run(NodeRunState(**owner))  # its owner, asked for next
+        return self._frame(FrameState(**values))
 
     def frame_at(self, node_run_id: str, index: int) -> FrameState | None:
         for frame in self._frames.values():
@@ -156,28 +161,37 @@ class RunStore:
             (statements.INSERT_STEP, StepState, statements.STEP_STATE_COLUMNS),
         )
         for statement, kind, columns in inserts:
-            rows = [
-                {"workflow_id": self._id, **_values(state, columns)}
-                for state in self._new.values()
-                if isinstance(state, kind)
-            ]
-            if rows:
-                self._tx.run(statement, rows)
+            self._write(
+                statement,
+                [
+                    {"workflow_id": self._id, **_values(state, columns)}
+                    for state in self._new.values()
+                    if isinstance(state, kind)
+                ],
+            )
         updates: tuple[tuple[Any, type, tuple[str, ...]], ...] = (
             (statements.SAVE_NODE_RUN, NodeRunState, statements.SAVED_NODE_RUN_COLUMNS),
             (statements.SAVE_FRAME, FrameState, statements.SAVED_FRAME_COLUMNS),
             (statements.SAVE_STEP, StepState, statements.PLANNED_STEP_COLUMNS),
         )
         for statement, kind, columns in updates:
-            rows = [
-                {"w_id": state.id, **_values(state, columns)}
-                for state in self._changed.values()
-                if isinstance(state, kind)
-            ]
-            if rows:
-                self._tx.run(statement, rows if len(rows) > 1 else rows[0])
+            self._write(
+                statement,
+                [
+                    {"w_id": state.id, **_values(state, columns)}
+                    for state in self._changed.values()
+                    if isinstance(state, kind)
+                ],
+            )
         self._new.clear()
         self._changed.clear()
+
+    def _write(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        if len(rows) > 3:
+            self._tx.run(statement, rows)
+            return
+        for row in rows:  # a few, one by one: cheaper than psycopg's pipelined batch
+            self._tx.run(statement, row)
 
     # -- identity ----------------------------------------------------------------------------------
 

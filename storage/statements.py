@@ -377,8 +377,11 @@ SAVED_FRAME_COLUMNS = (
     "finished_at",
 )
 _FRAME_STATE = tuple(frames.c[name] for name in FRAME_STATE_COLUMNS)
-FRAME_AT = select(*_FRAME_STATE).where(
-    frames.c.workflow_id == bindparam("w_id"), frames.c.scope == bindparam("w_scope")
+# A frame and the node run that runs it, in one round trip: what a frame that finishes needs.
+FRAME_AND_OWNER_AT = (
+    select(*_FRAME_STATE, *(column.label(f"owner_{column.name}") for column in _NODE_RUN_STATE))
+    .join(node_runs, node_runs.c.id == frames.c.node_run_id)
+    .where(frames.c.workflow_id == bindparam("w_id"), frames.c.scope == bindparam("w_scope"))
 )
 FRAME_OF_INDEX = select(*_FRAME_STATE).where(
     frames.c.node_run_id == bindparam("w_node_run"), frames.c.index == bindparam("w_index")

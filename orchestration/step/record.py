@@ -1,11 +1,11 @@
 """The record stage: what an attempt came to, and what follows it, in ONE transaction.
 
-With the workflow row locked (and charged the call's cost), the result or the failure goes on
-the step row, fenced: no row changes when the attempt no longer holds its step (its lease ran
-out meanwhile). The call's trace is added, and its cost-ledger row if the call was made; the
-request is stamped delivered; the agent's response is recorded on the bus's audit trail; and,
-if the attempt still held its step, the coordinator decides what comes next. Nothing leaves
-before the commit: settling the cost and routing the decision wait for it.
+The result or the failure goes on the step row, fenced: no row changes when the attempt no
+longer holds its step (its lease ran out meanwhile). The call's trace is added, and its
+cost-ledger row if the call was made; the request is stamped delivered; the agent's response is
+recorded on the bus's audit trail. Then the workflow row is locked (and charged the call's
+cost), and, if the attempt still held its step, the coordinator decides what comes next.
+Nothing leaves before the commit: settling the cost and routing the decision wait for it.
 
 It rides out a database that went away (``storage.db_retry``): a transaction that failed is run
 again, unless its commit did land (the attempt's trace is there); the sweep then routes what it
@@ -92,7 +92,6 @@ class Records:
         workflow_id = str(message.workflow_id)
         decision = Decision()
         with transaction(self._url) as tx:
-            run = lock_workflow(tx, workflow_id, add_cost=call.cost)
             statement, params = step_update(call)
             # No row when this attempt no longer holds the step: its lease ran out meanwhile.
             updated = tx.run(statement, {**params, "w_id": step_id, "w_attempt": attempt})
@@ -116,6 +115,9 @@ class Records:
                 ),
                 delivered_at=utcnow(),
             )
+            # The run's lock last, so that it is held for the decision alone: the branches of
+            # a fan-out record side by side, and queue only to decide.
+            run = lock_workflow(tx, workflow_id, add_cost=call.cost)
             if row is not None and run is not None:
                 decision = self._coordinator.decide(tx, run, StepState(**row._asdict()))
         return Recorded(decision, row is not None, run)

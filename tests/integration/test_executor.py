@@ -264,7 +264,7 @@ def _graph_script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
         record(
             tx.run(statements.NODE_RUN_AT, {"w_id": run_id, "w_scope": "", "w_node": "fan_out1"})
         )
-        record(tx.run(statements.FRAME_AT, {"w_id": run_id, "w_scope": "fan_out1#1"}))
+        record(tx.run(statements.FRAME_AND_OWNER_AT, {"w_id": run_id, "w_scope": "fan_out1#1"}))
         record(tx.run(statements.FRAME_OF_INDEX, {"w_node_run": node_run, "w_index": 0}))
         record(tx.run(statements.UNSETTLED_STEPS, {"w_id": run_id}))
         record(tx.run(statements.LAST_OUTPUT, {"w_id": run_id}))
@@ -299,6 +299,8 @@ def test_every_graph_statement_gives_the_same_through_psycopg_and_sqlalchemy(
     assert [step["scope"] for step in in_scopes] == ["fan_out1#0"]  # not the other branch's
     assert [r["progress"] for r in runs] == [{"total": 2, "started": 1}] and run == runs
     assert frame[0]["input"] == "b" and first[0]["index"] == 0
+    owner = (frame[0]["owner_node"], frame[0]["owner_progress"])
+    assert owner == ("fan_out1", {"total": 2, "started": 1})
     assert [step["status"] for step in unsettled] == ["pending"]
     assert (last, done, position) == ([{"output": "done"}], [{"count_1": 1}], [{"anon_1": 2}])
     assert agents == [{"agent_id": "summarizer"}] * 2
