@@ -92,8 +92,8 @@ def _go_on(ctx: NodeContext) -> list[Action]:
         frame = ctx.frame(progress["started"])
         if frame is None:
             raise NodeError(f"{node.name}: branch {progress['started'] + 1} has no frame")
-        worst = ctx.worst_case_micro(frame)
-        remaining = ctx.remaining_micro
+        remaining = ctx.remaining_micro  # None: the run has no budget, nothing to hold
+        worst = 0 if remaining is None else ctx.worst_case_micro(frame)
         if remaining is not None and progress["held_micro"] + worst > remaining:
             if progress["running"] == 0:
                 progress["stopped"] = "budget"

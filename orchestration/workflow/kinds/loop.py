@@ -78,7 +78,7 @@ def _next(ctx: NodeContext, given: Handoff) -> list[Action]:
     progress = ctx.run.progress
     iteration = progress["iteration"] + 1
     frame = ctx.open(iteration, given)
-    worst = ctx.worst_case_micro(frame)
+    worst = 0 if ctx.remaining_micro is None else ctx.worst_case_micro(frame)
     if not may_start(ctx.remaining_micro, worst):
         ctx.event(
             "loop.unaffordable",
