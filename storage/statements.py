@@ -349,14 +349,7 @@ SAVE_NODE_RUN = (
     )
 )
 
-FRAME_STATE_COLUMNS = (
-    "id",
-    "node_run_id",
-    "index",
-    "scope",
-    "input",
-    "input_label",
-    "input_source",
+SAVED_FRAME_COLUMNS = (  # what a decision may change of a frame
     "status",
     "first_output",
     "output",
@@ -366,15 +359,15 @@ FRAME_STATE_COLUMNS = (
     "started_at",
     "finished_at",
 )
-SAVED_FRAME_COLUMNS = (
-    "status",
-    "first_output",
-    "output",
-    "error",
-    "error_kind",
-    "held_micro",
-    "started_at",
-    "finished_at",
+FRAME_STATE_COLUMNS = (
+    "id",
+    "node_run_id",
+    "index",
+    "scope",
+    "input",
+    "input_label",
+    "input_source",
+    *SAVED_FRAME_COLUMNS,
 )
 _FRAME_STATE = tuple(frames.c[name] for name in FRAME_STATE_COLUMNS)
 # A frame and the node run that runs it, in one round trip: what a frame that finishes needs.

@@ -62,11 +62,13 @@ def orc(env: dict[str, str]) -> Orchestrator:
 
 @contextmanager
 def _workers(
-    env: dict[str, str], logs: Path, **specs: tuple[str, ...]
+    orc: Orchestrator, env: dict[str, str], logs: Path, **specs: tuple[str, ...]
 ) -> Iterator[dict[str, WorkerProcess]]:
-    """Worker processes of the graph team by name, stopped when the block ends."""
+    """Worker processes of the graph team by name, started and answering; stopped when the
+    block ends."""
     started = {name: _worker(env, logs, name, *args).start() for name, args in specs.items()}
     try:
+        wait_for_workers(orc.celery, len(started), processes=list(started.values()))
         yield started
     finally:
         for process in started.values():
@@ -107,10 +109,13 @@ def test_a_worker_killed_during_a_fan_out_and_then_a_loop_loses_nothing_and_join
     orc: Orchestrator, env: dict[str, str], tmp_path: Path
 ) -> None:
     items = "\n".join(f"source {n}" for n in range(6))
-    with _workers(env, tmp_path, coordinator=("--coordinator", "--concurrency", "4")) as fleet:
-        fleet["agents1"] = _worker(env, tmp_path, "agents1", "--all-agents", "--concurrency", "8")
-        fleet["agents1"].start()
-        wait_for_workers(orc.celery, 2, processes=list(fleet.values()))
+    with _workers(
+        orc,
+        env,
+        tmp_path,
+        coordinator=("--coordinator", "--concurrency", "4"),
+        agents1=("--all-agents", "--concurrency", "8"),
+    ) as fleet:
         runs = [orc.submit("digest", items) for _ in range(3)]
         ids = [run.id for run in runs]
 
@@ -165,12 +170,12 @@ def test_a_fan_out_of_100_under_a_budget_for_about_30_calls_starts_only_what_it_
 ) -> None:
     items = "\n".join(f"i{n}" for n in range(100))
     with _workers(
+        orc,
         env,
         tmp_path,
         coordinator=("--coordinator", "--concurrency", "4"),
         agents=("--all-agents", "--concurrency", "8"),
-    ) as fleet:
-        wait_for_workers(orc.celery, 2, processes=list(fleet.values()))
+    ):
         result = orc.submit("wide", items).wait(timeout=120)
 
     assert result.status is WorkflowStatus.BUDGET_EXCEEDED, result.error
@@ -203,13 +208,13 @@ def test_max_parallel_holds_across_worker_processes(
 ) -> None:
     items = "\n".join(f"source {n}" for n in range(12))
     with _workers(
+        orc,
         env,
         tmp_path,
         coordinator=("--coordinator", "--concurrency", "4"),
         agents1=("--all-agents", "--concurrency", "4"),
         agents2=("--all-agents", "--concurrency", "4"),
-    ) as fleet:
-        wait_for_workers(orc.celery, 3, processes=list(fleet.values()))
+    ):
         result = orc.submit("digest", items).wait(timeout=120)
 
     assert result.status is WorkflowStatus.SUCCEEDED, result.error

@@ -298,3 +298,89 @@ def test_a_loop_inside_a_fan_out_runs_per_branch_and_names_its_iterations_and_br
     assert [(s.branch, s.iteration) for s in editors] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert editors[1].scope == "fan_out1#0;fan_out1/loop1#2"
     assert run.output == "[1/2: a]\ndraft 0.2\n\n[2/2: b]\ndraft 1.2"
+
+
+def test_a_branch_whose_attempt_failed_is_retried_when_due_and_the_join_waits_for_it() -> None:
+    script = Scripted.of(
+        [fan_out(["summarizer"], over=lines), "writer"], "summarizer", "writer", input="a\nb"
+    )
+    script.start()
+    first, second = script.dispatched()
+    script.fail(first, "rate_limited", retryable=True)  # backoff 0 here: due at once
+    script.answer(second, "b done")
+    assert not script.steps_of("writer")  # one branch is still to come
+
+    script.advance()  # what the sweep does for a retry that came due
+    [retried] = script.dispatched()
+    assert (retried.id, retried.attempt) == (first.id, 2)
+    script.answer(retried, "a done")
+    [writer] = script.steps_of("writer")
+    assert writer.prompt is not None and writer.prompt.endswith(
+        "[1/2: a]\na done\n\n[2/2: b]\nb done"
+    )
+
+
+def test_a_join_agent_that_fails_fails_the_run_naming_the_join() -> None:
+    script = Scripted.of(
+        [fan_out("summarizer", over=lines, join="editor")], "summarizer", "editor", input="a\nb"
+    )
+    script.start()
+    for step in script.dispatched():
+        script.answer(step, "done")
+    [join] = script.dispatched()
+    script.fail(join, "rejected")
+
+    assert script.run.status == "failed" and script.run.error is not None
+    assert script.run.error.startswith("fan_out1, its join: step 3 (editor) failed after 1")
+
+
+def test_a_branch_handed_to_a_fallback_keeps_its_prompt_and_goes_on() -> None:
+    from orchestration import Agent
+
+    script = Scripted.of(
+        [fan_out("summarizer", over=lines)],
+        "backup",
+        Agent(id="summarizer", model="offline:echo", max_retries=0, fallback="backup"),
+        input="a\nb",
+    )
+    script.start()
+    first, second = script.dispatched()
+    prompt = first.prompt
+    script.fail(first, "overloaded")
+    assert (first.status, first.ran_by, first.prompt) == ("dispatched", "backup", prompt)
+    script.answer(first, "a by the backup")
+    script.answer(second, "b")
+
+    assert script.run.status == "succeeded"
+    assert script.run.output == "[1/2: a]\na by the backup\n\n[2/2: b]\nb"
+
+
+def test_a_parallel_that_collects_goes_on_with_what_succeeded() -> None:
+    script = Scripted.of(
+        [parallel(["fact_checker", "style_checker"], on_failure="collect")],
+        "fact_checker",
+        "style_checker",
+    )
+    script.start()
+    facts, style = script.dispatched()
+    script.fail(style, "rejected")
+    script.answer(facts, "facts fine")
+
+    assert script.run.status == "succeeded" and script.run.output is not None
+    assert script.run.output.startswith("[1/2: parallel1/fact_checker]\nfacts fine\n\n[failed]")
+
+
+def test_a_run_past_its_deadline_during_a_fan_out_times_out_and_ignores_late_branches() -> None:
+    from datetime import timedelta
+
+    script = Scripted.of([fan_out("summarizer", over=lines)], "summarizer", input="a\nb")
+    script.start()
+    first, second = script.dispatched()
+    script.run.deadline_at = script.now  # the deadline passes
+    script.answer(first, "a done")
+
+    assert script.run.status == "timed_out"
+    assert script.run.error is not None and "1 step(s) done" in script.run.error
+    script.now += timedelta(seconds=1)
+    plan = script.answer(second, "b done")  # recorded later: nothing follows it
+    assert not plan.messages and not plan.run_changed and script.run.status == "timed_out"
