@@ -43,7 +43,7 @@ class RunStore:
     def known(self, step: StepState) -> StepState:
         """Keep ``step`` (read by the caller, e.g. returned by the statement that recorded it)
         as this store's own."""
-        return self._step(step)
+        return self._step(self._named(step))
 
     def steps_in(self, scopes: Sequence[str]) -> list[StepState]:
         missing = [scope for scope in dict.fromkeys(scopes) if scope not in self._scopes]
@@ -209,7 +209,9 @@ class RunStore:
         return kept
 
     def _step_of(self, row: Any) -> StepState:
-        step = StepState(**row._asdict())
+        return self._named(StepState(**row._asdict()))
+
+    def _named(self, step: StepState) -> StepState:
         if step.node is None:  # a run from before graphs: its steps are its sequence's nodes
             nodes = self._graph.nodes
             if step.position < len(nodes):
