@@ -1,6 +1,7 @@
 """agentyard: teams of LLM agents as durable workflows on Celery, Redis and PostgreSQL.
 
 from orchestration import Agent, Orchestrator, Workflow, fan_out, loop, parallel, route, step
+from orchestration import RunView, Verdict, check   # validation checkpoints
 """
 
 from orchestration.definitions import Agent, Workflow
@@ -9,7 +10,8 @@ from orchestration.pricing import MAX_CAP_USD
 from orchestration.results import LoopOutcome, StepResult, Tokens, WorkflowResult, WorkflowRun
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
-from orchestration.workflow.builders import fan_out, loop, parallel, route, step
+from orchestration.workflow.builders import check, fan_out, loop, parallel, route, step
+from orchestration.workflow.checks import CheckResult, RunView, Verdict
 from storage.errors import (
     AgentyardError,
     BrokerUnavailable,
@@ -24,6 +26,7 @@ from storage.errors import (
     ServiceUnavailable,
     UnknownAgent,
     UnknownWorkflow,
+    ValidationFailed,
     WaitTimeout,
 )
 from storage.models import StepStatus, WorkflowStatus
@@ -35,6 +38,7 @@ __all__ = [
     "AgentyardError",
     "BrokerUnavailable",
     "CallTrace",
+    "CheckResult",
     "ConfigurationError",
     "DatabaseUnavailable",
     "FoundRun",
@@ -48,6 +52,7 @@ __all__ = [
     "RunNotFound",
     "RunQuery",
     "RunTrace",
+    "RunView",
     "ServiceUnavailable",
     "Settings",
     "StepResult",
@@ -56,11 +61,14 @@ __all__ = [
     "Tokens",
     "UnknownAgent",
     "UnknownWorkflow",
+    "ValidationFailed",
+    "Verdict",
     "WaitTimeout",
     "Workflow",
     "WorkflowResult",
     "WorkflowRun",
     "WorkflowStatus",
+    "check",
     "fan_out",
     "loop",
     "parallel",

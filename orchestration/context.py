@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from orchestration.definitions import Agent
+from orchestration.workflow.checks import schema_instructions
 from workers.providers.base import ChatMessage, ModelRequest
 
 HISTORY_EXCHANGES = 5
@@ -100,9 +101,12 @@ def model_request(
 ) -> ModelRequest:
     """What ``agent`` is asked for a step: its system prompt, its earlier exchanges in the run and
     the step's prompt (both composed by the coordinator when it dispatched the step)."""
+    system = agent.system_prompt
+    if agent.output_schema is not None:
+        system = f"{system}\n\n{schema_instructions(agent.output_schema)}".strip()
     return ModelRequest(
         model=agent.model,
-        system=agent.system_prompt,
+        system=system,
         messages=build_messages(
             [Exchange(question, answer) for question, answer in history or []], prompt or ""
         ),

@@ -77,7 +77,7 @@ class Coordinator:
         steps that makes dispatched), in the caller's transaction. The run keeps ``graph`` as
         JSON; ``row`` holds its other columns. Returns the messages to route after the
         commit."""
-        store = RunStore(tx, run.id, graph, new=True)
+        store = RunStore(tx, run.id, graph, new=True, facts=row.get("facts"))
         plan = Interpreter(run, graph, store, self._rules, row["created_at"]).start()
         tx.run(statements.INSERT_WORKFLOW, {**row, **_run_values(run), "graph": graph.to_json()})
         store.flush()

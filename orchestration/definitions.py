@@ -175,6 +175,7 @@ class Agent(_Definition):
         "breaker_threshold": "must be a whole number of provider failures, 1 or more",
         "breaker_window_s": "must be a finite number of seconds over 0",
         "breaker_reset_s": "must be a finite number of seconds over 0",
+        "output_schema": "must be a pydantic model class the answer is parsed as, or None",
     }
 
     id: Id
@@ -190,6 +191,9 @@ class Agent(_Definition):
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_window_s: float = Field(default=60.0, gt=0)
     breaker_reset_s: float = Field(default=30.0, gt=0)
+    # The answer must be JSON this model takes: a check on every step of the agent (the parsed
+    # value is StepResult.data); the agent is told the schema after its system prompt.
+    output_schema: type[BaseModel] | None = None
 
     @model_validator(mode="after")
     def _not_its_own_fallback(self) -> Agent:

@@ -47,3 +47,26 @@ def check_input(workflow: str, given: object, max_chars: int) -> str:
             "line); pass UTF-8 text"
         ) from None
     return given
+
+
+MAX_FACTS = 1000
+
+
+def check_facts(workflow: str, given: object, max_chars: int) -> list[str]:
+    """``given`` as the list of facts a run's checks may read, else ``InvalidRequest``: a list
+    of texts, each as a workflow input must be (``check_input``), at most ``MAX_FACTS``."""
+    if isinstance(given, str | bytes) or not isinstance(given, list | tuple):
+        raise InvalidRequest(
+            f"the facts of a run of workflow {workflow!r} must be a list of texts, got "
+            f"{type(given).__name__}"
+        )
+    if len(given) > MAX_FACTS:
+        raise InvalidRequest(
+            f"a run of workflow {workflow!r} takes at most {MAX_FACTS} facts, got {len(given)}"
+        )
+    for index, fact in enumerate(given):
+        try:
+            check_input(workflow, fact, max_chars)
+        except InvalidRequest as refused:
+            raise InvalidRequest(f"fact {index}: {refused}".replace("the input of ", "")) from None
+    return list(given)

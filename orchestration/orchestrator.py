@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import structlog
@@ -32,7 +32,7 @@ from orchestration.coordinator import Coordinator
 from orchestration.costs import rebuild as rebuild_counters
 from orchestration.cut_off_calls import CutOffCalls
 from orchestration.definitions import Agent, Workflow
-from orchestration.input_checks import check_input
+from orchestration.input_checks import check_facts, check_input
 from orchestration.maintenance import Maintenance
 from orchestration.pricing import PriceTable, usd_to_micro
 from orchestration.results import WorkflowRun
@@ -493,11 +493,22 @@ class Orchestrator:
 
     # -- the user's API ----------------------------------------------------------------------------
 
-    def submit(self, workflow: str, input: str, priority: int = priorities.DEFAULT) -> WorkflowRun:
-        """Enqueue one run of ``workflow``; returns at once with a handle on the run."""
+    def submit(
+        self,
+        workflow: str,
+        input: str,
+        priority: int = priorities.DEFAULT,
+        *,
+        facts: Sequence[str] | None = None,
+    ) -> WorkflowRun:
+        """Enqueue one run of ``workflow``; returns at once with a handle on the run. ``facts``
+        is ground truth its checks may read (``RunView.facts``)."""
         definition = self.team.workflow(workflow)
         priorities.check(priority)
         check_input(workflow, input, self.settings.max_input_chars)
+        given_facts = (
+            None if facts is None else check_facts(workflow, facts, self.settings.max_input_chars)
+        )
         self.ensure_ready()
         self._check_broker()
         now = utcnow()
@@ -520,6 +531,7 @@ class Orchestrator:
             "cost_micro": 0,
             "created_at": now,
             "updated_at": now,
+            "facts": given_facts,
         }
         coordinator = self.coordinator()
         with tracing.submit_span(run.id, definition.name):

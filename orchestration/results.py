@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from orchestration.pricing import micro_to_usd
+from orchestration.workflow.checks import CheckResult
 from storage.db import session_scope
 from storage.errors import RunNotFound, WaitTimeout
 from storage.models import NodeRunRow, StepRow, WorkflowRow, WorkflowStatus, as_utc
@@ -67,6 +68,8 @@ class StepResult:
     iteration: int | None = None  # 1-based, in a loop; else None
     branch: int | None = None  # 0-based, in a fan-out or a parallel; else None
     scope: str = ""  # the frame it ran in: "" at the top, else e.g. "fan_out1#4;fan_out1/loop1#2"
+    checks: tuple[CheckResult, ...] = ()  # every verdict on its answers, in order
+    data: Any = None  # its output parsed as its agent's output_schema (JSON data)
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepResult:
@@ -87,6 +90,8 @@ class StepResult:
             iteration=row.iteration,
             branch=row.branch,
             scope=row.scope,
+            checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
+            data=row.data,
         )
 
 

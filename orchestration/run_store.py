@@ -20,8 +20,17 @@ from storage.executor import Tx
 
 
 class RunStore:
-    def __init__(self, tx: Tx, workflow_id: str, graph: Graph, *, new: bool = False) -> None:
-        """``new``: the run is being made in this transaction; it has nothing to read yet."""
+    def __init__(
+        self,
+        tx: Tx,
+        workflow_id: str,
+        graph: Graph,
+        *,
+        new: bool = False,
+        facts: list[str] | None = None,
+    ) -> None:
+        """``new``: the run is being made in this transaction; it has nothing to read yet, and
+        ``facts`` are the ones it is made with."""
         self._tx = tx
         self._id = workflow_id
         self._graph = graph
@@ -35,6 +44,7 @@ class RunStore:
         self._new: dict[str, State] = {}
         self._changed: dict[str, State] = {}
         self._position: int | None = 0 if new else None
+        self._facts: list[str] | None = (facts or []) if new else None
         if new:
             self._scopes[TOP] = []
 
@@ -123,6 +133,12 @@ class RunStore:
 
     def steps_done(self) -> int:
         return int(self._tx.run(statements.STEPS_DONE, {"w_id": self._id}).scalar() or 0)
+
+    def facts(self) -> list[str]:
+        if self._facts is None:
+            found = self._tx.run(statements.WORKFLOW_FACTS, {"w_id": self._id}).scalar()
+            self._facts = [str(fact) for fact in found or []]
+        return self._facts
 
     def next_position(self) -> int:
         if self._position is None and self._graph.is_sequence and TOP in self._scopes:

@@ -27,6 +27,7 @@ from sqlmodel import Session
 
 from orchestration.pricing import micro_to_usd
 from orchestration.results import NodeOutcome, Tokens
+from orchestration.workflow.checks import CheckResult
 from orchestration.workflow.graph import (
     FanOutNode,
     Graph,
@@ -117,6 +118,7 @@ class StepTrace:
     scope: str = ""  # the frame it ran in ('' at the top; see orchestration/workflow/state.py)
     iteration: int | None = None  # 1-based, in a loop
     branch: int | None = None  # 0-based, in a fan-out or a parallel
+    checks: tuple[CheckResult, ...] = ()  # every verdict on its answers, in order
 
     @property
     def ran(self) -> bool:
@@ -456,6 +458,7 @@ def _step(row: Any, call_rows: list[Any]) -> StepTrace:
         scope=row.scope,
         iteration=row.iteration,
         branch=row.branch,
+        checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
         calls=tuple(
             _call(call, link, row.agent_id) for call, link in zip(call_rows, links, strict=True)
         ),

@@ -21,7 +21,7 @@ from orchestration.results import Tokens
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
-from orchestration.workflow.graph import JOIN, Node, StepNode, kind_of
+from orchestration.workflow.graph import JOIN, CheckNode, Node, StepNode, kind_of
 from orchestration.workflow.kinds import kind
 from orchestration.workflow.state import TOP
 
@@ -105,6 +105,8 @@ def _add_nodes(
             if step is not None:
                 _add_step(tree, step, show_io)
             continue
+        if isinstance(node, CheckNode):
+            continue  # its verdicts are under the step it judged
         ran = run.node_at(scope, node.name)
         if ran is None:
             if scope == TOP:
@@ -159,6 +161,17 @@ def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = No
     if step.in_flight is not None:
         line = _line(f"attempt {step.in_flight}", step.ran_by or step.agent, _status(step.status))
         attempts.append((step.in_flight, line, None))
+    for result in step.checks:
+        verdict = "passed" if result.ok else "refused"
+        line = _line(
+            f"check {result.name}", Text(verdict, style="green" if result.ok else "yellow")
+        )
+        reason = (
+            "" if result.ok or not result.reason else f": {shorten(result.reason, ERROR_CHARS)}"
+        )
+        attempts.append(
+            (result.attempt, Text.assemble(line, f" attempt {result.attempt}{reason}"), None)
+        )
     for _, line, call in sorted(attempts, key=lambda item: item[0]):
         attempt = node.add(line)
         if show_io and call is not None and call.io is not None:

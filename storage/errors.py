@@ -82,6 +82,12 @@ class LoopLimitReached(AgentyardError):
     class's name, then names the loop, its iterations and why."""
 
 
+class ValidationFailed(AgentyardError):
+    """A check kept refusing a step's answer: asked again as often as allowed, and of the
+    agent's fallback. A run it ends is ``failed``; its error starts with this class's name, then
+    names the step, the check and its reason."""
+
+
 class ProviderError(AgentyardError):
     """A model call that did not return a usable answer.
 

@@ -125,6 +125,11 @@ class WorkflowRow(SQLModel, table=True):
         description="The workflow's graph as it was when the run was submitted "
         "(orchestration/workflow/graph.py): a run in flight keeps its definition across deploys.",
     )
+    facts: list[str] | None = Field(
+        default=None,
+        sa_column=Column(JSON(none_as_null=True)),
+        description="The ground truth the run was submitted with, for its checks.",
+    )
 
 
 class StepRow(SQLModel, table=True):
@@ -184,6 +189,21 @@ class StepRow(SQLModel, table=True):
         description="The agent's earlier exchanges in this run, [prompt, answer], sent first.",
     )
     output: str | None = Field(default=None, sa_column=Column(Text))
+    data: Any = Field(
+        default=None,
+        sa_column=Column(JSON(none_as_null=True)),
+        description="The output parsed as its agent's output_schema (JSON data), if it has one.",
+    )
+    checks: list[dict[str, Any]] | None = Field(
+        default=None,
+        sa_column=Column(JSON(none_as_null=True)),
+        description="Every verdict on its answers: [{name, ok, reason, attempt}], in order.",
+    )
+    reasks: int = Field(
+        default=0,
+        sa_column_kwargs={"server_default": "0"},
+        description="How often a refused answer was asked for again, on the current agent.",
+    )
     error: str | None = Field(default=None, sa_column=Column(Text))
     error_kind: str | None = Field(default=None, max_length=64)
     error_retryable: bool = False

@@ -78,6 +78,13 @@ PLANNED_STEP_COLUMNS = (
     "lease_until",
     "dispatched_at",
     "finished_at",
+    # a checked answer: kept, refused (and asked for again), or failed for good
+    "output",
+    "data",
+    "checks",
+    "reasks",
+    "error",
+    "error_kind",
 )
 STEP_STATE_COLUMNS = (
     "id",
@@ -88,9 +95,6 @@ STEP_STATE_COLUMNS = (
     "branch",
     "scope",
     *PLANNED_STEP_COLUMNS,
-    "output",
-    "error",
-    "error_kind",
     "error_retryable",
     "retry_after_s",
 )
@@ -312,6 +316,7 @@ AGENTS_OF_STEPS = (
     .order_by(steps.c.position)
 )
 WORKFLOW_GRAPH = select(workflows.c.graph).where(workflows.c.id == bindparam("w_id"))
+WORKFLOW_FACTS = select(workflows.c.facts).where(workflows.c.id == bindparam("w_id"))
 
 # -- node runs and frames (orchestration/run_store.py) --------------------------------------------
 NODE_RUN_STATE_COLUMNS = (

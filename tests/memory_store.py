@@ -17,6 +17,7 @@ class MemoryStore:
     frames: list[FrameState] = field(default_factory=list)
     added: list[State] = field(default_factory=list)
     touched: list[State] = field(default_factory=list)
+    given_facts: list[str] = field(default_factory=list)
 
     def steps_in(self, scopes: Sequence[str]) -> list[StepState]:
         return [step for step in self.steps if step.scope in scopes]
@@ -57,6 +58,9 @@ class MemoryStore:
 
     def steps_done(self) -> int:
         return sum(step.status == "succeeded" for step in self.steps)
+
+    def facts(self) -> list[str]:
+        return self.given_facts
 
     def next_position(self) -> int:
         return max((step.position for step in self.steps), default=-1) + 1

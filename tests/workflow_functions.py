@@ -43,3 +43,35 @@ def not_a_list(text: str) -> str:
 def label_of(text: str) -> str:
     """The first word of ``text``: a route's label."""
     return text.split()[0] if text.split() else ""
+
+
+def cites_sources(output: str, run: object) -> object:
+    from orchestration import Verdict
+
+    return Verdict("[1]" in output, "cite at least one source as [1]")
+
+
+def seen_refused(output: str, run: object) -> object:
+    """Accepts only an answer to a re-ask (the offline model names its task in its answer)."""
+    from orchestration import Verdict
+
+    return Verdict("refused" in output, "answer again")
+
+
+def uses_a_fact(output: str, run: object) -> object:
+    from orchestration import RunView, Verdict
+
+    assert isinstance(run, RunView)
+    return Verdict(any(fact in output for fact in run.facts), f"use one of {list(run.facts)}")
+
+
+def sees_the_run(output: str, run: object) -> object:
+    """Accepts anything, and says in its reason what it saw of the run."""
+    from orchestration import RunView, Verdict
+
+    assert isinstance(run, RunView)
+    return Verdict(True, f"{run.input}|{dict(run.outputs)}|{list(run.facts)}")
+
+
+def answers_text(output: str, run: object) -> str:
+    return "fine"

@@ -1,4 +1,5 @@
-"""What a user writes to shape a workflow: ``step``, ``loop``, ``fan_out``, ``parallel``, ``route``.
+"""What a user writes to shape a workflow: ``step``, ``check``, ``loop``, ``fan_out``, ``parallel``,
+``route``.
 
 Each checks its own arguments at once (``InvalidDefinition`` saying what it got and what it
 takes) and returns an unnamed node; ``Workflow`` names them all when it is built. Functions are
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from orchestration.workflow.functions import FunctionRef
 from orchestration.workflow.graph import (
     MAX_ITERATIONS,
+    CheckNode,
     FanOutNode,
     Item,
     Join,
@@ -31,13 +34,42 @@ Splitter = Callable[[str], list[str]]
 Classifier = Callable[[str], str]
 Merge = Callable[[list[str]], str]
 Similarity = Callable[[str, str], float]
+Check = Callable[..., Any]  # fn(output: str, run: RunView) -> Verdict
 
 
-def step(agent: str) -> StepNode:
-    """One call of ``agent``, on the previous node's output."""
+MAX_REASKS = 10
+
+
+def step(agent: str, *, checks: Sequence[Check] = (), max_reasks: int = 1) -> StepNode:
+    """One call of ``agent``, on the previous node's output. Each of ``checks`` judges the
+    output before it goes on; a refused one is asked for again with the reason, at most
+    ``max_reasks`` times, then goes to the agent's fallback, then fails the run."""
     if not isinstance(agent, str) or not agent:
         raise InvalidDefinition(f"step(agent) takes an agent id, got {agent!r}")
-    return StepNode(agent)
+    if isinstance(checks, str) or not isinstance(checks, Sequence):
+        raise InvalidDefinition(f"step(checks) takes a list of check functions, got {checks!r}")
+    return StepNode(
+        agent,
+        checks=tuple(FunctionRef.of(fn, "step(checks=[...])") for fn in checks),
+        max_reasks=_reasks("step(max_reasks)", max_reasks),
+    )
+
+
+def check(fn: Check, *, max_reasks: int = 1) -> CheckNode:
+    """A checkpoint: ``fn(output, run) -> Verdict`` judges the previous node's output, which
+    goes on unchanged when accepted. A refused output of a step is asked for again with the
+    reason (at most ``max_reasks`` times, then the agent's fallback); else the run fails."""
+    return CheckNode(
+        FunctionRef.of(fn, "check(fn)"), max_reasks=_reasks("check(max_reasks)", max_reasks)
+    )
+
+
+def _reasks(role: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REASKS:
+        raise InvalidDefinition(
+            f"{role} must be a whole number from 0 to {MAX_REASKS}, got {value!r}"
+        )
+    return value
 
 
 def loop(

@@ -39,6 +39,18 @@ class Join:
 class StepNode:
     agent: str
     name: str = ""
+    checks: tuple[FunctionRef, ...] = ()  # each judges the step's output before it goes on
+    max_reasks: int = 1  # how often a refused output is asked for again, before the fallback
+
+
+@dataclass(frozen=True, slots=True)
+class CheckNode:
+    """A checkpoint between nodes: ``check`` judges the output of the node before it, which
+    passes on unchanged when it is accepted."""
+
+    check: FunctionRef
+    max_reasks: int = 1
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +90,14 @@ class RouteNode:
     name: str = ""
 
 
-Node: TypeAlias = StepNode | LoopNode | FanOutNode | ParallelNode | RouteNode
+Node: TypeAlias = StepNode | CheckNode | LoopNode | FanOutNode | ParallelNode | RouteNode
 Item: TypeAlias = Node | str  # what a user lists: a node, or an agent id for step(id)
 
-NODE_TYPES = (StepNode, LoopNode, FanOutNode, ParallelNode, RouteNode)
+NODE_TYPES = (StepNode, CheckNode, LoopNode, FanOutNode, ParallelNode, RouteNode)
+LEAF_TYPES = (StepNode, CheckNode)  # nodes that hold no others
 _KIND: dict[type, str] = {
     StepNode: "step",
+    CheckNode: "check",
     LoopNode: "loop",
     FanOutNode: "fan_out",
     ParallelNode: "parallel",
@@ -257,7 +271,7 @@ def _children(node: Node) -> Iterator[Node]:
 
 
 def _depth(node: Node) -> int:
-    if isinstance(node, StepNode):
+    if isinstance(node, LEAF_TYPES):
         return 0
     return 1 + max((_depth(child) for child in _children(node)), default=0)
 
@@ -320,7 +334,10 @@ def _encode_join(join: Join) -> dict[str, Any]:
 def _encode(node: Node) -> dict[str, Any]:
     base: dict[str, Any] = {"kind": kind_of(node), "name": node.name}
     if isinstance(node, StepNode):
-        return {**base, "agent": node.agent}
+        checks = {"checks": [c.path for c in node.checks], "max_reasks": node.max_reasks}
+        return {**base, "agent": node.agent, **(checks if node.checks else {})}
+    if isinstance(node, CheckNode):
+        return {**base, "check": node.check.path, "max_reasks": node.max_reasks}
     if isinstance(node, LoopNode):
         return {
             **base,
@@ -362,7 +379,14 @@ def _decode_join(data: Mapping[str, Any]) -> Join:
 def _decode(data: Mapping[str, Any]) -> Node:
     kind, name = data["kind"], data["name"]
     if kind == "step":
-        return StepNode(data["agent"], name)
+        return StepNode(
+            data["agent"],
+            name,
+            checks=tuple(FunctionRef.parse(path) for path in data.get("checks", ())),
+            max_reasks=int(data.get("max_reasks", 1)),
+        )
+    if kind == "check":
+        return CheckNode(FunctionRef.parse(data["check"]), int(data["max_reasks"]), name)
     if kind == "loop":
         return LoopNode(
             body=tuple(_decode(n) for n in data["body"]),

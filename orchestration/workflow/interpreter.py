@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from orchestration.budget import TOKENS_PER_MESSAGE, input_tokens_bound
@@ -33,7 +34,18 @@ from orchestration.context import (
     compose,
     model_request,
 )
-from orchestration.workflow.graph import JOIN, Graph, Node, Place, StepNode, kind_of, sequences
+from orchestration.workflow.checks import CheckResult, RunView, parse_output, run_check
+from orchestration.workflow.graph import (
+    JOIN,
+    LEAF_TYPES,
+    CheckNode,
+    Graph,
+    Node,
+    Place,
+    StepNode,
+    kind_of,
+    sequences,
+)
 from orchestration.workflow.kinds import kind
 from orchestration.workflow.kinds.base import (
     Action,
@@ -44,7 +56,14 @@ from orchestration.workflow.kinds.base import (
     NodeError,
     call_user_function,
 )
-from orchestration.workflow.kinds.step import Rules, after_failed_attempt, dispatch, due, failure_of
+from orchestration.workflow.kinds.step import (
+    Rules,
+    after_failed_attempt,
+    dispatch,
+    due,
+    failure_of,
+    refused,
+)
 from orchestration.workflow.state import (
     TOP,
     Failure,
@@ -59,6 +78,7 @@ from orchestration.workflow.state import (
     scope_of,
 )
 from orchestration.workflow.store import Store
+from storage.errors import ValidationFailed
 from storage.models import FrameStatus, NodeRunStatus, StepStatus, WorkflowStatus, as_utc, new_id
 
 Earlier = StepState | NodeRunState
@@ -118,9 +138,106 @@ class Interpreter:
                 dispatch(self.run, step, self.now, self.rules, self.plan)
                 self.store.changed(step)
         elif step.status == StepStatus.SUCCEEDED.value:
-            self._node_done(_node_of(step), step.scope, step.output or "", step.id, step.agent)
+            if self._accepted(step):
+                self._node_done(_node_of(step), step.scope, step.output or "", step.id, step.agent)
         elif step.status == StepStatus.FAILED.value:
             self._node_failed(_node_of(step), step.scope, failure_of(step))
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def _accepted(self, step: StepState) -> bool:
+        """Whether ``step``'s answer passes its agent's output schema and its node's checks
+        (each verdict kept on the step). A refused answer is asked for again, or the step
+        fails: either way, the node is not done."""
+        place = self.graph.place(_node_of(step))
+        node = place.node
+        checks = node.checks if isinstance(node, StepNode) else ()
+        schema = self.rules.team.agent(step.agent).output_schema
+        if not checks and schema is None:
+            return True
+        output = step.output or ""
+        results: list[CheckResult] = []
+        try:
+            if schema is not None:
+                result, step.data = parse_output(schema, output, step.attempt)
+                results.append(result)
+            if all(r.ok for r in results) and checks:
+                view = self._run_view(step.scope, place)
+                for function in checks:
+                    results.append(run_check(function, node.name, output, view, step.attempt))
+                    if not results[-1].ok:
+                        break
+        except NodeError as error:
+            step.status, step.error_kind, step.error = StepStatus.FAILED.value, "error", str(error)
+            step.finished_at = self.now
+            self._keep_verdicts(step, results)
+            self._node_failed(node.name, step.scope, Failure("error", str(error)))
+            return False
+        self._keep_verdicts(step, results)
+        refused = next((r for r in results if not r.ok), None)
+        if refused is None:
+            return True
+        self._refused(step, refused, node.max_reasks if isinstance(node, StepNode) else 1)
+        return False
+
+    def _refused(self, step: StepState, result: CheckResult, max_reasks: int) -> None:
+        """Ask again for a refused answer (or fail the step, and with it its node)."""
+        self._event("check.refused", step_id=step.id, check=result.name, reason=result.reason)
+        if refused(step, result, max_reasks, self.now, self.rules, self.plan):
+            dispatch(self.run, step, self.now, self.rules, self.plan)
+        else:
+            self._node_failed(_node_of(step), step.scope, failure_of(step))
+        self.store.changed(step)
+
+    def _keep_verdicts(self, step: StepState, results: list[CheckResult]) -> None:
+        if results:
+            step.checks = [*(step.checks or []), *(r.to_json() for r in results)]
+            self.store.changed(step)
+
+    def _check(self, node: CheckNode, scope: str, given: Handoff) -> None:
+        """A checkpoint: the output it is given goes on if its check accepts it; a refused
+        output of the step just before it is asked for again, and anything else fails."""
+        place = self.graph.place(node.name)
+        lineage = self._lineage(scope, place)
+        source = next(
+            (e for e in lineage if isinstance(e, StepState) and e.id == given.source), None
+        )
+        try:
+            result = run_check(
+                node.check,
+                node.name,
+                given.text,
+                self._run_view(scope, place),
+                source.attempt if source is not None else 0,
+            )
+        except NodeError as error:
+            self._frame_failed(scope, Failure("error", str(error)))
+            return
+        if source is not None:
+            self._keep_verdicts(source, [result])
+        if result.ok:
+            by = source.agent if source is not None else node.name
+            self._node_done(node.name, scope, given.text, given.source or "", by)
+        elif source is not None and source.scope == scope:
+            self._refused(source, result, node.max_reasks)
+        else:
+            self._frame_failed(
+                scope,
+                Failure(
+                    "error",
+                    f"{ValidationFailed.__name__}: {node.name}: the check {result.name} refused "
+                    f"what it was given: {result.reason}",
+                ),
+            )
+
+    def _run_view(self, scope: str, place: Place) -> RunView:
+        """The run as a check at ``place`` sees it: the input, what finished before, the facts."""
+        lineage = self._lineage(scope, place)
+        return RunView(
+            input=self.run.input,
+            outputs=MappingProxyType({e.node or "": e.output or "" for e in lineage}),
+            facts=tuple(self.store.facts()),
+        )
 
     def _resume(self, step: StepState) -> None:
         """A step made but never sent (a version before graphs made every step at submit, and
@@ -212,6 +329,9 @@ class Interpreter:
     def _enter(self, node: Node, scope: str, given: Handoff) -> None:
         if isinstance(node, StepNode):
             self._make_step(node, scope, given)
+            return
+        if isinstance(node, CheckNode):
+            self._check(node, scope, given)
             return
         node_run = NodeRunState(
             id=new_id(),
@@ -368,7 +488,7 @@ class Interpreter:
         runs: dict[tuple[str, str], NodeRunState] = {}
         if scopes:
             steps = {(s.scope, s.node): s for s in self.store.steps_in(scopes)}
-            if any(not isinstance(n, StepNode) for _, nodes in chain for n in nodes):
+            if any(not isinstance(n, LEAF_TYPES) for _, nodes in chain for n in nodes):
                 runs = {(r.scope, r.node): r for r in self.store.node_runs_in(scopes)}
         lineage: list[Earlier] = []
         for at_scope, nodes in chain:
@@ -546,6 +666,6 @@ def _first_pass(nodes: tuple[Node, ...]) -> list[StepNode]:
     for node in nodes:
         if isinstance(node, StepNode):
             found.append(node)
-        else:
+        elif not isinstance(node, CheckNode):  # a check calls no model
             found.extend(_first_pass(sequences(node)[0]))
     return found

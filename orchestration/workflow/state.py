@@ -62,6 +62,9 @@ class StepState:
     prompt: str | None = None
     history: list[list[str]] | None = None
     output: str | None = None
+    data: Any = None  # the output parsed as its agent's output_schema
+    checks: list[dict[str, Any]] | None = None  # every verdict on its answers (CheckResult JSON)
+    reasks: int = 0  # refused answers asked for again, on the current agent
     error: str | None = None
     error_kind: str | None = None
     error_retryable: bool = False

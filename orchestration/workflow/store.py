@@ -56,6 +56,10 @@ class Store(Protocol):
         """How many steps succeeded."""
         ...
 
+    def facts(self) -> list[str]:
+        """The ground truth the run was submitted with (``orc.submit(..., facts=[...])``)."""
+        ...
+
     def next_position(self) -> int:
         """The position of the next step made (the order steps are made in, from 0)."""
         ...

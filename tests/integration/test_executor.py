@@ -73,6 +73,7 @@ def _script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
         record(tx.run(statements.LOCK_WORKFLOW, {"w_id": run_id, "updated_at": T0, "add_cost": 7}))
         planned = {name: None for name in statements.PLANNED_STEP_COLUMNS}
         planned |= {
+            "reasks": 0,
             "status": "dispatched",
             "ran_by": "a",
             "attempt": 1,
@@ -185,6 +186,7 @@ def _graph_script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
         "created_at": T0,
         "updated_at": T0,
         "graph": {"schema": 1, "nodes": []},
+        "facts": ["Morse, 1844"],
     }
     node = {
         "workflow_id": run_id,
@@ -236,6 +238,8 @@ def _graph_script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
         "attempt": 1,
         "agent_attempt": 1,
         "output": "done",
+        "checks": [{"name": "cites", "ok": True, "reason": "", "attempt": 1}],
+        "reasks": 0,
         "error_retryable": False,
     }
     with begin(url) as tx:
@@ -271,6 +275,7 @@ def _graph_script(url: str, begin: Callable[[str], Any], tag: str) -> list[Any]:
         record(tx.run(statements.STEPS_DONE, {"w_id": run_id}))
         record(tx.run(statements.NEXT_POSITION, {"w_id": run_id}))
         record(tx.run(statements.AGENTS_OF_STEPS, {"w_id": run_id}))
+        record(tx.run(statements.WORKFLOW_FACTS, {"w_id": run_id}))
         saved = {name: node[name] for name in statements.SAVED_NODE_RUN_COLUMNS}
         tx.run(statements.SAVE_NODE_RUN, {"w_id": node_run, **saved, "progress": {"total": 2}})
         frame = {name: frames[1][name] for name in statements.SAVED_FRAME_COLUMNS}
@@ -304,7 +309,9 @@ def test_every_graph_statement_gives_the_same_through_psycopg_and_sqlalchemy(
     assert [step["status"] for step in unsettled] == ["pending"]
     assert (last, done, position) == ([{"output": "done"}], [{"count_1": 1}], [{"anon_1": 2}])
     assert agents == [{"agent_id": "summarizer"}] * 2
-    frames, changed = through_psycopg[11:]
+    assert through_psycopg[11] == [{"facts": ["Morse, 1844"]}]
+    assert in_scopes[0]["checks"] == [{"name": "cites", "ok": True, "reason": "", "attempt": 1}]
+    frames, changed = through_psycopg[12:]
     assert [f["status"] for f in frames] == ["running", "running"]
     assert changed[0]["progress"] == {"total": 2}
 

@@ -20,12 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bus.envelope import request_step
+from orchestration.context import HISTORY_EXCHANGES
 from orchestration.definitions import Agent
 from orchestration.retry import Backoff
 from orchestration.team import Team
+from orchestration.workflow.checks import CheckResult, refusal
 from orchestration.workflow.state import Failure, Plan, RunState, StepState
-from storage.errors import BreakerOpen, CostLimitExceeded
+from storage.errors import BreakerOpen, CostLimitExceeded, ValidationFailed
 from storage.models import StepStatus, WorkflowStatus, as_utc
+
+VALIDATION_FAILED = "validation_failed"  # a step's error kind: no one left to ask again
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +107,44 @@ def due(step: StepState, now: datetime) -> bool:
     return step.due_at is None or as_utc(step.due_at) <= now
 
 
+def refused(
+    step: StepState, result: CheckResult, max_reasks: int, now: datetime, rules: Rules, plan: Plan
+) -> bool:
+    """A check refused the step's answer: ask the same agent again with the reason (while it has
+    re-asks left), else its fallback, else fail the step. The refused answer and the reason go
+    to the agent as the last exchange and the new prompt. True if someone is asked again (the
+    caller dispatches), False if the step failed."""
+    agent = rules.team.agent(step.agent)
+    exchange = [step.prompt or "", step.output or ""]
+    if step.reasks < max_reasks:
+        step.reasks += 1
+        plan.events.append(
+            ("step.reasked", {"step_id": step.id, "check": result.name, "reasks": step.reasks})
+        )
+    elif agent.fallback is not None:
+        _hand_to_fallback(step, agent, agent.fallback, plan)
+        step.reasks = 0
+    else:
+        step.status = StepStatus.FAILED.value
+        step.error_kind = VALIDATION_FAILED
+        step.error = f"the check {result.name} refused its answer: {result.reason}"
+        step.finished_at = now
+        return False
+    step.history = [*(step.history or []), exchange][-HISTORY_EXCHANGES:]
+    step.prompt = refusal(result)
+    step.output = step.data = None
+    step.finished_at = None
+    step.status = StepStatus.PENDING.value
+    return True
+
+
 def failure_of(step: StepState) -> Failure:
     """Why a step that failed for good failed, as its frame and the run say it."""
+    if step.error_kind == VALIDATION_FAILED:
+        return Failure(
+            "error",
+            f"{ValidationFailed.__name__}: step {step.position + 1} ({step.agent}): {step.error}",
+        )
     if step.error_kind == CostLimitExceeded.kind:
         return Failure(
             "budget", f"step {step.position + 1} ({step.agent}) was not run: {step.error}"

@@ -1,0 +1,155 @@
+"""Validation checkpoints decided by the interpreter over an in-memory store: a refused answer
+is asked for again with the reason, then of the agent's fallback, then fails the run with
+ValidationFailed; an output schema is a check; a check node judges what it is given."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel
+
+from orchestration import Agent, check, fan_out, step
+from orchestration.workflow.checks import CheckResult
+from orchestration.workflow.state import StepState
+from tests.graph_script import Scripted
+from tests.workflow_functions import answers_text, cites_sources, lines, sees_the_run, uses_a_fact
+
+
+class Summary(BaseModel):
+    title: str
+    points: list[str]
+
+
+def _verdicts(step: StepState) -> list[tuple[str, bool, int]]:
+    return [(c["name"], c["ok"], c["attempt"]) for c in step.checks or []]
+
+
+def test_a_refused_answer_is_asked_for_again_with_the_reason_and_then_goes_on() -> None:
+    script = Scripted.of(
+        [step("writer", checks=[cites_sources]), "publisher"], "writer", "publisher"
+    )
+    script.start()
+    [writer] = script.dispatched()
+    first_prompt = writer.prompt
+    script.answer(writer, "a draft with no sources")
+
+    assert (writer.status, writer.attempt, writer.reasks) == ("dispatched", 2, 1)
+    assert writer.prompt == (
+        "Your answer was refused by the check cites_sources: cite at least one source as [1]\n"
+        "Answer again, in full, with that fixed."
+    )
+    assert writer.history == [[first_prompt, "a draft with no sources"]]  # what it said, first
+    assert not script.steps_of("publisher")
+    script.answer(writer, "a draft citing [1]")
+
+    assert _verdicts(writer) == [("cites_sources", False, 1), ("cites_sources", True, 2)]
+    [publisher] = script.steps_of("publisher")
+    assert publisher.prompt is not None and publisher.prompt.endswith("a draft citing [1]")
+
+
+def test_a_check_that_keeps_refusing_goes_to_the_fallback_then_fails_the_run() -> None:
+    script = Scripted.of(
+        [step("writer", checks=[cites_sources], max_reasks=1)],
+        "backup",
+        Agent(id="writer", model="offline:echo", fallback="backup"),
+    )
+    script.start()
+    for expected in ("writer", "writer", "backup", "backup"):
+        [current] = script.dispatched()
+        assert current.agent == expected
+        script.answer(current, "no sources")
+
+    assert script.run.status == "failed"
+    assert script.run.error == (
+        "ValidationFailed: step 1 (backup): the check cites_sources refused its answer: "
+        "cite at least one source as [1]"
+    )
+    [writer] = script.store.steps
+    assert [attempt for _, _, attempt in _verdicts(writer)] == [1, 2, 3, 4]
+
+
+def test_an_answer_that_is_not_the_agents_json_is_refused_and_the_parsed_one_is_kept() -> None:
+    script = Scripted.of(
+        ["summarizer"], Agent(id="summarizer", model="offline:echo", output_schema=Summary)
+    )
+    script.start()
+    [summarizer] = script.dispatched()
+    script.answer(summarizer, '{"title": "Telegraph"}')  # points missing
+
+    assert summarizer.status == "dispatched" and summarizer.prompt is not None
+    assert "the answer is not JSON that Summary takes: points: Field required" in (
+        summarizer.prompt
+    )
+    script.answer(summarizer, '```json\n{"title": "Telegraph", "points": ["1844"]}\n```')
+
+    assert script.run.status == "succeeded"
+    assert summarizer.data == {"title": "Telegraph", "points": ["1844"]}
+    assert _verdicts(summarizer) == [("output_schema", False, 1), ("output_schema", True, 2)]
+
+
+def test_a_check_node_passes_what_it_accepts_on_and_has_the_step_before_it_asked_again() -> None:
+    script = Scripted.of(["writer", check(cites_sources), "publisher"], "writer", "publisher")
+    script.start()
+    [writer] = script.dispatched()
+    script.answer(writer, "no sources")
+    assert (writer.status, writer.attempt) == ("dispatched", 2)
+    script.answer(writer, "sources: [1]")
+
+    [publisher] = script.steps_of("publisher")
+    assert publisher.prompt is not None
+    assert publisher.prompt.endswith("Output of the previous step (writer):\nsources: [1]")
+    assert publisher.parent_step_id == writer.id  # the check passed the writer's output on
+    assert _verdicts(writer) == [("cites_sources", False, 1), ("cites_sources", True, 2)]
+
+
+def test_a_check_node_after_a_fan_out_fails_the_run_when_it_refuses() -> None:
+    script = Scripted.of(
+        [fan_out("summarizer", over=lines), check(cites_sources), "publisher"],
+        "summarizer",
+        "publisher",
+        input="a\nb",
+    )
+    run = script.run_all(lambda s: "no sources")
+
+    assert run.status == "failed" and not script.steps_of("publisher")
+    assert run.error == (
+        "ValidationFailed: check1: the check cites_sources refused what it was given: "
+        "cite at least one source as [1]"
+    )
+
+
+def test_a_check_sees_the_input_the_earlier_outputs_and_the_facts() -> None:
+    script = Scripted.of(
+        ["researcher", step("writer", checks=[sees_the_run, uses_a_fact])],
+        "researcher",
+        "writer",
+        input="the telegraph",
+    )
+    script.store.given_facts = ["Morse, 1844"]
+    script.start()
+    script.answer(script.dispatched()[0], "facts")
+    [writer] = script.dispatched()
+    script.answer(writer, "in 1844, Morse sent...")
+    assert writer.status == "dispatched"  # it did not use a fact as given
+    script.answer(writer, "Morse, 1844: the first message")
+
+    saw = CheckResult.from_json((writer.checks or [])[0]).reason
+    assert saw == "the telegraph|{'researcher': 'facts'}|['Morse, 1844']"
+    assert script.run.status == "succeeded"
+
+
+def test_a_check_that_does_not_answer_a_verdict_fails_the_run_naming_it() -> None:
+    script = Scripted.of([step("writer", checks=[answers_text])], "writer")
+    run = script.run_all(lambda s: "anything")
+
+    assert run.status == "failed" and run.error is not None
+    assert run.error.startswith(
+        "writer: its check tests.workflow_functions:answers_text must return a Verdict"
+    )
+
+
+def test_a_step_without_checks_or_schema_keeps_no_verdict() -> None:
+    script = Scripted.of(["writer"], "writer")
+    script.run_all(lambda s: json.dumps({"any": "thing"}))
+
+    assert script.store.steps[0].checks is None and script.store.steps[0].data is None
