@@ -1,7 +1,7 @@
 """agentyard: teams of LLM agents as durable workflows on Celery, Redis and PostgreSQL.
 
 from orchestration import Agent, Orchestrator, Workflow, fan_out, loop, parallel, route, step
-from orchestration import RunView, Verdict, check   # validation checkpoints
+from orchestration import RunView, Verdict, check, verify   # validation checkpoints
 """
 
 from orchestration.definitions import Agent, Workflow
@@ -10,7 +10,7 @@ from orchestration.pricing import MAX_CAP_USD
 from orchestration.results import LoopOutcome, StepResult, Tokens, WorkflowResult, WorkflowRun
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
-from orchestration.workflow.builders import check, fan_out, loop, parallel, route, step
+from orchestration.workflow.builders import check, fan_out, loop, parallel, route, step, verify
 from orchestration.workflow.checks import CheckResult, RunView, Verdict
 from storage.errors import (
     AgentyardError,
@@ -74,4 +74,5 @@ __all__ = [
     "parallel",
     "route",
     "step",
+    "verify",
 ]

@@ -17,7 +17,7 @@ from itertools import count
 from orchestration.run_graph import GraphNode, RunGraph, to_json
 from orchestration.run_trace import RunTrace, StepTrace
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
-from orchestration.workflow.graph import JOIN, Node, StepNode
+from orchestration.workflow.graph import JOIN, Node, StepNode, VerifyNode
 from orchestration.workflow.kinds import kind
 from orchestration.workflow.state import TOP
 
@@ -64,7 +64,7 @@ def _frame_items(
 ) -> list[StepTrace | Block]:
     items: list[StepTrace | Block] = []
     for node in nodes:
-        if isinstance(node, StepNode):
+        if isinstance(node, StepNode | VerifyNode):
             step = run.step_at(scope, node.name)
             if step is not None:
                 items.append(step)

@@ -54,6 +54,7 @@ from orchestration.workflow.graph import (
     Node,
     ParallelNode,
     StepNode,
+    VerifyNode,
     kind_of,
 )
 from orchestration.workflow.kinds import kind
@@ -174,7 +175,7 @@ class _Structure:
         return found
 
     def entries(self, node: Node, scope: str) -> list[str]:
-        if isinstance(node, StepNode):
+        if isinstance(node, StepNode | VerifyNode):
             step = self._run.step_at(scope, node.name)
             return [] if step is None else [self._chains[step.id][0].id]
         ran = self._ran(node, scope)
@@ -184,7 +185,7 @@ class _Structure:
         return [e for f in frames for e in self._entries_of(self._sequence(node, f), f.scope)]
 
     def exits(self, node: Node, scope: str) -> list[str]:
-        if isinstance(node, StepNode):
+        if isinstance(node, StepNode | VerifyNode):
             step = self._run.step_at(scope, node.name)
             return [] if step is None else [self._chains[step.id][-1].id]
         ran = self._ran(node, scope)

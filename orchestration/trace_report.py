@@ -21,7 +21,7 @@ from orchestration.results import Tokens
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
-from orchestration.workflow.graph import JOIN, CheckNode, Node, StepNode, kind_of
+from orchestration.workflow.graph import JOIN, CheckNode, Node, StepNode, VerifyNode, kind_of
 from orchestration.workflow.kinds import kind
 from orchestration.workflow.state import TOP
 
@@ -107,6 +107,11 @@ def _add_nodes(
             continue
         if isinstance(node, CheckNode):
             continue  # its verdicts are under the step it judged
+        if isinstance(node, VerifyNode):
+            verifier = run.step_at(scope, node.name)
+            if verifier is not None:
+                _add_step(tree, verifier, show_io, title=node.name)
+            continue
         ran = run.node_at(scope, node.name)
         if ran is None:
             if scope == TOP:

@@ -1,5 +1,5 @@
-"""What a user writes to shape a workflow: ``step``, ``check``, ``loop``, ``fan_out``, ``parallel``,
-``route``.
+"""What a user writes to shape a workflow: ``step``, ``check``, ``verify``, ``loop``, ``fan_out``,
+``parallel``, ``route``.
 
 Each checks its own arguments at once (``InvalidDefinition`` saying what it got and what it
 takes) and returns an unnamed node; ``Workflow`` names them all when it is built. Functions are
@@ -15,6 +15,7 @@ from typing import Any
 from orchestration.workflow.functions import FunctionRef
 from orchestration.workflow.graph import (
     MAX_ITERATIONS,
+    Against,
     CheckNode,
     FanOutNode,
     Item,
@@ -25,6 +26,7 @@ from orchestration.workflow.graph import (
     ParallelNode,
     RouteNode,
     StepNode,
+    VerifyNode,
     as_nodes,
 )
 from storage.errors import InvalidDefinition
@@ -62,6 +64,17 @@ def check(fn: Check, *, max_reasks: int = 1) -> CheckNode:
     return CheckNode(
         FunctionRef.of(fn, "check(fn)"), max_reasks=_reasks("check(max_reasks)", max_reasks)
     )
+
+
+def verify(agent: str, *, against: Against = "facts", max_reasks: int = 1) -> VerifyNode:
+    """A checkpoint ``agent`` keeps: it judges the previous node's output against the run's
+    facts (``orc.submit(..., facts=[...])``) or its input (``against="input"``), answering
+    ``{"ok": ..., "reason": ...}``; the output goes on unchanged when accepted, and a refused
+    one is asked for again as a check's is."""
+    if not isinstance(agent, str) or not agent:
+        raise InvalidDefinition(f"verify(agent) takes an agent id, got {agent!r}")
+    _one_of("verify(against)", against, ("facts", "input"))
+    return VerifyNode(agent, against, _reasks("verify(max_reasks)", max_reasks))
 
 
 def _reasks(role: str, value: object) -> int:

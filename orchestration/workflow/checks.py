@@ -116,3 +116,31 @@ def _unfenced(text: str) -> str:
         first, _, rest = inner.partition("\n")
         return rest if first.strip().isalpha() or not first.strip() else inner
     return stripped
+
+
+class _VerifierAnswer(BaseModel):
+    ok: bool
+    reason: str = ""
+
+
+VERIFY_SHAPE = '{"ok": true or false, "reason": "what is wrong, or empty"}'
+
+
+def verify_prompt(request: str, truth_label: str, truth: list[str], label: str, text: str) -> str:
+    """What a verifier is asked: the text to judge, the ground truth, and the verdict's shape."""
+    lines = "\n".join(f"- {item}" for item in truth) or "(none given)"
+    return (
+        f"Request:\n{request}\n\n{truth_label}:\n{lines}\n\n{label}:\n{text}\n\n"
+        "Judge the text against the ground truth above: ok is false if it contradicts it, or "
+        "states as fact something it does not support. Answer with one JSON object and nothing "
+        f"else: {VERIFY_SHAPE}"
+    )
+
+
+def parse_verdict(output: str) -> Verdict | None:
+    """A verifier's answer as a ``Verdict``; None if it is not the fixed shape."""
+    try:
+        answer = _VerifierAnswer.model_validate_json(_unfenced(output))
+    except ValidationError:
+        return None
+    return Verdict(answer.ok, answer.reason)

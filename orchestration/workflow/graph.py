@@ -43,6 +43,21 @@ class StepNode:
     max_reasks: int = 1  # how often a refused output is asked for again, before the fallback
 
 
+Against = Literal["facts", "input"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyNode:
+    """A checkpoint an agent keeps: it judges the output of the node before it against ground
+    truth (the run's facts, or its input), answering a fixed verdict shape; the output passes
+    on unchanged when it is accepted."""
+
+    agent: str
+    against: Against = "facts"
+    max_reasks: int = 1
+    name: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class CheckNode:
     """A checkpoint between nodes: ``check`` judges the output of the node before it, which
@@ -90,14 +105,17 @@ class RouteNode:
     name: str = ""
 
 
-Node: TypeAlias = StepNode | CheckNode | LoopNode | FanOutNode | ParallelNode | RouteNode
+Node: TypeAlias = (
+    StepNode | CheckNode | VerifyNode | LoopNode | FanOutNode | ParallelNode | RouteNode
+)
 Item: TypeAlias = Node | str  # what a user lists: a node, or an agent id for step(id)
 
-NODE_TYPES = (StepNode, CheckNode, LoopNode, FanOutNode, ParallelNode, RouteNode)
-LEAF_TYPES = (StepNode, CheckNode)  # nodes that hold no others
+NODE_TYPES = (StepNode, CheckNode, VerifyNode, LoopNode, FanOutNode, ParallelNode, RouteNode)
+LEAF_TYPES = (StepNode, CheckNode, VerifyNode)  # nodes that hold no others
 _KIND: dict[type, str] = {
     StepNode: "step",
     CheckNode: "check",
+    VerifyNode: "verify",
     LoopNode: "loop",
     FanOutNode: "fan_out",
     ParallelNode: "parallel",
@@ -159,7 +177,7 @@ class Graph:
         """Every agent the workflow may call (join agents included), each once."""
         seen: dict[str, None] = {}
         for node in self.walk():
-            if isinstance(node, StepNode):
+            if isinstance(node, StepNode | VerifyNode):
                 seen[node.agent] = None
             elif isinstance(node, FanOutNode | ParallelNode) and node.join.agent is not None:
                 seen[node.join.agent] = None
@@ -338,6 +356,13 @@ def _encode(node: Node) -> dict[str, Any]:
         return {**base, "agent": node.agent, **(checks if node.checks else {})}
     if isinstance(node, CheckNode):
         return {**base, "check": node.check.path, "max_reasks": node.max_reasks}
+    if isinstance(node, VerifyNode):
+        return {
+            **base,
+            "agent": node.agent,
+            "against": node.against,
+            "max_reasks": node.max_reasks,
+        }
     if isinstance(node, LoopNode):
         return {
             **base,
@@ -387,6 +412,8 @@ def _decode(data: Mapping[str, Any]) -> Node:
         )
     if kind == "check":
         return CheckNode(FunctionRef.parse(data["check"]), int(data["max_reasks"]), name)
+    if kind == "verify":
+        return VerifyNode(data["agent"], data["against"], int(data["max_reasks"]), name)
     if kind == "loop":
         return LoopNode(
             body=tuple(_decode(n) for n in data["body"]),

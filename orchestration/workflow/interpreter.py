@@ -34,7 +34,15 @@ from orchestration.context import (
     compose,
     model_request,
 )
-from orchestration.workflow.checks import CheckResult, RunView, parse_output, run_check
+from orchestration.workflow.checks import (
+    VERIFY_SHAPE,
+    CheckResult,
+    RunView,
+    parse_output,
+    parse_verdict,
+    run_check,
+    verify_prompt,
+)
 from orchestration.workflow.graph import (
     JOIN,
     LEAF_TYPES,
@@ -43,6 +51,7 @@ from orchestration.workflow.graph import (
     Node,
     Place,
     StepNode,
+    VerifyNode,
     kind_of,
     sequences,
 )
@@ -138,7 +147,10 @@ class Interpreter:
                 dispatch(self.run, step, self.now, self.rules, self.plan)
                 self.store.changed(step)
         elif step.status == StepStatus.SUCCEEDED.value:
-            if self._accepted(step):
+            node = self.graph.place(_node_of(step)).node
+            if isinstance(node, VerifyNode):
+                self._verdict(node, step)
+            elif self._accepted(step):
                 self._node_done(_node_of(step), step.scope, step.output or "", step.id, step.agent)
         elif step.status == StepStatus.FAILED.value:
             self._node_failed(_node_of(step), step.scope, failure_of(step))
@@ -229,6 +241,95 @@ class Interpreter:
                     f"what it was given: {result.reason}",
                 ),
             )
+
+    def _verify(self, node: VerifyNode, scope: str, given: Handoff) -> None:
+        """A checkpoint an agent keeps: its step is asked to judge ``given`` against the run's
+        facts (or input). Entered again after the step before it answered again, the same step
+        is asked again, about the new answer."""
+        truth = list(self.store.facts()) if node.against == "facts" else [self.run.input]
+        label = "Facts" if node.against == "facts" else "The request, as given"
+        prompt = verify_prompt(
+            self.run.input, label, truth, given.label or "Text to check", given.text
+        )
+        step = self._existing_step(scope, node.name)
+        if step is None:
+            iteration, branch = self._coordinates(scope)
+            step = StepState(
+                id=new_id(),
+                position=self.store.next_position(),
+                agent_id=node.agent,
+                node=node.name,
+                iteration=iteration,
+                branch=branch,
+                scope=scope,
+            )
+            self.store.add(step)
+        else:
+            self.store.changed(step)
+        lineage = self._lineage(scope, self.graph.place(node.name))
+        step.parent_step_id = given.source if _is_step(given.source, lineage) else None
+        step.prompt, step.history = prompt, None
+        step.output = step.error = step.error_kind = step.finished_at = None
+        step.status = StepStatus.PENDING.value
+        dispatch(self.run, step, self.now, self.rules, self.plan)
+
+    def _verdict(self, node: VerifyNode, verifier: StepState) -> None:
+        """The verifier answered: the text it judged goes on, or is asked for again (or, with
+        no step before it to ask, or an answer that is not a verdict, the run fails)."""
+        scope = verifier.scope
+        place = self.graph.place(node.name)
+        source = next(
+            (
+                e
+                for e in self._lineage(scope, place)
+                if isinstance(e, StepState) and e.id == verifier.parent_step_id
+            ),
+            None,
+        )
+        before = source or self._given_to(place, scope)
+        verdict = parse_verdict(verifier.output or "")
+        if verdict is None:
+            self._frame_failed(
+                scope,
+                Failure(
+                    "error",
+                    f"{ValidationFailed.__name__}: {node.name}: its verifier ({verifier.agent}) "
+                    f"did not answer the verdict's shape {VERIFY_SHAPE}",
+                ),
+            )
+            return
+        name = f"verify by {verifier.agent}"
+        attempt = source.attempt if source is not None else verifier.attempt
+        result = CheckResult(name, verdict.ok, verdict.reason, attempt)
+        self._keep_verdicts(verifier, [result])
+        if source is not None:
+            self._keep_verdicts(source, [result])
+        text = before.output if before is not None else self._frame_input(scope)
+        if result.ok:
+            by = source.agent if source is not None else node.name
+            self._node_done(node.name, scope, text or "", verifier.parent_step_id or "", by)
+        elif source is not None:
+            self._refused(source, result, node.max_reasks)
+        else:
+            self._frame_failed(
+                scope,
+                Failure(
+                    "error",
+                    f"{ValidationFailed.__name__}: {node.name}: {verifier.agent} refused what "
+                    f"it was given: {result.reason}",
+                ),
+            )
+
+    def _given_to(self, place: Place, scope: str) -> Earlier | None:
+        """What made the output ``place``'s node was given: the node before it in its frame,
+        past any checkpoints (they pass what they accept on); None for the frame's input."""
+        for node in reversed(place.sequence[: place.index]):
+            if not isinstance(node, CheckNode | VerifyNode):
+                return self._state_of(node, scope)
+        return None
+
+    def _frame_input(self, scope: str) -> str:
+        return self.run.input if scope == TOP else self.store.frame(scope).input
 
     def _run_view(self, scope: str, place: Place) -> RunView:
         """The run as a check at ``place`` sees it: the input, what finished before, the facts."""
@@ -332,6 +433,9 @@ class Interpreter:
             return
         if isinstance(node, CheckNode):
             self._check(node, scope, given)
+            return
+        if isinstance(node, VerifyNode):
+            self._verify(node, scope, given)
             return
         node_run = NodeRunState(
             id=new_id(),
@@ -660,11 +764,11 @@ def _is_step(source: str | None, lineage: list[Earlier]) -> bool:
     return source is not None and any(isinstance(e, StepState) and e.id == source for e in lineage)
 
 
-def _first_pass(nodes: tuple[Node, ...]) -> list[StepNode]:
+def _first_pass(nodes: tuple[Node, ...]) -> list[StepNode | VerifyNode]:
     """The steps one pass through ``nodes`` calls: a nested node's first sequence, once."""
-    found: list[StepNode] = []
+    found: list[StepNode | VerifyNode] = []
     for node in nodes:
-        if isinstance(node, StepNode):
+        if isinstance(node, StepNode | VerifyNode):
             found.append(node)
         elif not isinstance(node, CheckNode):  # a check calls no model
             found.extend(_first_pass(sequences(node)[0]))

@@ -19,6 +19,7 @@ from orchestration import (
     WorkflowStatus,
     cli,
     step,
+    verify,
 )
 from storage.db import session_scope
 from storage.models import TraceRow
@@ -139,3 +140,32 @@ def test_an_answer_that_breaks_the_agents_schema_is_asked_for_again_through_the_
     first, second = _traces(orc, result.id)
     assert '"required":["title","points"]' in first.system_prompt  # the agent is told the schema
     assert second.prompt.startswith("Your answer was refused by the check output_schema")
+
+
+def test_a_verifier_through_the_real_sdk_gates_the_run_on_the_facts(
+    stub_settings: Settings, stub: StubAnthropicServer
+) -> None:
+    bus = InlineBus(stub_settings.effective_database_url)
+    orc = Orchestrator("verified", stub_settings, bus=bus, redis=fakeredis.FakeRedis())
+    orc.register_agent(Agent(id="writer", model="offline:echo"))
+    orc.register_agent(Agent(id="checker", model="claude-haiku-4-5", max_retries=0))
+    orc.register_workflow(Workflow("w", ["writer", verify("checker"), "writer"]))
+    stub.script(
+        [
+            {"text": '{"ok": false, "reason": "say when it happened"}'},
+            {"text": '```json\n{"ok": true, "reason": ""}\n```'},
+        ]
+    )
+    run = orc.submit("w", "the telegraph", facts=["1844"])
+    drain(orc, bus)
+    orc.close()
+
+    result = run.result()
+    assert result.status is WorkflowStatus.SUCCEEDED, result.error
+    writer, checker, after = result.steps
+    assert [(c.name, c.ok, c.attempt) for c in writer.checks] == [
+        ("verify by checker", False, 1),
+        ("verify by checker", True, 2),
+    ]
+    assert (writer.attempt, checker.attempt, checker.node) == (2, 2, "verify1")
+    assert after.node == "writer-2"

@@ -8,7 +8,7 @@ import json
 
 from pydantic import BaseModel
 
-from orchestration import Agent, check, fan_out, step
+from orchestration import Agent, check, fan_out, step, verify
 from orchestration.workflow.checks import CheckResult
 from orchestration.workflow.state import StepState
 from tests.graph_script import Scripted
@@ -153,3 +153,48 @@ def test_a_step_without_checks_or_schema_keeps_no_verdict() -> None:
     script.run_all(lambda s: json.dumps({"any": "thing"}))
 
     assert script.store.steps[0].checks is None and script.store.steps[0].data is None
+
+
+def test_a_verifier_judges_against_the_facts_and_its_refusal_has_the_step_asked_again() -> None:
+    script = Scripted.of(
+        ["writer", verify("checker"), "publisher"], "writer", "checker", "publisher"
+    )
+    script.store.given_facts = ["Morse sent the first message in 1844"]
+    script.start()
+    [writer] = script.dispatched()
+    script.answer(writer, "Morse sent it in 1838.")
+    [checker] = script.dispatched()
+    assert checker.prompt is not None
+    assert "Facts:\n- Morse sent the first message in 1844" in checker.prompt
+    assert "Output of the previous step (writer):\nMorse sent it in 1838." in checker.prompt
+    assert checker.prompt.endswith('{"ok": true or false, "reason": "what is wrong, or empty"}')
+    script.answer(checker, '{"ok": false, "reason": "the year is 1844"}')
+
+    assert (writer.status, writer.attempt) == ("dispatched", 2)
+    assert writer.prompt is not None and "the year is 1844" in writer.prompt
+    script.answer(writer, "Morse sent it in 1844.")
+    assert (checker.status, checker.attempt) == ("dispatched", 2)  # asked again, about it
+    assert checker.prompt is not None and "Morse sent it in 1844." in checker.prompt
+    script.answer(checker, '{"ok": true, "reason": ""}')
+
+    [publisher] = script.steps_of("publisher")
+    assert publisher.prompt is not None
+    assert publisher.prompt.endswith(
+        "Output of the previous step (writer):\nMorse sent it in 1844."
+    )
+    assert [(name, ok, n) for name, ok, n in _verdicts(writer)] == [
+        ("verify by checker", False, 1),
+        ("verify by checker", True, 2),
+    ]
+
+
+def test_a_verifier_that_does_not_answer_the_verdicts_shape_fails_the_run() -> None:
+    script = Scripted.of(["writer", verify("checker", against="input")], "writer", "checker")
+    run = script.run_all(lambda s: "looks fine to me" if s.agent_id == "checker" else "text")
+
+    assert run.status == "failed" and run.error is not None
+    assert run.error.startswith(
+        "ValidationFailed: verify1: its verifier (checker) did not answer the verdict's shape"
+    )
+    [checker] = script.steps_of("verify1")
+    assert checker.prompt is not None and "The request, as given:\n- the request" in checker.prompt
