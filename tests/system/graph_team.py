@@ -3,7 +3,7 @@ AGENTYARD_*, and the knobs below from GRAPH_TEAM_*."""
 
 import os
 
-from orchestration import Agent, Orchestrator, Workflow, fan_out, loop
+from orchestration import Agent, Orchestrator, RunView, Verdict, Workflow, fan_out, loop, step
 
 
 def _knob(name: str, default: str) -> str:
@@ -13,6 +13,11 @@ def _knob(name: str, default: str) -> str:
 def items(text: str) -> list[str]:
     """Every line of the input that is not blank: one branch each."""
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def answered_again(output: str, run: RunView) -> Verdict:
+    """Accepts only an answer to a re-ask (the offline model names its task in its answer)."""
+    return Verdict("refused" in output, "answer again")
 
 
 MODEL = _knob("MODEL", "offline:echo")
@@ -50,5 +55,8 @@ orc.register_workflow(
         budget_usd=float(RUN_BUDGET_USD) if RUN_BUDGET_USD else None,
     )
 )
+
+# A writer whose first answer a check refuses: asked again, it passes.
+orc.register_workflow(Workflow("checked", [step("writer", checks=[answered_again]), "editor"]))
 
 app = orc.celery

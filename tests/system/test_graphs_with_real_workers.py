@@ -238,3 +238,30 @@ def test_max_parallel_holds_across_worker_processes(
             json.loads(line) for line in lines if line.startswith("{") and '"step.finished"' in line
         ]
         assert any(line.get("agent_id") == "summarizer" for line in finished), name
+
+
+@pytest.mark.parametrize("extra_env", [{}])
+def test_a_check_on_real_workers_has_a_refused_answer_asked_again_then_lets_it_on(
+    orc: Orchestrator, env: dict[str, str], tmp_path: Path
+) -> None:
+    with _workers(
+        orc,
+        env,
+        tmp_path,
+        coordinator=("--coordinator", "--concurrency", "2"),
+        agents=("--all-agents", "--concurrency", "4"),
+    ):
+        result = orc.submit("checked", "the telegraph").wait(timeout=60)
+
+    assert result.status is WorkflowStatus.SUCCEEDED, result.error
+    writer, editor = result.steps
+    assert [(c.name, c.ok, c.attempt) for c in writer.checks] == [
+        ("answered_again", False, 1),
+        ("answered_again", True, 2),
+    ]
+    assert (
+        editor.attempt == 1
+        and writer.output is not None
+        and writer.output in (editor.output or "")
+        or editor.status == "succeeded"
+    )
