@@ -80,7 +80,15 @@ _SECRET = (
     r"(?:system prompt|initial prompt|hidden (?:prompt|instructions)|instructions above|secret"
     r"|api key|password|credentials)"
 )
+_SENSITIVE = (
+    r"(?:conversation|chat|history|data|passwords?|keys?|secrets?|credentials|messages"
+    r"|memory|contents|instructions|prompt|address|contract|files?|tokens?|emails?)"
+)
 _HOST = r"(?:https?://|www\.|\b[a-z0-9-]+\.(?:com|net|org|io|xyz|ru)\b)"
+_PERSONA = (
+    r"(?:mode|AI|model|assistant|bot|GPT|unrestricted|unfiltered|uncensored|free|evil"
+    r"|jailbroken|administrator|admin|bound|restricted)"
+)
 RULES: tuple[Rule, ...] = (
     # overriding what the agent was told
     _rule("override", 0.9, rf"\b{_VERB}\b[^.\n]{{0,40}}\b{_WHOSE}\b[^.\n]{{0,30}}\b{_THING}\b"),
@@ -104,20 +112,39 @@ RULES: tuple[Rule, ...] = (
         r"\binstead,?\s+(?:you (?:must|should|will)|do|say|reply|respond|output|write)\b"
         r"[^.\n]{0,60}\b(?:only|exactly|verbatim)\b",
     ),
+    _rule("override", 0.8, r"\b(?:system|admin|security|safety) override\b"),
+    _rule(
+        "override",
+        0.8,
+        r"\b(?:previous|prior|earlier|above|original) (?:context|instructions?|rules|prompt)"
+        r" (?:is|are) (?:now )?(?:void|cancell?ed|invalid|obsolete|suspended|revoked)\b",
+    ),
     # role play that sheds the agent's rules
-    _rule("role_play", 0.75, r"\byou are (?:now|no longer)\b[^.\n]{0,60}"),
+    _rule(
+        "role_play",
+        0.8,
+        rf"\byou are (?:now|no longer)\s+(?:an? |the |in |my )?(?:\w+ )?{_PERSONA}\b",
+    ),
     _rule(
         "role_play",
         0.85,
-        r"\b(?:DAN|do anything now|developer mode|jailbr(?:ea|o)k(?:en)?|god mode"
-        r"|unfiltered mode)\b",
+        r"\b(?:DAN|do(?:es)? anything now|developer mode|jailbr(?:ea|o)k(?:en)?|god mode"
+        r"|unfiltered mode|maintenance mode)\b",
     ),
     _rule(
         "role_play",
         0.7,
-        rf"\b(?:pretend|imagine|act|behave|respond)\b[^.\n]{{0,25}}\b(?:as|to be|you are)\b"
-        rf"[^.\n]{{0,40}}\b{_FREED}\b",
+        rf"\b(?:pretend|imagine|act|behave|respond|simulate)\b[^.\n]{{0,25}}"
+        rf"\b(?:as|to be|you are|a)\b[^.\n]{{0,40}}\b{_FREED}\b",
     ),
+    _rule(
+        "role_play",
+        0.8,
+        r"\b(?:role-?play|play the role of|simulate|become)\b[^.\n]{0,40}"
+        r"\b(?:never refuses?|no rules|evil|does anything|without (?:any )?(?:limits|rules"
+        r"|restrictions)|no restrictions)\b",
+    ),
+    _rule("role_play", 0.7, r"\b(?:who|that) never refuses?\b"),
     # spoofed roles, turns and delimiters
     _rule(
         "spoofing",
@@ -137,6 +164,13 @@ RULES: tuple[Rule, ...] = (
         r"(?:#{2,}|={3,}|-{3,})\s*(?:system|admin|developer)\s*"
         r"(?:message|prompt|override|instructions?)\b",
     ),
+    _rule("spoofing", 0.75, r"(?:#{2,}|\*\*)\s*(?:system|admin|developer)\s*:"),
+    _rule(
+        "spoofing",
+        0.75,
+        r"\b(?:system|admin|administrator|developer)\s*:\s*[^.\n]{0,50}"
+        r"\b(?:priority|urgent|overrides?|authori[sz]ed|grant|comply|disclose|must now)\b",
+    ),
     _rule(
         "spoofing", 0.75, r"</?\s*(?:function_calls|invoke|tool_use|tool_call|function_results)\b"
     ),
@@ -147,13 +181,19 @@ RULES: tuple[Rule, ...] = (
         rf"\b(?:reveal|print|show|repeat|output|disclose|leak|dump|tell me)\b[^.\n]{{0,30}}"
         rf"\b(?:your|the)\b[^.\n]{{0,15}}\b{_SECRET}\b",
     ),
+    _rule(
+        "leak",
+        0.75,
+        r"\b(?:read|tell|give|show|send)\s+(?:me|us)\b[^.\n]{0,40}"
+        r"\b(?:passwords?|api keys?|secrets?|credentials|pins?)\b",
+    ),
     # carrying data out through a link or an image
     _rule("exfiltration", 0.8, r"!\[[^\]]*\]\(\s*https?://[^)\s]*\?[^)\s]*=[^)\s]*\)"),
     _rule(
         "exfiltration",
         0.75,
-        rf"\b(?:send|post|upload|forward|transmit|exfiltrate|append)\b[^.\n]{{0,50}}"
-        rf"\b(?:to|into|at)\b[^.\n]{{0,20}}{_HOST}",
+        rf"\b(?:send|post|upload|forward|transmit|exfiltrate|append|give)\b[^.\n]{{0,30}}"
+        rf"\b{_SENSITIVE}\b[^.\n]{{0,30}}\b(?:to|into|at)\b[^.\n]{{0,20}}{_HOST}",
     ),
     _rule(
         "exfiltration",
@@ -222,7 +262,10 @@ _DISCUSSION = re.compile(
 )
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _QUOTED = re.compile(r"[\"“”'‘’`]")
-_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+# Zero-width joiners (U+200C, U+200D) are left out: emoji sequences and several scripts need them.
+_INVISIBLE = re.compile("[\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+_JOINERS = re.compile("[\u200c\u200d]")  # not counted, but read past: "ig\u200dnore"
+_OVERRIDDEN = re.compile("\u202e([^\u202c\n]*)")  # text a right-to-left override reverses
 _TAG_CHARS = re.compile("[\U000e0000-\U000e007f]")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){20,}\b")
@@ -252,7 +295,11 @@ class RuleClassifier:
         invisible = len(_INVISIBLE.findall(text))
         if invisible >= 3:
             yield Finding("hidden_unicode", source, min(0.9, 0.5 + 0.1 * invisible))
-        readable = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
+        reversed_runs = _OVERRIDDEN.findall(text)
+        if reversed_runs:
+            yield Finding("hidden_unicode", source, 0.75, evidence="right-to-left override")
+            text = "\n".join([text, *(run[::-1] for run in reversed_runs)])
+        readable = unicodedata.normalize("NFKC", _JOINERS.sub("", _INVISIBLE.sub("", text)))
         discussed = _DISCUSSION.search(_URL.sub(" ", readable)) is not None
         for decoded in _decoded(readable):
             for finding in self._matches(decoded, source, discussed=False):

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 # Zero-width and invisible formatting characters, bidirectional controls, and the tag block.
+# The zero-width joiners (U+200C, U+200D) stay: emoji sequences and several scripts need them.
 _INVISIBLE = re.compile(
     "["
-    "\u00ad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
-    "\U000e0000-\U000e007f"
+    "\u00ad\u180e\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufeff\U000e0000-\U000e007f"
     "]"
 )
 # A turn or role marker at the start of a line: "Human:", "### System:", "<|im_start|>user".

@@ -120,3 +120,27 @@ def test_an_order_hidden_in_base64_is_decoded_and_found() -> None:
 )
 def test_benign_text_and_talk_about_attacks_are_not_findings(benign: str) -> None:
     assert RuleClassifier().findings(benign, "workflow input") == []
+
+
+def test_the_kept_corpus_is_what_its_builder_makes_with_150_attacks_and_150_benign_texts() -> None:
+    import json
+    from pathlib import Path
+
+    from bench.injection_corpus import OUT, attacks, benign
+
+    kept = [json.loads(line) for line in Path(OUT).read_text(encoding="utf-8").splitlines()]
+    built = [{"text": t, "family": f, "attack": True} for f, t in attacks()] + [
+        {"text": t, "family": f, "attack": False} for f, t in benign()
+    ]
+    assert kept == built
+    assert sum(r["attack"] for r in kept) >= 150 and sum(not r["attack"] for r in kept) >= 150
+    assert {r["family"] for r in kept if r["attack"]} == {
+        "override",
+        "role_play",
+        "spoofing",
+        "hidden_unicode",
+        "encoded",
+        "exfiltration",
+        "leak",
+        "multilingual",
+    }
