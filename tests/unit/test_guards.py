@@ -144,3 +144,33 @@ def test_the_kept_corpus_is_what_its_builder_makes_with_150_attacks_and_150_beni
         "leak",
         "multilingual",
     }
+
+
+# -- provenance ------------------------------------------------------------------------------------
+
+
+def test_trust_only_goes_down_as_text_is_derived() -> None:
+    from orchestration.guards.provenance import WORKFLOW_INPUT, Provenance, derived
+
+    system = Provenance("system prompt of writer", "trusted")
+    request = Provenance(WORKFLOW_INPUT)
+
+    assert derived([system]) == "trusted"
+    assert derived([system, request]) == "untrusted"
+    assert Provenance.from_json({"source": "x", "trust": "root"}).trust == "untrusted"
+
+
+def test_a_signed_provenance_holds_and_a_forged_or_moved_one_is_read_as_untrusted() -> None:
+    from orchestration.guards.provenance import Provenance, checked, sign
+
+    key = b"k" * 32
+    claim = Provenance("system prompt of writer", "trusted")
+    signature = sign(claim, "m1", key)
+
+    assert checked(claim, "m1", signature, key) == claim
+    assert checked(claim, "m2", signature, key).trust == "untrusted"  # moved to another message
+    assert checked(claim, "m1", "0" * 64, key).trust == "untrusted"  # forged
+    assert checked(claim, "m1", None, key).trust == "untrusted"  # unsigned
+    assert checked(claim, "m1", signature, None).trust == "untrusted"  # no key to check with
+    untrusted = Provenance("workflow input")
+    assert checked(untrusted, "m1", None, None) == untrusted  # lowering needs no signature
