@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass
 
 from orchestration.definitions import Agent
+from orchestration.guards.neutralize import neutralize
+from orchestration.guards.provenance import WORKFLOW_INPUT
+from orchestration.guards.spotlight import SYSTEM_NOTE, Spotlight, is_marked
 from orchestration.workflow.checks import schema_instructions
 from workers.providers.base import ChatMessage, ModelRequest
 
@@ -34,6 +37,7 @@ class EarlierStep:
     agent_id: str
     output: str
     label: str | None = None  # how the summary names it; by default "step 2 (writer)"
+    source: str = ""  # where its output came from, as a data block says it
 
     @property
     def title(self) -> str:
@@ -72,17 +76,34 @@ def compose_prompt(
     )
 
 
-def compose(workflow_input: str, label: str, given: str, older: list[EarlierStep]) -> str:
+def compose(
+    workflow_input: str,
+    label: str,
+    given: str,
+    older: list[EarlierStep],
+    spotlight: Spotlight | None = None,
+    given_source: str = WORKFLOW_INPUT,
+) -> str:
     """The user message of a step: the request, a summary of the ``older`` nodes it follows, and
-    what it is given (under ``label``) at the end. An empty label: the step is the run's first,
-    and is given the request itself, alone."""
+    what it is given (under ``label``, from ``given_source``) at the end. An empty label: the
+    step is the run's first, and is given the request itself, alone. With a ``spotlight``, every
+    piece from outside (all but the labels) is neutralized and marked as data."""
+
+    def data(text: str, source: str) -> str:
+        return text if spotlight is None else spotlight.mark(neutralize(text).text, source)
+
     if not label:
-        return given
-    parts = [f"Request:\n{workflow_input}"]
-    if older:
-        lines = "\n".join(f"- {s.title}: {extract(s.output)}" for s in older)
-        parts.append(f"Earlier steps (summary):\n{lines}")
-    parts.append(f"{label}:\n{given}")
+        parts = [data(given, given_source)]
+    else:
+        parts = [f"Request:\n{data(workflow_input, WORKFLOW_INPUT)}"]
+        if older:
+            lines = "\n".join(
+                f"- {s.title}: {data(extract(s.output), s.source or s.title)}" for s in older
+            )
+            parts.append(f"Earlier steps (summary):\n{lines}")
+        parts.append(f"{label}:\n{data(given, given_source)}")
+    if spotlight is not None:
+        parts.insert(0, spotlight.note)
     return "\n\n".join(parts)
 
 
@@ -104,6 +125,8 @@ def model_request(
     system = agent.system_prompt
     if agent.output_schema is not None:
         system = f"{system}\n\n{schema_instructions(agent.output_schema)}".strip()
+    if prompt is not None and is_marked(prompt):  # a fixed line: the prefix stays cacheable
+        system = f"{system}\n\n{SYSTEM_NOTE}".strip()
     return ModelRequest(
         model=agent.model,
         system=system,

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestration.guards.spotlight import unmark_prompt
 from orchestration.results import Tokens
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
@@ -180,7 +181,8 @@ def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = No
     for _, line, call in sorted(attempts, key=lambda item: item[0]):
         attempt = node.add(line)
         if show_io and call is not None and call.io is not None:
-            attempt.add(Text(f"prompt: {shorten(call.io.prompt, IO_CHARS)}", style="dim"))
+            prompt = unmark_prompt(call.io.prompt)  # as a person reads it, its data marks gone
+            attempt.add(Text(f"prompt: {shorten(prompt, IO_CHARS)}", style="dim"))
             answer = "-" if call.io.output is None else shorten(call.io.output, IO_CHARS)
             attempt.add(Text(f"output: {answer}", style="dim"))
 

@@ -34,6 +34,9 @@ from orchestration.context import (
     compose,
     model_request,
 )
+from orchestration.guards.neutralize import neutralize
+from orchestration.guards.provenance import WORKFLOW_INPUT, step_source
+from orchestration.guards.spotlight import Spotlight
 from orchestration.workflow.checks import (
     VERIFY_SHAPE,
     CheckResult,
@@ -248,9 +251,15 @@ class Interpreter:
         is asked again, about the new answer."""
         truth = list(self.store.facts()) if node.against == "facts" else [self.run.input]
         label = "Facts" if node.against == "facts" else "The request, as given"
+        spotlight = Spotlight.drawn()
         prompt = verify_prompt(
-            self.run.input, label, truth, given.label or "Text to check", given.text
+            spotlight.mark(neutralize(self.run.input).text, WORKFLOW_INPUT),
+            label,
+            [spotlight.mark(neutralize(item).text, label.lower()) for item in truth],
+            given.label or "Text to check",
+            spotlight.mark(neutralize(given.text).text, given.source or "the text to check"),
         )
+        prompt = f"{spotlight.note}\n\n{prompt}"
         step = self._existing_step(scope, node.name)
         if step is None:
             iteration, branch = self._coordinates(scope)
@@ -396,17 +405,36 @@ class Interpreter:
         dispatch(self.run, step, self.now, self.rules, self.plan)
 
     def _prompt(self, given: Handoff, lineage: list[Earlier]) -> str:
+        """The prompt of a step given ``given`` after ``lineage``: every piece from outside
+        (the request, earlier outputs, what it is given) neutralized and marked as data, with
+        where it came from."""
         older = [
             EarlierStep(
                 position=e.position if isinstance(e, StepState) else 0,
                 agent_id=e.agent if isinstance(e, StepState) else e.node,
                 output=e.output or "",
                 label=None if isinstance(e, StepState) else f"{e.node} ({e.kind})",
+                source=_source_of(e),
             )
             for e in lineage
             if e.id != given.source
         ]
-        return compose(self.run.input, given.label, given.text, older)
+        return compose(
+            self.run.input,
+            given.label,
+            given.text,
+            older,
+            spotlight=Spotlight.drawn(),
+            given_source=self._given_source(given, lineage),
+        )
+
+    @staticmethod
+    def _given_source(given: Handoff, lineage: list[Earlier]) -> str:
+        """Where what a step is given came from, as its data block says it."""
+        found = next((e for e in lineage if e.id == given.source), None)
+        if found is not None:
+            return _source_of(found)
+        return WORKFLOW_INPUT if not given.label else given.label
 
     @staticmethod
     def _history(agent: str, lineage: list[Earlier]) -> list[list[str]] | None:
@@ -748,6 +776,12 @@ class _NodeContext:
 
     def event(self, name: str, **fields: object) -> None:
         self._interpreter._event(name, **fields)
+
+
+def _source_of(earlier: Earlier) -> str:
+    if isinstance(earlier, StepState):
+        return step_source(earlier.agent, earlier.id)
+    return f"{earlier.node} output"
 
 
 def _given(frame: FrameState) -> Handoff:

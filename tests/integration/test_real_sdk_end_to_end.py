@@ -12,6 +12,7 @@ from sqlalchemy import create_engine
 from sqlmodel import Session, select
 
 from orchestration import Agent, Orchestrator, Settings, Workflow, WorkflowStatus
+from orchestration.guards.spotlight import SYSTEM_NOTE, unmark_prompt
 from orchestration.pricing import PriceTable
 from storage.db import session_scope
 from storage.models import TraceRow
@@ -159,8 +160,9 @@ def test_every_call_is_on_record_with_its_input_output_reasoning_usage_and_paren
     assert (answered.agent_id, answered.attempt, answered.outcome) == ("analyst", 2, "succeeded")
     assert answered.step_id == limited.step_id == analyst.id
     assert answered.model == MODEL
-    assert answered.system_prompt == "You are an analyst."
-    assert "the telegraph" in answered.prompt
+    assert answered.system_prompt == f"You are an analyst.\n\n{SYSTEM_NOTE}"
+    assert "theˆtelegraph" in answered.prompt  # the request, marked as data
+    assert unmark_prompt(answered.prompt) == "the telegraph"
     assert answered.output == "The telegraph shrank the world."
     assert answered.reasoning == "Speed of news is the crux; cite Morse."
     assert (
@@ -176,7 +178,9 @@ def test_every_call_is_on_record_with_its_input_output_reasoning_usage_and_paren
 
     assert (edited.agent_id, edited.step_id, edited.attempt) == ("editor", editor.id, 1)
     assert edited.parent_step_id == analyst.id
-    assert "The telegraph shrank the world." in edited.prompt  # its input is the analyst's output
+    assert "The telegraph shrank the world." in unmark_prompt(
+        edited.prompt
+    )  # its input is the analyst's output
     assert edited.output == "Edited: the telegraph shrank the world."
     assert edited.reasoning is None
 

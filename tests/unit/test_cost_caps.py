@@ -30,9 +30,10 @@ def _team(inline_team: TeamFactory, budget_usd: float | None = None, **agent: ob
 def test_a_call_that_could_break_the_run_budget_is_not_made_and_the_run_keeps_what_it_has(
     inline_team: TeamFactory,
 ) -> None:
-    # Each call may cost up to ~$0.0052 (1024 output tokens at $5/M, and its input); $0.0056
-    # admits the first call, and the second (with $0.0004 spent) no longer fits.
-    orc, bus = _team(inline_team, budget_usd=0.0056)
+    # Each call may cost up to ~$0.006 (1024 output tokens at $5/M, and its input, marked as
+    # data, at the dearest input rate); $0.0062 admits the first call, and the second (its
+    # prompt longer, with $0.0004 spent) no longer fits.
+    orc, bus = _team(inline_team, budget_usd=0.0062)
 
     result = run_inline(orc, bus, "research", "the telegraph")
 
@@ -43,7 +44,7 @@ def test_a_call_that_could_break_the_run_budget_is_not_made_and_the_run_keeps_wh
     assert second.status == "failed" and second.attempt == 1  # not retried, no fallback
     assert second.error is not None and f"run:{result.id} cap" in second.error
     assert result.error is not None and "step 2 (writer) was not run" in result.error
-    assert 0 < result.cost_usd <= 0.0056
+    assert 0 < result.cost_usd <= 0.0062
     with session_scope(orc.database_url) as session:
         traces = session.exec(select(TraceRow).order_by(col(TraceRow.started_at))).all()
     assert [t.outcome for t in traces] == ["succeeded", "cost_limit_exceeded"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from orchestration import fan_out, loop, parallel, route
+from orchestration.guards.spotlight import unmark_prompt as plain
 from orchestration.workflow.state import StepState
 from tests.graph_script import Scripted, by_agent, shuffled
 from tests.workflow_functions import label_of, lines, merge, not_a_list, nothing, raises
@@ -28,14 +29,14 @@ def _answer(step: StepState) -> str:
         return ITEMS
     if step.agent_id == "summarizer":
         assert step.prompt is not None
-        return "summary of " + step.prompt.rsplit("\n", 1)[-1]
+        return "summary of " + plain(step.prompt).rsplit("\n", 1)[-1]
     return f"{step.agent_id} says ok"
 
 
 def _writer_prompt(script: Scripted) -> str:
     [writer] = script.steps_of("writer")
     assert writer.prompt is not None
-    return writer.prompt
+    return plain(writer.prompt)
 
 
 def test_a_fan_out_runs_its_node_once_per_item_and_the_next_node_once_on_the_joined_text() -> None:
@@ -47,7 +48,7 @@ def test_a_fan_out_runs_its_node_once_per_item_and_the_next_node_once_on_the_joi
     assert [s.branch for s in branches] == list(range(7))
     assert [s.scope for s in branches] == [f"fan_out1#{n}" for n in range(7)]
     assert branches[2].prompt is not None
-    assert branches[2].prompt.endswith("Item 3 of 7 (fan_out1):\nsource 3")
+    assert plain(branches[2].prompt).endswith("Item 3 of 7 (fan_out1):\nsource 3")
     prompt = _writer_prompt(script)
     assert prompt.startswith("Request:\nthe request")
     joined = prompt.split("Output of the previous step (fan_out1):\n", 1)[1]
@@ -176,7 +177,7 @@ def test_a_join_agent_is_called_once_with_every_branch_and_its_answer_flows_on()
     assert run.status == "succeeded"
     [join] = script.steps_of("fan_out1.join")
     assert join.agent_id == "editor" and join.scope == "" and join.branch is None
-    assert join.prompt is not None and "[7/7: source 7]\nsummarizer 6" in join.prompt
+    assert join.prompt is not None and "[7/7: source 7]\nsummarizer 6" in plain(join.prompt)
     assert _writer_prompt(script).endswith("Output of the previous step (fan_out1):\neditor None")
 
 
@@ -241,11 +242,12 @@ def test_a_parallel_gives_each_branch_the_same_input_and_joins_them_in_branch_or
         script.steps_of("parallel1/fact_checker"),
         script.steps_of("parallel1/style_checker"),
     )
-    assert facts[0].prompt == style[0].prompt and facts[0].prompt is not None
-    assert facts[0].prompt.endswith("Output of the previous step (writer):\nthe draft")
+    assert facts[0].prompt is not None and style[0].prompt is not None
+    assert plain(facts[0].prompt) == plain(style[0].prompt)  # each marked with its own tags
+    assert plain(facts[0].prompt).endswith("Output of the previous step (writer):\nthe draft")
     assert (facts[0].branch, style[0].branch) == (0, 1)
     [publisher] = script.steps_of("publisher")
-    assert publisher.prompt is not None and publisher.prompt.endswith(
+    assert publisher.prompt is not None and plain(publisher.prompt).endswith(
         "[1/2: parallel1/fact_checker]\nfact_checker says ok\n\n"
         "[2/2: parallel1/style_checker]\neditor says ok"
     )
@@ -315,7 +317,7 @@ def test_a_branch_whose_attempt_failed_is_retried_when_due_and_the_join_waits_fo
     assert (retried.id, retried.attempt) == (first.id, 2)
     script.answer(retried, "a done")
     [writer] = script.steps_of("writer")
-    assert writer.prompt is not None and writer.prompt.endswith(
+    assert writer.prompt is not None and plain(writer.prompt).endswith(
         "[1/2: a]\na done\n\n[2/2: b]\nb done"
     )
 

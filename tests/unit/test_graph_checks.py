@@ -9,6 +9,7 @@ import json
 from pydantic import BaseModel
 
 from orchestration import Agent, check, fan_out, step, verify
+from orchestration.guards.spotlight import unmark_prompt as plain
 from orchestration.workflow.checks import CheckResult
 from orchestration.workflow.state import StepState
 from tests.graph_script import Scripted
@@ -34,7 +35,7 @@ def test_a_refused_answer_is_asked_for_again_with_the_reason_and_then_goes_on() 
     script.answer(writer, "a draft with no sources")
 
     assert (writer.status, writer.attempt, writer.reasks) == ("dispatched", 2, 1)
-    assert writer.prompt == (
+    assert plain(writer.prompt) == (
         "Your answer was refused by the check cites_sources: cite at least one source as [1]\n"
         "Answer again, in full, with that fixed."
     )
@@ -44,7 +45,7 @@ def test_a_refused_answer_is_asked_for_again_with_the_reason_and_then_goes_on() 
 
     assert _verdicts(writer) == [("cites_sources", False, 1), ("cites_sources", True, 2)]
     [publisher] = script.steps_of("publisher")
-    assert publisher.prompt is not None and publisher.prompt.endswith("a draft citing [1]")
+    assert publisher.prompt is not None and plain(publisher.prompt).endswith("a draft citing [1]")
 
 
 def test_a_check_that_keeps_refusing_goes_to_the_fallback_then_fails_the_run() -> None:
@@ -97,7 +98,7 @@ def test_a_check_node_passes_what_it_accepts_on_and_has_the_step_before_it_asked
 
     [publisher] = script.steps_of("publisher")
     assert publisher.prompt is not None
-    assert publisher.prompt.endswith("Output of the previous step (writer):\nsources: [1]")
+    assert plain(publisher.prompt).endswith("Output of the previous step (writer):\nsources: [1]")
     assert publisher.parent_step_id == writer.id  # the check passed the writer's output on
     assert _verdicts(writer) == [("cites_sources", False, 1), ("cites_sources", True, 2)]
 
@@ -165,21 +166,23 @@ def test_a_verifier_judges_against_the_facts_and_its_refusal_has_the_step_asked_
     script.answer(writer, "Morse sent it in 1838.")
     [checker] = script.dispatched()
     assert checker.prompt is not None
-    assert "Facts:\n- Morse sent the first message in 1844" in checker.prompt
-    assert "Output of the previous step (writer):\nMorse sent it in 1838." in checker.prompt
-    assert checker.prompt.endswith('{"ok": true or false, "reason": "what is wrong, or empty"}')
+    assert "Facts:\n- Morse sent the first message in 1844" in plain(checker.prompt)
+    assert "Output of the previous step (writer):\nMorse sent it in 1838." in plain(checker.prompt)
+    assert plain(checker.prompt).endswith(
+        '{"ok": true or false, "reason": "what is wrong, or empty"}'
+    )
     script.answer(checker, '{"ok": false, "reason": "the year is 1844"}')
 
     assert (writer.status, writer.attempt) == ("dispatched", 2)
-    assert writer.prompt is not None and "the year is 1844" in writer.prompt
+    assert writer.prompt is not None and "the year is 1844" in plain(writer.prompt)
     script.answer(writer, "Morse sent it in 1844.")
     assert (checker.status, checker.attempt) == ("dispatched", 2)  # asked again, about it
-    assert checker.prompt is not None and "Morse sent it in 1844." in checker.prompt
+    assert checker.prompt is not None and "Morse sent it in 1844." in plain(checker.prompt)
     script.answer(checker, '{"ok": true, "reason": ""}')
 
     [publisher] = script.steps_of("publisher")
     assert publisher.prompt is not None
-    assert publisher.prompt.endswith(
+    assert plain(publisher.prompt).endswith(
         "Output of the previous step (writer):\nMorse sent it in 1844."
     )
     assert [(name, ok, n) for name, ok, n in _verdicts(writer)] == [
@@ -197,4 +200,6 @@ def test_a_verifier_that_does_not_answer_the_verdicts_shape_fails_the_run() -> N
         "ValidationFailed: verify1: its verifier (checker) did not answer the verdict's shape"
     )
     [checker] = script.steps_of("verify1")
-    assert checker.prompt is not None and "The request, as given:\n- the request" in checker.prompt
+    assert checker.prompt is not None and "The request, as given:\n- the request" in plain(
+        checker.prompt
+    )

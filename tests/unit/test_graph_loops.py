@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from orchestration import loop
+from orchestration.guards.spotlight import unmark_prompt as plain
 from orchestration.workflow.state import StepState
 from tests.graph_script import Scripted
 from tests.workflow_functions import approved, raises, same_length
@@ -54,7 +55,7 @@ def test_a_loop_stops_when_until_approves_and_the_last_draft_flows_on() -> None:
     assert _loop_outcome(script)["stopped_by"] == "until"
     [publisher] = script.steps_of("publisher")
     assert publisher.prompt is not None
-    assert publisher.prompt.endswith("Output of the previous step (loop1):\ndraft 2")
+    assert plain(publisher.prompt).endswith("Output of the previous step (loop1):\ndraft 2")
 
 
 def test_the_next_iteration_gives_the_first_node_its_draft_and_the_verdict_on_it() -> None:
@@ -68,12 +69,12 @@ def test_the_next_iteration_gives_the_first_node_its_draft_and_the_verdict_on_it
 
     first, second = script.steps_of("loop1/editor")
     assert first.prompt is not None and second.prompt is not None
-    assert first.prompt.endswith("Output of the previous step (writer):\nwriter says ok")
-    assert second.prompt.endswith(
+    assert plain(first.prompt).endswith("Output of the previous step (writer):\nwriter says ok")
+    assert plain(second.prompt).endswith(
         "Your draft from iteration 1, and the verdict on it:\ndraft 1\n\nVerdict (critic):\n"
         "too long 1"
     )
-    assert "writer says ok" in second.prompt  # what came before the loop is still summarized
+    assert "writer says ok" in plain(second.prompt)  # what came before the loop is still summarized
     assert (first.iteration, second.iteration) == (1, 2) and first.branch is None
 
 
@@ -141,7 +142,7 @@ def test_a_loop_that_may_give_its_best_goes_on_with_the_last_draft() -> None:
     assert run.status == "succeeded"
     assert _loop_outcome(script)["stopped_by"] == "max_iterations"
     [publisher] = script.steps_of("publisher")
-    assert publisher.prompt is not None and publisher.prompt.endswith("\ndraft 2")
+    assert publisher.prompt is not None and plain(publisher.prompt).endswith("\ndraft 2")
 
 
 @pytest.mark.parametrize(("on_limit", "status"), [("fail", "failed"), ("best", "succeeded")])
@@ -176,7 +177,9 @@ def test_a_users_similarity_function_decides_convergence() -> None:
     assert run.status == "succeeded" and _loop_outcome(script)["stopped_by"] == "converged"
     editor = script.steps_of("loop1/editor")
     assert len(editor) == 2 and editor[1].prompt is not None
-    assert editor[1].prompt.endswith("Your draft from iteration 1:\naaaa")  # one node: no verdict
+    assert plain(editor[1].prompt).endswith(
+        "Your draft from iteration 1:\naaaa"
+    )  # one node: no verdict
 
 
 def test_an_until_function_that_raises_fails_the_run_naming_it() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from orchestration import Agent
+from orchestration.guards.spotlight import unmark_prompt as plain
 from orchestration.retry import Backoff
 from orchestration.team import Team
 from orchestration.workflow.graph import Graph, build_graph
@@ -69,7 +70,7 @@ def test_a_new_run_dispatches_its_first_step_with_the_input_as_prompt() -> None:
     [first] = store.steps  # a sequence's next step is made when its turn comes
     assert (first.node, first.position, first.scope) == ("a", 0, "")
     assert (first.status, first.attempt, first.agent_attempt) == ("dispatched", 1, 1)
-    assert first.prompt == "the telegraph" and first.history is None
+    assert plain(first.prompt) == "the telegraph" and first.history is None
     assert first.lease_until == NOW + timedelta(seconds=60)
     [message] = plan.messages
     assert message.id == first.request_id and message.to == ("a",) and message.priority == 7
@@ -89,9 +90,9 @@ def test_a_later_step_gets_the_previous_output_and_its_agents_earlier_exchanges(
     assert [m.step_id for m in plan.messages] == [third.id] and not plan.run_changed
     assert (third.position, third.parent_step_id) == (2, "s1")
     assert third.prompt is not None
-    assert third.prompt.startswith("Request:\nthe telegraph")
-    assert "- step 1 (a): Facts. More facts." in third.prompt
-    assert third.prompt.endswith("Output of the previous step (b):\nThe article.")
+    assert plain(third.prompt).startswith("Request:\nthe telegraph")
+    assert "- step 1 (a): Facts. More facts." in plain(third.prompt)
+    assert plain(third.prompt).endswith("Output of the previous step (b):\nThe article.")
     assert third.history == [["the telegraph", "Facts. More facts."]]  # a's own exchange only
 
 

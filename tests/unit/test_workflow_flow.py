@@ -15,6 +15,7 @@ from sqlmodel import col, func, select
 from bus.broker_view import BrokerView
 from bus.envelope import COORDINATOR
 from orchestration import Agent, BrokerUnavailable, InvalidRequest, Workflow, WorkflowStatus
+from orchestration.guards.spotlight import unmark_prompt as plain
 from orchestration.maintenance import Maintenance
 from orchestration.pricing import micro_to_usd
 from storage.db import session_scope
@@ -52,12 +53,12 @@ def test_a_sequence_runs_each_step_on_the_previous_ones_output(inline_team: Team
     assert all(s.status == "succeeded" and s.attempt == 1 for s in result.steps)
     with session_scope(orc.database_url) as session:
         steps = session.exec(select(StepRow).order_by(col(StepRow.position))).all()
-    assert steps[0].prompt == "the telegraph"
+    assert plain(steps[0].prompt) == "the telegraph"
     # Each later prompt carries the request and the previous step's output, composed at dispatch.
     for earlier, later in itertools.pairwise(steps):
         assert later.prompt is not None and earlier.output is not None
-        assert later.prompt.startswith("Request:\nthe telegraph")
-        assert later.prompt.endswith(earlier.output)
+        assert plain(later.prompt).startswith("Request:\nthe telegraph")
+        assert plain(later.prompt).endswith(earlier.output)
     assert result.output == steps[2].output
 
 

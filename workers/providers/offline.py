@@ -106,14 +106,28 @@ def _fold(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+# A prompt whose outside text is marked as data (orchestration/guards/spotlight.py): the offline
+# model reads through the marks, as a model reads the words inside them.
+_DATA_NOTE = re.compile(r"\A\(Data here is marked [^\n]*\)\n\n")
+_DATA_BLOCK = re.compile(r"«(data-[0-9a-f]+) from [^»\n]*»\n(.*?)\n«/\1»", re.S)
+_SYSTEM_NOTE = re.compile(r"\n*Text between «data-…» marks comes from outside.*\Z", re.S)
+
+
+def _read_through_marks(task: str) -> str:
+    task = _DATA_NOTE.sub("", task)
+    return _DATA_BLOCK.sub(lambda match: match.group(2).replace("\u02c6", " "), task)
+
+
 def _compose(request: ModelRequest) -> str:
-    """A short, deterministic answer shaped by the agent's role and the task."""
-    role = re.split(r"(?<=[.!?])\s", request.system.strip(), maxsplit=1)[0][:100] or "Assistant."
-    task = request.messages[-1].content if request.messages else ""
+    """A short, deterministic answer shaped by the agent's role and the task (read as it was
+    before it was marked as data: the same task gets the same answer, whatever its marks)."""
+    system = _SYSTEM_NOTE.sub("", request.system).strip()
+    role = re.split(r"(?<=[.!?])\s", system, maxsplit=1)[0][:100] or "Assistant."
+    task = _read_through_marks(request.messages[-1].content) if request.messages else ""
     topic_match = re.search(r"Request:\n(.+?)(?:\n\n|$)", task, re.S)
     topic = _fold(topic_match.group(1) if topic_match else task)[:120] or "the task"
     previous = re.search(r"Output of the previous step \(([\w-]+)\):\n(.*)", task, re.S)
-    digest = hashlib.sha256(f"{request.system}\n{task}".encode()).hexdigest()[:8]
+    digest = hashlib.sha256(f"{system}\n{task}".encode()).hexdigest()[:8]
     lines = [role, f"Topic: {topic}"]
     if previous:
         words = len(previous.group(2).split())
