@@ -16,7 +16,7 @@ import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -236,6 +236,8 @@ class Workflow(_Definition):
         "budget_usd": _usd_rule("the budget of one run"),
         "daily_budget_usd": _usd_rule("the daily spend cap of all its runs"),
         "deadline_s": "must be a finite number of seconds over 0, or None for no deadline",
+        "on_injection": "must be 'flag' (record a suspected injection and go on) or "
+        "'quarantine' (the step is not run, and the run fails)",
     }
 
     name: Id
@@ -244,6 +246,7 @@ class Workflow(_Definition):
     budget_usd: Usd | None = None  # per run
     daily_budget_usd: Usd | None = None  # all runs of it, per UTC day
     deadline_s: float | None = Field(default=None, gt=0)  # a run not finished by then times out
+    on_injection: Literal["flag", "quarantine"] = "flag"
 
     def __init__(
         self, name: str | None = None, steps: Sequence[Any] | None = None, /, **data: Any
@@ -286,7 +289,7 @@ class Workflow(_Definition):
     def graph(self) -> Graph:
         """The workflow as a graph of nodes (``orchestration/workflow/graph.py``): what a run's
         row keeps, and what its steps are named after."""
-        return build_graph(list(self.steps), self.name)
+        return build_graph(list(self.steps), self.name, self.on_injection)
 
     @classmethod
     def sequence(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
+from orchestration.guards.detect import Finding
 from orchestration.pricing import micro_to_usd
 from orchestration.workflow.checks import CheckResult
 from storage.db import session_scope
@@ -70,6 +71,7 @@ class StepResult:
     scope: str = ""  # the frame it ran in: "" at the top, else e.g. "fan_out1#4;fan_out1/loop1#2"
     checks: tuple[CheckResult, ...] = ()  # every verdict on its answers, in order
     data: Any = None  # its output parsed as its agent's output_schema (JSON data)
+    findings: tuple[Finding, ...] = ()  # injection attempts suspected in what it was given
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepResult:
@@ -92,6 +94,7 @@ class StepResult:
             scope=row.scope,
             checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
             data=row.data,
+            findings=tuple(Finding.from_json(f) for f in row.findings or ()),
         )
 
 

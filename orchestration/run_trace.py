@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from orchestration.guards.detect import Finding
 from orchestration.pricing import micro_to_usd
 from orchestration.results import NodeOutcome, Tokens
 from orchestration.workflow.checks import CheckResult
@@ -119,6 +120,7 @@ class StepTrace:
     iteration: int | None = None  # 1-based, in a loop
     branch: int | None = None  # 0-based, in a fan-out or a parallel
     checks: tuple[CheckResult, ...] = ()  # every verdict on its answers, in order
+    findings: tuple[Finding, ...] = ()  # injection attempts suspected in what it was given
 
     @property
     def ran(self) -> bool:
@@ -459,6 +461,7 @@ def _step(row: Any, call_rows: list[Any]) -> StepTrace:
         iteration=row.iteration,
         branch=row.branch,
         checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
+        findings=tuple(Finding.from_json(f) for f in row.findings or ()),
         calls=tuple(
             _call(call, link, row.agent_id) for call, link in zip(call_rows, links, strict=True)
         ),

@@ -157,6 +157,14 @@ def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = No
     if step.fell_back:
         parts.append(Text(f"fallback: {' -> '.join(step.agents)}", style="yellow"))
     node = tree.add(_line(*parts))
+    for finding in step.findings:
+        node.add(
+            Text(
+                f"injection suspected: {finding.kind} in {finding.source} "
+                f"(score {finding.score:.2f}, {finding.action}): {finding.evidence}",
+                style="red" if finding.action == "quarantine" else "yellow",
+            )
+        )
     attempts: list[tuple[int, Text, CallTrace | None]] = [
         (call.attempt, _call_line(call), call) for call in step.calls
     ]

@@ -88,6 +88,13 @@ class ValidationFailed(AgentyardError):
     names the step, the check and its reason."""
 
 
+class InjectionSuspected(AgentyardError):
+    """A step of a workflow with ``on_injection="quarantine"`` was given text in which an
+    injection attempt was suspected: it was not run, and none of that text reached its agent. A
+    run it ends is ``failed``; its error starts with this class's name, then says what was found
+    and where."""
+
+
 class ProviderError(AgentyardError):
     """A model call that did not return a usable answer.
 

@@ -199,6 +199,12 @@ class StepRow(SQLModel, table=True):
         sa_column=Column(JSON(none_as_null=True)),
         description="Every verdict on its answers: [{name, ok, reason, attempt}], in order.",
     )
+    findings: list[dict[str, Any]] | None = Field(
+        default=None,
+        sa_column=Column(JSON(none_as_null=True)),
+        description="Injection attempts suspected in the text its prompt was made from: "
+        "[{kind, source, score, action, evidence}].",
+    )
     reasks: int = Field(
         default=0,
         sa_column_kwargs={"server_default": "0"},

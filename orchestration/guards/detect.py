@@ -19,9 +19,9 @@ import base64
 import binascii
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Action = Literal["flag", "quarantine"]
 THRESHOLD = 0.7  # a finding at least this sure is acted on (flagged, or quarantined)
@@ -46,6 +46,17 @@ class Finding:
             "action": self.action,
             "evidence": self.evidence,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Finding:
+        action: Action = "quarantine" if data.get("action") == "quarantine" else "flag"
+        return cls(
+            str(data["kind"]),
+            str(data["source"]),
+            float(data["score"]),
+            action,
+            str(data.get("evidence", "")),
+        )
 
 
 class Classifier(Protocol):

@@ -24,6 +24,7 @@ MAX_ITERATIONS = 100
 
 OnLimit = Literal["fail", "best"]
 OnFailure = Literal["fail_fast", "collect"]
+OnInjection = Literal["flag", "quarantine"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +154,11 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class Graph:
-    """The checked, named nodes of a workflow, run in order."""
+    """The checked, named nodes of a workflow, run in order, and what its runs do with a
+    suspected injection (``flag``: record it and go on; ``quarantine``: the step is not run)."""
 
     nodes: tuple[Node, ...]
+    on_injection: OnInjection = "flag"
     _places: dict[str, Place] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -198,7 +201,11 @@ class Graph:
         return all(isinstance(node, StepNode) for node in self.nodes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "nodes": [_encode(node) for node in self.nodes]}
+        return {
+            "schema": SCHEMA,
+            "nodes": [_encode(node) for node in self.nodes],
+            "on_injection": self.on_injection,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Graph:
@@ -207,10 +214,14 @@ class Graph:
                 f"a workflow graph of schema {data.get('schema')!r}, this version reads "
                 f"{SCHEMA}; run the agentyard version that started the run"
             )
-        return cls(tuple(_decode(node) for node in data["nodes"]))
+        quarantine = data.get("on_injection") == "quarantine"
+        return cls(
+            tuple(_decode(node) for node in data["nodes"]),
+            on_injection="quarantine" if quarantine else "flag",
+        )
 
 
-def build_graph(items: Sequence[Item], workflow: str) -> Graph:
+def build_graph(items: Sequence[Item], workflow: str, on_injection: OnInjection = "flag") -> Graph:
     """The graph of ``items`` as the user listed them: each checked, bare ids made steps, and
     every node named. ``InvalidDefinition`` says what is wrong and where."""
     nodes = _as_nodes(items, f"workflow {workflow!r}")
@@ -220,7 +231,7 @@ def build_graph(items: Sequence[Item], workflow: str) -> Graph:
             f"workflow {workflow!r} nests loops, fan-outs, parallels and routes {depth} deep; "
             f"at most {MAX_DEPTH} are allowed: make the inner part a workflow of its own"
         )
-    return Graph(_named(nodes, prefix="", counters=Counter()))
+    return Graph(_named(nodes, prefix="", counters=Counter()), on_injection=on_injection)
 
 
 def as_nodes(items: Sequence[Item] | Item, where: str) -> tuple[Node, ...]:

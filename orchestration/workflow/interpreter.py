@@ -22,6 +22,7 @@ size; only a join reads every frame of its node run, once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +35,7 @@ from orchestration.context import (
     compose,
     model_request,
 )
+from orchestration.guards.detect import Action as FindingAction
 from orchestration.guards.neutralize import neutralize
 from orchestration.guards.provenance import WORKFLOW_INPUT, step_source
 from orchestration.guards.spotlight import Spotlight
@@ -69,6 +71,7 @@ from orchestration.workflow.kinds.base import (
     call_user_function,
 )
 from orchestration.workflow.kinds.step import (
+    INJECTION_SUSPECTED,
     Rules,
     after_failed_attempt,
     dispatch,
@@ -90,7 +93,7 @@ from orchestration.workflow.state import (
     scope_of,
 )
 from orchestration.workflow.store import Store
-from storage.errors import ValidationFailed
+from storage.errors import InjectionSuspected, ValidationFailed
 from storage.models import FrameStatus, NodeRunStatus, StepStatus, WorkflowStatus, as_utc, new_id
 
 Earlier = StepState | NodeRunState
@@ -111,11 +114,13 @@ class Interpreter:
         self.plan = Plan()
         self._lineages: dict[tuple[str, str], list[Earlier]] = {}
         self._fresh: set[str] = set()  # frames started by this decision: no step made in them yet
+        self._starting = False
 
     # -- the events ------------------------------------------------------------------------------
 
     def start(self) -> Plan:
         """A new run: enter its first node, given the request."""
+        self._starting = True  # the steps made now are the first whose prompts hold the request
         self._enter(self.graph.nodes[0], TOP, Handoff("", self.run.input))
         return self.plan
 
@@ -280,7 +285,10 @@ class Interpreter:
         step.prompt, step.history = prompt, None
         step.output = step.error = step.error_kind = step.finished_at = None
         step.status = StepStatus.PENDING.value
-        dispatch(self.run, step, self.now, self.rules, self.plan)
+        if self._scanned(step, [(given.text, self._given_source(given, lineage))]):
+            dispatch(self.run, step, self.now, self.rules, self.plan)
+        else:
+            self._node_failed(node.name, scope, failure_of(step))
 
     def _verdict(self, node: VerifyNode, verifier: StepState) -> None:
         """The verifier answered: the text it judged goes on, or is asked for again (or, with
@@ -400,11 +408,52 @@ class Interpreter:
         else:  # made when the run was submitted, by a version that made every step then
             self.store.changed(step)
         step.parent_step_id = given.source if _is_step(given.source, lineage) else None
-        step.prompt = self._prompt(given, lineage)
+        source = self._given_source(given, lineage)
+        step.prompt = self._prompt(given, lineage, source)
         step.history = self._history(step.agent, lineage)
-        dispatch(self.run, step, self.now, self.rules, self.plan)
+        pieces = [(given.text, source)]
+        if self._starting and given.label:  # the request is in its prompt too, for the first time
+            pieces.append((self.run.input, WORKFLOW_INPUT))
+        if self._scanned(step, pieces):
+            dispatch(self.run, step, self.now, self.rules, self.plan)
+        else:
+            self._node_failed(node.name, scope, failure_of(step))
 
-    def _prompt(self, given: Handoff, lineage: list[Earlier]) -> str:
+    def _scanned(self, step: StepState, pieces: list[tuple[str, str]]) -> bool:
+        """Look for injection attempts in the ``pieces`` (text, where it came from) new to
+        ``step``'s prompt, and keep what is found on the step. False: the workflow quarantines
+        what is suspect, and the step was failed instead of run."""
+        classifier = self.rules.classifier
+        found = [f for text, source in pieces for f in classifier.findings(text, source)]
+        if not found:
+            return True
+        quarantine = self.graph.on_injection == "quarantine"
+        action: FindingAction = "quarantine" if quarantine else "flag"
+        step.findings = [
+            *(step.findings or []),
+            *(replace(f, action=action).to_json() for f in found),
+        ]
+        self.store.changed(step)
+        self._event(
+            "injection.suspected",
+            step_id=step.id,
+            kinds=sorted({f.kind for f in found}),
+            action=action,
+        )
+        if not quarantine:
+            return True
+        worst = max(found, key=lambda f: f.score)
+        step.status = StepStatus.FAILED.value
+        step.error_kind = INJECTION_SUSPECTED
+        step.error = (
+            f"{InjectionSuspected.__name__}: {worst.kind} suspected in {worst.source} (score "
+            f"{worst.score:.2f}: {worst.evidence!r}); the step was not run, and none of that text "
+            "reached its agent"
+        )
+        step.finished_at = self.now
+        return False
+
+    def _prompt(self, given: Handoff, lineage: list[Earlier], source: str) -> str:
         """The prompt of a step given ``given`` after ``lineage``: every piece from outside
         (the request, earlier outputs, what it is given) neutralized and marked as data, with
         where it came from."""
@@ -425,7 +474,7 @@ class Interpreter:
             given.text,
             older,
             spotlight=Spotlight.drawn(),
-            given_source=self._given_source(given, lineage),
+            given_source=source,
         )
 
     @staticmethod
@@ -659,7 +708,7 @@ class Interpreter:
         lineage = self._lineage(frame.scope, self.graph.place(steps[0].name))
         request = model_request(
             first,
-            self._prompt(_given(frame), lineage),
+            self._prompt(_given(frame), lineage, self._given_source(_given(frame), lineage)),
             self._history(first.id, lineage),
             request_key="estimate",
         )

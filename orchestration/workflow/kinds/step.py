@@ -16,12 +16,13 @@ A step that failed for good fails its frame (``failure_of`` says how).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bus.envelope import request_step
 from orchestration.context import HISTORY_EXCHANGES
 from orchestration.definitions import Agent
+from orchestration.guards.detect import Classifier, RuleClassifier
 from orchestration.retry import Backoff
 from orchestration.team import Team
 from orchestration.workflow.checks import CheckResult, refusal
@@ -30,6 +31,7 @@ from storage.errors import BreakerOpen, CostLimitExceeded, ValidationFailed
 from storage.models import StepStatus, WorkflowStatus, as_utc
 
 VALIDATION_FAILED = "validation_failed"  # a step's error kind: no one left to ask again
+INJECTION_SUSPECTED = "injection_suspected"  # a step's error kind: quarantined, not run
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class Rules:
     team: Team
     backoff: Backoff
     dispatch_timeout_s: float
+    classifier: Classifier = field(default_factory=RuleClassifier)  # finds injection attempts
 
 
 def dispatch(run: RunState, step: StepState, now: datetime, rules: Rules, plan: Plan) -> None:
@@ -140,6 +143,8 @@ def refused(
 
 def failure_of(step: StepState) -> Failure:
     """Why a step that failed for good failed, as its frame and the run say it."""
+    if step.error_kind == INJECTION_SUSPECTED:
+        return Failure("error", f"{step.error} (step {step.position + 1}, {step.agent})")
     if step.error_kind == VALIDATION_FAILED:
         return Failure(
             "error",
