@@ -39,7 +39,7 @@ KILLS = {
     # what it had popped but not recorded, the broker lost: the sweep sends it again
     "AGENTYARD_LOST_REQUEST_AFTER_S": "3",
 }
-BUDGET_USD = 0.01
+BUDGET_USD = 0.015
 BUDGET = {
     "GRAPH_TEAM_NAME": "graph-budget",  # its own cost ledger: the test database is shared
     # 48 tokens is less than what the offline model writes: every call is cut there, so what it
