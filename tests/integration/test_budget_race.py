@@ -6,6 +6,7 @@ import multiprocessing
 import random
 import threading
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -14,15 +15,19 @@ from storage.budget_store import BudgetStore, Cap
 
 pytestmark = pytest.mark.integration
 
-CAP = Cap("agent:contended", 2_000_000, "total")  # $2
+CAP = Cap("agent:contended", 10_000_000, "total")  # $10: a race long enough for both processes
 WORST = 10_000  # one call's worst case: 1 cent
 PROCESSES, THREADS = 2, 32
 
 
-def _callers(url: str, prefix: str, process: int) -> list[int]:
+def _callers(url: str, prefix: str, process: int, ready: Any) -> list[int]:
     """One process's 32 threads: reserve the worst case, settle a real cost below it, until the
-    cap refuses with nothing else held. Returns every cost settled."""
+    cap refuses with nothing else held. Returns every cost settled. The threads start once
+    every process is ready (``ready``, a barrier across them): a process slower to start
+    (spawning imports everything again) would otherwise find the cap spent."""
     store = BudgetStore(redis.Redis.from_url(url), team="race", key_prefix=prefix)
+    store.spent(CAP.scope, "total")  # connected before the race
+    ready.wait()
     settled: list[int] = []
     lock = threading.Lock()
     start = threading.Barrier(THREADS)
@@ -57,9 +62,10 @@ def test_sixty_four_racing_callers_never_overshoot_and_use_the_cap_to_within_one
     loader = BudgetStore(redis.Redis.from_url(redis_server_url), team="race", key_prefix=key_prefix)
     loader.restore({})  # the counters are loaded (from an empty ledger)
     spawn = multiprocessing.get_context("spawn")
-    with spawn.Pool(PROCESSES) as pool:
+    with spawn.Manager() as manager, spawn.Pool(PROCESSES) as pool:
+        ready = manager.Barrier(PROCESSES)
         per_process = pool.starmap(
-            _callers, [(redis_server_url, key_prefix, p) for p in range(PROCESSES)]
+            _callers, [(redis_server_url, key_prefix, p, ready) for p in range(PROCESSES)]
         )
 
     calls = sum(len(costs) for costs in per_process)
