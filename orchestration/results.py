@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from orchestration.guards.detect import Finding
+from orchestration.guards.provenance import Provenance, Trust, derived
 from orchestration.pricing import micro_to_usd
 from orchestration.workflow.checks import CheckResult
 from storage.db import session_scope
@@ -72,6 +73,12 @@ class StepResult:
     checks: tuple[CheckResult, ...] = ()  # every verdict on its answers, in order
     data: Any = None  # its output parsed as its agent's output_schema (JSON data)
     findings: tuple[Finding, ...] = ()  # injection attempts suspected in what it was given
+    provenance: tuple[Provenance, ...] = ()  # where each piece of its prompt came from
+
+    @property
+    def trust(self) -> Trust:
+        """How far its output is trusted: as far as the least trusted piece it was made from."""
+        return derived(self.provenance)
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepResult:
@@ -95,6 +102,7 @@ class StepResult:
             checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
             data=row.data,
             findings=tuple(Finding.from_json(f) for f in row.findings or ()),
+            provenance=tuple(Provenance.from_json(p) for p in row.provenance or ()),
         )
 
 

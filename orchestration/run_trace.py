@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from orchestration.guards.detect import Finding
+from orchestration.guards.provenance import Provenance
 from orchestration.pricing import micro_to_usd
 from orchestration.results import NodeOutcome, Tokens
 from orchestration.workflow.checks import CheckResult
@@ -121,6 +122,7 @@ class StepTrace:
     branch: int | None = None  # 0-based, in a fan-out or a parallel
     checks: tuple[CheckResult, ...] = ()  # every verdict on its answers, in order
     findings: tuple[Finding, ...] = ()  # injection attempts suspected in what it was given
+    provenance: tuple[Provenance, ...] = ()  # where each piece of its prompt came from
 
     @property
     def ran(self) -> bool:
@@ -462,6 +464,7 @@ def _step(row: Any, call_rows: list[Any]) -> StepTrace:
         branch=row.branch,
         checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
         findings=tuple(Finding.from_json(f) for f in row.findings or ()),
+        provenance=tuple(Provenance.from_json(p) for p in row.provenance or ()),
         calls=tuple(
             _call(call, link, row.agent_id) for call, link in zip(call_rows, links, strict=True)
         ),

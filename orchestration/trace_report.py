@@ -157,6 +157,9 @@ def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = No
     if step.fell_back:
         parts.append(Text(f"fallback: {' -> '.join(step.agents)}", style="yellow"))
     node = tree.add(_line(*parts))
+    if step.provenance:
+        sources = ", ".join(f"{p.source} ({p.trust})" for p in step.provenance)
+        node.add(Text(f"from: {sources}", style="dim"))
     for finding in step.findings:
         node.add(
             Text(

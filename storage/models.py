@@ -199,6 +199,12 @@ class StepRow(SQLModel, table=True):
         sa_column=Column(JSON(none_as_null=True)),
         description="Every verdict on its answers: [{name, ok, reason, attempt}], in order.",
     )
+    provenance: list[dict[str, Any]] | None = Field(
+        default=None,
+        sa_column=Column(JSON(none_as_null=True)),
+        description="Where each piece of its prompt came from, and how far it is trusted: "
+        "[{source, trust}].",
+    )
     findings: list[dict[str, Any]] | None = Field(
         default=None,
         sa_column=Column(JSON(none_as_null=True)),

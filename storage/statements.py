@@ -82,6 +82,7 @@ PLANNED_STEP_COLUMNS = (
     "output",
     "data",
     "checks",
+    "provenance",
     "findings",
     "reasks",
     "error",

@@ -37,7 +37,7 @@ from orchestration.context import (
 )
 from orchestration.guards.detect import Action as FindingAction
 from orchestration.guards.neutralize import neutralize
-from orchestration.guards.provenance import WORKFLOW_INPUT, step_source
+from orchestration.guards.provenance import WORKFLOW_INPUT, Provenance, step_source
 from orchestration.guards.spotlight import Spotlight
 from orchestration.workflow.checks import (
     VERIFY_SHAPE,
@@ -411,6 +411,7 @@ class Interpreter:
         source = self._given_source(given, lineage)
         step.prompt = self._prompt(given, lineage, source)
         step.history = self._history(step.agent, lineage)
+        step.provenance = self._provenance(step, given, lineage, source)
         pieces = [(given.text, source)]
         if self._starting and given.label:  # the request is in its prompt too, for the first time
             pieces.append((self.run.input, WORKFLOW_INPUT))
@@ -418,6 +419,19 @@ class Interpreter:
             dispatch(self.run, step, self.now, self.rules, self.plan)
         else:
             self._node_failed(node.name, scope, failure_of(step))
+
+    def _provenance(
+        self, step: StepState, given: Handoff, lineage: list[Earlier], source: str
+    ) -> list[dict[str, Any]]:
+        """Where each piece of ``step``'s prompt from outside came from: the request, the
+        earlier outputs and what it is given, untrusted (from outside, or derived from what
+        was). Its agent's system prompt, trusted, goes without saying."""
+        pieces: list[Provenance] = []
+        if given.label:
+            pieces.append(Provenance(WORKFLOW_INPUT))
+            pieces += [Provenance(_source_of(e)) for e in lineage if e.id != given.source]
+        pieces.append(Provenance(source))
+        return [piece.to_json() for piece in dict.fromkeys(pieces)]
 
     def _scanned(self, step: StepState, pieces: list[tuple[str, str]]) -> bool:
         """Look for injection attempts in the ``pieces`` (text, where it came from) new to

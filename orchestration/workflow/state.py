@@ -64,6 +64,7 @@ class StepState:
     output: str | None = None
     data: Any = None  # the output parsed as its agent's output_schema
     checks: list[dict[str, Any]] | None = None  # every verdict on its answers (CheckResult JSON)
+    provenance: list[dict[str, Any]] | None = None  # where each piece of its prompt came from
     findings: list[dict[str, Any]] | None = None  # injections suspected in what it was given
     reasks: int = 0  # refused answers asked for again, on the current agent
     error: str | None = None

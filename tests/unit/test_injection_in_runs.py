@@ -90,3 +90,21 @@ def test_a_workflow_takes_flag_or_quarantine_for_a_suspected_injection() -> None
     quarantined = Workflow("w", ["a"], on_injection="quarantine")
     assert quarantined.graph.on_injection == "quarantine"
     assert type(quarantined.graph).from_json(quarantined.graph.to_json()) == quarantined.graph
+
+
+def test_each_step_keeps_where_the_pieces_of_its_prompt_came_from_and_none_is_trusted(
+    inline_team: TeamFactory,
+) -> None:
+    orc, bus = inline_team(
+        *(Agent(id=a, model="offline:echo") for a in ("researcher", "writer")),
+        workflows=(Workflow.sequence("w", ["researcher", "writer"]),),
+    )
+    result = run_inline(orc, bus, "w", "the telegraph")
+
+    researcher, writer = result.steps
+    assert [(p.source, p.trust) for p in researcher.provenance] == [("workflow input", "untrusted")]
+    assert [(p.source, p.trust) for p in writer.provenance] == [
+        ("workflow input", "untrusted"),
+        (f"step researcher {researcher.id}", "untrusted"),
+    ]
+    assert researcher.trust == writer.trust == "untrusted"  # derived from the request

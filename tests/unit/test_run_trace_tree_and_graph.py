@@ -169,7 +169,16 @@ def test_the_trace_command_prints_the_run_as_a_tree_of_steps_and_attempts(
 
     assert (code, err) == (0, "")
     trace = runs.orc.runs.trace(runs.research)
-    (depth, root), *rest = _tree(out)
+    (depth, root), *lines = _tree(out)
+    rest = [(d, t) for d, t in lines if not t.startswith("from: ")]
+    sources = [t for _, t in lines if t.startswith("from: ")]
+    first, second, _ = (step.id for step in trace.steps)
+    assert sources == [  # under each step, where each piece of its prompt came from
+        "from: workflow input (untrusted)",
+        f"from: workflow input (untrusted), step researcher {first} (untrusted)",
+        f"from: workflow input (untrusted), step researcher {first} (untrusted), "
+        f"step editor {second} (untrusted)",
+    ]
     assert depth == 0
     assert root.startswith(f"workflow research  {runs.research}  succeeded  took ")
     assert f"${trace.cost_micro / 1e6:.6f}" in root
@@ -213,7 +222,7 @@ def test_a_run_under_way_shows_the_attempt_in_flight_and_how_long_it_has_run(
     code, out, _ = _cli(capsys, "trace", run.id)
 
     assert code == 0
-    lines = _tree(out)
+    lines = [line for line in _tree(out) if not line[1].startswith("from: ")]
     assert lines[0][1].startswith(f"workflow research  {run.id}  running  running for ")
     assert lines[1:] == [
         (1, "step 1  researcher  dispatched"),
