@@ -206,18 +206,16 @@ class Bus:
         if not wanted or self._app is None or getattr(self._sending, "producer", None):
             yield
             return
-        try:
-            acquired = self._app.producer_or_acquire()
-            producer = acquired.__enter__()
-        except Exception:  # the broker is away: each send says so for itself
-            yield
-            return
-        self._sending.producer = producer
-        try:
-            yield
-        finally:
-            self._sending.producer = None
-            acquired.__exit__(None, None, None)
+        with contextlib.ExitStack() as held:
+            try:
+                producer = held.enter_context(self._app.producer_or_acquire())
+            except Exception:  # the broker is away: each send says so for itself
+                producer = None
+            self._sending.producer = producer
+            try:
+                yield
+            finally:
+                self._sending.producer = None
 
     def publish_again(
         self, message: AgentMessage, recipient: str, attempt: int, priority: int

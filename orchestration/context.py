@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 
 from orchestration.definitions import Agent
-from orchestration.guards.neutralize import neutralize
 from orchestration.guards.provenance import WORKFLOW_INPUT
 from orchestration.guards.spotlight import SYSTEM_NOTE, Spotlight, is_marked
 from orchestration.workflow.checks import schema_instructions
@@ -68,12 +67,13 @@ def compose_prompt(
     previous = earlier[-1] if earlier else None
     if previous is None:
         return compose(workflow_input, "Input", step_input, [])
-    return compose(
-        workflow_input,
-        f"Output of the previous step ({previous.agent_id})",
-        step_input,
-        earlier[:-1],
-    )
+    return compose(workflow_input, handed_on(previous.agent_id), step_input, earlier[:-1])
+
+
+def handed_on(by: str) -> str:
+    """What a prompt calls the output it is given of the node before it, ``by`` (its agent, or
+    a composite node's name)."""
+    return f"Output of the previous step ({by})"
 
 
 def compose(
@@ -90,7 +90,7 @@ def compose(
     piece from outside (all but the labels) is neutralized and marked as data."""
 
     def data(text: str, source: str) -> str:
-        return text if spotlight is None else spotlight.mark(neutralize(text).text, source)
+        return text if spotlight is None else spotlight.data(text, source)
 
     if not label:
         parts = [data(given, given_source)]

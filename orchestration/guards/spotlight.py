@@ -14,6 +14,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from orchestration.guards.neutralize import neutralize
+
 DATAMARK = "ˆ"  # U+02C6, rare in real text
 _SPACES = re.compile(r"[ \t]+")
 
@@ -36,6 +38,10 @@ class Spotlight:
     def mark(self, text: str, source: str) -> str:
         """``text`` (from ``source``, e.g. "workflow input") as a data block."""
         return f"«{self.tag} from {source}»\n{datamark(text)}\n«/{self.tag}»"
+
+    def data(self, text: str, source: str) -> str:
+        """Untrusted ``text`` as it enters a prompt: made inert, then marked as data."""
+        return self.mark(neutralize(text).text, source)
 
     @property
     def note(self) -> str:

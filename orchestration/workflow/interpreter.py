@@ -33,10 +33,10 @@ from orchestration.context import (
     SUMMARY_CHARS_PER_STEP,
     EarlierStep,
     compose,
+    handed_on,
     model_request,
 )
 from orchestration.guards.detect import Action as FindingAction
-from orchestration.guards.neutralize import neutralize
 from orchestration.guards.provenance import WORKFLOW_INPUT, Provenance, step_source
 from orchestration.guards.spotlight import Spotlight
 from orchestration.workflow.checks import (
@@ -115,6 +115,7 @@ class Interpreter:
         self._lineages: dict[tuple[str, str], list[Earlier]] = {}
         self._fresh: set[str] = set()  # frames started by this decision: no step made in them yet
         self._starting = False
+        self._prompts: dict[tuple[str, str, Handoff], str] = {}
 
     # -- the events ------------------------------------------------------------------------------
 
@@ -219,9 +220,7 @@ class Interpreter:
         output of the step just before it is asked for again, and anything else fails."""
         place = self.graph.place(node.name)
         lineage = self._lineage(scope, place)
-        source = next(
-            (e for e in lineage if isinstance(e, StepState) and e.id == given.source), None
-        )
+        source = _step_in(lineage, given.source)
         try:
             result = run_check(
                 node.check,
@@ -258,51 +257,26 @@ class Interpreter:
         label = "Facts" if node.against == "facts" else "The request, as given"
         spotlight = Spotlight.drawn()
         prompt = verify_prompt(
-            spotlight.mark(neutralize(self.run.input).text, WORKFLOW_INPUT),
+            spotlight.data(self.run.input, WORKFLOW_INPUT),
             label,
-            [spotlight.mark(neutralize(item).text, label.lower()) for item in truth],
+            [spotlight.data(item, label.lower()) for item in truth],
             given.label or "Text to check",
-            spotlight.mark(neutralize(given.text).text, given.source or "the text to check"),
+            spotlight.data(given.text, given.source or "the text to check"),
         )
-        prompt = f"{spotlight.note}\n\n{prompt}"
-        step = self._existing_step(scope, node.name)
-        if step is None:
-            iteration, branch = self._coordinates(scope)
-            step = StepState(
-                id=new_id(),
-                position=self.store.next_position(),
-                agent_id=node.agent,
-                node=node.name,
-                iteration=iteration,
-                branch=branch,
-                scope=scope,
-            )
-            self.store.add(step)
-        else:
-            self.store.changed(step)
+        step = self._step_for(node.name, node.agent, scope)
         lineage = self._lineage(scope, self.graph.place(node.name))
-        step.parent_step_id = given.source if _is_step(given.source, lineage) else None
-        step.prompt, step.history = prompt, None
+        step.parent_step_id = given.source if _step_in(lineage, given.source) else None
+        step.prompt, step.history = f"{spotlight.note}\n\n{prompt}", None
         step.output = step.error = step.error_kind = step.finished_at = None
         step.status = StepStatus.PENDING.value
-        if self._scanned(step, [(given.text, self._given_source(given, lineage))]):
-            dispatch(self.run, step, self.now, self.rules, self.plan)
-        else:
-            self._node_failed(node.name, scope, failure_of(step))
+        self._send(step, [(given.text, self._given_source(given, lineage))])
 
     def _verdict(self, node: VerifyNode, verifier: StepState) -> None:
         """The verifier answered: the text it judged goes on, or is asked for again (or, with
         no step before it to ask, or an answer that is not a verdict, the run fails)."""
         scope = verifier.scope
         place = self.graph.place(node.name)
-        source = next(
-            (
-                e
-                for e in self._lineage(scope, place)
-                if isinstance(e, StepState) and e.id == verifier.parent_step_id
-            ),
-            None,
-        )
+        source = _step_in(self._lineage(scope, place), verifier.parent_step_id)
         before = source or self._given_to(place, scope)
         verdict = parse_verdict(verifier.output or "")
         if verdict is None:
@@ -375,7 +349,7 @@ class Interpreter:
             if before is None or before.status != StepStatus.SUCCEEDED.value:
                 return
             by = before.agent if isinstance(before, StepState) else before.node
-            given = Handoff(f"Output of the previous step ({by})", before.output or "", before.id)
+            given = Handoff(handed_on(by), before.output or "", before.id)
         self._make_step(place.node, step.scope, given)
 
     def _state_of(self, node: Node, scope: str) -> Earlier | None:
@@ -393,32 +367,45 @@ class Interpreter:
         if step is not None and (step.status != StepStatus.PENDING.value or step.attempt > 0):
             self._event("step.exists", node=node.name, scope=scope, step_id=step.id)
             return
-        iteration, branch = self._coordinates(scope)
-        if step is None:
-            step = StepState(
-                id=new_id(),
-                position=self.store.next_position(),
-                agent_id=node.agent,
-                node=node.name,
-                iteration=iteration,
-                branch=branch,
-                scope=scope,
-            )
-            self.store.add(step)
-        else:  # made when the run was submitted, by a version that made every step then
-            self.store.changed(step)
-        step.parent_step_id = given.source if _is_step(given.source, lineage) else None
+        # a step found here was made at submit, by a version that made every step then: it is
+        # the one to send; else a new one is made
+        step = self._step_for(node.name, node.agent, scope)
+        step.parent_step_id = given.source if _step_in(lineage, given.source) else None
         source = self._given_source(given, lineage)
-        step.prompt = self._prompt(given, lineage, source)
+        step.prompt = self._prompt(given, lineage, source, scope, node.name)
         step.history = self._history(step.agent, lineage)
         step.provenance = self._provenance(step, given, lineage, source)
         pieces = [(given.text, source)]
         if self._starting and given.label:  # the request is in its prompt too, for the first time
             pieces.append((self.run.input, WORKFLOW_INPUT))
+        self._send(step, pieces)
+
+    def _step_for(self, node: str, agent: str, scope: str) -> StepState:
+        """The step of ``node`` in the frame ``scope``: the one made already, or a new one."""
+        step = self._existing_step(scope, node)
+        if step is not None:
+            self.store.changed(step)
+            return step
+        iteration, branch = self._coordinates(scope)
+        step = StepState(
+            id=new_id(),
+            position=self.store.next_position(),
+            agent_id=agent,
+            node=node,
+            iteration=iteration,
+            branch=branch,
+            scope=scope,
+        )
+        self.store.add(step)
+        return step
+
+    def _send(self, step: StepState, pieces: list[tuple[str, str]]) -> None:
+        """Dispatch ``step``'s next attempt, unless the text new to its prompt (``pieces``) is
+        suspect and the workflow quarantines it: then the step, and its node, fail."""
         if self._scanned(step, pieces):
             dispatch(self.run, step, self.now, self.rules, self.plan)
         else:
-            self._node_failed(node.name, scope, failure_of(step))
+            self._node_failed(_node_of(step), step.scope, failure_of(step))
 
     def _provenance(
         self, step: StepState, given: Handoff, lineage: list[Earlier], source: str
@@ -467,10 +454,19 @@ class Interpreter:
         step.finished_at = self.now
         return False
 
-    def _prompt(self, given: Handoff, lineage: list[Earlier], source: str) -> str:
-        """The prompt of a step given ``given`` after ``lineage``: every piece from outside
-        (the request, earlier outputs, what it is given) neutralized and marked as data, with
-        where it came from."""
+    def _prompt(
+        self, given: Handoff, lineage: list[Earlier], source: str, scope: str, node: str
+    ) -> str:
+        """The prompt of ``node``'s step in ``scope``, given ``given`` after ``lineage``: every
+        piece from outside (the request, earlier outputs, what it is given) neutralized and
+        marked as data, with where it came from. Composed once per decision: the budget's
+        estimate of a branch and the branch's step read the same one."""
+        key = (scope, node, given)
+        if key not in self._prompts:
+            self._prompts[key] = self._composed(given, lineage, source)
+        return self._prompts[key]
+
+    def _composed(self, given: Handoff, lineage: list[Earlier], source: str) -> str:
         older = [
             EarlierStep(
                 position=e.position if isinstance(e, StepState) else 0,
@@ -557,7 +553,7 @@ class Interpreter:
         if place.last:
             self._frame_done(scope, output, source)
         else:
-            given = Handoff(f"Output of the previous step ({by})", output, source)
+            given = Handoff(handed_on(by), output, source)
             self._enter(place.next, scope, given)
 
     def _node_failed(self, name: str, scope: str, failure: Failure) -> None:
@@ -720,9 +716,11 @@ class Interpreter:
         team = self.rules.team
         first = team.agent(steps[0].agent)
         lineage = self._lineage(frame.scope, self.graph.place(steps[0].name))
+        given = _given(frame)
+        source = self._given_source(given, lineage)
         request = model_request(
             first,
-            self._prompt(_given(frame), lineage, self._given_source(_given(frame), lineage)),
+            self._prompt(given, lineage, source, frame.scope, steps[0].name),
             self._history(first.id, lineage),
             request_key="estimate",
         )
@@ -857,8 +855,9 @@ def _node_of(step: StepState) -> str:
     return step.node
 
 
-def _is_step(source: str | None, lineage: list[Earlier]) -> bool:
-    return source is not None and any(isinstance(e, StepState) and e.id == source for e in lineage)
+def _step_in(lineage: list[Earlier], step_id: str | None) -> StepState | None:
+    """The step ``step_id`` of ``lineage``, if it is one of its steps."""
+    return next((e for e in lineage if isinstance(e, StepState) and e.id == step_id), None)
 
 
 def _first_pass(nodes: tuple[Node, ...]) -> list[StepNode | VerifyNode]:
