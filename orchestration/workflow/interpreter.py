@@ -232,22 +232,8 @@ class Interpreter:
         except NodeError as error:
             self._frame_failed(scope, Failure("error", str(error)))
             return
-        if source is not None:
-            self._keep_verdicts(source, [result])
-        if result.ok:
-            by = source.agent if source is not None else node.name
-            self._node_done(node.name, scope, given.text, given.source or "", by)
-        elif source is not None and source.scope == scope:
-            self._refused(source, result, node.max_reasks)
-        else:
-            self._frame_failed(
-                scope,
-                Failure(
-                    "error",
-                    f"{ValidationFailed.__name__}: {node.name}: the check {result.name} refused "
-                    f"what it was given: {result.reason}",
-                ),
-            )
+        refuser = f"the check {result.name}"
+        self._judged(node, scope, result, source, given.text, given.source or "", refuser)
 
     def _verify(self, node: VerifyNode, scope: str, given: Handoff) -> None:
         """A checkpoint an agent keeps: its step is asked to judge ``given`` against the run's
@@ -293,21 +279,37 @@ class Interpreter:
         attempt = source.attempt if source is not None else verifier.attempt
         result = CheckResult(name, verdict.ok, verdict.reason, attempt)
         self._keep_verdicts(verifier, [result])
+        text = (before.output if before is not None else self._frame_input(scope)) or ""
+        given_source = verifier.parent_step_id or ""
+        self._judged(node, scope, result, source, text, given_source, verifier.agent)
+
+    def _judged(
+        self,
+        node: CheckNode | VerifyNode,
+        scope: str,
+        result: CheckResult,
+        source: StepState | None,
+        text: str,
+        given_source: str,
+        refuser: str,
+    ) -> None:
+        """A checkpoint's verdict on ``text``, the output of ``source`` (if a step's): accepted,
+        it goes on; refused, the step is asked again if it is the one just before the checkpoint
+        in its frame; anything else (a frame's input, a join's output) fails the frame."""
         if source is not None:
             self._keep_verdicts(source, [result])
-        text = before.output if before is not None else self._frame_input(scope)
         if result.ok:
             by = source.agent if source is not None else node.name
-            self._node_done(node.name, scope, text or "", verifier.parent_step_id or "", by)
-        elif source is not None:
+            self._node_done(node.name, scope, text, given_source, by)
+        elif source is not None and source.scope == scope:
             self._refused(source, result, node.max_reasks)
         else:
             self._frame_failed(
                 scope,
                 Failure(
                     "error",
-                    f"{ValidationFailed.__name__}: {node.name}: {verifier.agent} refused what "
-                    f"it was given: {result.reason}",
+                    f"{ValidationFailed.__name__}: {node.name}: {refuser} refused what it was "
+                    f"given: {result.reason}",
                 ),
             )
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pydantic import BaseModel
 
-from orchestration import Agent, check, fan_out, step, verify
+from orchestration import Agent, check, fan_out, parallel, step, verify
 from orchestration.guards.spotlight import unmark_prompt as plain
 from orchestration.workflow.checks import CheckResult
+from orchestration.workflow.graph import CheckNode, VerifyNode
 from orchestration.workflow.state import StepState
 from tests.graph_script import Scripted
 from tests.workflow_functions import answers_text, cites_sources, lines, sees_the_run, uses_a_fact
@@ -116,6 +118,33 @@ def test_a_check_node_after_a_fan_out_fails_the_run_when_it_refuses() -> None:
     assert run.error == (
         "ValidationFailed: check1: the check cites_sources refused what it was given: "
         "cite at least one source as [1]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "refusal"),
+    [
+        (check(cites_sources), "the check cites_sources refused what it was given"),
+        (verify("checker"), "checker refused what it was given"),
+    ],
+    ids=["check", "verify"],
+)
+def test_a_checkpoint_first_in_a_branch_that_refuses_fails_the_branch_not_the_step_outside_it(
+    checkpoint: CheckNode | VerifyNode, refusal: str
+) -> None:
+    script = Scripted.of(
+        ["writer", parallel([[checkpoint, "publisher"]])], "writer", "checker", "publisher"
+    )
+    run = script.run_all(
+        lambda s: '{"ok": false, "reason": "no"}' if s.agent_id == "checker" else "no sources"
+    )
+
+    [writer] = script.steps_of("writer")
+    assert (writer.status, writer.attempt) == ("succeeded", 1)  # not asked again
+    assert run.status == "failed" and not script.steps_of("parallel1/publisher")
+    name = f"parallel1/{'check1' if isinstance(checkpoint, CheckNode) else 'verify1'}"
+    assert run.error is not None and run.error.startswith(
+        f"parallel1, branch 1 of 1: ValidationFailed: {name}: {refusal}: "
     )
 
 
