@@ -1,14 +1,16 @@
 """What an agent sees when it is called: its recent history and a summary of the workflow so far.
 
-Pure: the step runner loads the rows, this module shapes them into a ``ModelRequest``.
-The summary of earlier steps is extractive (their first sentences); summarizing with a model is
-a later addition.
+Pure: the coordinator composes a step's prompt when it makes the step (fitted to its agent's
+``context_tokens`` by ``context_budget``), the step runner shapes the stored prompt into a
+``ModelRequest``. An earlier step is shown in full, or by its first sentences (``extract``), or
+left to the run's summary, which opens the prompt as its preamble.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from orchestration.definitions import Agent
 from orchestration.guards.provenance import WORKFLOW_INPUT
@@ -37,6 +39,9 @@ class EarlierStep:
     output: str
     label: str | None = None  # how the summary names it; by default "step 2 (writer)"
     source: str = ""  # where its output came from, as a data block says it
+    # how a prompt shows it: its first sentences, its full text, or not at all (the run's
+    # summary, before the prompt, covers it)
+    shown: Literal["extract", "full", "summary"] = "extract"
 
     @property
     def title(self) -> str:
@@ -96,11 +101,23 @@ def compose(
         parts = [data(given, given_source)]
     else:
         parts = [f"Request:\n{data(workflow_input, WORKFLOW_INPUT)}"]
-        if older:
+        summarized = [s.title for s in older if s.shown == "summary"]
+        listed = [s for s in older if s.shown != "summary"]
+        if summarized:
+            parts.append(f"Earlier steps, in the summary above: {', '.join(summarized)}.")
+        if listed and all(s.shown == "extract" for s in older):
             lines = "\n".join(
-                f"- {s.title}: {data(extract(s.output), s.source or s.title)}" for s in older
+                f"- {s.title}: {data(extract(s.output), s.source or s.title)}" for s in listed
             )
             parts.append(f"Earlier steps (summary):\n{lines}")
+        elif listed:
+            lines = "\n".join(
+                f"- {s.title}:\n{data(s.output, s.source or s.title)}"
+                if s.shown == "full"
+                else f"- {s.title}, in short: {data(extract(s.output), s.source or s.title)}"
+                for s in listed
+            )
+            parts.append(f"Earlier steps:\n{lines}")
         parts.append(f"{label}:\n{data(given, given_source)}")
     if spotlight is not None:
         parts.insert(0, spotlight.note)
@@ -118,10 +135,17 @@ def build_messages(history: list[Exchange], prompt: str) -> tuple[ChatMessage, .
 
 
 def model_request(
-    agent: Agent, prompt: str | None, history: list[list[str]] | None, request_key: str
+    agent: Agent,
+    prompt: str | None,
+    history: list[list[str]] | None,
+    request_key: str,
+    preamble: str | None = None,
 ) -> ModelRequest:
-    """What ``agent`` is asked for a step: its system prompt, its earlier exchanges in the run and
-    the step's prompt (both composed by the coordinator when it dispatched the step)."""
+    """What ``agent`` is asked for a step: its system prompt, the run's summary (``preamble``, if
+    the step needed one), its earlier exchanges in the run and the step's prompt (composed by
+    the coordinator when it made the step). With the agent's ``prompt_cache``, the system prompt
+    and the summary are marked for the provider's cache: they are the same for every iteration
+    of a loop and every branch of a fan-out."""
     system = agent.system_prompt
     if agent.output_schema is not None:
         system = f"{system}\n\n{schema_instructions(agent.output_schema)}".strip()
@@ -136,4 +160,6 @@ def model_request(
         max_tokens=agent.max_tokens,
         timeout_s=agent.timeout_s,
         request_key=request_key,
+        preamble=preamble or "",
+        cache=agent.prompt_cache,
     )

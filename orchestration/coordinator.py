@@ -23,6 +23,7 @@ import structlog
 
 from bus.envelope import AgentMessage
 from bus.publisher import Bus
+from orchestration.context_budget import counter_for
 from orchestration.pricing import micro_to_usd
 from orchestration.retry import Backoff
 from orchestration.run_store import RunStore
@@ -57,6 +58,7 @@ class Coordinator:
             team=team,
             backoff=backoff or Backoff(),
             dispatch_timeout_s=settings.dispatch_timeout_s,
+            counter=counter_for(settings),
         )
         self._graphs = _Graphs()
 

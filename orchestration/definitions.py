@@ -176,6 +176,10 @@ class Agent(_Definition):
         "breaker_window_s": "must be a finite number of seconds over 0",
         "breaker_reset_s": "must be a finite number of seconds over 0",
         "output_schema": "must be a pydantic model class the answer is parsed as, or None",
+        "context_tokens": "must be a whole number of tokens from 256 to 1000000, or None (no "
+        "budget: the last exchanges and the first sentences of earlier steps)",
+        "prompt_cache": "must be True (the system prompt and the run's summary are read from "
+        "the provider's prompt cache when they can be) or False",
     }
 
     id: Id
@@ -194,6 +198,13 @@ class Agent(_Definition):
     # The answer must be JSON this model takes: a check on every step of the agent (the parsed
     # value is StepResult.data); the agent is told the schema after its system prompt.
     output_schema: type[BaseModel] | None = None
+    # The input of every call fits this many tokens (system prompt, earlier exchanges, the
+    # request, earlier steps, what it is given; not max_tokens): the oldest exchanges are left
+    # out first, then earlier steps are given by their summaries. None: no budget.
+    context_tokens: int | None = Field(default=None, ge=256, le=1_000_000)
+    # Mark the stable prefix of each call (system prompt, then the run's summary) for the
+    # provider's prompt cache, so that a loop's iterations and a fan-out's branches read it.
+    prompt_cache: bool = True
 
     @model_validator(mode="after")
     def _not_its_own_fallback(self) -> Agent:
@@ -238,6 +249,7 @@ class Workflow(_Definition):
         "deadline_s": "must be a finite number of seconds over 0, or None for no deadline",
         "on_injection": "must be 'flag' (record a suspected injection and go on) or "
         "'quarantine' (the step is not run, and the run fails)",
+        "summarizer": "must be the id of a registered agent that writes summaries, or None",
     }
 
     name: Id
@@ -247,6 +259,9 @@ class Workflow(_Definition):
     daily_budget_usd: Usd | None = None  # all runs of it, per UTC day
     deadline_s: float | None = Field(default=None, gt=0)  # a run not finished by then times out
     on_injection: Literal["flag", "quarantine"] = "flag"
+    # The agent that summarizes earlier steps once their text no longer fits a step's
+    # context_tokens: a real step, made once and read by every later step that needs it.
+    summarizer: Id | None = None
 
     def __init__(
         self, name: str | None = None, steps: Sequence[Any] | None = None, /, **data: Any
@@ -289,7 +304,7 @@ class Workflow(_Definition):
     def graph(self) -> Graph:
         """The workflow as a graph of nodes (``orchestration/workflow/graph.py``): what a run's
         row keeps, and what its steps are named after."""
-        return build_graph(list(self.steps), self.name, self.on_injection)
+        return build_graph(list(self.steps), self.name, self.on_injection, self.summarizer)
 
     @classmethod
     def sequence(

@@ -95,6 +95,13 @@ class InjectionSuspected(AgentyardError):
     and where."""
 
 
+class ContextTooLarge(AgentyardError):
+    """A step's input could not fit its agent's ``context_tokens``, even with its oldest
+    exchanges left out and every earlier step given by its summary: no call was made. A run it
+    ends is ``failed``; its error starts with this class's name, then says how many tokens were
+    needed and what to change."""
+
+
 class ProviderError(AgentyardError):
     """A model call that did not return a usable answer.
 

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     )
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
+    count_tokens: Literal["local", "api"] = Field(
+        default="local",
+        description="How prompts are fitted to an agent's context_tokens: `local` (an "
+        "estimate that never counts low) or `api` (the provider's count_tokens, asked when the "
+        "estimate is over, and cached).",
+    )
     prices_file: Path | None = Field(
         default=None,
         description="A TOML file of model prices that override or add to the built-in ones.",

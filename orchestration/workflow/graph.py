@@ -154,11 +154,14 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class Graph:
-    """The checked, named nodes of a workflow, run in order, and what its runs do with a
-    suspected injection (``flag``: record it and go on; ``quarantine``: the step is not run)."""
+    """The checked, named nodes of a workflow, run in order, what its runs do with a suspected
+    injection (``flag``: record it and go on; ``quarantine``: the step is not run), and the
+    agent that writes the summary of earlier steps once their text no longer fits a prompt
+    (None: their first sentences stand in for them)."""
 
     nodes: tuple[Node, ...]
     on_injection: OnInjection = "flag"
+    summarizer: str | None = None
     _places: dict[str, Place] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -184,6 +187,8 @@ class Graph:
                 seen[node.agent] = None
             elif isinstance(node, FanOutNode | ParallelNode) and node.join.agent is not None:
                 seen[node.join.agent] = None
+        if self.summarizer is not None:
+            seen[self.summarizer] = None
         return list(seen)
 
     def check_agents(self, known: Iterable[str], workflow: str) -> None:
@@ -205,6 +210,7 @@ class Graph:
             "schema": SCHEMA,
             "nodes": [_encode(node) for node in self.nodes],
             "on_injection": self.on_injection,
+            "summarizer": self.summarizer,
         }
 
     @classmethod
@@ -218,10 +224,16 @@ class Graph:
         return cls(
             tuple(_decode(node) for node in data["nodes"]),
             on_injection="quarantine" if quarantine else "flag",
+            summarizer=data.get("summarizer"),
         )
 
 
-def build_graph(items: Sequence[Item], workflow: str, on_injection: OnInjection = "flag") -> Graph:
+def build_graph(
+    items: Sequence[Item],
+    workflow: str,
+    on_injection: OnInjection = "flag",
+    summarizer: str | None = None,
+) -> Graph:
     """The graph of ``items`` as the user listed them: each checked, bare ids made steps, and
     every node named. ``InvalidDefinition`` says what is wrong and where."""
     nodes = _as_nodes(items, f"workflow {workflow!r}")
@@ -231,7 +243,8 @@ def build_graph(items: Sequence[Item], workflow: str, on_injection: OnInjection 
             f"workflow {workflow!r} nests loops, fan-outs, parallels and routes {depth} deep; "
             f"at most {MAX_DEPTH} are allowed: make the inner part a workflow of its own"
         )
-    return Graph(_named(nodes, prefix="", counters=Counter()), on_injection=on_injection)
+    named = _named(nodes, prefix="", counters=Counter())
+    return Graph(named, on_injection=on_injection, summarizer=summarizer)
 
 
 def as_nodes(items: Sequence[Item] | Item, where: str) -> tuple[Node, ...]:

@@ -36,6 +36,7 @@ from orchestration.context import (
     handed_on,
     model_request,
 )
+from orchestration.context_budget import Layout, fit
 from orchestration.guards.detect import Action as FindingAction
 from orchestration.guards.provenance import WORKFLOW_INPUT, Provenance, step_source
 from orchestration.guards.spotlight import Spotlight
@@ -71,6 +72,7 @@ from orchestration.workflow.kinds.base import (
     call_user_function,
 )
 from orchestration.workflow.kinds.step import (
+    CONTEXT_TOO_LARGE,
     INJECTION_SUSPECTED,
     Rules,
     after_failed_attempt,
@@ -87,14 +89,16 @@ from orchestration.workflow.state import (
     NodeRunState,
     Plan,
     RunState,
+    StepContext,
     StepState,
     frames_of_scope,
     parent_scope,
     scope_of,
 )
 from orchestration.workflow.store import Store
-from storage.errors import InjectionSuspected, ValidationFailed
+from storage.errors import ContextTooLarge, InjectionSuspected, ValidationFailed
 from storage.models import FrameStatus, NodeRunStatus, StepStatus, WorkflowStatus, as_utc, new_id
+from workers.providers.base import ModelRequest
 
 Earlier = StepState | NodeRunState
 
@@ -115,7 +119,7 @@ class Interpreter:
         self._lineages: dict[tuple[str, str], list[Earlier]] = {}
         self._fresh: set[str] = set()  # frames started by this decision: no step made in them yet
         self._starting = False
-        self._prompts: dict[tuple[str, str, Handoff], str] = {}
+        self._contexts: dict[tuple[str, str, str, Handoff], StepContext] = {}
 
     # -- the events ------------------------------------------------------------------------------
 
@@ -146,9 +150,9 @@ class Interpreter:
         if step.status == StepStatus.ATTEMPT_FAILED.value:
             agent = step.agent
             after_failed_attempt(step, self.now, self.rules, self.plan)
-            if step.agent != agent:  # a fallback took over: its own exchanges come first
-                step.history = self._history(step.agent, self._lineage_of(step))
             self.store.changed(step)
+            if step.agent != agent and not self._refilled(step):
+                return  # a fallback took over, but its input cannot fit: the step failed
         if step.status == StepStatus.PENDING.value:
             if step.attempt == 0:
                 self._resume(step)
@@ -205,7 +209,8 @@ class Interpreter:
         """Ask again for a refused answer (or fail the step, and with it its node)."""
         self._event("check.refused", step_id=step.id, check=result.name, reason=result.reason)
         if refused(step, result, max_reasks, self.now, self.rules, self.plan):
-            dispatch(self.run, step, self.now, self.rules, self.plan)
+            if self._within_budget(step):
+                dispatch(self.run, step, self.now, self.rules, self.plan)
         else:
             self._node_failed(_node_of(step), step.scope, failure_of(step))
         self.store.changed(step)
@@ -255,7 +260,8 @@ class Interpreter:
         step.prompt, step.history = f"{spotlight.note}\n\n{prompt}", None
         step.output = step.error = step.error_kind = step.finished_at = None
         step.status = StepStatus.PENDING.value
-        self._send(step, [(given.text, self._given_source(given, lineage))])
+        if self._within_budget(step):
+            self._send(step, [(given.text, self._given_source(given, lineage))])
 
     def _verdict(self, node: VerifyNode, verifier: StepState) -> None:
         """The verifier answered: the text it judged goes on, or is asked for again (or, with
@@ -338,21 +344,27 @@ class Interpreter:
         a decision that made one may have been lost): sent once its node is ready, the node
         before it in its frame done."""
         place = self.graph.place(_node_of(step))
-        if not isinstance(place.node, StepNode) or place.join_of is not None:
+        if not isinstance(place.node, StepNode):
             return
+        given = self._given_for(step, place)
+        if given is not None:
+            self._make_step(place.node, step.scope, given)
+
+    def _given_for(self, step: StepState, place: Place) -> Handoff | None:
+        """What ``step``, of the step node at ``place``, is given: its frame's input, or the
+        output of the node before it (None: that node has not finished, or the step is a
+        join's, whose input its node run alone can say)."""
+        if place.join_of is not None:
+            return None
         if place.index == 0:
-            given = (
-                Handoff("", self.run.input)
-                if step.scope == TOP
-                else _given(self.store.frame(step.scope))
-            )
-        else:
-            before = self._state_of(place.sequence[place.index - 1], step.scope)
-            if before is None or before.status != StepStatus.SUCCEEDED.value:
-                return
-            by = before.agent if isinstance(before, StepState) else before.node
-            given = Handoff(handed_on(by), before.output or "", before.id)
-        self._make_step(place.node, step.scope, given)
+            if step.scope == TOP:
+                return Handoff("", self.run.input)
+            return _given(self.store.frame(step.scope))
+        before = self._state_of(place.sequence[place.index - 1], step.scope)
+        if before is None or before.status != StepStatus.SUCCEEDED.value:
+            return None
+        by = before.agent if isinstance(before, StepState) else before.node
+        return Handoff(handed_on(by), before.output or "", before.id)
 
     def _state_of(self, node: Node, scope: str) -> Earlier | None:
         if isinstance(node, StepNode):
@@ -374,8 +386,8 @@ class Interpreter:
         step = self._step_for(node.name, node.agent, scope)
         step.parent_step_id = given.source if _step_in(lineage, given.source) else None
         source = self._given_source(given, lineage)
-        step.prompt = self._prompt(given, lineage, source, scope, node.name)
-        step.history = self._history(step.agent, lineage)
+        if not self._filled(step, given, lineage):
+            return
         step.provenance = self._provenance(step, given, lineage, source)
         pieces = [(given.text, source)]
         if self._starting and given.label:  # the request is in its prompt too, for the first time
@@ -456,19 +468,95 @@ class Interpreter:
         step.finished_at = self.now
         return False
 
-    def _prompt(
-        self, given: Handoff, lineage: list[Earlier], source: str, scope: str, node: str
-    ) -> str:
-        """The prompt of ``node``'s step in ``scope``, given ``given`` after ``lineage``: every
-        piece from outside (the request, earlier outputs, what it is given) neutralized and
-        marked as data, with where it came from. Composed once per decision: the budget's
-        estimate of a branch and the branch's step read the same one."""
-        key = (scope, node, given)
-        if key not in self._prompts:
-            self._prompts[key] = self._composed(given, lineage, source)
-        return self._prompts[key]
+    def _filled(self, step: StepState, given: Handoff, lineage: list[Earlier]) -> bool:
+        """Compose ``step``'s prompt and history for its current agent, given ``given`` after
+        ``lineage``. False: they cannot fit the agent's ``context_tokens``, and the step (with
+        its node) failed before any call."""
+        source = self._given_source(given, lineage)
+        try:
+            context = self._context(_node_of(step), step.agent, step.scope, given, lineage, source)
+        except ContextTooLarge as error:
+            self._fail_before_call(step, CONTEXT_TOO_LARGE, str(error))
+            return False
+        step.prompt, step.history = context.prompt, context.history
+        return True
 
-    def _composed(self, given: Handoff, lineage: list[Earlier], source: str) -> str:
+    def _refilled(self, step: StepState) -> bool:
+        """A fallback took ``step`` over: it reads the same prompt, after its own exchanges,
+        fitted to its own context budget (the prompt composed again for it when it does not
+        fit as it is). False: it cannot fit, and the step failed."""
+        place = self.graph.place(_node_of(step))
+        if isinstance(place.node, StepNode):
+            lineage = self._lineage(step.scope, place)
+            step.history = self._exchanges(step.agent, step.scope, lineage) or None
+            given = self._given_for(step, place)
+            if given is not None and not self._fitted_exchanges(step):
+                return self._filled(step, given, lineage)
+        return self._within_budget(step)
+
+    def _within_budget(self, step: StepState) -> bool:
+        """Leave out ``step``'s oldest exchanges until its prompt fits its agent's
+        ``context_tokens`` (a re-ask's, a verifier's). False: it cannot fit, and the step
+        (with its node) failed before any call."""
+        try:
+            self._fitted_exchanges(step, raising=True)
+        except ContextTooLarge as error:
+            self._fail_before_call(step, CONTEXT_TOO_LARGE, str(error))
+            return False
+        return True
+
+    def _fitted_exchanges(self, step: StepState, raising: bool = False) -> bool:
+        """Whether ``step``'s prompt fits its agent's ``context_tokens`` with its oldest
+        exchanges left out as needed (they are); ``raising``: ``ContextTooLarge`` if not."""
+        agent = self.rules.team.agent(step.agent)
+        if agent.context_tokens is None:
+            return True
+        history = step.history or []
+        try:
+            fitted = fit(
+                agent.id,
+                agent.context_tokens,
+                len(history),
+                0,
+                lambda layout: model_request(agent, step.prompt, history[layout.dropped :], "fit"),
+                self.rules.counter,
+            )
+        except ContextTooLarge:
+            if raising:
+                raise
+            return False
+        step.history = history[fitted.layout.dropped :] or None
+        return True
+
+    def _fail_before_call(self, step: StepState, kind: str, error: str) -> None:
+        step.status = StepStatus.FAILED.value
+        step.error_kind, step.error = kind, error
+        step.finished_at = self.now
+        self.store.changed(step)
+        self._node_failed(_node_of(step), step.scope, failure_of(step))
+
+    def _context(
+        self,
+        node: str,
+        agent: str,
+        scope: str,
+        given: Handoff,
+        lineage: list[Earlier],
+        source: str,
+    ) -> StepContext:
+        """The prompt and exchanges of ``node``'s step in ``scope`` for ``agent``, given
+        ``given`` after ``lineage``: every piece from outside (the request, earlier outputs,
+        what it is given) neutralized and marked as data, with where it came from; fitted to the
+        agent's ``context_tokens`` (``ContextTooLarge`` if it cannot be). Composed once per
+        decision: the budget's estimate of a branch and the branch's step read the same one."""
+        key = (scope, node, agent, given)
+        if key not in self._contexts:
+            self._contexts[key] = self._composed(agent, scope, given, lineage, source)
+        return self._contexts[key]
+
+    def _composed(
+        self, agent_id: str, scope: str, given: Handoff, lineage: list[Earlier], source: str
+    ) -> StepContext:
         older = [
             EarlierStep(
                 position=e.position if isinstance(e, StepState) else 0,
@@ -480,14 +568,35 @@ class Interpreter:
             for e in lineage
             if e.id != given.source
         ]
-        return compose(
-            self.run.input,
-            given.label,
-            given.text,
-            older,
-            spotlight=Spotlight.drawn(),
-            given_source=source,
+        exchanges = self._exchanges(agent_id, scope, lineage)
+        spotlight = Spotlight.drawn()
+
+        def prompt(shown: list[EarlierStep]) -> str:
+            return compose(
+                self.run.input, given.label, given.text, shown, spotlight, given_source=source
+            )
+
+        agent = self.rules.team.agent(agent_id)
+        if agent.context_tokens is None:  # no budget: the first sentences of earlier steps
+            return StepContext(prompt(older), exchanges or None)
+
+        def laid_out(layout: Layout) -> ModelRequest:
+            shown = [
+                replace(e, shown="extract" if i < layout.summarized else "full")
+                for i, e in enumerate(older)
+            ]
+            return model_request(agent, prompt(shown), exchanges[layout.dropped :], "fit")
+
+        fitted = fit(
+            agent.id,
+            agent.context_tokens,
+            len(exchanges),
+            len(older),
+            laid_out,
+            self.rules.counter,
         )
+        history = exchanges[fitted.layout.dropped :]
+        return StepContext(fitted.request.messages[-1].content, history or None)
 
     @staticmethod
     def _given_source(given: Handoff, lineage: list[Earlier]) -> str:
@@ -497,14 +606,34 @@ class Interpreter:
             return _source_of(found)
         return WORKFLOW_INPUT if not given.label else given.label
 
-    @staticmethod
-    def _history(agent: str, lineage: list[Earlier]) -> list[list[str]] | None:
-        exchanges = [
-            [e.prompt or "", e.output or ""]
-            for e in lineage
-            if isinstance(e, StepState) and e.agent == agent
-        ]
-        return exchanges[-HISTORY_EXCHANGES:] or None
+    def _exchanges(self, agent: str, scope: str, lineage: list[Earlier]) -> list[list[str]]:
+        """``agent``'s earlier exchanges (prompt, answer) in what a step of it in ``scope`` after
+        ``lineage`` follows: its steps in the lineage and, for an agent with a context budget
+        (which leaves out what does not fit), in the earlier iterations of the loop the step is
+        in; the last few, oldest first."""
+        steps = [e for e in lineage if isinstance(e, StepState) and e.agent == agent]
+        budgeted = self.rules.team.agent(agent).context_tokens is not None
+        earlier = self._earlier_iterations(scope) if budgeted else []
+        if earlier:
+            steps += [
+                s
+                for s in self.store.steps_in(earlier)
+                if s.agent == agent and s.status == StepStatus.SUCCEEDED.value
+            ]
+            steps.sort(key=lambda s: s.position)
+        return [[s.prompt or "", s.output or ""] for s in steps[-HISTORY_EXCHANGES:]]
+
+    def _earlier_iterations(self, scope: str) -> list[str]:
+        """The frames of the last few iterations before the one ``scope`` is in, of the
+        innermost loop that holds it (none outside a loop)."""
+        frames = frames_of_scope(scope)
+        for depth in range(len(frames) - 1, -1, -1):
+            name, index = frames[depth]
+            if kind_of(self.graph.node(name)) == "loop":
+                parent = ";".join(f"{n}#{i}" for n, i in frames[:depth])
+                first = max(1, index - HISTORY_EXCHANGES)
+                return [scope_of(parent, name, i) for i in range(first, index)]
+        return []
 
     def _existing_step(self, scope: str, node: str) -> StepState | None:
         if scope in self._fresh:
@@ -720,12 +849,11 @@ class Interpreter:
         lineage = self._lineage(frame.scope, self.graph.place(steps[0].name))
         given = _given(frame)
         source = self._given_source(given, lineage)
-        request = model_request(
-            first,
-            self._prompt(given, lineage, source, frame.scope, steps[0].name),
-            self._history(first.id, lineage),
-            request_key="estimate",
-        )
+        try:
+            context = self._context(steps[0].name, first.id, frame.scope, given, lineage, source)
+        except ContextTooLarge:  # its step will fail before any call: it costs nothing
+            return 0
+        request = model_request(first, context.prompt, context.history, request_key="estimate")
         total = team.prices.worst_case_micro(
             first.model, input_tokens_bound(request), first.max_tokens
         )

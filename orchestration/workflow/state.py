@@ -129,6 +129,15 @@ class FrameState:
 
 
 @dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a step's agent reads, composed when the step is made: its prompt and its earlier
+    exchanges (prompt, answer), oldest first."""
+
+    prompt: str
+    history: list[list[str]] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Handoff:
     """What a node is given: a text, and what the prompt of a step that takes it calls it
     ("Output of the previous step (writer)", "Item 3 of 12"); an empty label gives the text

@@ -31,6 +31,11 @@ class ModelRequest:
     timeout_s: float
     # "<step id>:<attempt>": lets a provider (or a test double) tell attempts apart.
     request_key: str = ""
+    # Opens the first user turn as a content block of its own (the run's summary): with the
+    # system prompt, the part of the input that stays the same from call to call.
+    preamble: str = ""
+    # Mark that stable prefix (the system prompt, then the preamble) with cache breakpoints.
+    cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from bus.envelope import request_step
 from orchestration.context import HISTORY_EXCHANGES
+from orchestration.context_budget import LocalEstimate, TokenCounter
 from orchestration.definitions import Agent
 from orchestration.guards.detect import Classifier, RuleClassifier
 from orchestration.retry import Backoff
@@ -32,6 +33,7 @@ from storage.models import StepStatus, WorkflowStatus, as_utc
 
 VALIDATION_FAILED = "validation_failed"  # a step's error kind: no one left to ask again
 INJECTION_SUSPECTED = "injection_suspected"  # a step's error kind: quarantined, not run
+CONTEXT_TOO_LARGE = "context_too_large"  # a step's error kind: its input could not fit, not run
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class Rules:
     backoff: Backoff
     dispatch_timeout_s: float
     classifier: Classifier = field(default_factory=RuleClassifier)  # finds injection attempts
+    counter: TokenCounter = field(default_factory=LocalEstimate)  # fits prompts to budgets
 
 
 def dispatch(run: RunState, step: StepState, now: datetime, rules: Rules, plan: Plan) -> None:
@@ -143,7 +146,7 @@ def refused(
 
 def failure_of(step: StepState) -> Failure:
     """Why a step that failed for good failed, as its frame and the run say it."""
-    if step.error_kind == INJECTION_SUSPECTED:
+    if step.error_kind in (INJECTION_SUSPECTED, CONTEXT_TOO_LARGE):
         return Failure("error", f"{step.error} (step {step.position + 1}, {step.agent})")
     if step.error_kind == VALIDATION_FAILED:
         return Failure(
