@@ -33,15 +33,21 @@ from workers.providers.base import ModelRequest
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-# Tokens are at least one byte of UTF-8 each, so bytes bound them; a few more per message cover
-# the roles and the turn markers the API adds.
+# Tokens are at least one byte of UTF-8 each, so bytes bound them; a few more per message (and
+# per preamble block) cover the roles and the turn and block markers the API adds.
 TOKENS_PER_MESSAGE = 16
 
 
 def input_tokens_bound(request: ModelRequest) -> int:
-    """At least as many input tokens as ``request`` can be billed for."""
-    text = len(request.system.encode()) + sum(len(m.content.encode()) for m in request.messages)
-    return text + TOKENS_PER_MESSAGE * (len(request.messages) + 1)
+    """At least as many input tokens as ``request`` can be billed for (cache writes and reads
+    included: they are input tokens too)."""
+    text = (
+        len(request.system.encode())
+        + len(request.preamble.encode())
+        + sum(len(m.content.encode()) for m in request.messages)
+    )
+    blocks = len(request.messages) + 1 + (1 if request.preamble else 0)
+    return text + TOKENS_PER_MESSAGE * blocks
 
 
 def caps_for(

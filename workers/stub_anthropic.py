@@ -5,13 +5,36 @@ the code path is the real one, HTTP included, without the internet or a bill. Re
 deterministic: the same request always gets the same text and token counts (about four characters
 per token, output capped at ``max_tokens``).
 
+Prompt caching is simulated as the real API does it. The request's content blocks are read in
+order (the system prompt's, then each message's; a string is one block without
+``cache_control``), and each block that carries ``cache_control`` ends a breakpoint: the prefix up
+to and including it. The stub keeps the prefixes it has cached (by a digest of the model and the
+prefix's blocks, ``cache_control`` left out) with an expiry: 5 minutes, or 1 hour for a
+breakpoint whose ``cache_control`` says ``"ttl": "1h"``, on a monotonic clock (``clock=``, for
+tests). A call reads the longest of its breakpoint prefixes still cached
+(``cache_read_input_tokens``) and refreshes that entry's expiry; it writes its longer breakpoint
+prefixes (``cache_creation_input_tokens``: the longest one's tokens less those read, split by TTL
+in ``usage.cache_creation``); ``input_tokens`` is the rest. A prefix under ``min_cache_tokens``
+(1024 by default, as the real API's minimum for Sonnet and Opus models) is neither written nor
+read. Only calls answered 200 touch the cache; a request with more than 4 breakpoints is refused
+with a 400, as the real API refuses it.
+
+``POST /v1/messages/count_tokens`` answers ``{"input_tokens": n}``: what ``/v1/messages`` would
+bill the same body for in all (input, cache writes and cache reads). It is checked like a
+messages call (credentials, version, ``model`` and ``messages``), consumes no script entry and
+touches no cache.
+
 Faults are scripted over HTTP, one entry consumed per ``POST /v1/messages`` call, in order::
 
     POST /_stub/script  {"responses": [{"status": 429, "retry_after": 1.5}, {"delay_s": 5},
                                        {"status": 200, "cache_read_input_tokens": 100}]}
     GET  /_stub/stats   -> {"calls": N, "by_status": {"200": n, ...}, "scripted_left": n,
-                            "by_request": {"<step id>:<attempt>": [200, ...], ...}}
-    POST /_stub/reset   -> forgets the script and the counts
+                            "by_request": {"<step id>:<attempt>": [200, ...], ...},
+                            "count_tokens_calls": n, "cache_reads": n, "cache_writes": n}
+    POST /_stub/reset   -> forgets the script, the counts and the cache
+
+``calls``, ``by_status`` and ``by_request`` count messages calls only; ``cache_reads`` and
+``cache_writes`` count the calls that read from and wrote to the cache.
 
 An entry may carry ``status`` (default 200), ``delay_s``, ``trickle_s`` (the body is sent in
 small pieces spread over that many seconds, after the headers), ``retry_after`` (seconds),
@@ -19,7 +42,8 @@ small pieces spread over that many seconds, after the headers), ``retry_after`` 
 e.g. ``enforced_spend_limit_reached``); a 200 entry may override ``text``, ``thinking``,
 ``input_tokens``, ``output_tokens``, ``cache_creation_input_tokens`` (and how many of them were
 1-hour writes, ``cache_creation_1h_input_tokens``: usage carries the split by TTL as the real API
-does) and ``cache_read_input_tokens``. A new script replaces the one still pending.
+does) and ``cache_read_input_tokens``: the usage reported, whatever the simulated cache did
+(which it still does). A new script replaces the one still pending.
 
 Any key is accepted, as ``x-api-key`` or as ``Authorization: Bearer`` (how SDK 2.x sends it); a
 request with neither gets the real API's 401 before the script is looked at.
@@ -35,8 +59,10 @@ import math
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -64,19 +90,54 @@ USAGE_FIELDS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
 )
+# The real API's shortest cacheable prefix for Sonnet and Opus models (Haiku's is longer).
+MIN_CACHE_TOKENS = 1024
+MAX_BREAKPOINTS = 4
+TTL_S = {"5m": 300.0, "1h": 3600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Breakpoint:
+    """A prefix of a request that ends with a block carrying ``cache_control``."""
+
+    tokens: int
+    digest: str
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheUse:
+    """What one call read from the prompt cache and wrote to it, in tokens (``written_1h`` is
+    the part of ``written`` under the 1-hour TTL)."""
+
+    read: int = 0
+    written: int = 0
+    written_1h: int = 0
 
 
 class StubState:
-    """The script and the counters one stub server shares between its handler threads."""
+    """The script, the counters and the prompt cache one stub server shares between its
+    handler threads. ``clock`` (monotonic seconds) times the cache's entries."""
 
-    def __init__(self, latency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        min_cache_tokens: int = MIN_CACHE_TOKENS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.latency_s = latency_s
+        self.min_cache_tokens = min_cache_tokens
+        self.clock = clock
         # Set when the server stops, so a handler sleeping out a scripted delay wakes up at once.
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._script: deque[dict[str, Any]] = deque()
         self._by_status: Counter[int] = Counter()
         self._by_request: dict[str, list[int]] = {}
+        self._count_tokens_calls = 0
+        self._cache: dict[str, float] = {}  # prefix digest -> when it expires, on `clock`
+        self._cache_reads = 0
+        self._cache_writes = 0
 
     def script(self, responses: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -92,6 +153,40 @@ class StubState:
             if request_key:
                 self._by_request.setdefault(request_key, []).append(status)
 
+    def record_count_tokens(self) -> None:
+        with self._lock:
+            self._count_tokens_calls += 1
+
+    def use_cache(self, breakpoints: list[Breakpoint]) -> CacheUse:
+        """Read the longest of ``breakpoints`` still cached (refreshing its expiry) and write
+        the longer ones; those under ``min_cache_tokens`` are passed over."""
+        with self._lock:
+            now = self.clock()
+            self._cache = {d: t for d, t in self._cache.items() if t > now}  # expired: forgotten
+            points = [b for b in breakpoints if b.tokens >= self.min_cache_tokens]
+            hit = next(
+                (i for i in reversed(range(len(points))) if points[i].digest in self._cache), -1
+            )
+            read = 0
+            if hit >= 0:
+                read = points[hit].tokens
+                self._cache[points[hit].digest] = max(
+                    self._cache[points[hit].digest], now + points[hit].ttl_s
+                )
+                self._cache_reads += 1
+            written = written_1h = 0
+            covered = read
+            for point in points[hit + 1 :]:
+                # The tokens between the previous breakpoint and this one take this one's TTL.
+                segment = max(0, point.tokens - covered)
+                written += segment
+                written_1h += segment if point.ttl_s > TTL_S["5m"] else 0
+                covered = max(covered, point.tokens)
+                self._cache[point.digest] = now + point.ttl_s  # not cached: it would be the hit
+            if len(points) > hit + 1:
+                self._cache_writes += 1
+            return CacheUse(read, written, written_1h)
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -99,6 +194,9 @@ class StubState:
                 "by_status": {str(s): n for s, n in sorted(self._by_status.items())},
                 "scripted_left": len(self._script),
                 "by_request": {k: list(v) for k, v in self._by_request.items()},
+                "count_tokens_calls": self._count_tokens_calls,
+                "cache_reads": self._cache_reads,
+                "cache_writes": self._cache_writes,
             }
 
     def reset(self) -> None:
@@ -106,6 +204,10 @@ class StubState:
             self._script.clear()
             self._by_status.clear()
             self._by_request.clear()
+            self._count_tokens_calls = 0
+            self._cache.clear()
+            self._cache_reads = 0
+            self._cache_writes = 0
 
 
 def _text_of(content: Any) -> str:
@@ -125,8 +227,60 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def build_message(body: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """The Messages API reply to ``body``: deterministic text, usage counted at ~4 chars a token."""
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """Every input token of ``body`` (input, cache writes and cache reads together): its system
+    prompt's and messages' text at about four characters a token."""
+    system = _text_of(body.get("system", ""))
+    return _tokens(system + "".join(_text_of(m.get("content")) for m in body["messages"]))
+
+
+def _blocks(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The request's content blocks in the order the model reads them, each with where it is:
+    ``system`` or ``<message index>:<role>``. A string is one text block."""
+
+    def blocks_of(content: Any) -> list[dict[str, Any]]:
+        if isinstance(content, str):
+            return [{"type": "text", "text": content}]
+        if isinstance(content, list):
+            return [b for b in content if isinstance(b, dict)]
+        return []
+
+    found = [("system", b) for b in blocks_of(body.get("system") or [])]
+    for index, message in enumerate(body.get("messages") or []):
+        if isinstance(message, dict):
+            where = f"{index}:{message.get('role')}"
+            found += [(where, b) for b in blocks_of(message.get("content"))]
+    return found
+
+
+def breakpoints(body: dict[str, Any]) -> list[Breakpoint]:
+    """Each prefix of ``body`` that ends with a block carrying ``cache_control``, shortest first:
+    its tokens (counted as ``prompt_tokens`` counts), its digest (the model and the prefix's
+    blocks as canonical JSON, ``cache_control`` left out) and its TTL."""
+    prefix: list[Any] = []
+    chars = 0
+    found: list[Breakpoint] = []
+    for where, block in _blocks(body):
+        prefix.append([where, {k: v for k, v in block.items() if k != "cache_control"}])
+        chars += len(_text_of([block]))
+        control = block.get("cache_control")
+        if isinstance(control, dict):
+            canonical = json.dumps(
+                prefix, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+            digest = hashlib.sha256(f"{body.get('model')}\n{canonical}".encode()).hexdigest()
+            ttl_s = TTL_S.get(str(control.get("ttl", "5m")), TTL_S["5m"])
+            found.append(Breakpoint(math.ceil(chars / 4), digest, ttl_s))
+    return found
+
+
+def build_message(
+    body: dict[str, Any], entry: dict[str, Any], cache: CacheUse | None = None
+) -> dict[str, Any]:
+    """The Messages API reply to ``body``: deterministic text, usage counted at ~4 chars a token,
+    ``cache`` (what the call read from the prompt cache and wrote to it) taken out of the input.
+    Usage fields in ``entry`` override the counts."""
+    cache = cache or CacheUse()
     system = _text_of(body.get("system", ""))
     messages = body["messages"]
     last_user = next(
@@ -143,18 +297,18 @@ def build_message(body: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]
     if entry.get("thinking"):
         content.append({"type": "thinking", "thinking": entry["thinking"], "signature": "stub"})
     content.append({"type": "text", "text": text})
-    prompt = system + "".join(_text_of(m.get("content")) for m in messages)
     usage: dict[str, Any] = {
-        "input_tokens": _tokens(prompt),
+        "input_tokens": prompt_tokens(body) - cache.read - cache.written,
         "output_tokens": min(max_tokens, _tokens(text)),
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
     }
     usage.update({k: int(entry[k]) for k in USAGE_FIELDS if k in entry})
-    # The split of the cache writes by TTL, as the real API reports it (all 5-minute unless the
-    # script says how many were 1-hour writes).
+    # The split of the cache writes by TTL, as the real API reports it (as simulated, unless the
+    # script set the writes: then all 5-minute unless it says how many were 1-hour writes).
     written = usage["cache_creation_input_tokens"]
-    one_hour = min(written, int(entry.get("cache_creation_1h_input_tokens", 0)))
+    simulated_1h = 0 if "cache_creation_input_tokens" in entry else cache.written_1h
+    one_hour = min(written, int(entry.get("cache_creation_1h_input_tokens", simulated_1h)))
     usage["cache_creation"] = {
         "ephemeral_5m_input_tokens": written - one_hour,
         "ephemeral_1h_input_tokens": one_hour,
@@ -223,6 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"reset": True})
         elif self.path.split("?")[0] == "/v1/messages":
             self._messages(body)
+        elif self.path.split("?")[0] == "/v1/messages/count_tokens":
+            self._count_tokens(body)
         else:
             self._send(404, error_body(404, f"Not found: {self.path}"))
 
@@ -234,16 +390,41 @@ class _Handler(BaseHTTPRequestHandler):
         state.record(reply.status, self.headers.get(REQUEST_KEY_HEADER))
         self._send(reply.status, reply.body, reply.headers, trickle_s=reply.trickle_s)
 
-    def _answer(self, body: dict[str, Any]) -> _Reply:
-        # Checked in the real API's order: credentials, version header, the request, then the model.
+    def _count_tokens(self, body: dict[str, Any]) -> None:
+        state = self.server.state
+        state.record_count_tokens()
+        refusal = self._refusal(body, ("model", "messages"))
+        if refusal is not None:
+            self._send(refusal.status, refusal.body)
+            return
+        state.stopping.wait(state.latency_s)
+        self._send(200, {"input_tokens": prompt_tokens(body)})
+
+    def _refusal(self, body: dict[str, Any], required: tuple[str, ...]) -> _Reply | None:
+        """The real API's answer to a request it refuses before looking at the model, if it does.
+        Checked in its order: credentials, version header, then the request."""
         auth = self.headers.get("Authorization", "")
         if not self.headers.get("x-api-key") and not auth.startswith("Bearer "):
             return _Reply(401, error_body(401, "x-api-key header is required"))
         if not self.headers.get("anthropic-version"):
             return _Reply(400, error_body(400, "anthropic-version: header is required"))
-        missing = [f for f in ("model", "max_tokens", "messages") if f not in body]
+        missing = [f for f in required if f not in body]
         if missing:
             return _Reply(400, error_body(400, f"{missing[0]}: Field required"))
+        marked = sum(isinstance(b.get("cache_control"), dict) for _, b in _blocks(body))
+        if marked > MAX_BREAKPOINTS:
+            message = (
+                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+                f"Found {marked}."
+            )
+            return _Reply(400, error_body(400, message))
+        return None
+
+    def _answer(self, body: dict[str, Any]) -> _Reply:
+        # Checked in the real API's order: credentials, version header, the request, then the model.
+        refusal = self._refusal(body, ("model", "max_tokens", "messages"))
+        if refusal is not None:
+            return refusal
         entry = self.server.state.next_entry()
         status = int(entry.get("status", 200))
         headers: dict[str, str] = {}
@@ -254,7 +435,8 @@ class _Handler(BaseHTTPRequestHandler):
         delay_s = float(entry.get("delay_s", 0.0))
         trickle_s = float(entry.get("trickle_s", 0.0))
         if status == 200:
-            return _Reply(200, build_message(body, entry), headers, delay_s, trickle_s)
+            cache = self.server.state.use_cache(breakpoints(body))
+            return _Reply(200, build_message(body, entry, cache), headers, delay_s, trickle_s)
         message = entry.get("message") or {
             429: "Number of request tokens has exceeded your per-minute rate limit",
             529: "Overloaded",
@@ -344,8 +526,15 @@ class StubAnthropicServer:
     same for a stub in another process.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0) -> None:
-        self.state = StubState(latency_s)
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_s: float = 0.0,
+        min_cache_tokens: int = MIN_CACHE_TOKENS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = StubState(latency_s, min_cache_tokens, clock)
         self._httpd = _StubHTTPServer((host, port), self.state)
         self.host = host
         self.port: int = self._httpd.server_address[1]
@@ -393,9 +582,11 @@ class StubAnthropicServer:
         self.stop()
 
 
-def serve(host: str, port: int, latency_s: float = 0.0) -> None:
+def serve(
+    host: str, port: int, latency_s: float = 0.0, min_cache_tokens: int = MIN_CACHE_TOKENS
+) -> None:
     """Run the stub in the foreground until Ctrl-C (``agentyard stub-anthropic``)."""
-    server = StubAnthropicServer(host, port, latency_s)
+    server = StubAnthropicServer(host, port, latency_s, min_cache_tokens)
     print(f"stub Anthropic API on {server.base_url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     try:
         server.serve_forever()

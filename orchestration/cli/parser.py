@@ -258,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     stub.add_argument(
         "--latency", type=arguments.seconds, default=0.0, help="seconds per response, 0 or more"
     )
+    stub.add_argument(
+        "--min-cache-tokens",
+        type=int,
+        default=1024,
+        help="the shortest prefix its prompt cache keeps, in tokens (1024)",
+    )
     stub.set_defaults(func=tools.stub_anthropic)
 
     demo = commands.add_parser("demo", help="run the example team end to end, no servers needed")

@@ -19,7 +19,7 @@ def migrate(_args: argparse.Namespace) -> ExitCode:
 def stub_anthropic(args: argparse.Namespace) -> ExitCode:
     from workers.stub_anthropic import serve
 
-    serve(args.host, args.port, latency_s=args.latency)
+    serve(args.host, args.port, latency_s=args.latency, min_cache_tokens=args.min_cache_tokens)
     return ExitCode.OK
 
 

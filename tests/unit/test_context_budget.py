@@ -120,9 +120,7 @@ def test_earlier_steps_are_summarized_oldest_first_once_their_text_no_longer_fit
     assert _tokens(script, step) <= 9_000
 
 
-def test_a_loop_agent_with_a_budget_sees_its_earlier_iterations_and_fits_after_20_of_them() -> (
-    None
-):
+def test_a_loop_agent_with_a_budget_fits_after_20_iterations_and_sees_its_last_ones() -> None:
     writer = Agent(id="writer", model="offline:echo", context_tokens=32_000)
     script = Scripted.of(
         ["researcher", loop(["writer", "critic"], max_iterations=20, on_limit="best")],

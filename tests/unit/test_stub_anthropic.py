@@ -212,6 +212,9 @@ def test_stats_count_calls_by_status(stub: StubAnthropicServer) -> None:
         "by_status": {"200": 2, "429": 2, "529": 1},
         "scripted_left": 0,
         "by_request": {},
+        "count_tokens_calls": 0,
+        "cache_reads": 0,
+        "cache_writes": 0,
     }
 
 
@@ -244,6 +247,9 @@ def test_the_script_stats_and_reset_are_controlled_over_http(stub: StubAnthropic
         "by_status": {},
         "scripted_left": 0,
         "by_request": {},
+        "count_tokens_calls": 0,
+        "cache_reads": 0,
+        "cache_writes": 0,
     }
 
 
@@ -284,3 +290,244 @@ def test_stopping_does_not_wait_out_a_scripted_delay() -> None:
 
     # Then it stops at once
     assert time.monotonic() - started < 5
+
+
+# -- prompt caching and token counting -------------------------------------------------------------
+
+
+class Clock:
+    """Monotonic seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def cached_stub(clock: Clock) -> Iterator[StubAnthropicServer]:
+    """A stub that caches prefixes of 10 tokens or more, on the test's clock."""
+    with StubAnthropicServer(min_cache_tokens=10, clock=clock) as server:
+        yield server
+
+
+def block(text: str, ttl: str | None = None) -> dict[str, Any]:
+    """A text block that ends a cache breakpoint (with the TTL given, if one is)."""
+    control = {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
+    return {"type": "text", "text": text, "cache_control": control}
+
+
+SYSTEM_80 = "s" * 80  # 20 tokens
+PREAMBLE_40 = "p" * 40  # 10 tokens
+
+
+def cached_request(question: str = "q" * 8, system_ttl: str | None = None) -> dict[str, Any]:
+    return {
+        **REQUEST,
+        "system": [block(SYSTEM_80, system_ttl)],
+        "messages": [
+            {"role": "user", "content": [block(PREAMBLE_40), {"type": "text", "text": question}]}
+        ],
+    }
+
+
+def usage_of(stub: StubAnthropicServer, body: dict[str, Any]) -> dict[str, Any]:
+    status, _, reply = messages(stub, body)
+    assert status == 200, reply
+    usage: dict[str, Any] = reply["usage"]
+    return usage
+
+
+def test_count_tokens_answers_what_a_messages_call_bills_in_all(
+    cached_stub: StubAnthropicServer,
+) -> None:
+    body = cached_request()
+
+    status, _, counted = call(cached_stub, "POST", "/v1/messages/count_tokens", body, HEADERS)
+    usage = usage_of(cached_stub, body)
+
+    assert status == 200
+    assert counted == {"input_tokens": 20 + 10 + 2}
+    assert usage["input_tokens"] == 2
+    assert usage["cache_creation_input_tokens"] == 30
+    assert cached_stub.stats()["count_tokens_calls"] == 1
+
+
+def test_count_tokens_needs_no_max_tokens_and_takes_a_query_string(
+    stub: StubAnthropicServer,
+) -> None:
+    body = {k: v for k, v in REQUEST.items() if k != "max_tokens"}
+
+    status, _, counted = call(stub, "POST", "/v1/messages/count_tokens?beta=true", body, HEADERS)
+
+    assert (status, counted) == (
+        200,
+        {"input_tokens": -(-len("You are terse.What is the capital of France?") // 4)},
+    )
+
+
+@pytest.mark.parametrize("missing", ["model", "messages"])
+def test_count_tokens_refuses_a_request_missing_a_required_field(
+    stub: StubAnthropicServer, missing: str
+) -> None:
+    body = {k: v for k, v in REQUEST.items() if k != missing}
+
+    status, _, reply = call(stub, "POST", "/v1/messages/count_tokens", body, HEADERS)
+
+    assert (status, reply["error"]["type"]) == (400, "invalid_request_error")
+    assert reply["error"]["message"] == f"{missing}: Field required"
+
+
+def test_count_tokens_checks_credentials_and_consumes_no_script_entry(
+    stub: StubAnthropicServer,
+) -> None:
+    stub.script([{"status": 529}])
+
+    unauthenticated = call(
+        stub, "POST", "/v1/messages/count_tokens", REQUEST, {"anthropic-version": "2023-06-01"}
+    )
+    unversioned = call(stub, "POST", "/v1/messages/count_tokens", REQUEST, {"x-api-key": "k"})
+    counted = call(stub, "POST", "/v1/messages/count_tokens", REQUEST, HEADERS)
+
+    assert [unauthenticated[0], unversioned[0], counted[0]] == [401, 400, 200]
+    assert messages(stub)[0] == 529
+    assert stub.stats()["count_tokens_calls"] == 3
+    assert stub.stats()["calls"] == 1
+
+
+def test_a_repeated_prefix_is_read_from_the_cache_and_the_rest_is_input(
+    cached_stub: StubAnthropicServer,
+) -> None:
+    # Given a first call that wrote its system prompt and preamble
+    first = usage_of(cached_stub, cached_request("q" * 8))
+
+    # When a second call shares both and asks something longer
+    second = usage_of(cached_stub, cached_request("q" * 40))
+
+    # Then it reads the longest breakpoint prefix, and its question is plain input
+    assert (first["cache_creation_input_tokens"], first["cache_read_input_tokens"]) == (30, 0)
+    assert first["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 30,
+        "ephemeral_1h_input_tokens": 0,
+    }
+    assert (second["cache_creation_input_tokens"], second["cache_read_input_tokens"]) == (0, 30)
+    assert second["input_tokens"] == 10
+    assert cached_stub.stats()["cache_writes"] == 1
+    assert cached_stub.stats()["cache_reads"] == 1
+
+
+def test_a_one_hour_breakpoint_is_reported_as_such_and_outlives_five_minutes(
+    cached_stub: StubAnthropicServer, clock: Clock
+) -> None:
+    # Given a 1-hour system prompt breakpoint before a 5-minute preamble breakpoint
+    first = usage_of(cached_stub, cached_request(system_ttl="1h"))
+
+    # When a call comes ten minutes later
+    clock.now += 10 * 60
+    later = usage_of(cached_stub, cached_request(system_ttl="1h"))
+
+    # Then the first call's writes were split by TTL, and only the 1-hour prefix is left to read
+    assert first["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 10,
+        "ephemeral_1h_input_tokens": 20,
+    }
+    assert later["cache_read_input_tokens"] == 20
+    assert later["cache_creation_input_tokens"] == 10
+    assert later["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 10,
+        "ephemeral_1h_input_tokens": 0,
+    }
+
+
+def test_a_read_refreshes_the_entry_it_read(cached_stub: StubAnthropicServer, clock: Clock) -> None:
+    usage_of(cached_stub, cached_request())
+    for _ in range(3):  # each four minutes after the last: twelve in all, the entry kept alive
+        clock.now += 4 * 60
+        assert usage_of(cached_stub, cached_request())["cache_read_input_tokens"] == 30
+
+
+def test_the_cache_is_per_model(cached_stub: StubAnthropicServer) -> None:
+    usage_of(cached_stub, cached_request())
+
+    other = usage_of(cached_stub, {**cached_request(), "model": "claude-other"})
+
+    assert (other["cache_creation_input_tokens"], other["cache_read_input_tokens"]) == (30, 0)
+
+
+def test_a_different_system_prompt_misses_the_preamble_prefix_too(
+    cached_stub: StubAnthropicServer,
+) -> None:
+    usage_of(cached_stub, cached_request())
+
+    other = usage_of(cached_stub, {**cached_request(), "system": [block("t" * 80)]})
+
+    assert (other["cache_creation_input_tokens"], other["cache_read_input_tokens"]) == (30, 0)
+
+
+def test_a_failed_call_neither_writes_nor_reads_the_cache(
+    cached_stub: StubAnthropicServer,
+) -> None:
+    cached_stub.script([{"status": 529}])
+    assert messages(cached_stub, cached_request())[0] == 529
+
+    first = usage_of(cached_stub, cached_request())
+
+    assert first["cache_creation_input_tokens"] == 30
+    assert cached_stub.stats()["cache_writes"] == 1
+
+
+def test_scripted_usage_overrides_what_the_cache_did_which_still_happens(
+    cached_stub: StubAnthropicServer,
+) -> None:
+    cached_stub.script([{"cache_creation_input_tokens": 7, "input_tokens": 3}])
+
+    scripted = usage_of(cached_stub, cached_request())
+    after = usage_of(cached_stub, cached_request())
+
+    assert (scripted["input_tokens"], scripted["cache_creation_input_tokens"]) == (3, 7)
+    assert scripted["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 7,
+        "ephemeral_1h_input_tokens": 0,
+    }
+    assert after["cache_read_input_tokens"] == 30
+
+
+def test_reset_empties_the_cache(cached_stub: StubAnthropicServer) -> None:
+    usage_of(cached_stub, cached_request())
+    call(cached_stub, "POST", "/_stub/reset", {})
+
+    again = usage_of(cached_stub, cached_request())
+
+    assert (again["cache_creation_input_tokens"], again["cache_read_input_tokens"]) == (30, 0)
+
+
+def test_a_prefix_under_the_default_minimum_is_not_cached(stub: StubAnthropicServer) -> None:
+    usage_of(stub, cached_request())
+
+    usage = usage_of(stub, cached_request())
+
+    assert (usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"]) == (0, 0)
+    assert usage["input_tokens"] == 32
+
+
+def test_more_than_four_breakpoints_are_refused_like_the_real_api(
+    cached_stub: StubAnthropicServer,
+) -> None:
+    cached_stub.script([{"status": 529}])
+    body = {
+        **REQUEST,
+        "system": [block("a" * 40), block("b" * 40)],
+        "messages": [{"role": "user", "content": [block("c"), block("d"), block("e")]}],
+    }
+
+    status, _, reply = messages(cached_stub, body)
+
+    assert (status, reply["error"]["type"]) == (400, "invalid_request_error")
+    assert "maximum of 4 blocks with cache_control" in reply["error"]["message"]
+    assert messages(cached_stub)[0] == 529  # the refused call consumed no script entry

@@ -42,7 +42,8 @@ from workers.providers.base import (
 )
 
 if TYPE_CHECKING:
-    from anthropic.types import Message, MessageParam
+    from anthropic import Omit
+    from anthropic.types import Message, MessageParam, TextBlockParam
 
     from storage.settings import Settings
 
@@ -102,24 +103,40 @@ class AnthropicProvider:
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         """Make one call. Raises ``ProviderError`` subclasses on failure; never retries."""
-        messages = [_message_param(m) for m in request.messages]
+        system, messages = _prompt(request)
         client = self._client(request.timeout_s)
         try:
             with wire_deadline.wire_clock(request.timeout_s) as clock:
                 message = client.messages.create(
                     model=request.model,
                     max_tokens=request.max_tokens,
-                    # No system prompt is left out rather than sent as an empty string.
-                    system=request.system or anthropic.omit,
+                    system=system,
                     messages=messages,
-                    extra_headers={REQUEST_KEY_HEADER: request.request_key}
-                    if request.request_key
-                    else None,
+                    extra_headers=_headers(request),
                 )
         except anthropic.APIError as exc:
             # `from None`: the SDK's exception holds the request, and the request holds the key.
             raise self._translate(exc, request) from None
         return _response(message, clock.wire_s)
+
+    def count_tokens(self, request: ModelRequest) -> int:
+        """The input tokens ``request`` would be billed for in all (plain input, cache writes and
+        cache reads together), as the API counts them; nothing is generated. The prompt is sent
+        exactly as ``complete`` sends it. Raises ``ProviderError`` subclasses on failure, as
+        ``complete`` does; never retries."""
+        system, messages = _prompt(request)
+        client = self._client(request.timeout_s)
+        try:
+            with wire_deadline.wire_clock(request.timeout_s):
+                counted = client.messages.count_tokens(
+                    model=request.model,
+                    system=system,
+                    messages=messages,
+                    extra_headers=_headers(request),
+                )
+        except anthropic.APIError as exc:
+            raise self._translate(exc, request) from None
+        return counted.input_tokens
 
     def warm(self, timeouts: set[float]) -> None:
         """Build now what the first calls with these timeouts would build: the SDK's clients,
@@ -248,11 +265,50 @@ def _is_spend_limit(exc: anthropic.APIStatusError) -> bool:
     return any(phrase in message for phrase in SPEND_LIMIT_PHRASES)
 
 
-def _message_param(message: ChatMessage) -> MessageParam:
+def _prompt(request: ModelRequest) -> tuple[str | list[TextBlockParam] | Omit, list[MessageParam]]:
+    """The system prompt and the messages as the API takes them, for every kind of call.
+
+    With ``request.cache``, the system prompt is one text block ending the first cache
+    breakpoint; the preamble, when there is one, is the first block of the first user turn and
+    ends the second. An empty system prompt is left out rather than sent as an empty string.
+    """
+    system: str | list[TextBlockParam] | Omit = request.system or anthropic.omit
+    if request.cache and request.system:
+        system = [_text_block(request.system, cache=True)]
+    if not request.preamble:
+        return system, [_message_param(m) for m in request.messages]
+    preamble = _text_block(request.preamble, cache=request.cache)
+    first_user = next((i for i, m in enumerate(request.messages) if m.role == "user"), None)
+    if first_user is None:  # no user turn to open: the preamble is one of its own, first
+        return system, [
+            {"role": "user", "content": [preamble]},
+            *(_message_param(m) for m in request.messages),
+        ]
+    return system, [
+        _message_param(m, preamble if i == first_user else None)
+        for i, m in enumerate(request.messages)
+    ]
+
+
+def _text_block(text: str, *, cache: bool) -> TextBlockParam:
+    if cache:
+        return {"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}
+    return {"type": "text", "text": text}
+
+
+def _message_param(message: ChatMessage, preamble: TextBlockParam | None = None) -> MessageParam:
     # Spelled out per role: the SDK's MessageParam is a union of TypedDicts told apart by role.
     if message.role == "user":
-        return {"role": "user", "content": message.content}
+        if preamble is None:
+            return {"role": "user", "content": message.content}
+        # The API refuses an empty text block: a turn with no content of its own is the preamble.
+        rest = [_text_block(message.content, cache=False)] if message.content else []
+        return {"role": "user", "content": [preamble, *rest]}
     return {"role": "assistant", "content": message.content}
+
+
+def _headers(request: ModelRequest) -> dict[str, str] | None:
+    return {REQUEST_KEY_HEADER: request.request_key} if request.request_key else None
 
 
 def rehearse_sdk_call() -> None:

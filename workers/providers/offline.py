@@ -118,12 +118,27 @@ def _read_through_marks(task: str) -> str:
     return _DATA_BLOCK.sub(lambda match: match.group(2).replace("\u02c6", " "), task)
 
 
-def _compose(request: ModelRequest) -> str:
-    """A short, deterministic answer shaped by the agent's role and the task (read as it was
-    before it was marked as data: the same task gets the same answer, whatever its marks)."""
+def _turns(request: ModelRequest) -> list[list[str]]:
+    """Each turn's text, in the parts it was sent in: the preamble is the first part of the first
+    user turn (a user turn of its own, first, when there is none)."""
+    turns = [[m.content] for m in request.messages]
+    if request.preamble:
+        first_user = next((i for i, m in enumerate(request.messages) if m.role == "user"), None)
+        if first_user is None:
+            turns.insert(0, [request.preamble])
+        else:
+            content = request.messages[first_user].content
+            turns[first_user] = [request.preamble, content] if content else [request.preamble]
+    return turns
+
+
+def _compose(request: ModelRequest, turns: list[list[str]]) -> str:
+    """A short, deterministic answer shaped by the agent's role and the task, the last turn (read
+    as it was before it was marked as data: the same task gets the same answer, whatever its
+    marks)."""
     system = _SYSTEM_NOTE.sub("", request.system).strip()
     role = re.split(r"(?<=[.!?])\s", system, maxsplit=1)[0][:100] or "Assistant."
-    task = _read_through_marks(request.messages[-1].content) if request.messages else ""
+    task = "\n\n".join(_read_through_marks(part) for part in turns[-1]) if turns else ""
     topic_match = re.search(r"Request:\n(.+?)(?:\n\n|$)", task, re.S)
     topic = _fold(topic_match.group(1) if topic_match else task)[:120] or "the task"
     previous = re.search(r"Output of the previous step \(([\w-]+)\):\n(.*)", task, re.S)
@@ -154,15 +169,16 @@ class OfflineProvider:
                 status={"rate_limited": 429, "overloaded": 529, "rejected": 400}.get(model.failure),
                 retry_after_s=0.05 if model.failure == "rate_limited" else None,
             )
-        text = _compose(request)
+        turns = _turns(request)
+        text = _compose(request, turns)
         limit = request.max_tokens * _CHARS_PER_TOKEN
         stop_reason = "end_turn"
         if len(text) > limit:
             text, stop_reason = text[:limit], "max_tokens"
-        prompt_chars = len(request.system) + sum(len(m.content) for m in request.messages)
+        prompt_chars = len(request.system) + sum(len(part) for turn in turns for part in turn)
         usage = Usage(
             input_tokens=math.ceil(prompt_chars / _CHARS_PER_TOKEN)
-            + _TOKENS_PER_MESSAGE * (len(request.messages) + 1),
+            + _TOKENS_PER_MESSAGE * (len(turns) + 1),
             output_tokens=_tokens(text),
         )
         return ModelResponse(
