@@ -19,6 +19,7 @@ from orchestration.workflow.checks import schema_instructions
 from workers.providers.base import ChatMessage, ModelRequest
 
 HISTORY_EXCHANGES = 5
+Shown = Literal["extract", "full", "summary"]
 SUMMARY_CHARS_PER_STEP = 300
 
 
@@ -41,7 +42,7 @@ class EarlierStep:
     source: str = ""  # where its output came from, as a data block says it
     # how a prompt shows it: its first sentences, its full text, or not at all (the run's
     # summary, before the prompt, covers it)
-    shown: Literal["extract", "full", "summary"] = "extract"
+    shown: Shown = "extract"
 
     @property
     def title(self) -> str:
@@ -122,6 +123,43 @@ def compose(
     if spotlight is not None:
         parts.insert(0, spotlight.note)
     return "\n\n".join(parts)
+
+
+SUMMARY_TASK = (
+    "Write a summary of the earlier steps of this run below, for the agents that carry it on: "
+    "the key decisions and facts, what was found and what is still open. Keep names, figures "
+    "and sources exact; leave out what will not matter later. Answer with the summary alone."
+)
+
+
+def summary_prompt(
+    workflow_input: str,
+    earlier: list[EarlierStep],
+    spotlight: Spotlight,
+    previous: str | None = None,
+    previous_source: str = "",
+) -> str:
+    """The prompt of a summarizer's step: the task, the request, the summary so far (if there
+    is one: the new summary takes it on), and the full text of the ``earlier`` steps it adds,
+    every piece from outside marked as data."""
+    parts = [spotlight.note, SUMMARY_TASK]
+    parts.append(f"Request:\n{spotlight.data(workflow_input, WORKFLOW_INPUT)}")
+    if previous is not None:
+        parts.append(f"The summary so far:\n{spotlight.data(previous, previous_source)}")
+    lines = "\n".join(
+        f"- {s.title}:\n{spotlight.data(s.output, s.source or s.title)}" for s in earlier
+    )
+    parts.append(f"Earlier steps to summarize:\n{lines}")
+    return "\n\n".join(parts)
+
+
+def preamble(summary: str, summary_id: str, summarizer: str, covered: list[str]) -> str:
+    """The run's summary as a prompt opens with it, before the agent's exchanges: marked as
+    data with delimiters of its own (the same for every step that reads this summary, so that
+    it stays a cacheable prefix)."""
+    spotlight = Spotlight.kept(summary_id)
+    source = f"summary by {summarizer} of {', '.join(covered)}"
+    return f"{spotlight.note}\n\nSummary of the earlier steps:\n{spotlight.data(summary, source)}"
 
 
 def build_messages(history: list[Exchange], prompt: str) -> tuple[ChatMessage, ...]:

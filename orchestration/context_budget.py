@@ -19,7 +19,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -104,15 +104,14 @@ class Layout:
     summarized: int = 0
 
 
-def layouts(exchanges: int, earlier: int) -> Iterator[Layout]:
-    """The layouts to try, most complete first: every exchange and every earlier step in full;
-    then the oldest exchanges left out, one by one; then the earlier steps summarized, oldest
-    first, one by one."""
-    yield Layout()
-    for dropped in range(1, exchanges + 1):
-        yield Layout(dropped, 0)
-    for summarized in range(1, earlier + 1):
-        yield Layout(exchanges, summarized)
+def layouts(exchanges: int, earlier: int, summarized: int = 0) -> Iterator[Layout]:
+    """The layouts to try, most complete first: every exchange, and every earlier step in full
+    but the first ``summarized``; then the oldest exchanges left out, one by one; then more of
+    the earlier steps summarized, oldest first, one by one."""
+    for dropped in range(exchanges + 1):
+        yield Layout(dropped, summarized)
+    for more in range(summarized + 1, earlier + 1):
+        yield Layout(exchanges, more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,21 +126,21 @@ class Fitted:
 def fit(
     agent_id: str,
     limit: int,
-    exchanges: int,
-    earlier: int,
+    candidates: Iterable[Layout],
     build: Callable[[Layout], ModelRequest],
     counter: TokenCounter,
 ) -> Fitted:
-    """The first of ``layouts`` whose request (``build``) fits ``limit`` tokens, as ``counter``
-    counts them; ``ContextTooLarge`` if none does."""
+    """The first of the ``candidates`` (``layouts``, most complete first) whose request
+    (``build``) fits ``limit`` tokens, as ``counter`` counts them; ``ContextTooLarge`` if none
+    does."""
     smallest: Fitted | None = None
-    for layout in layouts(exchanges, earlier):
+    for layout in candidates:
         request = build(layout)
         tokens = counter.count(request, limit)
         if tokens <= limit:
             return Fitted(layout, request, tokens)
         smallest = Fitted(layout, request, tokens)
-    assert smallest is not None  # layouts() yields at least one
+    assert smallest is not None, "no layout to try"
     raise ContextTooLarge(
         f"{ContextTooLarge.__name__}: the input of a call to agent {agent_id!r} needs "
         f"{smallest.tokens} tokens with no earlier exchange and every earlier step summarized, "

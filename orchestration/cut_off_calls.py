@@ -45,6 +45,7 @@ class CutOff:
     agent_id: str  # the agent that ran it (a fallback, once one took over)
     prompt: str | None
     history: list[list[str]] | None
+    preamble: str | None = None
 
     @property
     def call_id(self) -> str:
@@ -73,7 +74,7 @@ class CutOffCalls:
         if agent is None:
             log.warning("cost.cut_off_call_of_unknown_agent", agent_id=call.agent_id)
             return None
-        request = model_request(agent, call.prompt, call.history, call.call_id)
+        request = model_request(agent, call.prompt, call.history, call.call_id, call.preamble)
         caps = caps_for(
             agent, self._team.workflows.get(call.workflow), call.workflow_id, call.run_budget_micro
         )

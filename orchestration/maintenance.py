@@ -125,6 +125,7 @@ class Maintenance:
             agent_id=step.ran_by or step.agent_id,
             prompt=step.prompt,
             history=step.history,
+            preamble=step.preamble,
         )
 
     def _recover_lost_requests(self) -> int:

@@ -188,6 +188,12 @@ class StepRow(SQLModel, table=True):
         sa_column=Column(JSON(none_as_null=True)),
         description="The agent's earlier exchanges in this run, [prompt, answer], sent first.",
     )
+    preamble: str | None = Field(
+        default=None,
+        sa_column=Column(Text),
+        description="The run's summary of earlier steps (marked as data), sent before its "
+        "history: written by the workflow's summarizer once their text no longer fitted.",
+    )
     output: str | None = Field(default=None, sa_column=Column(Text))
     data: Any = Field(
         default=None,

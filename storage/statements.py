@@ -60,7 +60,13 @@ CLAIM_STEP = (
         lease_until=bindparam("lease_until"),
         claim_token=bindparam("claim_token"),
     )
-    .returning(steps.c.prompt, steps.c.history, steps.c.agent_id, steps.c.parent_step_id)
+    .returning(
+        steps.c.prompt,
+        steps.c.history,
+        steps.c.preamble,
+        steps.c.agent_id,
+        steps.c.parent_step_id,
+    )
 )
 
 # What the coordinator's interpreter reads of a step, and what it may change
@@ -74,6 +80,7 @@ PLANNED_STEP_COLUMNS = (
     "request_id",
     "prompt",
     "history",
+    "preamble",
     "due_at",
     "lease_until",
     "dispatched_at",
@@ -299,14 +306,22 @@ UNSETTLED_STEPS = (
     )
     .order_by(steps.c.position)
 )
+# A summarizer's step (its node ends in "~summary") is the run's own, not one of its nodes'.
+_A_NODES_STEP = or_(steps.c.node.is_(None), steps.c.node.not_like("%~summary"))
 LAST_OUTPUT = (
     select(steps.c.output)
-    .where(steps.c.workflow_id == bindparam("w_id"), steps.c.status == StepStatus.SUCCEEDED.value)
+    .where(
+        steps.c.workflow_id == bindparam("w_id"),
+        steps.c.status == StepStatus.SUCCEEDED.value,
+        _A_NODES_STEP,
+    )
     .order_by(steps.c.position.desc())
     .limit(1)
 )
 STEPS_DONE = select(func.count()).where(
-    steps.c.workflow_id == bindparam("w_id"), steps.c.status == StepStatus.SUCCEEDED.value
+    steps.c.workflow_id == bindparam("w_id"),
+    steps.c.status == StepStatus.SUCCEEDED.value,
+    _A_NODES_STEP,
 )
 NEXT_POSITION = select(func.coalesce(func.max(steps.c.position), -1) + 1).where(
     steps.c.workflow_id == bindparam("w_id")

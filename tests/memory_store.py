@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from orchestration.workflow.state import FrameState, NodeRunState, StepState
+from orchestration.workflow.state import FrameState, NodeRunState, StepState, is_summary
 from orchestration.workflow.store import State
 
 
@@ -53,11 +53,11 @@ class MemoryStore:
         return [step for step in self.steps if step.status in ("attempt_failed", "pending")]
 
     def last_output(self) -> str | None:
-        done = [step for step in self.steps if step.status == "succeeded"]
+        done = [s for s in self.steps if s.status == "succeeded" and not is_summary(s.node)]
         return max(done, key=lambda step: step.position).output if done else None
 
     def steps_done(self) -> int:
-        return sum(step.status == "succeeded" for step in self.steps)
+        return sum(s.status == "succeeded" and not is_summary(s.node) for s in self.steps)
 
     def facts(self) -> list[str]:
         return self.given_facts

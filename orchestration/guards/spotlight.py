@@ -10,6 +10,7 @@ for the provider's cache).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ class Spotlight:
     @classmethod
     def drawn(cls) -> Spotlight:
         return cls(f"data-{secrets.token_hex(3)}")
+
+    @classmethod
+    def kept(cls, seed: str) -> Spotlight:
+        """Delimiters derived from ``seed`` (the id of the step whose output they mark, which
+        that text could not know): the same in every prompt that carries the same text, so
+        that it stays a prefix the provider's cache can keep."""
+        return cls(f"data-{hashlib.sha256(seed.encode()).hexdigest()[:6]}")
 
     def mark(self, text: str, source: str) -> str:
         """``text`` (from ``source``, e.g. "workflow input") as a data block."""

@@ -68,7 +68,7 @@ class Claims:
         if row is None:
             return None
         call_id = f"{step_id}:{attempt}"
-        request = model_request(agent, row.prompt, row.history, call_id)
+        request = model_request(agent, row.prompt, row.history, call_id, row.preamble)
         this = Attempt(
             message=message,
             step_id=step_id,

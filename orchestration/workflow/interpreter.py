@@ -32,11 +32,14 @@ from orchestration.context import (
     HISTORY_EXCHANGES,
     SUMMARY_CHARS_PER_STEP,
     EarlierStep,
+    Shown,
     compose,
     handed_on,
     model_request,
+    preamble,
+    summary_prompt,
 )
-from orchestration.context_budget import Layout, fit
+from orchestration.context_budget import Fitted, Layout, fit, layouts
 from orchestration.guards.detect import Action as FindingAction
 from orchestration.guards.provenance import WORKFLOW_INPUT, Provenance, step_source
 from orchestration.guards.spotlight import Spotlight
@@ -92,8 +95,10 @@ from orchestration.workflow.state import (
     StepContext,
     StepState,
     frames_of_scope,
+    is_summary,
     parent_scope,
     scope_of,
+    summary_node,
 )
 from orchestration.workflow.store import Store
 from storage.errors import ContextTooLarge, InjectionSuspected, ValidationFailed
@@ -119,7 +124,8 @@ class Interpreter:
         self._lineages: dict[tuple[str, str], list[Earlier]] = {}
         self._fresh: set[str] = set()  # frames started by this decision: no step made in them yet
         self._starting = False
-        self._contexts: dict[tuple[str, str, str, Handoff], StepContext] = {}
+        self._contexts: dict[tuple[str, str, str, Handoff, bool], StepContext | None] = {}
+        self._summary_read: StepState | None = None  # the summary the step just filled reads
 
     # -- the events ------------------------------------------------------------------------------
 
@@ -147,6 +153,9 @@ class Interpreter:
     # -- steps -----------------------------------------------------------------------------------
 
     def _settle(self, step: StepState) -> None:
+        if is_summary(step.node):
+            self._settle_summary(step)
+            return
         if step.status == StepStatus.ATTEMPT_FAILED.value:
             agent = step.agent
             after_failed_attempt(step, self.now, self.rules, self.plan)
@@ -386,10 +395,15 @@ class Interpreter:
         step = self._step_for(node.name, node.agent, scope)
         step.parent_step_id = given.source if _step_in(lineage, given.source) else None
         source = self._given_source(given, lineage)
+        self._summary_read = None
         if not self._filled(step, given, lineage):
             return
         step.provenance = self._provenance(step, given, lineage, source)
         pieces = [(given.text, source)]
+        summary = self._summary_read
+        if summary is not None:  # what the summarizer wrote, new to a prompt
+            step.provenance.append(Provenance(_source_of(summary)).to_json())
+            pieces.append((summary.output or "", _source_of(summary)))
         if self._starting and given.label:  # the request is in its prompt too, for the first time
             pieces.append((self.run.input, WORKFLOW_INPUT))
         self._send(step, pieces)
@@ -468,17 +482,26 @@ class Interpreter:
         step.finished_at = self.now
         return False
 
-    def _filled(self, step: StepState, given: Handoff, lineage: list[Earlier]) -> bool:
+    def _filled(
+        self, step: StepState, given: Handoff, lineage: list[Earlier], may_wait: bool = True
+    ) -> bool:
         """Compose ``step``'s prompt and history for its current agent, given ``given`` after
-        ``lineage``. False: they cannot fit the agent's ``context_tokens``, and the step (with
-        its node) failed before any call."""
+        ``lineage``. False: they cannot fit the agent's ``context_tokens`` (the step, with its
+        node, failed before any call), or the step waits for the run's summary."""
         source = self._given_source(given, lineage)
         try:
-            context = self._context(_node_of(step), step.agent, step.scope, given, lineage, source)
+            context = self._context(
+                _node_of(step), step.agent, step.scope, given, lineage, source, may_wait
+            )
         except ContextTooLarge as error:
             self._fail_before_call(step, CONTEXT_TOO_LARGE, str(error))
             return False
-        step.prompt, step.history = context.prompt, context.history
+        if context is None:  # it waits for the run's summary: made again once that is done
+            self.store.changed(step)
+            return False
+        step.prompt, step.history, step.preamble = context.prompt, context.history, context.preamble
+        if context.summary is not None:
+            self._summary_read = context.summary
         return True
 
     def _refilled(self, step: StepState) -> bool:
@@ -491,7 +514,7 @@ class Interpreter:
             step.history = self._exchanges(step.agent, step.scope, lineage) or None
             given = self._given_for(step, place)
             if given is not None and not self._fitted_exchanges(step):
-                return self._filled(step, given, lineage)
+                return self._filled(step, given, lineage, may_wait=False)
         return self._within_budget(step)
 
     def _within_budget(self, step: StepState) -> bool:
@@ -516,8 +539,7 @@ class Interpreter:
             fitted = fit(
                 agent.id,
                 agent.context_tokens,
-                len(history),
-                0,
+                layouts(len(history), 0),
                 lambda layout: model_request(agent, step.prompt, history[layout.dropped :], "fit"),
                 self.rules.counter,
             )
@@ -533,7 +555,10 @@ class Interpreter:
         step.error_kind, step.error = kind, error
         step.finished_at = self.now
         self.store.changed(step)
-        self._node_failed(_node_of(step), step.scope, failure_of(step))
+        if is_summary(step.node):
+            self._settle_summary(step)
+        else:
+            self._node_failed(_node_of(step), step.scope, failure_of(step))
 
     def _context(
         self,
@@ -543,31 +568,33 @@ class Interpreter:
         given: Handoff,
         lineage: list[Earlier],
         source: str,
-    ) -> StepContext:
+        may_wait: bool = True,
+    ) -> StepContext | None:
         """The prompt and exchanges of ``node``'s step in ``scope`` for ``agent``, given
         ``given`` after ``lineage``: every piece from outside (the request, earlier outputs,
         what it is given) neutralized and marked as data, with where it came from; fitted to the
-        agent's ``context_tokens`` (``ContextTooLarge`` if it cannot be). Composed once per
+        agent's ``context_tokens`` (``ContextTooLarge`` if it cannot be): earlier steps left to
+        the run's summary when they no longer fit, and None while that summary is being written
+        (unless not ``may_wait``: then their first sentences stand in). Composed once per
         decision: the budget's estimate of a branch and the branch's step read the same one."""
-        key = (scope, node, agent, given)
+        key = (scope, node, agent, given, may_wait)
         if key not in self._contexts:
-            self._contexts[key] = self._composed(agent, scope, given, lineage, source)
+            self._contexts[key] = self._composed(agent, scope, given, lineage, source, may_wait)
         return self._contexts[key]
 
     def _composed(
-        self, agent_id: str, scope: str, given: Handoff, lineage: list[Earlier], source: str
-    ) -> StepContext:
-        older = [
-            EarlierStep(
-                position=e.position if isinstance(e, StepState) else 0,
-                agent_id=e.agent if isinstance(e, StepState) else e.node,
-                output=e.output or "",
-                label=None if isinstance(e, StepState) else f"{e.node} ({e.kind})",
-                source=_source_of(e),
-            )
-            for e in lineage
-            if e.id != given.source
-        ]
+        self,
+        agent_id: str,
+        scope: str,
+        given: Handoff,
+        lineage: list[Earlier],
+        source: str,
+        may_wait: bool = True,
+    ) -> StepContext | None:
+        """The prompt and exchanges of a step (see ``_context``); None: it waits for the run's
+        summary (``may_wait``), whose step was made, or is under way."""
+        earlier = [e for e in lineage if e.id != given.source]
+        older = [_as_earlier_step(e) for e in earlier]
         exchanges = self._exchanges(agent_id, scope, lineage)
         spotlight = Spotlight.drawn()
 
@@ -579,24 +606,129 @@ class Interpreter:
         agent = self.rules.team.agent(agent_id)
         if agent.context_tokens is None:  # no budget: the first sentences of earlier steps
             return StepContext(prompt(older), exchanges or None)
+        limit, counter = agent.context_tokens, self.rules.counter
 
-        def laid_out(layout: Layout) -> ModelRequest:
+        def laid_out(layout: Layout, summary: str = "", by_model: bool = False) -> ModelRequest:
+            cut: Shown = "summary" if by_model else "extract"
             shown = [
-                replace(e, shown="extract" if i < layout.summarized else "full")
+                replace(e, shown=cut if i < layout.summarized else "full")
                 for i, e in enumerate(older)
             ]
-            return model_request(agent, prompt(shown), exchanges[layout.dropped :], "fit")
+            history = exchanges[layout.dropped :]
+            return model_request(agent, prompt(shown), history, "fit", preamble=summary)
 
-        fitted = fit(
-            agent.id,
-            agent.context_tokens,
-            len(exchanges),
-            len(older),
-            laid_out,
-            self.rules.counter,
+        def context(fitted: Fitted, summary: StepState | None = None) -> StepContext:
+            history = exchanges[fitted.layout.dropped :] or None
+            text = fitted.request.messages[-1].content
+            return StepContext(text, history, fitted.request.preamble or None, summary)
+
+        summarizer = self.graph.summarizer
+        if summarizer is None or not may_wait or not older:
+            candidates = layouts(len(exchanges), len(older))
+            return context(fit(agent.id, limit, candidates, laid_out, counter))
+        try:  # the earlier steps in full, as many exchanges as fit
+            return context(fit(agent.id, limit, layouts(len(exchanges), 0), laid_out, counter))
+        except ContextTooLarge:
+            pass
+        summaries = self._summaries(earlier)
+        done = [(n, s) for n, s in summaries.items() if s.status == StepStatus.SUCCEEDED.value]
+        if done:  # the summary covering the most of them, and the rest in full
+            covers, summary = max(done, key=lambda found: found[0])
+            text = self._preamble(summary, earlier[:covers])
+            try:
+                fitted = fit(
+                    agent.id,
+                    limit,
+                    layouts(len(exchanges), covers, covers),
+                    lambda layout: laid_out(layout, text, by_model=True),
+                    counter,
+                )
+                if fitted.layout.summarized == covers:
+                    return context(fitted, summary)
+            except ContextTooLarge:
+                pass
+        # a summary of them all is needed: can the rest fit beside one?
+        everything = Layout(len(exchanges), len(older))
+        fit(agent.id, limit, [everything], lambda layout: laid_out(layout, by_model=True), counter)
+        latest = summaries.get(len(earlier))
+        if latest is None:
+            self._summarize(summarizer, earlier, done)
+        elif latest.status == StepStatus.SUCCEEDED.value:
+            raise ContextTooLarge(
+                f"{ContextTooLarge.__name__}: the input of a call to agent {agent.id!r} does not "
+                f"fit its context_tokens={limit} even with the summary of its earlier steps: "
+                "raise the agent's context_tokens, or ask the summarizer for a shorter summary"
+            )
+        elif latest.status == StepStatus.FAILED.value:
+            raise ContextTooLarge(
+                f"{ContextTooLarge.__name__}: the input of a call to agent {agent.id!r} needed "
+                f"the summary of its earlier steps, whose step failed: {latest.error}"
+            )
+        return None
+
+    # -- the run's summaries -----------------------------------------------------------------------
+
+    def _summaries(self, earlier: list[Earlier]) -> dict[int, StepState]:
+        """The summary steps made of the first ``n`` of ``earlier``, by ``n``."""
+        made = {
+            (s.scope, s.node): s
+            for s in self.store.steps_in(list(dict.fromkeys(e.scope for e in earlier)))
+            if is_summary(s.node)
+        }
+        found = {}
+        for n, e in enumerate(earlier, start=1):
+            summary = made.get((e.scope, summary_node(e.node or "")))
+            if summary is not None:
+                found[n] = summary
+        return found
+
+    def _summarize(
+        self, summarizer: str, earlier: list[Earlier], done: list[tuple[int, StepState]]
+    ) -> None:
+        """Make and send the summarizer's step for all of ``earlier``: it takes the latest
+        summary made (``done``) on with the steps after it. It sits in the frame of the last of
+        them, named after it, so every step that follows them finds it."""
+        covers, previous = max(done, key=lambda found: found[0]) if done else (0, None)
+        last = earlier[-1]
+        step = self._step_for(summary_node(last.node or ""), summarizer, last.scope)
+        spotlight = Spotlight.drawn()
+        step.prompt = summary_prompt(
+            self.run.input,
+            [_as_earlier_step(e) for e in earlier[covers:]],
+            spotlight,
+            previous.output if previous is not None else None,
+            _source_of(previous) if previous is not None else "",
         )
-        history = exchanges[fitted.layout.dropped :]
-        return StepContext(fitted.request.messages[-1].content, history or None)
+        step.history = None
+        sources = [WORKFLOW_INPUT, *(_source_of(e) for e in earlier[covers:])]
+        if previous is not None:
+            sources.append(_source_of(previous))
+        step.provenance = [Provenance(source).to_json() for source in dict.fromkeys(sources)]
+        self._event("summary.started", step_id=step.id, covers=len(earlier), agent=summarizer)
+        if self._within_budget(step):
+            dispatch(self.run, step, self.now, self.rules, self.plan)
+
+    def _preamble(self, summary: StepState, covered: list[Earlier]) -> str:
+        titles = [_as_earlier_step(e).title for e in covered]
+        return preamble(summary.output or "", summary.id, summary.agent, titles)
+
+    def _settle_summary(self, step: StepState) -> None:
+        """A summary step's attempt was recorded: retried, handed to a fallback, or (done, or
+        failed for good) the steps that waited for it are made again (with it, or failing)."""
+        if step.status == StepStatus.ATTEMPT_FAILED.value:
+            after_failed_attempt(step, self.now, self.rules, self.plan)
+            self.store.changed(step)
+        if step.status == StepStatus.PENDING.value and due(step, self.now):
+            dispatch(self.run, step, self.now, self.rules, self.plan)
+            self.store.changed(step)
+        elif step.status in (StepStatus.SUCCEEDED.value, StepStatus.FAILED.value):
+            self._event("summary.finished", step_id=step.id, status=step.status)
+            for waiting in self.store.unsettled_steps():
+                if WorkflowStatus(self.run.status).finished:
+                    return
+                made = waiting.status == StepStatus.PENDING.value and waiting.attempt == 0
+                if made and not is_summary(waiting.node):
+                    self._resume(waiting)
 
     @staticmethod
     def _given_source(given: Handoff, lineage: list[Earlier]) -> str:
@@ -853,10 +985,13 @@ class Interpreter:
             context = self._context(steps[0].name, first.id, frame.scope, given, lineage, source)
         except ContextTooLarge:  # its step will fail before any call: it costs nothing
             return 0
-        request = model_request(first, context.prompt, context.history, request_key="estimate")
-        total = team.prices.worst_case_micro(
-            first.model, input_tokens_bound(request), first.max_tokens
-        )
+        if context is None:  # it will wait for the run's summary, then fit its budget
+            input_tokens = first.context_tokens or 0
+        else:
+            input_tokens = input_tokens_bound(
+                model_request(first, context.prompt, context.history, "estimate", context.preamble)
+            )
+        total = team.prices.worst_case_micro(first.model, input_tokens, first.max_tokens)
         fixed = len(self.run.input.encode()) + SUMMARY_CHARS_PER_STEP * (len(lineage) + 1)
         previous = first.max_tokens
         for node in steps[1:]:
@@ -967,6 +1102,13 @@ class _NodeContext:
 
     def event(self, name: str, **fields: object) -> None:
         self._interpreter._event(name, **fields)
+
+
+def _as_earlier_step(e: Earlier) -> EarlierStep:
+    """A step or node run that finished before, as a prompt shows it."""
+    if isinstance(e, StepState):
+        return EarlierStep(e.position, e.agent, e.output or "", None, _source_of(e))
+    return EarlierStep(0, e.node, e.output or "", f"{e.node} ({e.kind})", _source_of(e))
 
 
 def _source_of(earlier: Earlier) -> str:

@@ -18,6 +18,7 @@ from bus.envelope import AgentMessage
 from storage.models import FrameStatus, NodeRunStatus, StepStatus
 
 TOP = ""  # the scope of the workflow's own nodes
+SUMMARY = "~summary"  # the node of a summarizer's step ends so: no node of a graph can
 
 
 @dataclass(slots=True)
@@ -61,6 +62,7 @@ class StepState:
     request_id: str | None = None
     prompt: str | None = None
     history: list[list[str]] | None = None
+    preamble: str | None = None  # the run's summary, marked as data, sent before its history
     output: str | None = None
     data: Any = None  # the output parsed as its agent's output_schema
     checks: list[dict[str, Any]] | None = None  # every verdict on its answers (CheckResult JSON)
@@ -130,11 +132,13 @@ class FrameState:
 
 @dataclass(frozen=True, slots=True)
 class StepContext:
-    """What a step's agent reads, composed when the step is made: its prompt and its earlier
-    exchanges (prompt, answer), oldest first."""
+    """What a step's agent reads, composed when the step is made: the run's summary (marked as
+    data) if it needs one, its earlier exchanges (prompt, answer), oldest first, and its prompt."""
 
     prompt: str
     history: list[list[str]] | None
+    preamble: str | None = None
+    summary: StepState | None = None  # the summary step the preamble is the output of
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,18 @@ class Plan:
     run_changed: bool = False
     messages: list[AgentMessage] = field(default_factory=list)
     events: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+
+
+def summary_node(last: str) -> str:
+    """The node name of the summary step of everything up to ``last`` (a node's name), in the
+    frame ``last`` ran in."""
+    return f"{last}{SUMMARY}"
+
+
+def is_summary(node: str | None) -> bool:
+    """Whether a step of node ``node`` is a summarizer's (the run's summary), not a graph
+    node's."""
+    return node is not None and node.endswith(SUMMARY)
 
 
 def scope_of(parent: str, node: str, index: int) -> str:

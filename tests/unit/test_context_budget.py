@@ -11,9 +11,10 @@ from orchestration.budget import input_tokens_bound
 from orchestration.context import model_request
 from orchestration.context_budget import Layout, LocalEstimate, ProviderCount, fit, layouts
 from orchestration.guards.spotlight import unmark_prompt as plain
+from orchestration.workflow.graph import build_graph
 from orchestration.workflow.state import StepState
 from storage.errors import ContextTooLarge
-from tests.graph_script import Scripted
+from tests.graph_script import Scripted, team_of
 from workers.providers.base import ChatMessage, ModelRequest
 
 LONG = "The draft goes on at length about the subject in hand. " * 40  # ~2.2 KB
@@ -50,8 +51,7 @@ def test_fit_takes_the_most_complete_layout_that_fits() -> None:
     fitted = fit(
         "writer",
         500,
-        1,
-        1,
+        layouts(1, 1),
         lambda layout: _request("x" * sizes[layout]),
         LocalEstimate(),
     )
@@ -61,7 +61,7 @@ def test_fit_takes_the_most_complete_layout_that_fits() -> None:
 
 def test_an_input_that_cannot_fit_raises_context_too_large_saying_what_to_change() -> None:
     with pytest.raises(ContextTooLarge) as raised:
-        fit("writer", 300, 0, 0, lambda layout: _request("x" * 1000), LocalEstimate())
+        fit("writer", 300, layouts(0, 0), lambda layout: _request("x" * 1000), LocalEstimate())
     message = str(raised.value)
     assert message.startswith("ContextTooLarge: the input of a call to agent 'writer' needs")
     assert "context_tokens=300" in message and "raise the agent's context_tokens" in message
@@ -158,3 +158,94 @@ def test_a_step_whose_input_cannot_fit_fails_the_run_before_any_call() -> None:
     assert script.run.status == "failed"
     assert script.run.error is not None and "ContextTooLarge" in script.run.error
     assert "context_tokens=256" in script.run.error
+
+
+def _with_summarizer(items: list[object], *agents: str | Agent) -> Scripted:
+    return Scripted(
+        build_graph(list(items), "w", summarizer="summarizer"),  # type: ignore[arg-type]
+        team_of(*agents, "summarizer"),
+    )
+
+
+def _answers(step: StepState) -> str:
+    if step.agent_id == "summarizer":
+        return "In short: the facts so far."
+    return (
+        f"{step.agent_id} {step.iteration}: {LONG}"
+        if step.iteration
+        else f"{step.agent_id}: {LONG}"
+    )
+
+
+def test_earlier_steps_that_no_longer_fit_wait_for_the_summarizers_step_then_read_it() -> None:
+    editor = Agent(id="editor", model="offline:echo", context_tokens=6_000)
+    script = _with_summarizer(["a", "b", "c", "editor"], "a", "b", "c", editor)
+    script.start()
+    for agent in ("a", "b", "c"):
+        [step] = script.dispatched()
+        assert step.agent_id == agent
+        script.answer(step, _answers(step))
+    [summary] = script.dispatched()  # the editor's step waits for it
+    assert (summary.agent_id, summary.node) == ("summarizer", "b~summary")
+    [waiting] = script.steps_of("editor")
+    assert (waiting.status, waiting.attempt, waiting.prompt) == ("pending", 0, None)
+    assert "a: The draft goes on" in plain(summary.prompt or "")  # it reads them in full
+    script.answer(summary, _answers(summary))
+
+    [step] = script.dispatched()
+    assert step is waiting and step.preamble is not None
+    assert "In short: the facts so far." in plain(step.preamble)
+    text = plain(step.prompt or "")
+    assert "Earlier steps, in the summary above: step 1 (a), step 2 (b)." in text
+    assert "The draft goes on" in text  # what it is given, c's output, in full
+    assert any(p["source"].startswith("step summarizer") for p in step.provenance or [])
+    agent = script.team.agent("editor")
+    request = model_request(agent, step.prompt, step.history, "k", step.preamble)
+    assert input_tokens_bound(request) <= 6_000
+    script.answer(step, "done")
+    assert (script.run.status, script.run.output) == ("succeeded", "done")
+
+
+def test_a_summary_is_written_once_and_read_by_every_later_iteration_of_a_loop() -> None:
+    writer = Agent(id="writer", model="offline:echo", context_tokens=9_000)
+    script = _with_summarizer(
+        ["researcher", "planner", loop(["writer", "critic"], max_iterations=20, on_limit="best")],
+        "researcher",
+        "planner",
+        writer,
+        "critic",
+    )
+    script.run_all(_answers)
+    assert script.run.status == "succeeded"
+    [summary] = [s for s in script.store.steps if s.agent_id == "summarizer"]
+    assert (summary.node, summary.scope) == ("planner~summary", "")
+    writers = script.steps_of("loop1/writer")
+    assert len(writers) == 20
+    # the first iteration had room for both earlier steps; from the second (given a draft and
+    # a verdict) they gave way to the summary, the same text, a prefix the cache can keep
+    assert writers[0].preamble is None
+    assert {s.preamble for s in writers[1:]} == {writers[1].preamble}
+    assert "facts so far" in plain(writers[1].preamble or "")
+    agent = script.team.agent("writer")
+    for step in writers:
+        request = model_request(agent, step.prompt, step.history, "k", step.preamble)
+        assert input_tokens_bound(request) <= 9_000
+
+
+def test_a_summary_that_fails_fails_the_steps_that_waited_for_it() -> None:
+    editor = Agent(id="editor", model="offline:echo", context_tokens=6_000)
+    summarizer = Agent(id="summarizer", model="offline:echo", max_retries=0)
+    script = Scripted(
+        build_graph(["a", "b", "c", "editor"], "w", summarizer="summarizer"),
+        team_of("a", "b", "c", editor, summarizer),
+    )
+    script.start()
+    for _ in range(3):
+        [step] = script.dispatched()
+        script.answer(step, _answers(step))
+    [summary] = script.dispatched()
+    script.fail(summary, "rejected")
+    [editor_step] = script.steps_of("editor")
+    assert (editor_step.status, editor_step.error_kind) == ("failed", "context_too_large")
+    assert script.run.status == "failed"
+    assert "needed the summary of its earlier steps, whose step failed" in (script.run.error or "")
