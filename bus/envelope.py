@@ -10,6 +10,12 @@ subscribed to the message's type, resolved when it is published. ``requires_ack`
 recipient to acknowledge within ``ack_timeout_s``; otherwise the bus publishes the message again
 as ``attempt`` + 1. ``payload_ref`` is set on the broker's copy of a large message: the payload
 stays in PostgreSQL and the consumer loads it from there.
+
+``provenance`` names the origins of the text the payload carries (``bus.provenance``), each
+``{"source": ..., "trust": ...}``; empty, the message says nothing of them, and ``trust`` reads it
+as untrusted. A claim of trusted text holds only with ``provenance_signature``: the bus signs it
+at publish with ``AGENTYARD_PROVENANCE_KEY`` and checks it on receipt, so a handler sees trusted
+pieces only where a holder of the key vouched for them on this very message.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bus.priorities import DEFAULT, check
+from bus.provenance import Provenance, Trust, derived
 from storage.errors import InvalidRequest
 from storage.models import new_id, utcnow
 
 COORDINATOR = "coordinator"
 BROADCAST = "*"  # `to` every agent subscribed to the message's type
+MAX_SOURCE = 500  # characters of a provenance piece's source
 
 
 class MessageType(StrEnum):
@@ -52,6 +60,8 @@ class AgentMessage(BaseModel):
     requires_ack: bool = False
     ack_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
     payload_ref: str | None = None  # the payload is in PostgreSQL, on this message's audit row
+    provenance: tuple[Provenance, ...] = ()  # where the payload's text came from
+    provenance_signature: str | None = Field(default=None, max_length=128)  # HMAC, hex
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -89,12 +99,31 @@ class AgentMessage(BaseModel):
             raise ValueError(f"the payload is not plain JSON ({exc})") from None
         return value
 
+    @field_validator("provenance")
+    @classmethod
+    def _sources(cls, value: tuple[Provenance, ...]) -> tuple[Provenance, ...]:
+        if any(not piece.source or len(piece.source) > MAX_SOURCE for piece in value):
+            raise ValueError(f"each piece names its source in 1 to {MAX_SOURCE} characters")
+        return value
+
     @property
     def broadcast(self) -> bool:
         return self.to == (BROADCAST,)
 
+    @property
+    def trust(self) -> Trust:
+        """The trust of the text the payload carries: trusted only if the provenance names its
+        pieces and every one is trusted (on a received message, as far as its signature
+        vouched); a message that says nothing of its origins is untrusted."""
+        return derived(self.provenance) if self.provenance else "untrusted"
+
     def encode(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The message as JSON data. A message that says nothing of its provenance leaves those
+        fields out: a worker of an earlier version (during a rolling deploy) still reads it."""
+        data = self.model_dump(mode="json")
+        if not self.provenance and self.provenance_signature is None:
+            del data["provenance"], data["provenance_signature"]
+        return data
 
     @classmethod
     def decode(cls, data: Any) -> AgentMessage:

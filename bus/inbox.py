@@ -9,8 +9,11 @@ registered for that agent (``orc.on_message(agent_id)``). For each delivery, in 
    is skipped (published again because the acknowledgement came late, it is not processed
    twice), and so is a copy that arrives while another delivery is processing the message;
 2. a payload left in PostgreSQL (``payload_ref``) is loaded;
-3. the handler runs; a message for an agent with no handler is dead-lettered with the reason;
-4. the message is stamped delivered, and acknowledged if it asked for that and the handler
+3. its provenance is checked (``Bus.checked``): a claim of trusted text whose signature does not
+   check out with ``AGENTYARD_PROVENANCE_KEY`` (forged, edited on the way, or never signed) is
+   read as untrusted, so the handler sees trust only where the key vouched for it;
+4. the handler runs; a message for an agent with no handler is dead-lettered with the reason;
+5. the message is stamped delivered, and acknowledged if it asked for that and the handler
    leaves acknowledging to the bus (``auto_ack``).
 
 A handler that raises does not acknowledge: a message that asked for an acknowledgement is
@@ -98,6 +101,7 @@ class Inbox:
             message = self._bus.stored_payload(message)
         except AgentyardError as exc:
             return self._dead_letter(recipient, message, str(exc))
+        message = self._bus.checked(message)  # the signature covers the payload: loaded first
         try:
             registration.handler(message)
         except Exception as exc:  # a handler's failure must not take the worker down

@@ -16,6 +16,15 @@ duplicate is harmless and a loss is not possible.
 
 The broker's copy of a message whose payload is larger than ``inline_payload_bytes`` carries no
 payload, only ``payload_ref``: the consumer loads the payload from the audit row.
+
+A message's provenance (``AgentMessage.provenance``) is signed in ``publish``, before the audit
+row is written, when it claims trusted text: one HMAC over the message's id, its sender and
+payload, and all its pieces, with ``provenance_key`` (``AGENTYARD_PROVENANCE_KEY``). A bus with
+no key cannot vouch for anything: such a claim is sent unsigned, and receivers read it as
+untrusted. ``checked`` is the receiving side: trusted pieces whose signature does not check out
+are read as untrusted. ``record`` and ``route`` send a message as given (the coordinator's own
+messages carry no provenance); a caller of those that has trusted text to vouch for passes the
+message through ``signed`` first.
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ from typing import Any
 
 import structlog
 from celery import Celery
+from pydantic import SecretStr
 
 from bus.envelope import AgentMessage, MessageType
 from bus.priorities import to_broker
+from bus.provenance import checked_all, sign_all
 from bus.routing import Route, route_for
 from storage import statements
 from storage.ack_store import ACKED_KEPT_S, Acked, AckStore, Begun
@@ -95,11 +106,14 @@ class Bus:
         inline_payload_bytes: int = 16_384,
         is_recipient: Callable[[str], bool] | None = None,
         trace_headers: Callable[[str | None], dict[str, str]] | None = None,
+        provenance_key: SecretStr | None = None,
     ) -> None:
         """``subscriptions`` and ``acks`` live in the shared Redis (None: broadcast and
         acknowledgements are refused with a message that says so); ``is_recipient`` tells a known
         agent id from a typo (None: every name is accepted); ``trace_headers`` gives the trace
-        context a message about a run (or about none) carries in its headers."""
+        context a message about a run (or about none) carries in its headers;
+        ``provenance_key`` signs and checks messages' provenance (None: claims of trusted text
+        are sent unsigned and read as untrusted)."""
         self._app = app
         self._sending = threading.local()  # the producer a batch of copies goes through
         self._database_url = database_url
@@ -108,6 +122,8 @@ class Bus:
         self._inline_payload_bytes = inline_payload_bytes
         self._is_recipient = is_recipient
         self._trace_headers = trace_headers
+        self._provenance_key = provenance_key
+        self._warned_unsigned = False
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -115,7 +131,7 @@ class Bus:
         """Validate ``message`` (an ``AgentMessage`` or the fields of one), record it, then route
         it to each recipient's queue. A broadcast (``to="*"``) goes to every agent subscribed to
         its type except its sender; with no subscriber it is recorded and goes nowhere."""
-        resolved = self._resolve(_as_message(message))
+        resolved = self.signed(self._resolve(_as_message(message)))
         if resolved.requires_ack and resolved.to:
             # Waiting starts before the message can reach anyone: an acknowledgement never
             # arrives for something not yet awaited.
@@ -144,6 +160,66 @@ class Bus:
         return Published(
             resolved.id, resolved.to, payload_size(resolved) > self._inline_payload_bytes
         )
+
+    # -- provenance ----------------------------------------------------------------------------
+
+    def signed(self, message: AgentMessage) -> AgentMessage:
+        """``message`` as this bus vouches for it: a claim of trusted text signed with the key
+        (any signature it came with replaced); without a key, or with nothing trusted to vouch
+        for, no signature."""
+        key = self._key()
+        vouched = any(piece.trusted for piece in message.provenance)
+        signature = None
+        if vouched and key is not None:
+            signature = sign_all(message.provenance, message.id, key, content=_signed(message))
+        elif vouched and not self._warned_unsigned:
+            self._warned_unsigned = True
+            log.warning(
+                "bus.provenance_unsigned",
+                message_id=message.id,
+                reason="no AGENTYARD_PROVENANCE_KEY to sign with",
+                next="receivers read its trusted pieces as untrusted (said once per process)",
+            )
+        if signature == message.provenance_signature:
+            return message
+        return message.model_copy(update={"provenance_signature": signature})
+
+    def checked(self, message: AgentMessage) -> AgentMessage:
+        """``message`` (its payload loaded: see ``stored_payload``) with its provenance as far as
+        its signature vouches for it: trusted pieces whose signature does not check out with
+        this bus's key are read as untrusted, and a warning says which and why."""
+        if not any(piece.trusted for piece in message.provenance):
+            return message
+        key = self._key()
+        pieces = checked_all(
+            message.provenance,
+            message.id,
+            message.provenance_signature,
+            key,
+            content=_signed(message),
+        )
+        if pieces == message.provenance:
+            return message
+        log.warning(
+            "bus.provenance_downgraded",
+            message_id=message.id,
+            sender=message.sender,
+            sources=[p.source for p, q in zip(message.provenance, pieces, strict=True) if p != q],
+            reason=(
+                "no AGENTYARD_PROVENANCE_KEY here to check it with"
+                if key is None
+                else "unsigned: its publisher had no AGENTYARD_PROVENANCE_KEY"
+                if message.provenance_signature is None
+                else "the signature does not check out: forged, edited on the way, or signed "
+                "with another key"
+            ),
+            read_as="untrusted",
+        )
+        return message.model_copy(update={"provenance": pieces})
+
+    def _key(self) -> bytes | None:
+        key = self._provenance_key
+        return None if key is None else key.get_secret_value().encode()
 
     def record_and_route(self, message: AgentMessage) -> None:
         """Record one message on its own, then route it; a broker failure is logged (the
@@ -428,6 +504,11 @@ def _as_message(message: AgentMessage | Mapping[str, Any]) -> AgentMessage:
     raise InvalidRequest(
         f"publish takes an AgentMessage or a dict of its fields, not {type(message).__name__}"
     )
+
+
+def _signed(message: AgentMessage) -> dict[str, Any]:
+    """What a message's provenance signature covers besides its id and its pieces."""
+    return {"sender": message.sender, "payload": message.payload}
 
 
 def _types(types: Iterable[MessageType | str]) -> list[str]:

@@ -194,6 +194,7 @@ class Orchestrator:
                 inline_payload_bytes=self.settings.bus_inline_payload_bytes,
                 is_recipient=self._is_recipient,
                 trace_headers=tracing.headers_for,
+                provenance_key=self.settings.provenance_key,
             )
         return self._bus
 

@@ -23,6 +23,7 @@ from storage import url_checks
 from storage.errors import InvalidSettings
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_PROVENANCE_KEY = 32  # characters of AGENTYARD_PROVENANCE_KEY
 
 
 class Settings(BaseSettings):
@@ -130,6 +131,12 @@ class Settings(BaseSettings):
     ack_sweep_interval_s: float = Field(
         default=1.0, gt=0, description="Period of the sweep for overdue acknowledgements."
     )
+    provenance_key: SecretStr | None = Field(
+        default=None,
+        description="The key (at least 32 characters, the same in every process of the team) "
+        "bus messages' provenance is signed and checked with (HMAC-SHA256). Unset: a message's "
+        "claim of trusted text is sent unsigned, and every receiver reads it as untrusted.",
+    )
 
     otel_endpoint: str | None = Field(
         default=None,
@@ -180,6 +187,16 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else url_checks.check_http_url(value)
+
+    @field_validator("provenance_key")
+    @classmethod
+    def _provenance_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_PROVENANCE_KEY:
+            raise ValueError(
+                f"must be at least {MIN_PROVENANCE_KEY} characters (e.g. the output of "
+                "`openssl rand -hex 32`), the same in every process of the team"
+            )
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -251,7 +268,9 @@ def describe_errors(error: ValidationError) -> str:
 
 
 # Secrets (by field name, or by the environment alias they were read under).
-_NOT_ECHOED = frozenset({"anthropic_api_key", "flower_basic_auth", "agentyard_flower_basic_auth"})
+_NOT_ECHOED = frozenset(
+    {"anthropic_api_key", "flower_basic_auth", "agentyard_flower_basic_auth", "provenance_key"}
+)
 
 
 def normalize_database_url(url: str) -> str:

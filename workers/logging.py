@@ -117,6 +117,8 @@ def known_secrets(settings: Settings) -> list[str]:
     if settings.flower_basic_auth is not None:
         for pair in settings.flower_basic_auth.get_secret_value().split(","):
             found.append(pair.partition(":")[2])
+    if settings.provenance_key is not None:
+        found.append(settings.provenance_key.get_secret_value())
     return found
 
 

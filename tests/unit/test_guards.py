@@ -176,6 +176,36 @@ def test_a_signed_provenance_holds_and_a_forged_or_moved_one_is_read_as_untruste
     assert checked(untrusted, "m1", None, None) == untrusted  # lowering needs no signature
 
 
+def test_one_signature_vouches_for_all_the_pieces_of_a_message_and_only_for_its_content() -> None:
+    from orchestration.guards.provenance import Provenance, checked_all, sign_all
+
+    key = b"k" * 32
+    system, request = Provenance("system prompt of writer", "trusted"), Provenance("input")
+    pieces = (system, request)
+    content = {"payload": {"text": "Hello"}, "sender": "writer"}
+    signature = sign_all(pieces, "m1", key, content=content)
+    lowered = (Provenance(system.source, "untrusted"), request)
+
+    assert checked_all(pieces, "m1", signature, key, content=content) == pieces
+    reordered = {"sender": "writer", "payload": {"text": "Hello"}}  # JSON keys in any order
+    assert checked_all(pieces, "m1", signature, key, content=reordered) == pieces
+    assert checked_all(pieces, "m2", signature, key, content=content) == lowered  # moved
+    other = {"payload": {"text": "Obey"}, "sender": "writer"}
+    assert checked_all(pieces, "m1", signature, key, content=other) == lowered  # edited text
+    assert checked_all((system,), "m1", signature, key, content=content) == lowered[:1]  # dropped
+    assert checked_all(pieces, "m1", "é" * 64, key, content=content) == lowered  # any garbage
+    assert checked_all(pieces, "m1", signature, b"x" * 32, content=content) == lowered
+    assert checked_all(pieces, "m1", None, None) == lowered
+    assert checked_all((request,), "m1", None, None) == (request,)  # lowering needs no signature
+
+
+def test_the_guards_and_the_bus_share_one_definition_of_provenance() -> None:
+    import bus.provenance
+    import orchestration.guards.provenance as guards
+
+    assert all(getattr(guards, name) is getattr(bus.provenance, name) for name in guards.__all__)
+
+
 # -- in prompts ------------------------------------------------------------------------------------
 
 
