@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls bench-graphs bench-injection lint clean
+.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls bench-graphs bench-injection bench-caching lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-first-calls: $(STAMP) services
 ## make bench-graphs: a 1000-item fan-out against a Celery group, coordinator CPU per branch, a loop against a sequence
 bench-graphs: $(STAMP) services
 	$(BIN)/python bench/graphs.py
+
+## make bench-caching: a 6-iteration loop's cost with prompt caching off and on, through the SDK to the stub
+bench-caching: $(STAMP) services
+	$(BIN)/python bench/caching.py
 
 ## make bench-injection: the injection guards on a corpus of attacks and look-alike benign texts
 bench-injection: $(STAMP)

@@ -130,24 +130,34 @@ def fit(
     build: Callable[[Layout], ModelRequest],
     counter: TokenCounter,
 ) -> Fitted:
-    """The first of the ``candidates`` (``layouts``, most complete first) whose request
-    (``build``) fits ``limit`` tokens, as ``counter`` counts them; ``ContextTooLarge`` if none
-    does."""
-    smallest: Fitted | None = None
-    for layout in candidates:
-        request = build(layout)
-        tokens = counter.count(request, limit)
-        if tokens <= limit:
-            return Fitted(layout, request, tokens)
-        smallest = Fitted(layout, request, tokens)
-    assert smallest is not None, "no layout to try"
-    raise ContextTooLarge(
-        f"{ContextTooLarge.__name__}: the input of a call to agent {agent_id!r} needs "
-        f"{smallest.tokens} tokens with no earlier exchange and every earlier step summarized, "
-        f"more than its context_tokens={limit}: raise the agent's context_tokens, give it a "
-        "shorter system prompt, or pass it less text (the request, or what the step before it "
-        "writes)"
-    )
+    """The first of the ``candidates`` (``layouts``, most complete first, each no larger than
+    the one before) whose request (``build``) fits ``limit`` tokens, as ``counter`` counts them;
+    ``ContextTooLarge`` if none does. Found by bisection: a few counts, however many layouts."""
+    tried = list(candidates)
+    assert tried, "no layout to try"
+
+    def counted(index: int) -> Fitted:
+        request = build(tried[index])
+        return Fitted(tried[index], request, counter.count(request, limit))
+
+    smallest = counted(len(tried) - 1)
+    if smallest.tokens > limit:
+        raise ContextTooLarge(
+            f"{ContextTooLarge.__name__}: the input of a call to agent {agent_id!r} needs "
+            f"{smallest.tokens} tokens with no earlier exchange and every earlier step "
+            f"summarized, more than its context_tokens={limit}: raise the agent's "
+            "context_tokens, give it a shorter system prompt, or pass it less text (the "
+            "request, or what the step before it writes)"
+        )
+    low, high, best = 0, len(tried) - 1, smallest  # tried[high] fits
+    while low < high:
+        middle = (low + high) // 2
+        found = counted(middle)
+        if found.tokens <= limit:
+            high, best = middle, found
+        else:
+            low = middle + 1
+    return best
 
 
 def counter_for(settings: Settings) -> TokenCounter:

@@ -19,7 +19,7 @@ from orchestration.run_trace import RunTrace, StepTrace
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
 from orchestration.workflow.graph import JOIN, Node, StepNode, VerifyNode
 from orchestration.workflow.kinds import kind
-from orchestration.workflow.state import TOP
+from orchestration.workflow.state import TOP, summary_node
 
 # -- labels shared by both -------------------------------------------------------------------
 
@@ -64,35 +64,42 @@ def _frame_items(
 ) -> list[StepTrace | Block]:
     items: list[StepTrace | Block] = []
     for node in nodes:
-        if isinstance(node, StepNode | VerifyNode):
-            step = run.step_at(scope, node.name)
-            if step is not None:
-                items.append(step)
-            continue
-        ran = run.node_at(scope, node.name)
-        if ran is None:
-            continue
-        outcome = ran.outcome
-        number = next(numbers)
-        held: list[StepTrace | Block] = [
-            Block(
-                f"n{number}f{frame.index}",
-                f"{frame.title}: {frame.status}",
-                tuple(
-                    _frame_items(
-                        run, kind(outcome.kind).sequence(node, frame.index), frame.scope, numbers
-                    )
-                ),
-            )
-            for frame in ran.frames
-            if frame.status != "waiting"
-        ]
-        join = run.step_at(scope, node.name + JOIN)
-        if join is not None:
-            held.append(join)
-        title = f"{node.name} ({outcome.kind}) {outcome.status}: {outcome.summary}"
-        items.append(Block(f"n{number}", title, tuple(held)))
+        items.extend(_node_items(run, node, scope, numbers))
+        summary = run.step_at(scope, summary_node(node.name))  # the run's summary up to it
+        if summary is not None:
+            items.append(summary)
     return items
+
+
+def _node_items(
+    run: RunTrace, node: Node, scope: str, numbers: Iterator[int]
+) -> list[StepTrace | Block]:
+    if isinstance(node, StepNode | VerifyNode):
+        step = run.step_at(scope, node.name)
+        return [step] if step is not None else []
+    ran = run.node_at(scope, node.name)
+    if ran is None:
+        return []
+    outcome = ran.outcome
+    number = next(numbers)
+    held: list[StepTrace | Block] = [
+        Block(
+            f"n{number}f{frame.index}",
+            f"{frame.title}: {frame.status}",
+            tuple(
+                _frame_items(
+                    run, kind(outcome.kind).sequence(node, frame.index), frame.scope, numbers
+                )
+            ),
+        )
+        for frame in ran.frames
+        if frame.status != "waiting"
+    ]
+    join = run.step_at(scope, node.name + JOIN)
+    if join is not None:
+        held.append(join)
+    title = f"{node.name} ({outcome.kind}) {outcome.status}: {outcome.summary}"
+    return [Block(f"n{number}", title, tuple(held))]
 
 
 def _run_title(run: RunTrace) -> str:

@@ -24,7 +24,7 @@ from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
 from orchestration.workflow.graph import JOIN, CheckNode, Node, StepNode, VerifyNode, kind_of
 from orchestration.workflow.kinds import kind
-from orchestration.workflow.state import TOP
+from orchestration.workflow.state import TOP, summary_node
 
 _STYLE = {
     Tone.OK: "green",
@@ -99,46 +99,52 @@ def _add_nodes(
 ) -> None:
     """The nodes of one frame, in the order the workflow lists them: a step with its attempts;
     a loop, fan-out, parallel or route with what it came to, then each iteration or branch that
-    started, with the nodes of its frame under it."""
+    started, with the nodes of its frame under it. The run's summary of what came up to a node,
+    if one was written, follows that node."""
     for node in nodes:
-        if isinstance(node, StepNode):
-            step = run.step_at(scope, node.name)
-            if step is not None:
-                _add_step(tree, step, show_io)
-            continue
-        if isinstance(node, CheckNode):
-            continue  # its verdicts are under the step it judged
-        if isinstance(node, VerifyNode):
-            verifier = run.step_at(scope, node.name)
-            if verifier is not None:
-                _add_step(tree, verifier, show_io, title=node.name)
-            continue
-        ran = run.node_at(scope, node.name)
-        if ran is None:
-            if scope == TOP:
-                tree.add(Text(f"{node.name}  {kind_of(node)}  not reached", style="dim"))
-            continue
-        outcome = ran.outcome
-        branch = tree.add(
-            _line(
-                Text(node.name, style="bold"),
-                outcome.kind,
-                _status(outcome.status),
-                outcome.summary,
-            )
+        _add_node(tree, run, node, scope, show_io)
+        summary = run.step_at(scope, summary_node(node.name))
+        if summary is not None:
+            _add_step(tree, summary, show_io, title="summary")
+
+
+def _add_node(tree: Tree, run: RunTrace, node: Node, scope: str, show_io: bool) -> None:
+    if isinstance(node, StepNode):
+        step = run.step_at(scope, node.name)
+        if step is not None:
+            _add_step(tree, step, show_io)
+        return
+    if isinstance(node, CheckNode):
+        return  # its verdicts are under the step it judged
+    if isinstance(node, VerifyNode):
+        verifier = run.step_at(scope, node.name)
+        if verifier is not None:
+            _add_step(tree, verifier, show_io, title=node.name)
+        return
+    ran = run.node_at(scope, node.name)
+    if ran is None:
+        if scope == TOP:
+            tree.add(Text(f"{node.name}  {kind_of(node)}  not reached", style="dim"))
+        return
+    outcome = ran.outcome
+    branch = tree.add(
+        _line(
+            Text(node.name, style="bold"),
+            outcome.kind,
+            _status(outcome.status),
+            outcome.summary,
         )
-        if outcome.error:
-            branch.add(Text(f"error: {shorten(outcome.error, ERROR_CHARS)}", style="red"))
-        for frame in ran.frames:
-            if frame.status == "waiting":
-                continue  # said in the summary: "n not started"
-            held = branch.add(_line(frame.title, _status(frame.status)))
-            _add_nodes(
-                held, run, kind(outcome.kind).sequence(node, frame.index), frame.scope, show_io
-            )
-        join = run.step_at(scope, node.name + JOIN)
-        if join is not None:
-            _add_step(branch, join, show_io, title="join")
+    )
+    if outcome.error:
+        branch.add(Text(f"error: {shorten(outcome.error, ERROR_CHARS)}", style="red"))
+    for frame in ran.frames:
+        if frame.status == "waiting":
+            continue  # said in the summary: "n not started"
+        held = branch.add(_line(frame.title, _status(frame.status)))
+        _add_nodes(held, run, kind(outcome.kind).sequence(node, frame.index), frame.scope, show_io)
+    join = run.step_at(scope, node.name + JOIN)
+    if join is not None:
+        _add_step(branch, join, show_io, title="join")
 
 
 def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = None) -> None:

@@ -643,13 +643,19 @@ class Interpreter:
                     lambda layout: laid_out(layout, text, by_model=True),
                     counter,
                 )
-                if fitted.layout.summarized == covers:
-                    return context(fitted, summary)
+                return context(fitted, summary)
             except ContextTooLarge:
                 pass
-        # a summary of them all is needed: can the rest fit beside one?
+        # a summary of them all is needed: can the rest fit beside the shortest it could be?
+        # (a token is a byte at least: as many bytes as the summarizer's max_tokens)
+        bound = preamble(
+            "." * self.rules.team.agent(summarizer).max_tokens,
+            "bound",
+            summarizer,
+            [e.title for e in older],
+        )
         everything = Layout(len(exchanges), len(older))
-        fit(agent.id, limit, [everything], lambda layout: laid_out(layout, by_model=True), counter)
+        fit(agent.id, limit, [everything], lambda lay: laid_out(lay, bound, by_model=True), counter)
         latest = summaries.get(len(earlier))
         if latest is None:
             self._summarize(summarizer, earlier, done)

@@ -59,6 +59,21 @@ def test_fit_takes_the_most_complete_layout_that_fits() -> None:
     assert fitted.tokens <= 500
 
 
+def test_fit_counts_a_few_layouts_however_many_there_are() -> None:
+    counted: list[int] = []
+
+    class Counting:
+        def count(self, request: ModelRequest, limit: int) -> int:
+            counted.append(len(request.messages[0].content))
+            return counted[-1]
+
+    candidates = list(layouts(10, 30))  # 41 layouts, each smaller than the one before
+    sizes = {layout: 1000 - 20 * i for i, layout in enumerate(candidates)}
+    fitted = fit("writer", 500, candidates, lambda lay: _request("x" * sizes[lay]), Counting())
+    assert fitted.layout == candidates[25]  # the first of them at 500 or under
+    assert len(counted) <= 7
+
+
 def test_an_input_that_cannot_fit_raises_context_too_large_saying_what_to_change() -> None:
     with pytest.raises(ContextTooLarge) as raised:
         fit("writer", 300, layouts(0, 0), lambda layout: _request("x" * 1000), LocalEstimate())
