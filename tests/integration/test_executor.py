@@ -157,6 +157,7 @@ def test_every_hot_path_statement_gives_the_same_through_psycopg_and_sqlalchemy(
             {
                 "prompt": "the telegraph",
                 "history": [["earlier question", "earlier answer"]],
+                "preamble": None,
                 "agent_id": "a",
                 "parent_step_id": None,
             }
