@@ -29,19 +29,12 @@ from typing import Any
 
 from orchestration.budget import TOKENS_PER_MESSAGE, input_tokens_bound
 from orchestration.context import (
-    HISTORY_EXCHANGES,
     SUMMARY_CHARS_PER_STEP,
-    EarlierStep,
-    Shown,
-    compose,
     handed_on,
     model_request,
-    preamble,
-    summary_prompt,
 )
-from orchestration.context_budget import Fitted, Layout, fit, layouts
 from orchestration.guards.detect import Action as FindingAction
-from orchestration.guards.provenance import WORKFLOW_INPUT, Provenance, step_source
+from orchestration.guards.provenance import WORKFLOW_INPUT, Provenance
 from orchestration.guards.spotlight import Spotlight
 from orchestration.workflow.checks import (
     VERIFY_SHAPE,
@@ -51,6 +44,14 @@ from orchestration.workflow.checks import (
     parse_verdict,
     run_check,
     verify_prompt,
+)
+from orchestration.workflow.contexts import (
+    Contexts,
+    Earlier,
+    SummaryOrder,
+    Waiting,
+    given_source,
+    source_of,
 )
 from orchestration.workflow.graph import (
     JOIN,
@@ -92,20 +93,15 @@ from orchestration.workflow.state import (
     NodeRunState,
     Plan,
     RunState,
-    StepContext,
     StepState,
     frames_of_scope,
     is_summary,
     parent_scope,
     scope_of,
-    summary_node,
 )
 from orchestration.workflow.store import Store
 from storage.errors import ContextTooLarge, InjectionSuspected, ValidationFailed
 from storage.models import FrameStatus, NodeRunStatus, StepStatus, WorkflowStatus, as_utc, new_id
-from workers.providers.base import ModelRequest
-
-Earlier = StepState | NodeRunState
 
 
 class Interpreter:
@@ -124,7 +120,7 @@ class Interpreter:
         self._lineages: dict[tuple[str, str], list[Earlier]] = {}
         self._fresh: set[str] = set()  # frames started by this decision: no step made in them yet
         self._starting = False
-        self._contexts: dict[tuple[str, str, str, Handoff, bool], StepContext | None] = {}
+        self.contexts = Contexts(run, graph, store, rules)
         self._summary_read: StepState | None = None  # the summary the step just filled reads
 
     # -- the events ------------------------------------------------------------------------------
@@ -270,7 +266,7 @@ class Interpreter:
         step.output = step.error = step.error_kind = step.finished_at = None
         step.status = StepStatus.PENDING.value
         if self._within_budget(step):
-            self._send(step, [(given.text, self._given_source(given, lineage))])
+            self._send(step, [(given.text, given_source(given, lineage))])
 
     def _verdict(self, node: VerifyNode, verifier: StepState) -> None:
         """The verifier answered: the text it judged goes on, or is asked for again (or, with
@@ -394,7 +390,7 @@ class Interpreter:
         # the one to send; else a new one is made
         step = self._step_for(node.name, node.agent, scope)
         step.parent_step_id = given.source if _step_in(lineage, given.source) else None
-        source = self._given_source(given, lineage)
+        source = given_source(given, lineage)
         self._summary_read = None
         if not self._filled(step, given, lineage):
             return
@@ -402,8 +398,8 @@ class Interpreter:
         pieces = [(given.text, source)]
         summary = self._summary_read
         if summary is not None:  # what the summarizer wrote, new to a prompt
-            step.provenance.append(Provenance(_source_of(summary)).to_json())
-            pieces.append((summary.output or "", _source_of(summary)))
+            step.provenance.append(Provenance(source_of(summary)).to_json())
+            pieces.append((summary.output or "", source_of(summary)))
         if self._starting and given.label:  # the request is in its prompt too, for the first time
             pieces.append((self.run.input, WORKFLOW_INPUT))
         self._send(step, pieces)
@@ -444,7 +440,7 @@ class Interpreter:
         pieces: list[Provenance] = []
         if given.label:
             pieces.append(Provenance(WORKFLOW_INPUT))
-            pieces += [Provenance(_source_of(e)) for e in lineage if e.id != given.source]
+            pieces += [Provenance(source_of(e)) for e in lineage if e.id != given.source]
         pieces.append(Provenance(source))
         return [piece.to_json() for piece in dict.fromkeys(pieces)]
 
@@ -488,15 +484,16 @@ class Interpreter:
         """Compose ``step``'s prompt and history for its current agent, given ``given`` after
         ``lineage``. False: they cannot fit the agent's ``context_tokens`` (the step, with its
         node, failed before any call), or the step waits for the run's summary."""
-        source = self._given_source(given, lineage)
         try:
-            context = self._context(
-                _node_of(step), step.agent, step.scope, given, lineage, source, may_wait
+            context = self.contexts.of(
+                _node_of(step), step.agent, step.scope, given, lineage, may_wait
             )
         except ContextTooLarge as error:
             self._fail_before_call(step, CONTEXT_TOO_LARGE, str(error))
             return False
-        if context is None:  # it waits for the run's summary: made again once that is done
+        if isinstance(context, Waiting):  # for the run's summary: made again once it is done
+            if context.order is not None:
+                self._summarize(context.order)
             self.store.changed(step)
             return False
         step.prompt, step.history, step.preamble = context.prompt, context.history, context.preamble
@@ -511,10 +508,14 @@ class Interpreter:
         place = self.graph.place(_node_of(step))
         if isinstance(place.node, StepNode):
             lineage = self._lineage(step.scope, place)
-            step.history = self._exchanges(step.agent, step.scope, lineage) or None
+            exchanges = self.contexts.exchanges(step.agent, step.scope, lineage) or None
             given = self._given_for(step, place)
-            if given is not None and not self._fitted_exchanges(step):
-                return self._filled(step, given, lineage, may_wait=False)
+            try:
+                step.history = self.contexts.fitted_exchanges(step.agent, step.prompt, exchanges)
+            except ContextTooLarge:
+                if given is not None:  # composed again, for it
+                    step.history = exchanges
+                    return self._filled(step, given, lineage, may_wait=False)
         return self._within_budget(step)
 
     def _within_budget(self, step: StepState) -> bool:
@@ -522,32 +523,10 @@ class Interpreter:
         ``context_tokens`` (a re-ask's, a verifier's). False: it cannot fit, and the step
         (with its node) failed before any call."""
         try:
-            self._fitted_exchanges(step, raising=True)
+            step.history = self.contexts.fitted_exchanges(step.agent, step.prompt, step.history)
         except ContextTooLarge as error:
             self._fail_before_call(step, CONTEXT_TOO_LARGE, str(error))
             return False
-        return True
-
-    def _fitted_exchanges(self, step: StepState, raising: bool = False) -> bool:
-        """Whether ``step``'s prompt fits its agent's ``context_tokens`` with its oldest
-        exchanges left out as needed (they are); ``raising``: ``ContextTooLarge`` if not."""
-        agent = self.rules.team.agent(step.agent)
-        if agent.context_tokens is None:
-            return True
-        history = step.history or []
-        try:
-            fitted = fit(
-                agent.id,
-                agent.context_tokens,
-                layouts(len(history), 0),
-                lambda layout: model_request(agent, step.prompt, history[layout.dropped :], "fit"),
-                self.rules.counter,
-            )
-        except ContextTooLarge:
-            if raising:
-                raise
-            return False
-        step.history = history[fitted.layout.dropped :] or None
         return True
 
     def _fail_before_call(self, step: StepState, kind: str, error: str) -> None:
@@ -560,163 +539,16 @@ class Interpreter:
         else:
             self._node_failed(_node_of(step), step.scope, failure_of(step))
 
-    def _context(
-        self,
-        node: str,
-        agent: str,
-        scope: str,
-        given: Handoff,
-        lineage: list[Earlier],
-        source: str,
-        may_wait: bool = True,
-    ) -> StepContext | None:
-        """The prompt and exchanges of ``node``'s step in ``scope`` for ``agent``, given
-        ``given`` after ``lineage``: every piece from outside (the request, earlier outputs,
-        what it is given) neutralized and marked as data, with where it came from; fitted to the
-        agent's ``context_tokens`` (``ContextTooLarge`` if it cannot be): earlier steps left to
-        the run's summary when they no longer fit, and None while that summary is being written
-        (unless not ``may_wait``: then their first sentences stand in). Composed once per
-        decision: the budget's estimate of a branch and the branch's step read the same one."""
-        key = (scope, node, agent, given, may_wait)
-        if key not in self._contexts:
-            self._contexts[key] = self._composed(agent, scope, given, lineage, source, may_wait)
-        return self._contexts[key]
-
-    def _composed(
-        self,
-        agent_id: str,
-        scope: str,
-        given: Handoff,
-        lineage: list[Earlier],
-        source: str,
-        may_wait: bool = True,
-    ) -> StepContext | None:
-        """The prompt and exchanges of a step (see ``_context``); None: it waits for the run's
-        summary (``may_wait``), whose step was made, or is under way."""
-        earlier = [e for e in lineage if e.id != given.source]
-        older = [_as_earlier_step(e) for e in earlier]
-        exchanges = self._exchanges(agent_id, scope, lineage)
-        spotlight = Spotlight.drawn()
-
-        def prompt(shown: list[EarlierStep]) -> str:
-            return compose(
-                self.run.input, given.label, given.text, shown, spotlight, given_source=source
-            )
-
-        agent = self.rules.team.agent(agent_id)
-        if agent.context_tokens is None:  # no budget: the first sentences of earlier steps
-            return StepContext(prompt(older), exchanges or None)
-        limit, counter = agent.context_tokens, self.rules.counter
-
-        def laid_out(layout: Layout, summary: str = "", by_model: bool = False) -> ModelRequest:
-            cut: Shown = "summary" if by_model else "extract"
-            shown = [
-                replace(e, shown=cut if i < layout.summarized else "full")
-                for i, e in enumerate(older)
-            ]
-            history = exchanges[layout.dropped :]
-            return model_request(agent, prompt(shown), history, "fit", preamble=summary)
-
-        def context(fitted: Fitted, summary: StepState | None = None) -> StepContext:
-            history = exchanges[fitted.layout.dropped :] or None
-            text = fitted.request.messages[-1].content
-            return StepContext(text, history, fitted.request.preamble or None, summary)
-
-        summarizer = self.graph.summarizer
-        if summarizer is None or not may_wait or not older:
-            candidates = layouts(len(exchanges), len(older))
-            return context(fit(agent.id, limit, candidates, laid_out, counter))
-        try:  # the earlier steps in full, as many exchanges as fit
-            return context(fit(agent.id, limit, layouts(len(exchanges), 0), laid_out, counter))
-        except ContextTooLarge:
-            pass
-        summaries = self._summaries(earlier)
-        done = [(n, s) for n, s in summaries.items() if s.status == StepStatus.SUCCEEDED.value]
-        if done:  # the summary covering the most of them, and the rest in full
-            covers, summary = max(done, key=lambda found: found[0])
-            text = self._preamble(summary, earlier[:covers])
-            try:
-                fitted = fit(
-                    agent.id,
-                    limit,
-                    layouts(len(exchanges), covers, covers),
-                    lambda layout: laid_out(layout, text, by_model=True),
-                    counter,
-                )
-                return context(fitted, summary)
-            except ContextTooLarge:
-                pass
-        # a summary of them all is needed: can the rest fit beside the shortest it could be?
-        # (a token is a byte at least: as many bytes as the summarizer's max_tokens)
-        bound = preamble(
-            "." * self.rules.team.agent(summarizer).max_tokens,
-            "bound",
-            summarizer,
-            [e.title for e in older],
-        )
-        everything = Layout(len(exchanges), len(older))
-        fit(agent.id, limit, [everything], lambda lay: laid_out(lay, bound, by_model=True), counter)
-        latest = summaries.get(len(earlier))
-        if latest is None:
-            self._summarize(summarizer, earlier, done)
-        elif latest.status == StepStatus.SUCCEEDED.value:
-            raise ContextTooLarge(
-                f"{ContextTooLarge.__name__}: the input of a call to agent {agent.id!r} does not "
-                f"fit its context_tokens={limit} even with the summary of its earlier steps: "
-                "raise the agent's context_tokens, or ask the summarizer for a shorter summary"
-            )
-        elif latest.status == StepStatus.FAILED.value:
-            raise ContextTooLarge(
-                f"{ContextTooLarge.__name__}: the input of a call to agent {agent.id!r} needed "
-                f"the summary of its earlier steps, whose step failed: {latest.error}"
-            )
-        return None
-
-    # -- the run's summaries -----------------------------------------------------------------------
-
-    def _summaries(self, earlier: list[Earlier]) -> dict[int, StepState]:
-        """The summary steps made of the first ``n`` of ``earlier``, by ``n``."""
-        made = {
-            (s.scope, s.node): s
-            for s in self.store.steps_in(list(dict.fromkeys(e.scope for e in earlier)))
-            if is_summary(s.node)
-        }
-        found = {}
-        for n, e in enumerate(earlier, start=1):
-            summary = made.get((e.scope, summary_node(e.node or "")))
-            if summary is not None:
-                found[n] = summary
-        return found
-
-    def _summarize(
-        self, summarizer: str, earlier: list[Earlier], done: list[tuple[int, StepState]]
-    ) -> None:
-        """Make and send the summarizer's step for all of ``earlier``: it takes the latest
-        summary made (``done``) on with the steps after it. It sits in the frame of the last of
-        them, named after it, so every step that follows them finds it."""
-        covers, previous = max(done, key=lambda found: found[0]) if done else (0, None)
-        last = earlier[-1]
-        step = self._step_for(summary_node(last.node or ""), summarizer, last.scope)
-        spotlight = Spotlight.drawn()
-        step.prompt = summary_prompt(
-            self.run.input,
-            [_as_earlier_step(e) for e in earlier[covers:]],
-            spotlight,
-            previous.output if previous is not None else None,
-            _source_of(previous) if previous is not None else "",
-        )
-        step.history = None
-        sources = [WORKFLOW_INPUT, *(_source_of(e) for e in earlier[covers:])]
-        if previous is not None:
-            sources.append(_source_of(previous))
-        step.provenance = [Provenance(source).to_json() for source in dict.fromkeys(sources)]
-        self._event("summary.started", step_id=step.id, covers=len(earlier), agent=summarizer)
+    def _summarize(self, order: SummaryOrder) -> None:
+        """Make and send the summarizer's step ``order`` says (once: a decision may find it
+        wanted twice)."""
+        if self._existing_step(order.scope, order.node) is not None:
+            return
+        step = self._step_for(order.node, order.agent, order.scope)
+        step.prompt, step.history, step.provenance = order.prompt, None, order.provenance
+        self._event("summary.started", step_id=step.id, covers=order.covers, agent=order.agent)
         if self._within_budget(step):
             dispatch(self.run, step, self.now, self.rules, self.plan)
-
-    def _preamble(self, summary: StepState, covered: list[Earlier]) -> str:
-        titles = [_as_earlier_step(e).title for e in covered]
-        return preamble(summary.output or "", summary.id, summary.agent, titles)
 
     def _settle_summary(self, step: StepState) -> None:
         """A summary step's attempt was recorded: retried, handed to a fallback, or (done, or
@@ -735,43 +567,6 @@ class Interpreter:
                 made = waiting.status == StepStatus.PENDING.value and waiting.attempt == 0
                 if made and not is_summary(waiting.node):
                     self._resume(waiting)
-
-    @staticmethod
-    def _given_source(given: Handoff, lineage: list[Earlier]) -> str:
-        """Where what a step is given came from, as its data block says it."""
-        found = next((e for e in lineage if e.id == given.source), None)
-        if found is not None:
-            return _source_of(found)
-        return WORKFLOW_INPUT if not given.label else given.label
-
-    def _exchanges(self, agent: str, scope: str, lineage: list[Earlier]) -> list[list[str]]:
-        """``agent``'s earlier exchanges (prompt, answer) in what a step of it in ``scope`` after
-        ``lineage`` follows: its steps in the lineage and, for an agent with a context budget
-        (which leaves out what does not fit), in the earlier iterations of the loop the step is
-        in; the last few, oldest first."""
-        steps = [e for e in lineage if isinstance(e, StepState) and e.agent == agent]
-        budgeted = self.rules.team.agent(agent).context_tokens is not None
-        earlier = self._earlier_iterations(scope) if budgeted else []
-        if earlier:
-            steps += [
-                s
-                for s in self.store.steps_in(earlier)
-                if s.agent == agent and s.status == StepStatus.SUCCEEDED.value
-            ]
-            steps.sort(key=lambda s: s.position)
-        return [[s.prompt or "", s.output or ""] for s in steps[-HISTORY_EXCHANGES:]]
-
-    def _earlier_iterations(self, scope: str) -> list[str]:
-        """The frames of the last few iterations before the one ``scope`` is in, of the
-        innermost loop that holds it (none outside a loop)."""
-        frames = frames_of_scope(scope)
-        for depth in range(len(frames) - 1, -1, -1):
-            name, index = frames[depth]
-            if kind_of(self.graph.node(name)) == "loop":
-                parent = ";".join(f"{n}#{i}" for n, i in frames[:depth])
-                first = max(1, index - HISTORY_EXCHANGES)
-                return [scope_of(parent, name, i) for i in range(first, index)]
-        return []
 
     def _existing_step(self, scope: str, node: str) -> StepState | None:
         if scope in self._fresh:
@@ -986,12 +781,11 @@ class Interpreter:
         first = team.agent(steps[0].agent)
         lineage = self._lineage(frame.scope, self.graph.place(steps[0].name))
         given = _given(frame)
-        source = self._given_source(given, lineage)
         try:
-            context = self._context(steps[0].name, first.id, frame.scope, given, lineage, source)
+            context = self.contexts.of(steps[0].name, first.id, frame.scope, given, lineage)
         except ContextTooLarge:  # its step will fail before any call: it costs nothing
             return 0
-        if context is None:  # it will wait for the run's summary, then fit its budget
+        if isinstance(context, Waiting):  # for the run's summary, then it fits its budget
             input_tokens = first.context_tokens or 0
         else:
             input_tokens = input_tokens_bound(
@@ -1108,19 +902,6 @@ class _NodeContext:
 
     def event(self, name: str, **fields: object) -> None:
         self._interpreter._event(name, **fields)
-
-
-def _as_earlier_step(e: Earlier) -> EarlierStep:
-    """A step or node run that finished before, as a prompt shows it."""
-    if isinstance(e, StepState):
-        return EarlierStep(e.position, e.agent, e.output or "", None, _source_of(e))
-    return EarlierStep(0, e.node, e.output or "", f"{e.node} ({e.kind})", _source_of(e))
-
-
-def _source_of(earlier: Earlier) -> str:
-    if isinstance(earlier, StepState):
-        return step_source(earlier.agent, earlier.id)
-    return f"{earlier.node} output"
 
 
 def _given(frame: FrameState) -> Handoff:
