@@ -331,6 +331,68 @@ class FrameRow(SQLModel, table=True):
     finished_at: datetime | None = _when()
 
 
+class ToolTurnRow(SQLModel, table=True):
+    """One answer of the model in a step's tool loop that asked for tools: kept before any of its
+    tools runs, so that an attempt that starts again (after a crash, a redelivery) reads it
+    rather than asking the model anew (an answer that arrived is used, and paid for once)."""
+
+    __tablename__ = "tool_turns"
+    __table_args__ = (UniqueConstraint("step_id", "turn", name="uq_tool_turns_step_turn"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    workflow_id: str = Field(foreign_key="workflows.id", max_length=36, index=True)
+    step_id: str = Field(foreign_key="steps.id", max_length=36)
+    turn: int = Field(description="0 for the step's first call, then one more per answer.")
+    attempt: int = Field(description="The attempt of the step that made the call.")
+    agent_id: str = Field(max_length=63, description="The agent that answered.")
+    content: list[dict[str, Any]] = Field(
+        sa_column=Column(JSON, nullable=False),
+        description="The answer's content blocks (text, tool_use, thinking) as the API gave them.",
+    )
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ToolCallStatus(StrEnum):
+    STARTED = "started"  # on record before it ran: finished, or its outcome is unknown
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # it raised, timed out, or was given invalid arguments: an is_error result
+
+
+class ToolCallRow(SQLModel, table=True):
+    """One tool call of a step's tool loop: recorded as started before it runs, and as finished,
+    with its result, before the model sees the result. A finished call is replayed from here and
+    never runs again; a call started but not finished runs again only if its tool is
+    idempotent, with the same idempotency key."""
+
+    __tablename__ = "tool_calls"
+    __table_args__ = (
+        UniqueConstraint("step_id", "turn", "index", name="uq_tool_calls_step_turn_index"),
+        _UPDATED_IN_PLACE,
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    workflow_id: str = Field(foreign_key="workflows.id", max_length=36, index=True)
+    step_id: str = Field(foreign_key="steps.id", max_length=36)
+    turn: int = Field(description="The model's answer that asked for it.")
+    index: int = Field(description="Its place among that answer's tool calls, from 0.")
+    tool_use_id: str = Field(max_length=128, description="The id the model gave the call.")
+    tool: str = Field(max_length=64)
+    arguments: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    idempotency_key: str = Field(
+        max_length=200, description="Stable across attempts: for the outside system to dedupe."
+    )
+    side_effects: bool = False
+    idempotent: bool = False
+    status: str = Field(default=ToolCallStatus.STARTED.value, max_length=32)
+    runs: int = Field(default=1, description="How many times it was started.")
+    result: str | None = Field(default=None, sa_column=Column(Text))
+    is_error: bool = False
+    attempt: int = Field(description="The attempt of the step that last started it.")
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime | None = _when()
+    duration_ms: float | None = None
+
+
 class MessageRow(SQLModel, table=True):
     """Every message on the bus, written before it is routed (audit first, then route).
 
