@@ -7,6 +7,8 @@ to do next.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class AgentyardError(Exception):
     """Root of every error agentyard raises on purpose."""
@@ -100,6 +102,33 @@ class ContextTooLarge(AgentyardError):
     exchanges left out and every earlier step given by its summary: no call was made. A run it
     ends is ``failed``; its error starts with this class's name, then says how many tokens were
     needed and what to change."""
+
+
+class ToolArgumentsInvalid(AgentyardError, ValueError):
+    """A model called a tool with arguments its ``input_schema`` does not take: the tool was not
+    run. ``problems`` has one line per argument ("amount: Input should be a valid number, got
+    'ten'"); the message says them all, and what to do, for the model to read in an ``is_error``
+    tool_result and call again."""
+
+    def __init__(self, tool: str, problems: Sequence[str]) -> None:
+        self.tool = tool
+        self.problems = tuple(problems)
+        lines = "\n".join(f"- {problem}" for problem in self.problems)
+        super().__init__(
+            f"tool {tool!r} was not run: its arguments do not match its input_schema:\n{lines}\n"
+            "Call it again with the arguments corrected."
+        )
+
+
+class ToolOutcomeUnknown(AgentyardError):
+    """A tool call with side effects was started and never recorded as finished (its worker died
+    while it ran): it may have done its work, and its tool is not idempotent, so it is not run
+    again. The step fails, naming the call, for a person to find out what happened."""
+
+
+class ToolTurnsExhausted(AgentyardError):
+    """The model was still asking for tools after its agent's ``max_tool_turns`` answers: the
+    step failed rather than loop on."""
 
 
 class ProviderError(AgentyardError):

@@ -155,6 +155,26 @@ STEP_ATTEMPT_FAILED = (
     .returning(*(steps.c[name] for name in STEP_STATE_COLUMNS))
 )
 
+# A turn of a tool loop that asked for tools, recorded while the attempt goes on: its usage
+# added, the lease held for one more turn; no row when the attempt no longer holds the step
+STEP_TURN = (
+    update(steps)
+    .where(*_STILL_RUNNING)
+    .values(
+        **{name: value for name, value in _ADD_USAGE.items() if name != "lease_until"},
+        lease_until=bindparam("lease_until"),
+    )
+    .returning(steps.c.id)
+)
+# A run charged a call's cost without a decision (a turn of a tool loop)
+ADD_WORKFLOW_COST = (
+    update(workflows)
+    .where(workflows.c.id == bindparam("w_id"))
+    .values(
+        cost_micro=workflows.c.cost_micro + bindparam("add_cost", type_=workflows.c.cost_micro.type)
+    )
+)
+
 MARK_DELIVERED = (
     update(messages)
     .where(messages.c.id == bindparam("w_id"), messages.c.delivered_at.is_(None))
