@@ -28,6 +28,8 @@ from pydantic import (
 )
 
 from orchestration.pricing import MAX_CAP_USD
+from orchestration.tools import ToolSpec, spec_of
+from orchestration.workflow.functions import FunctionRef
 from orchestration.workflow.graph import NODE_TYPES, Graph, build_graph
 from storage.errors import InvalidDefinition
 
@@ -180,6 +182,9 @@ class Agent(_Definition):
         "budget: the last exchanges and the first sentences of earlier steps)",
         "prompt_cache": "must be True (the system prompt and the run's summary are read from "
         "the provider's prompt cache when they can be) or False",
+        "tools": "must be a list of tools: functions defined with def at the top level of a "
+        "module, with type hints and a docstring (see orchestration.tool)",
+        "max_tool_turns": "must be a whole number of the model's answers from 1 to 100",
     }
 
     id: Id
@@ -205,6 +210,32 @@ class Agent(_Definition):
     # Mark the stable prefix of each call (system prompt, then the run's summary) for the
     # provider's prompt cache, so that a loop's iterations and a fan-out's branches read it.
     prompt_cache: bool = True
+    # What the agent may call (module-level functions; ``@tool`` says what each does), and how
+    # many answers asking for tools a step may get before it fails (ToolTurnsExhausted).
+    tools: tuple[Any, ...] = ()
+    max_tool_turns: int = Field(default=10, ge=1, le=100)
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tools_another_worker_finds(cls, value: Any) -> Any:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ValueError("not a list")
+        for function in value:
+            spec_of(function)  # InvalidDefinition, saying what to change
+            FunctionRef.of(function, f"tool {getattr(function, '__name__', function)!r}")
+        names = [spec_of(function).name for function in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise InvalidDefinition(
+                f"two tools are named {twice[0]!r}: a model tells tools apart by name; rename "
+                "one, or give the agent one of them"
+            )
+        return tuple(value)
+
+    @property
+    def tool_specs(self) -> tuple[ToolSpec, ...]:
+        """What the agent's tools are and do, each derived once."""
+        return tuple(spec_of(function) for function in self.tools)
 
     @model_validator(mode="after")
     def _not_its_own_fallback(self) -> Agent:
