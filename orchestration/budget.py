@@ -19,6 +19,7 @@ therefore never add up past a cap; a late settlement corrects the booking to the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,25 +29,38 @@ from orchestration.definitions import Agent, Workflow
 from orchestration.pricing import PriceTable, usd_to_micro
 from storage.budget_store import Booked, BudgetStore, Cap, CountersNotLoaded, Forfeit, Settled
 from storage.errors import ConfigurationError, CostLimitExceeded
-from workers.providers.base import ModelRequest
+from workers.providers.base import ModelRequest, block_text, tool_json
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 # Tokens are at least one byte of UTF-8 each, so bytes bound them; a few more per message (and
-# per preamble block) cover the roles and the turn and block markers the API adds.
+# per preamble block, content block and tool) cover the roles and the turn and block markers the
+# API adds.
 TOKENS_PER_MESSAGE = 16
+# The system prompt the API adds when tools are offered: the most Anthropic's tool-use pricing
+# page lists is 530 tokens (Claude 3 Opus, tool_choice auto); the rest is margin for a model
+# that adds more.
+TOOL_USE_SYSTEM_TOKENS = 1024
 
 
 def input_tokens_bound(request: ModelRequest) -> int:
     """At least as many input tokens as ``request`` can be billed for (cache writes and reads
-    included: they are input tokens too)."""
-    text = (
-        len(request.system.encode())
-        + len(request.preamble.encode())
-        + sum(len(m.content.encode()) for m in request.messages)
-    )
+    included: they are input tokens too): every block counted (a tool call's input as its
+    JSON, a tool result, a thinking block), and the tools offered with the API's tool-use
+    system prompt."""
+    text = len(request.system.encode()) + len(request.preamble.encode())
     blocks = len(request.messages) + 1 + (1 if request.preamble else 0)
+    for message in request.messages:
+        if isinstance(message.content, str):
+            text += len(message.content.encode())
+        else:
+            text += sum(len(block_text(b).encode()) for b in message.content)
+            blocks += len(message.content)
+    if request.tools:
+        text += sum(len(json.dumps(tool_json(t)).encode()) for t in request.tools)
+        blocks += len(request.tools)
+        text += TOOL_USE_SYSTEM_TOKENS
     return text + TOKENS_PER_MESSAGE * blocks
 
 

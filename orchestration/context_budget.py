@@ -28,7 +28,7 @@ import structlog
 from orchestration.budget import input_tokens_bound
 from storage.errors import AgentyardError, ContextTooLarge
 from storage.settings import Settings
-from workers.providers.base import ModelRequest
+from workers.providers.base import ModelRequest, block_json, tool_json
 from workers.providers.registry import Providers, is_offline
 
 log = structlog.get_logger(__name__)
@@ -82,16 +82,23 @@ class ProviderCount:
 
 
 def content_hash(request: ModelRequest) -> str:
-    """What a count depends on: the model and every piece of text, in order."""
-    body = json.dumps(
+    """What a count depends on: the model and every piece of text, in order (every block of a
+    turn, a tool call's input included), and the tools offered."""
+    parts: list[object] = [
+        request.model,
+        request.system,
+        request.preamble,
         [
-            request.model,
-            request.system,
-            request.preamble,
-            [[m.role, m.content] for m in request.messages],
+            [
+                m.role,
+                m.content if isinstance(m.content, str) else [block_json(b) for b in m.content],
+            ]
+            for m in request.messages
         ],
-        separators=(",", ":"),
-    )
+    ]
+    if request.tools:  # a request without tools hashes as it always did
+        parts.append([tool_json(t) for t in request.tools])
+    body = json.dumps(parts, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
 

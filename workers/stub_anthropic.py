@@ -5,8 +5,12 @@ the code path is the real one, HTTP included, without the internet or a bill. Re
 deterministic: the same request always gets the same text and token counts (about four characters
 per token, output capped at ``max_tokens``).
 
+Input tokens count every block's text at about four characters a token: a text block's text, a
+tool call's name and input (as JSON), a tool result's content, a thinking block's text, and each
+tool offered (its name, description and input schema as JSON).
+
 Prompt caching is simulated as the real API does it. The request's content blocks are read in
-order (the system prompt's, then each message's; a string is one block without
+order (the tools offered, the system prompt's, then each message's; a string is one block without
 ``cache_control``), and each block that carries ``cache_control`` ends a breakpoint: the prefix up
 to and including it. The stub keeps the prefixes it has cached (by a digest of the model and the
 prefix's blocks, ``cache_control`` left out) with an expiry: 5 minutes, or 1 hour for a
@@ -19,10 +23,16 @@ in ``usage.cache_creation``); ``input_tokens`` is the rest. A prefix under ``min
 read. Only calls answered 200 touch the cache; a request with more than 4 breakpoints is refused
 with a 400, as the real API refuses it.
 
+Tool use is checked as the real API checks it, with its 400 ``invalid_request_error`` and its
+wording: each of ``tools`` needs a ``name`` (letters, digits, ``_`` and ``-``, unique) and an
+``input_schema`` of type ``object`` (``description`` is optional); every ``tool_use`` in an
+assistant turn must be answered by a ``tool_result`` with its id at the start of the next (user)
+turn; a ``tool_result`` must answer a ``tool_use`` of the turn before it.
+
 ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": n}``: what ``/v1/messages`` would
 bill the same body for in all (input, cache writes and cache reads). It is checked like a
 messages call (credentials, version, ``model`` and ``messages``), consumes no script entry and
-touches no cache.
+touches no cache (it is checked for tool use too).
 
 Faults are scripted over HTTP, one entry consumed per ``POST /v1/messages`` call, in order::
 
@@ -30,11 +40,13 @@ Faults are scripted over HTTP, one entry consumed per ``POST /v1/messages`` call
                                        {"status": 200, "cache_read_input_tokens": 100}]}
     GET  /_stub/stats   -> {"calls": N, "by_status": {"200": n, ...}, "scripted_left": n,
                             "by_request": {"<step id>:<attempt>": [200, ...], ...},
-                            "count_tokens_calls": n, "cache_reads": n, "cache_writes": n}
+                            "count_tokens_calls": n, "cache_reads": n, "cache_writes": n,
+                            "tool_use_replies": n}
     POST /_stub/reset   -> forgets the script, the counts and the cache
 
 ``calls``, ``by_status`` and ``by_request`` count messages calls only; ``cache_reads`` and
-``cache_writes`` count the calls that read from and wrote to the cache.
+``cache_writes`` count the calls that read from and wrote to the cache; ``tool_use_replies``
+the replies that asked for tools.
 
 An entry may carry ``status`` (default 200), ``delay_s``, ``trickle_s`` (the body is sent in
 small pieces spread over that many seconds, after the headers), ``retry_after`` (seconds),
@@ -44,6 +56,15 @@ e.g. ``enforced_spend_limit_reached``); a 200 entry may override ``text``, ``thi
 1-hour writes, ``cache_creation_1h_input_tokens``: usage carries the split by TTL as the real API
 does) and ``cache_read_input_tokens``: the usage reported, whatever the simulated cache did
 (which it still does). A new script replaces the one still pending.
+
+A 200 entry may also ask for tools, as the model does: ``"tool_use": [{"name": "search",
+"input": {"query": "rivers"}}, ...]``. The reply's content is then the entry's ``text`` as a
+text block (only if it has one), then one ``tool_use`` block per item, in order, with ids
+``toolu_stub_<12 hex>`` made from the request and the item's index (the same request gets the
+same ids), and ``stop_reason`` is ``"tool_use"`` (``"max_tokens"`` if ``max_tokens`` ends the
+reply first: the calls that did not fit are left out). The names are not checked against the
+request's ``tools``: a script may have the model call a tool it was not offered. An entry whose
+``tool_use`` items lack a ``name`` is refused when scripted.
 
 Any key is accepted, as ``x-api-key`` or as ``Authorization: Bearer`` (how SDK 2.x sends it); a
 request with neither gets the real API's 401 before the script is looked at.
@@ -56,6 +77,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import socket
 import sys
 import threading
@@ -94,6 +116,7 @@ USAGE_FIELDS = (
 MIN_CACHE_TOKENS = 1024
 MAX_BREAKPOINTS = 4
 TTL_S = {"5m": 300.0, "1h": 3600.0}
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +161,22 @@ class StubState:
         self._cache: dict[str, float] = {}  # prefix digest -> when it expires, on `clock`
         self._cache_reads = 0
         self._cache_writes = 0
+        self._tool_use_replies = 0
 
     def script(self, responses: list[dict[str, Any]]) -> None:
+        """Answer the next calls with ``responses``, in order. Raises ``ValueError`` for an
+        entry the stub cannot answer with (a ``tool_use`` item without a name)."""
+        for index, entry in enumerate(responses):
+            calls = entry.get("tool_use") if isinstance(entry, dict) else None
+            if calls is None:
+                continue
+            if not isinstance(calls, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls
+            ):
+                raise ValueError(
+                    f"responses.{index}.tool_use: expected a list of "
+                    '{"name": ..., "input": {...}} objects'
+                )
         with self._lock:
             self._script = deque(dict(r) for r in responses)
 
@@ -147,11 +184,14 @@ class StubState:
         with self._lock:
             return self._script.popleft() if self._script else {}
 
-    def record(self, status: int, request_key: str | None = None) -> None:
+    def record(
+        self, status: int, request_key: str | None = None, *, tool_use: bool = False
+    ) -> None:
         with self._lock:
             self._by_status[status] += 1
             if request_key:
                 self._by_request.setdefault(request_key, []).append(status)
+            self._tool_use_replies += tool_use
 
     def record_count_tokens(self) -> None:
         with self._lock:
@@ -197,6 +237,7 @@ class StubState:
                 "count_tokens_calls": self._count_tokens_calls,
                 "cache_reads": self._cache_reads,
                 "cache_writes": self._cache_writes,
+                "tool_use_replies": self._tool_use_replies,
             }
 
     def reset(self) -> None:
@@ -208,6 +249,7 @@ class StubState:
             self._cache.clear()
             self._cache_reads = 0
             self._cache_writes = 0
+            self._tool_use_replies = 0
 
 
 def _text_of(content: Any) -> str:
@@ -219,6 +261,34 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def _block_text(block: dict[str, Any], *, offered: bool = False) -> str:
+    """The text a block puts before the model, for counting: a text block's text, a tool call's
+    name and input as JSON, a tool result's content, a thinking block's text, and for a tool
+    ``offered`` (a definition in ``tools``) its name, description and input schema as JSON."""
+    if offered:
+        schema = json.dumps(block.get("input_schema", {}), sort_keys=True)
+        return f"{block.get('name', '')}{block.get('description', '')}{schema}"
+    kind = block.get("type")
+    if kind == "tool_use":
+        return f"{block.get('name', '')}{json.dumps(block.get('input', {}), sort_keys=True)}"
+    if kind == "tool_result":
+        return _text_of(block.get("content", ""))
+    if kind == "thinking":
+        return str(block.get("thinking", ""))
+    return str(block.get("text", ""))
+
+
+def _turn_text(content: Any) -> str:
+    """What a turn says: its text, and the content of the tool results it carries."""
+    if isinstance(content, list):
+        return "".join(
+            _block_text(b)
+            for b in content
+            if isinstance(b, dict) and b.get("type") in ("text", "tool_result")
+        )
+    return _text_of(content)
+
+
 def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
@@ -228,15 +298,15 @@ def _digest(text: str) -> str:
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:
-    """Every input token of ``body`` (input, cache writes and cache reads together): its system
-    prompt's and messages' text at about four characters a token."""
-    system = _text_of(body.get("system", ""))
-    return _tokens(system + "".join(_text_of(m.get("content")) for m in body["messages"]))
+    """Every input token of ``body`` (input, cache writes and cache reads together): the text of
+    its tools, system prompt and messages at about four characters a token."""
+    return _tokens("".join(_block_text(b, offered=w == "tools") for w, b in _blocks(body)))
 
 
 def _blocks(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The request's content blocks in the order the model reads them, each with where it is:
-    ``system`` or ``<message index>:<role>``. A string is one text block."""
+    ``tools`` (a tool's definition), ``system`` or ``<message index>:<role>``. A string is one
+    text block."""
 
     def blocks_of(content: Any) -> list[dict[str, Any]]:
         if isinstance(content, str):
@@ -245,7 +315,9 @@ def _blocks(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             return [b for b in content if isinstance(b, dict)]
         return []
 
-    found = [("system", b) for b in blocks_of(body.get("system") or [])]
+    tools = body.get("tools")
+    found = [("tools", t) for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    found += [("system", b) for b in blocks_of(body.get("system") or [])]
     for index, message in enumerate(body.get("messages") or []):
         if isinstance(message, dict):
             where = f"{index}:{message.get('role')}"
@@ -262,7 +334,7 @@ def breakpoints(body: dict[str, Any]) -> list[Breakpoint]:
     found: list[Breakpoint] = []
     for where, block in _blocks(body):
         prefix.append([where, {k: v for k, v in block.items() if k != "cache_control"}])
-        chars += len(_text_of([block]))
+        chars += len(_block_text(block, offered=where == "tools"))
         control = block.get("cache_control")
         if isinstance(control, dict):
             canonical = json.dumps(
@@ -272,6 +344,72 @@ def breakpoints(body: dict[str, Any]) -> list[Breakpoint]:
             ttl_s = TTL_S.get(str(control.get("ttl", "5m")), TTL_S["5m"])
             found.append(Breakpoint(math.ceil(chars / 4), digest, ttl_s))
     return found
+
+
+def tool_use_refusal(body: dict[str, Any]) -> str | None:
+    """What the real API would say (400 ``invalid_request_error``) about ``body``'s tools and
+    the way its turns pair tool calls with their results, or None if it is well formed."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return "tools: Input should be a valid list"
+        names: set[str] = set()
+        for index, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                return f"tools.{index}: Input should be a valid dictionary"
+            if tool.get("type") not in (None, "custom"):
+                continue  # a server tool: its own fields, not checked here
+            for required in ("name", "input_schema"):
+                if required not in tool:
+                    return f"tools.{index}.custom.{required}: Field required"
+            name, schema = tool["name"], tool["input_schema"]
+            if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+                return (
+                    f"tools.{index}.custom.name: String should match pattern "
+                    f"'^{TOOL_NAME.pattern}$'"
+                )
+            if not isinstance(schema, dict) or schema.get("type") != "object":
+                return f"tools.{index}.custom.input_schema.type: Input should be 'object'"
+            if name in names:
+                return f"tools: Tool names must be unique. Found {name!r} more than once."
+            names.add(name)
+    calls: list[str] = []  # the ids of the tool calls the turn before asked for
+    asked_at = -1
+    for index, message in enumerate(body.get("messages") or []):
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        role = message.get("role")
+        if calls:
+            answered: list[str] = []
+            for block in blocks if role == "user" else []:
+                if block.get("type") != "tool_result":
+                    break  # results must open the turn
+                answered.append(str(block.get("tool_use_id")))
+            missing = [c for c in calls if c not in answered]
+            if missing:
+                return _unanswered(asked_at, missing)
+        for at, block in enumerate(blocks if role == "user" else []):
+            if block.get("type") == "tool_result" and block.get("tool_use_id") not in calls:
+                return (
+                    f"messages.{index}.content.{at}: unexpected `tool_use_id` found in "
+                    f"`tool_result` blocks: {block.get('tool_use_id')}. Each `tool_result` block "
+                    "must have a corresponding `tool_use` block in the previous message."
+                )
+        calls = [
+            str(b.get("id")) for b in blocks if role == "assistant" and b.get("type") == "tool_use"
+        ]
+        asked_at = index
+    return _unanswered(asked_at, calls) if calls else None
+
+
+def _unanswered(index: int, calls: list[str]) -> str:
+    return (
+        f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately "
+        f"after: {', '.join(calls)}. Each `tool_use` block must have a corresponding "
+        "`tool_result` block in the next message."
+    )
 
 
 def build_message(
@@ -284,22 +422,40 @@ def build_message(
     system = _text_of(body.get("system", ""))
     messages = body["messages"]
     last_user = next(
-        (_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+        (_turn_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
     )
     max_tokens = int(body["max_tokens"])
+    message_id = _digest(json.dumps(body, sort_keys=True))
+    calls = entry.get("tool_use") or []
     text = entry.get("text") or (
-        f"stub reply (system {_digest(system)}, user {_digest(last_user)}): {last_user[:200]}"
+        ""
+        if calls
+        else f"stub reply (system {_digest(system)}, user {_digest(last_user)}): {last_user[:200]}"
     )
-    stop_reason = "end_turn"
+    stop_reason = "tool_use" if calls else "end_turn"
     if _tokens(text) > max_tokens:
-        text, stop_reason = text[: max_tokens * 4], "max_tokens"
+        text, stop_reason, calls = text[: max_tokens * 4], "max_tokens", []
     content: list[dict[str, Any]] = []
     if entry.get("thinking"):
         content.append({"type": "thinking", "thinking": entry["thinking"], "signature": "stub"})
-    content.append({"type": "text", "text": text})
+    if text or not calls:
+        content.append({"type": "text", "text": text})
+    written = text
+    for index, call in enumerate(calls):
+        block = {
+            "type": "tool_use",
+            "id": f"toolu_stub_{_digest(f'{message_id}:{index}')}",
+            "name": call["name"],
+            "input": dict(call.get("input") or {}),
+        }
+        if _tokens(written + _block_text(block)) > max_tokens:
+            stop_reason = "max_tokens"  # the calls that did not fit are left out
+            break
+        written += _block_text(block)
+        content.append(block)
     usage: dict[str, Any] = {
         "input_tokens": prompt_tokens(body) - cache.read - cache.written,
-        "output_tokens": min(max_tokens, _tokens(text)),
+        "output_tokens": max_tokens if stop_reason == "max_tokens" else _tokens(written),
         "cache_creation_input_tokens": cache.written,
         "cache_read_input_tokens": cache.read,
     }
@@ -314,7 +470,7 @@ def build_message(
         "ephemeral_1h_input_tokens": one_hour,
     }
     return {
-        "id": f"msg_stub_{_digest(json.dumps(body, sort_keys=True))}",
+        "id": f"msg_stub_{message_id}",
         "type": "message",
         "role": "assistant",
         "content": content,
@@ -370,7 +526,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, error_body(400, f"Request body is not valid JSON: {exc}"))
             return
         if self.path == "/_stub/script":
-            state.script(body.get("responses", []))
+            try:
+                state.script(body.get("responses", []))
+            except ValueError as exc:
+                self._send(400, error_body(400, str(exc)))
+                return
             self._send(200, {"scripted": len(body.get("responses", []))})
         elif self.path == "/_stub/reset":
             state.reset()
@@ -387,7 +547,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self._answer(body)
         # Stopping the server wakes this wait; the reply then goes to a client that has gone.
         state.stopping.wait(state.latency_s + reply.delay_s)
-        state.record(reply.status, self.headers.get(REQUEST_KEY_HEADER))
+        asked = any(b.get("type") == "tool_use" for b in reply.body.get("content") or [])
+        state.record(reply.status, self.headers.get(REQUEST_KEY_HEADER), tool_use=asked)
         self._send(reply.status, reply.body, reply.headers, trickle_s=reply.trickle_s)
 
     def _count_tokens(self, body: dict[str, Any]) -> None:
@@ -418,6 +579,9 @@ class _Handler(BaseHTTPRequestHandler):
                 f"Found {marked}."
             )
             return _Reply(400, error_body(400, message))
+        refused = tool_use_refusal(body)
+        if refused is not None:
+            return _Reply(400, error_body(400, refused))
         return None
 
     def _answer(self, body: dict[str, Any]) -> _Reply:

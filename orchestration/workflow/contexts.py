@@ -45,7 +45,7 @@ from orchestration.workflow.state import (
 from orchestration.workflow.store import Store
 from storage.errors import ContextTooLarge
 from storage.models import StepStatus
-from workers.providers.base import ModelRequest
+from workers.providers.base import ModelRequest, text_of
 
 Earlier = StepState | NodeRunState
 
@@ -169,7 +169,7 @@ class Contexts:
 
         def context(fitted: Fitted, summary: StepState | None = None) -> StepContext:
             history = exchanges[fitted.layout.dropped :] or None
-            text = fitted.request.messages[-1].content
+            text = text_of(fitted.request.messages[-1])
             return StepContext(text, history, fitted.request.preamble or None, summary)
 
         summarizer = self._graph.summarizer

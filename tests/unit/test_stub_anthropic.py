@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -215,6 +216,7 @@ def test_stats_count_calls_by_status(stub: StubAnthropicServer) -> None:
         "count_tokens_calls": 0,
         "cache_reads": 0,
         "cache_writes": 0,
+        "tool_use_replies": 0,
     }
 
 
@@ -250,6 +252,7 @@ def test_the_script_stats_and_reset_are_controlled_over_http(stub: StubAnthropic
         "count_tokens_calls": 0,
         "cache_reads": 0,
         "cache_writes": 0,
+        "tool_use_replies": 0,
     }
 
 
@@ -531,3 +534,173 @@ def test_more_than_four_breakpoints_are_refused_like_the_real_api(
     assert (status, reply["error"]["type"]) == (400, "invalid_request_error")
     assert "maximum of 4 blocks with cache_control" in reply["error"]["message"]
     assert messages(cached_stub)[0] == 529  # the refused call consumed no script entry
+
+
+# -- tool use --------------------------------------------------------------------------------------
+
+TOOL = {
+    "name": "lookup",
+    "description": "Looks a word up.",
+    "input_schema": {"type": "object", "properties": {"word": {"type": "string"}}},
+}
+
+
+def tool_turns(result_id: str = "toolu_1", answer: str = "6650 km") -> dict[str, Any]:
+    """A request whose assistant turn called ``lookup`` (id ``toolu_1``), answered by a result
+    for ``result_id``."""
+    return {
+        **REQUEST,
+        "tools": [TOOL],
+        "messages": [
+            REQUEST["messages"][0],
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"word": "x"}}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": result_id, "content": answer}],
+            },
+        ],
+    }
+
+
+def test_a_scripted_tool_call_is_a_tool_use_reply_with_ids_made_from_the_request(
+    stub: StubAnthropicServer,
+) -> None:
+    # Given a script entry that has the model say a word and call two tools
+    calls = [{"name": "lookup", "input": {"word": "Nile"}}, {"name": "lookup", "input": {}}]
+    entry = {"text": "Looking.", "tool_use": calls}
+    stub.script([entry, entry])
+    body = {**REQUEST, "tools": [TOOL]}
+
+    # When the same request is made twice
+    status, _, reply = messages(stub, body)
+    again = messages(stub, body)[2]
+
+    # Then the reply is the text, then one tool_use block per call, and stops for the tools
+    assert status == 200 and reply["stop_reason"] == "tool_use"
+    text, first, second = reply["content"]
+    assert text == {"type": "text", "text": "Looking."}
+    assert (first["type"], first["name"], first["input"]) == (
+        "tool_use",
+        "lookup",
+        {"word": "Nile"},
+    )
+    assert re.fullmatch(r"toolu_stub_[0-9a-f]{12}", first["id"]) and first["id"] != second["id"]
+    assert again["content"] == reply["content"]
+    written = "Looking." + 'lookup{"word": "Nile"}' + "lookup{}"
+    assert reply["usage"]["output_tokens"] == -(-len(written) // 4)
+    assert stub.stats()["tool_use_replies"] == 2
+
+
+def test_tool_calls_that_do_not_fit_max_tokens_are_left_out(stub: StubAnthropicServer) -> None:
+    word = "w" * 30
+    stub.script([{"tool_use": [{"name": "lookup", "input": {"word": word}}] * 3}])
+
+    reply = messages(stub, {**REQUEST, "tools": [TOOL], "max_tokens": 25})[2]
+
+    assert reply["stop_reason"] == "max_tokens"
+    assert [b["type"] for b in reply["content"]] == ["tool_use", "tool_use"]
+    assert reply["usage"]["output_tokens"] == 25
+
+
+def test_tool_definitions_results_and_calls_are_counted_as_input(
+    stub: StubAnthropicServer,
+) -> None:
+    body = tool_turns(answer="r" * 400)
+
+    counted = call(stub, "POST", "/v1/messages/count_tokens", body, HEADERS)[2]["input_tokens"]
+
+    definition = "lookupLooks a word up." + json.dumps(TOOL["input_schema"], sort_keys=True)
+    every = definition + "You are terse.What is the capital of France?" + 'lookup{"word": "x"}'
+    assert counted == -(-len(every + "r" * 400) // 4)
+    assert usage_of(stub, body)["input_tokens"] == counted
+
+
+def test_the_default_reply_to_tool_results_quotes_them(stub: StubAnthropicServer) -> None:
+    reply = messages(stub, tool_turns(answer="6650 km"))[2]
+
+    assert reply["stop_reason"] == "end_turn"
+    assert reply["content"][0]["text"].endswith(": 6650 km")
+
+
+@pytest.mark.parametrize(
+    ("tool", "message"),
+    [
+        ({"name": "lookup"}, "tools.0.custom.input_schema: Field required"),
+        ({"input_schema": {"type": "object"}}, "tools.0.custom.name: Field required"),
+        ({**TOOL, "name": "look up"}, "tools.0.custom.name: String should match pattern"),
+        ({**TOOL, "input_schema": {"type": "string"}}, "tools.0.custom.input_schema.type"),
+    ],
+)
+def test_a_malformed_tool_is_refused_like_the_real_api(
+    stub: StubAnthropicServer, tool: dict[str, Any], message: str
+) -> None:
+    status, _, reply = messages(stub, {**REQUEST, "tools": [tool]})
+
+    assert (status, reply["error"]["type"]) == (400, "invalid_request_error")
+    assert reply["error"]["message"].startswith(message)
+
+
+def test_two_tools_of_one_name_are_refused(stub: StubAnthropicServer) -> None:
+    status, _, reply = messages(stub, {**REQUEST, "tools": [TOOL, TOOL]})
+
+    assert status == 400 and "Tool names must be unique" in reply["error"]["message"]
+
+
+def test_a_tool_call_must_be_answered_at_the_start_of_the_next_turn(
+    stub: StubAnthropicServer,
+) -> None:
+    # Given a result that comes after text in the turn that answers the call
+    body = tool_turns()
+    body["messages"][2]["content"].insert(0, {"type": "text", "text": "Here:"})
+    stub.script([{"status": 529}])
+
+    # When it is sent, Then it is refused with the API's words, before the script is read
+    status, _, reply = messages(stub, body)
+    assert (status, reply["error"]["type"]) == (400, "invalid_request_error")
+    assert reply["error"]["message"] == (
+        "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: "
+        "toolu_1. Each `tool_use` block must have a corresponding `tool_result` block in the "
+        "next message."
+    )
+    assert messages(stub, tool_turns())[0] == 529
+
+
+def test_a_tool_call_in_the_last_turn_is_refused(stub: StubAnthropicServer) -> None:
+    body = tool_turns()
+    body["messages"] = body["messages"][:2]
+
+    status, _, reply = messages(stub, body)
+
+    assert status == 400 and "without `tool_result` blocks" in reply["error"]["message"]
+
+
+def test_a_result_for_an_unknown_call_is_refused(stub: StubAnthropicServer) -> None:
+    status, _, reply = messages(stub, tool_turns(result_id="toolu_2"))
+
+    assert status == 400
+    assert reply["error"]["message"].startswith("messages.1: `tool_use` ids were found")
+    body = tool_turns()
+    body["messages"][2]["content"].append(
+        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "?"}
+    )
+    status, _, reply = messages(stub, body)
+    assert status == 400
+    assert reply["error"]["message"].startswith(
+        "messages.2.content.1: unexpected `tool_use_id` found in `tool_result` blocks: toolu_2."
+    )
+
+
+def test_a_script_with_a_nameless_tool_call_is_refused_when_posted(
+    stub: StubAnthropicServer,
+) -> None:
+    script = {"responses": [{"tool_use": [{"input": {}}]}]}
+
+    status, _, reply = call(stub, "POST", "/_stub/script", script)
+
+    assert status == 400 and "responses.0.tool_use" in reply["error"]["message"]
+    assert stub.stats()["scripted_left"] == 0

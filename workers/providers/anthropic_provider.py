@@ -34,16 +34,32 @@ from storage.errors import (
 from workers.providers import wire_deadline
 from workers.providers.base import (
     REQUEST_KEY_HEADER,
+    Block,
     ChatMessage,
     ModelRequest,
     ModelResponse,
+    TextBlock,
+    Thinking,
+    ToolResult,
+    ToolUse,
     Usage,
     lacks_anthropic_credentials,
 )
 
 if TYPE_CHECKING:
     from anthropic import Omit
-    from anthropic.types import Message, MessageParam, TextBlockParam
+    from anthropic.types import (
+        Message,
+        MessageParam,
+        TextBlockParam,
+        ThinkingBlockParam,
+        ToolParam,
+        ToolResultBlockParam,
+        ToolUseBlockParam,
+    )
+
+    # The content blocks agentyard sends, as the SDK types them.
+    BlockParam = TextBlockParam | ToolUseBlockParam | ToolResultBlockParam | ThinkingBlockParam
 
     from storage.settings import Settings
 
@@ -112,6 +128,7 @@ class AnthropicProvider:
                     max_tokens=request.max_tokens,
                     system=system,
                     messages=messages,
+                    tools=_tools(request),
                     extra_headers=_headers(request),
                 )
         except anthropic.APIError as exc:
@@ -132,6 +149,7 @@ class AnthropicProvider:
                     model=request.model,
                     system=system,
                     messages=messages,
+                    tools=_tools(request),
                     extra_headers=_headers(request),
                 )
         except anthropic.APIError as exc:
@@ -271,6 +289,8 @@ def _prompt(request: ModelRequest) -> tuple[str | list[TextBlockParam] | Omit, l
     With ``request.cache``, the system prompt is one text block ending the first cache
     breakpoint; the preamble, when there is one, is the first block of the first user turn and
     ends the second. An empty system prompt is left out rather than sent as an empty string.
+    The tools, when there are any, come before both in the cached prefix (the API reads them
+    first), so they need no breakpoint of their own.
     """
     system: str | list[TextBlockParam] | Omit = request.system or anthropic.omit
     if request.cache and request.system:
@@ -298,13 +318,53 @@ def _text_block(text: str, *, cache: bool) -> TextBlockParam:
 
 def _message_param(message: ChatMessage, preamble: TextBlockParam | None = None) -> MessageParam:
     # Spelled out per role: the SDK's MessageParam is a union of TypedDicts told apart by role.
+    content: str | list[BlockParam]
+    if isinstance(message.content, str):
+        content = message.content
+    else:
+        content = [_block_param(b) for b in message.content]
     if message.role == "user":
         if preamble is None:
-            return {"role": "user", "content": message.content}
-        # The API refuses an empty text block: a turn with no content of its own is the preamble.
-        rest = [_text_block(message.content, cache=False)] if message.content else []
-        return {"role": "user", "content": [preamble, *rest]}
-    return {"role": "assistant", "content": message.content}
+            return {"role": "user", "content": content}
+        if isinstance(content, str):
+            # The API refuses an empty text block: a turn with no content of its own is the
+            # preamble.
+            content = [_text_block(content, cache=False)] if content else []
+        # Tool results must open the turn that answers the tool calls: the preamble goes after.
+        results = next((i for i, b in enumerate(content) if b["type"] != "tool_result"), None)
+        at = len(content) if results is None else results
+        return {"role": "user", "content": [*content[:at], preamble, *content[at:]]}
+    return {"role": "assistant", "content": content}
+
+
+def _block_param(block: Block) -> BlockParam:
+    if isinstance(block, TextBlock):
+        return _text_block(block.text, cache=False)
+    if isinstance(block, ToolUse):
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    if isinstance(block, ToolResult):
+        result: ToolResultBlockParam = {
+            "type": "tool_result",
+            "tool_use_id": block.tool_use_id,
+            "content": block.content,
+        }
+        if block.is_error:
+            result["is_error"] = True
+        return result
+    return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+
+
+def _tools(request: ModelRequest) -> list[ToolParam] | Omit:
+    """The tools offered, as the API takes them; left out when there are none."""
+    if not request.tools:
+        return anthropic.omit
+    tools: list[ToolParam] = []
+    for tool in request.tools:
+        param: ToolParam = {"name": tool.name, "input_schema": tool.input_schema}
+        if tool.description:
+            param["description"] = tool.description
+        tools.append(param)
+    return tools
 
 
 def _headers(request: ModelRequest) -> dict[str, str] | None:
@@ -342,13 +402,19 @@ def rehearse_sdk_call() -> None:
 
 
 def _response(message: Message, wire_s: float | None) -> ModelResponse:
-    texts: list[str] = []
-    thoughts: list[str] = []
+    """The answer as agentyard reads it: its text, tool calls and thinking blocks, in order.
+    Other blocks (``redacted_thinking``, server tools' blocks) are left out: agentyard asks for
+    neither extended thinking nor server tools, so they never come."""
+    content: list[Block] = []
     for block in message.content:
         if block.type == "text":
-            texts.append(block.text)
+            content.append(TextBlock(block.text))
+        elif block.type == "tool_use":
+            content.append(ToolUse(block.id, block.name, dict(block.input)))
         elif block.type == "thinking":
-            thoughts.append(block.thinking)
+            content.append(Thinking(block.thinking, block.signature))
+    texts = [b.text for b in content if isinstance(b, TextBlock)]
+    thoughts = [b.thinking for b in content if isinstance(b, Thinking)]
     usage = message.usage
     by_ttl = usage.cache_creation  # the split of the cache writes by TTL, when the API gives it
     return ModelResponse(
@@ -364,4 +430,5 @@ def _response(message: Message, wire_s: float | None) -> ModelResponse:
         stop_reason=message.stop_reason,
         reasoning="".join(thoughts) if thoughts else None,
         wire_s=wire_s,
+        content=tuple(content),
     )

@@ -7,8 +7,9 @@ retry policy sees every attempt (one retry layer).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 # An HTTP provider names the attempt ("<step id>:<attempt>") in this header on every request, so
@@ -17,9 +18,103 @@ REQUEST_KEY_HEADER = "X-Agentyard-Request"
 
 
 @dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: Literal["user", "assistant"]
+class TextBlock:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """The model asks for a tool: ``id`` (the API's, e.g. ``toolu_...``) is what the
+    ``ToolResult`` answering it names."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A tool's answer to the ``ToolUse`` named ``tool_use_id``; ``is_error`` tells the model
+    the call failed (bad arguments, the tool raised) and ``content`` says why."""
+
+    tool_use_id: str
     content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    """The model's visible reasoning; ``signature`` is opaque and goes back unchanged."""
+
+    thinking: str
+    signature: str
+
+
+# One piece of a turn's content, in the order the model reads or wrote it.
+Block = TextBlock | ToolUse | ToolResult | Thinking
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One turn. Its content is plain text (the common case), or content blocks: a user turn
+    carrying tool results, an assistant turn carrying the tool calls it made."""
+
+    role: Literal["user", "assistant"]
+    content: str | tuple[Block, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSchema:
+    """A tool the model may call: ``input_schema`` is the JSON Schema of its arguments."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+def text_of(content: str | tuple[Block, ...] | ChatMessage) -> str:
+    """The text of a turn (or of its content): a string as it is, else its text blocks joined
+    (tool calls, tool results and thinking are not text)."""
+    if isinstance(content, ChatMessage):
+        content = content.content
+    if isinstance(content, str):
+        return content
+    return "".join(b.text for b in content if isinstance(b, TextBlock))
+
+
+def block_text(block: Block) -> str:
+    """Everything ``block`` puts before a model, as one string, for counting and hashing: a text,
+    a tool call's id, name and input as JSON, a tool result's id and content, a thinking block's
+    text and signature."""
+    if isinstance(block, TextBlock):
+        return block.text
+    if isinstance(block, ToolUse):
+        arguments = json.dumps(block.input, sort_keys=True, ensure_ascii=False)
+        return f"{block.id}{block.name}{arguments}"
+    if isinstance(block, ToolResult):
+        return f"{block.tool_use_id}{block.content}"
+    return f"{block.thinking}{block.signature}"
+
+
+def block_json(block: Block) -> dict[str, Any]:
+    """``block`` as plain JSON data, shaped as the Messages API shapes it."""
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    if isinstance(block, ToolUse):
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    if isinstance(block, ToolResult):
+        return {
+            "type": "tool_result",
+            "tool_use_id": block.tool_use_id,
+            "content": block.content,
+            "is_error": block.is_error,
+        }
+    return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+
+
+def tool_json(tool: ToolSchema) -> dict[str, Any]:
+    """``tool`` as plain JSON data, shaped as the Messages API takes it."""
+    return {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +131,8 @@ class ModelRequest:
     preamble: str = ""
     # Mark that stable prefix (the system prompt, then the preamble) with cache breakpoints.
     cache: bool = False
+    # The tools the model may call; it answers with ``ToolUse`` blocks when it wants some.
+    tools: tuple[ToolSchema, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +167,14 @@ class ModelResponse:
     reasoning: str | None = field(default=None, repr=False)
     # From the request sent to the answer read: at most the provider's time (None: not measured).
     wire_s: float | None = None
+    # Every block of the answer, in order (``text`` is its text blocks joined); with
+    # ``stop_reason == "tool_use"`` the model waits for the results of its ``tool_uses``.
+    content: tuple[Block, ...] = field(default=(), repr=False)
+
+    @property
+    def tool_uses(self) -> tuple[ToolUse, ...]:
+        """The tools the model asked for, in order."""
+        return tuple(b for b in self.content if isinstance(b, ToolUse))
 
 
 class ModelProvider(Protocol):

@@ -8,6 +8,12 @@ Model names look like ``offline:<profile>[?option=value&...]``:
   share of calls, chosen by a hash of the request key (so the same attempt always fails or always
   succeeds, and a retry is a fresh draw); ``fail_first=2`` fails the first two attempts of every
   step instead.
+- ``tool_turns=2``: when the request offers tools, how many turns of tool calls to make (1 by
+  default) before the final answer. Each is one ``tool_use`` of one tool (the first whose name
+  the task mentions, else the first offered) with the smallest arguments its input schema
+  allows (required fields only; strings from the task's topic, numbers 1 or the bound nearest,
+  booleans false, arrays of one, an enum's first value). The final answer quotes the tool
+  results, so a test sees they reached the model. Without tools, nothing changes.
 
 It is a real code path (the demo and the tests run it through the same agent task), not a mock.
 """
@@ -15,10 +21,12 @@ It is a real code path (the demo and the tests run it through the same agent tas
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from storage.errors import (
@@ -30,7 +38,19 @@ from storage.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from workers.providers.base import ModelRequest, ModelResponse, Usage
+from workers.providers.base import (
+    Block,
+    ModelRequest,
+    ModelResponse,
+    TextBlock,
+    ToolResult,
+    ToolSchema,
+    ToolUse,
+    Usage,
+    block_text,
+    text_of,
+    tool_json,
+)
 
 PREFIX = "offline:"
 _PROFILES = {"echo": 0.0, "slow": 0.5}
@@ -52,6 +72,8 @@ class OfflineModel:
     failure: str | None = None
     fail_rate: float = 0.0
     fail_first: int = 0
+    # Turns of tool calls before the final answer, when the request offers tools.
+    tool_turns: int = 1
 
     @classmethod
     def parse(cls, model: str) -> OfflineModel:
@@ -65,7 +87,7 @@ class OfflineModel:
                 f"unknown offline profile {profile!r} in {model!r}; use one of {sorted(_PROFILES)}"
             )
         options = dict(parse_qsl(query, strict_parsing=bool(query)))
-        unknown = set(options) - {"latency", "fail", "fail_rate", "fail_first"}
+        unknown = set(options) - {"latency", "fail", "fail_rate", "fail_first", "tool_turns"}
         if unknown:
             raise ConfigurationError(
                 f"unknown option(s) {sorted(unknown)} in offline model {model!r}"
@@ -76,15 +98,21 @@ class OfflineModel:
                 f"unknown failure {failure!r} in {model!r}; use one of {sorted(_FAILURES)}"
             )
         try:
-            return cls(
+            parsed = cls(
                 profile=profile,
                 latency_s=float(options.get("latency", _PROFILES[profile])),
                 failure=failure,
                 fail_rate=float(options.get("fail_rate", 1.0 if failure else 0.0)),
                 fail_first=int(options.get("fail_first", 0)),
+                tool_turns=int(options.get("tool_turns", 1)),
             )
         except ValueError as exc:
             raise ConfigurationError(f"bad number in offline model {model!r}: {exc}") from None
+        if parsed.tool_turns < 0:
+            raise ConfigurationError(
+                f"tool_turns must be 0 or more in offline model {model!r}, not {parsed.tool_turns}"
+            )
+        return parsed
 
 
 def _tokens(text: str) -> int:
@@ -118,18 +146,37 @@ def _read_through_marks(task: str) -> str:
     return _DATA_BLOCK.sub(lambda match: match.group(2).replace("\u02c6", " "), task)
 
 
+def _parts(content: str | tuple[Block, ...]) -> list[str]:
+    """A turn's content as the parts the model reads: a string is one, else one per block (a
+    tool call's id, name and input as JSON, a tool result's id and content)."""
+    if isinstance(content, str):
+        return [content]
+    return [block_text(b) for b in content]
+
+
 def _turns(request: ModelRequest) -> list[list[str]]:
     """Each turn's text, in the parts it was sent in: the preamble is the first part of the first
     user turn (a user turn of its own, first, when there is none)."""
-    turns = [[m.content] for m in request.messages]
+    turns = [_parts(m.content) for m in request.messages]
     if request.preamble:
         first_user = next((i for i, m in enumerate(request.messages) if m.role == "user"), None)
         if first_user is None:
             turns.insert(0, [request.preamble])
         else:
             content = request.messages[first_user].content
-            turns[first_user] = [request.preamble, content] if content else [request.preamble]
+            rest = _parts(content) if content else []
+            turns[first_user] = [request.preamble, *rest]
     return turns
+
+
+def _task(parts: list[str]) -> str:
+    """The task in a turn's parts, read as it was before it was marked as data."""
+    return "\n\n".join(_read_through_marks(part) for part in parts)
+
+
+def _topic(task: str) -> str:
+    topic_match = re.search(r"Request:\n(.+?)(?:\n\n|$)", task, re.S)
+    return _fold(topic_match.group(1) if topic_match else task)[:120] or "the task"
 
 
 def _compose(request: ModelRequest, turns: list[list[str]]) -> str:
@@ -138,9 +185,8 @@ def _compose(request: ModelRequest, turns: list[list[str]]) -> str:
     marks)."""
     system = _SYSTEM_NOTE.sub("", request.system).strip()
     role = re.split(r"(?<=[.!?])\s", system, maxsplit=1)[0][:100] or "Assistant."
-    task = "\n\n".join(_read_through_marks(part) for part in turns[-1]) if turns else ""
-    topic_match = re.search(r"Request:\n(.+?)(?:\n\n|$)", task, re.S)
-    topic = _fold(topic_match.group(1) if topic_match else task)[:120] or "the task"
+    task = _task(turns[-1]) if turns else ""
+    topic = _topic(task)
     previous = re.search(r"Output of the previous step \(([\w-]+)\):\n(.*)", task, re.S)
     digest = hashlib.sha256(f"{system}\n{task}".encode()).hexdigest()[:8]
     lines = [role, f"Topic: {topic}"]
@@ -150,6 +196,147 @@ def _compose(request: ModelRequest, turns: list[list[str]]) -> str:
     lines += [f"- Point {n} of 3 on {topic}." for n in (1, 2, 3)]
     lines.append(f"(offline answer {digest})")
     return "\n".join(lines)
+
+
+def _task_parts(request: ModelRequest) -> list[str]:
+    """The parts of the task: the last user turn with text of its own (the turns after it carry
+    tool calls and results), its text blocks only, opened by the preamble if it is the first."""
+    first_user = next((i for i, m in enumerate(request.messages) if m.role == "user"), None)
+    for index in reversed(range(len(request.messages))):
+        message = request.messages[index]
+        if message.role != "user" or not text_of(message):
+            continue
+        content = message.content
+        parts = [content] if isinstance(content, str) else _text_parts(content)
+        return [request.preamble, *parts] if request.preamble and index == first_user else parts
+    return [request.preamble] if request.preamble else []
+
+
+def _text_parts(content: tuple[Block, ...]) -> list[str]:
+    return [b.text for b in content if isinstance(b, TextBlock) and b.text]
+
+
+def _tool_result_turns(request: ModelRequest) -> int:
+    return sum(
+        1
+        for m in request.messages
+        if m.role == "user"
+        and not isinstance(m.content, str)
+        and any(isinstance(b, ToolResult) for b in m.content)
+    )
+
+
+def _pick_tool(tools: tuple[ToolSchema, ...], task: str) -> ToolSchema:
+    """The first tool the task names (as a word), else the first offered."""
+    for tool in tools:
+        if re.search(rf"(?<![\w-]){re.escape(tool.name)}(?![\w-])", task):
+            return tool
+    return tools[0]
+
+
+def _results_line(request: ModelRequest) -> str:
+    """What every tool result in the conversation said, in order, named by its tool."""
+    names = {
+        b.id: b.name
+        for m in request.messages
+        if not isinstance(m.content, str)
+        for b in m.content
+        if isinstance(b, ToolUse)
+    }
+    said = [
+        f"{names.get(b.tool_use_id, b.tool_use_id)}{' (error)' if b.is_error else ''}: "
+        f"{_fold(b.content)[:200]}"
+        for m in request.messages
+        if not isinstance(m.content, str)
+        for b in m.content
+        if isinstance(b, ToolResult)
+    ]
+    return "Tool results: " + ("; ".join(said) if said else "none")
+
+
+def instance_of(schema: Any, text: str, root: Any = None) -> Any:
+    """The smallest value ``schema`` (JSON Schema) accepts, made deterministically: an object's
+    required properties only, ``text`` for a string (cut or padded to its length bounds), 1 for
+    a number (or the bound nearest), false, one item for an array, an enum's first value, a
+    local ``$ref`` followed."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict):
+        return text
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for key in ref[2:].split("/"):
+            target = target.get(key, {}) if isinstance(target, dict) else {}
+        return instance_of(target, text, root)
+    for combined in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(combined)
+        if isinstance(options, list) and options:
+            if combined == "allOf":  # every part must hold: their keywords together
+                merged: dict[str, Any] = {}
+                for part in options:
+                    if isinstance(part, dict):
+                        merged |= part
+                return instance_of(merged, text, root)
+            return instance_of(options[0], text, root)
+    kind = schema.get("type")
+    if isinstance(kind, list):  # the first type that is not null, as a writer means it
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {
+            name: instance_of(properties.get(name, {}), text, root)
+            for name in schema.get("required") or []
+        }
+    if kind == "array":
+        count = max(1, int(schema.get("minItems", 1)))
+        return [instance_of(schema.get("items", {}), text, root) for _ in range(count)]
+    if kind in ("integer", "number"):
+        return _number(schema, integer=kind == "integer")
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+    value = text.ljust(low, ".")
+    return value[: int(high)] if high is not None else value
+
+
+def _number(schema: dict[str, Any], *, integer: bool) -> int | float:
+    value: float = 1
+    step = 1 if integer else 0.5
+    if "minimum" in schema and value < schema["minimum"]:
+        value = schema["minimum"]
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        value = schema["exclusiveMinimum"] + step
+    if "maximum" in schema and value > schema["maximum"]:
+        value = schema["maximum"]
+    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+        value = schema["exclusiveMaximum"] - step
+    return math.ceil(value) if integer else value
+
+
+def _cut(text: str, max_tokens: int) -> tuple[str, str]:
+    """``text`` cut at ``max_tokens``, and the stop reason."""
+    limit = max_tokens * _CHARS_PER_TOKEN
+    return (text[:limit], "max_tokens") if len(text) > limit else (text, "end_turn")
+
+
+def _input_tokens(request: ModelRequest, turns: list[list[str]]) -> int:
+    """The prompt's characters at four a token (the tools' definitions as JSON among them), and
+    a few tokens per turn."""
+    chars = len(request.system) + sum(len(part) for turn in turns for part in turn)
+    chars += sum(len(json.dumps(tool_json(t))) for t in request.tools)
+    return math.ceil(chars / _CHARS_PER_TOKEN) + _TOKENS_PER_MESSAGE * (len(turns) + 1)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class OfflineProvider:
@@ -170,23 +357,63 @@ class OfflineProvider:
                 retry_after_s=0.05 if model.failure == "rate_limited" else None,
             )
         turns = _turns(request)
+        if request.tools:
+            return self._with_tools(request, model, turns)
         text = _compose(request, turns)
-        limit = request.max_tokens * _CHARS_PER_TOKEN
-        stop_reason = "end_turn"
-        if len(text) > limit:
-            text, stop_reason = text[:limit], "max_tokens"
-        prompt_chars = len(request.system) + sum(len(part) for turn in turns for part in turn)
-        usage = Usage(
-            input_tokens=math.ceil(prompt_chars / _CHARS_PER_TOKEN)
-            + _TOKENS_PER_MESSAGE * (len(turns) + 1),
-            output_tokens=_tokens(text),
-        )
+        text, stop_reason = _cut(text, request.max_tokens)
         return ModelResponse(
             text=text,
-            usage=usage,
+            usage=Usage(input_tokens=_input_tokens(request, turns), output_tokens=_tokens(text)),
             model=request.model,
             stop_reason=stop_reason,
             wire_s=model.latency_s,
+            content=(TextBlock(text),) if text else (),
+        )
+
+    @staticmethod
+    def _with_tools(
+        request: ModelRequest, model: OfflineModel, turns: list[list[str]]
+    ) -> ModelResponse:
+        """One tool call while fewer than ``tool_turns`` turns of tool results came back, then
+        the answer, quoting them."""
+        input_tokens = _input_tokens(request, turns)
+        task = _task(_task_parts(request))
+        if _tool_result_turns(request) < model.tool_turns:
+            tool = _pick_tool(request.tools, task)
+            arguments = instance_of(tool.input_schema, _topic(task))
+            if not isinstance(arguments, dict):  # a schema that is not an object's: no arguments
+                arguments = {}
+            conversation = json.dumps(
+                [request.system, [[m.role, _parts(m.content)] for m in request.messages]]
+            )
+            call = ToolUse(f"toolu_offline_{_digest(conversation)}", tool.name, arguments)
+            written = _tokens(block_text(call))
+            if written > request.max_tokens:  # the call was cut short: no usable tool_use
+                return ModelResponse(
+                    text="",
+                    usage=Usage(input_tokens=input_tokens, output_tokens=request.max_tokens),
+                    model=request.model,
+                    stop_reason="max_tokens",
+                    wire_s=model.latency_s,
+                )
+            return ModelResponse(
+                text="",
+                usage=Usage(input_tokens=input_tokens, output_tokens=written),
+                model=request.model,
+                stop_reason="tool_use",
+                wire_s=model.latency_s,
+                content=(call,),
+            )
+        lines = _compose(request, [_task_parts(request)]).split("\n")
+        lines.insert(2, _results_line(request))  # after the role and the topic: cut last
+        text, stop_reason = _cut("\n".join(lines), request.max_tokens)
+        return ModelResponse(
+            text=text,
+            usage=Usage(input_tokens=input_tokens, output_tokens=_tokens(text)),
+            model=request.model,
+            stop_reason=stop_reason,
+            wire_s=model.latency_s,
+            content=(TextBlock(text),) if text else (),
         )
 
     @staticmethod
