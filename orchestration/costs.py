@@ -120,9 +120,7 @@ def rebuild(url: str, team: Team, store: BudgetStore) -> int:
             .where(
                 ledger.c.team == team.name,
                 workflows.c.budget_micro.is_not(None),
-                workflows.c.status.in_(
-                    [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
-                ),
+                workflows.c.status.in_(WorkflowStatus.unfinished()),
             )
             .group_by(ledger.c.workflow_id)
         )

@@ -39,7 +39,10 @@ IDLE_AFTER_S = 15.0
 BATCH = 500
 # Every query starts from the unfinished workflows (indexed by status), then reaches their steps
 # through the (workflow_id, position) index: step rows carry no index on columns that change.
-UNFINISHED = [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
+UNFINISHED = WorkflowStatus.unfinished()
+# A run that waits for a person is not idle: nothing is lost while it waits, and the decision
+# (or its gate's timeout, below) moves it.
+MOVING = [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]
 
 
 class Maintenance:
@@ -224,7 +227,7 @@ class Maintenance:
             idle = session.exec(
                 select(WorkflowRow.id, WorkflowRow.priority)
                 .where(
-                    col(WorkflowRow.status).in_(UNFINISHED),
+                    col(WorkflowRow.status).in_(MOVING),
                     *self._ours,
                     col(WorkflowRow.updated_at) < now - timedelta(seconds=self._idle_after_s),
                     ~busy.exists(),

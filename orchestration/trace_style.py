@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from storage.models import StepStatus
+from storage.models import StepStatus, WorkflowStatus
 
 _SUCCEEDED = "succeeded"
 
@@ -16,12 +16,16 @@ class Tone(StrEnum):
     OK = "ok"  # succeeded
     FAILED = "failed"  # a call that failed, a step or run that failed
     REFUSED = "refused"  # not made: a spend cap or an open breaker turned it away
-    WAITING = "waiting"  # pending: its turn, or a retry's due time, has not come
+    WAITING = "waiting"  # pending: its turn, a retry's due time or a person's decision
     ACTIVE = "active"  # dispatched or running
 
 
 _REFUSED = {"breaker_open", "cost_limit_exceeded", "budget_exceeded"}
-_WAITING = {StepStatus.PENDING.value, StepStatus.ATTEMPT_FAILED.value}
+_WAITING = {
+    StepStatus.PENDING.value,
+    StepStatus.ATTEMPT_FAILED.value,
+    WorkflowStatus.WAITING_APPROVAL.value,
+}
 _ACTIVE = {StepStatus.DISPATCHED.value, StepStatus.RUNNING.value}
 
 

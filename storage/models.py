@@ -60,10 +60,12 @@ def _when(*, index: bool = False) -> Any:
 class WorkflowStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    WAITING_APPROVAL = "waiting_approval"  # a gate waits for a person's decision
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     BUDGET_EXCEEDED = "budget_exceeded"  # a call would have broken a spend cap: not made
     TIMED_OUT = "timed_out"  # its deadline passed before it finished
+    REJECTED = "rejected"  # a person (or a gate's timeout) rejected what a gate was to pass on
 
     @property
     def finished(self) -> bool:
@@ -72,7 +74,13 @@ class WorkflowStatus(StrEnum):
             WorkflowStatus.FAILED,
             WorkflowStatus.BUDGET_EXCEEDED,
             WorkflowStatus.TIMED_OUT,
+            WorkflowStatus.REJECTED,
         )
+
+    @classmethod
+    def unfinished(cls) -> list[str]:
+        """The statuses of a run still under way, as stored: what the sweeps look among."""
+        return [status.value for status in cls if not status.finished]
 
 
 class StepStatus(StrEnum):

@@ -26,7 +26,10 @@ class ExitCode(IntEnum):
     OK = 0, "the command did what it was asked (run: the run succeeded; --no-wait: submitted)"
     """The command did what it was asked."""
 
-    RUN_DID_NOT_SUCCEED = 1, "run followed a run that ended failed, budget_exceeded or timed_out"
+    RUN_DID_NOT_SUCCEED = (
+        1,
+        "run followed a run that ended failed, budget_exceeded, timed_out or rejected",
+    )
     """``run`` followed the run to its end, and it did not succeed."""
 
     USAGE = 2, "the command line or the request was refused (nothing was done)"

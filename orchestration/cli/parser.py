@@ -30,8 +30,8 @@ the input:
 
 exit codes:
   0 the run succeeded (with --no-wait: it was submitted); 1 it ended failed,
-  budget_exceeded or timed_out; 6 --timeout passed first, and the run goes on;
-  `agentyard --help` lists the others"""
+  budget_exceeded, timed_out or rejected; 6 --timeout passed first, and the run
+  goes on; `agentyard --help` lists the others"""
 
 
 class Parser(argparse.ArgumentParser):
