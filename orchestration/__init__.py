@@ -2,13 +2,22 @@
 
 from orchestration import Agent, Orchestrator, Workflow, fan_out, loop, parallel, route, step
 from orchestration import RunView, Verdict, check, verify   # validation checkpoints
+from orchestration import tool, ToolContext                   # tools an agent may call
 """
 
 from orchestration.definitions import Agent, Workflow
 from orchestration.orchestrator import Orchestrator
 from orchestration.pricing import MAX_CAP_USD
-from orchestration.results import LoopOutcome, StepResult, Tokens, WorkflowResult, WorkflowRun
+from orchestration.results import (
+    LoopOutcome,
+    StepResult,
+    Tokens,
+    ToolCallResult,
+    WorkflowResult,
+    WorkflowRun,
+)
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
+from orchestration.tools import ToolContext, ToolSpec, tool
 from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.workflow.builders import check, fan_out, loop, parallel, route, step, verify
 from orchestration.workflow.checks import CheckResult, RunView, Verdict
@@ -25,6 +34,9 @@ from storage.errors import (
     ProviderError,
     RunNotFound,
     ServiceUnavailable,
+    ToolArgumentsInvalid,
+    ToolOutcomeUnknown,
+    ToolTurnsExhausted,
     UnknownAgent,
     UnknownWorkflow,
     ValidationFailed,
@@ -61,6 +73,12 @@ __all__ = [
     "StepStatus",
     "StepTrace",
     "Tokens",
+    "ToolArgumentsInvalid",
+    "ToolCallResult",
+    "ToolContext",
+    "ToolOutcomeUnknown",
+    "ToolSpec",
+    "ToolTurnsExhausted",
     "UnknownAgent",
     "UnknownWorkflow",
     "ValidationFailed",
@@ -76,5 +94,6 @@ __all__ = [
     "parallel",
     "route",
     "step",
+    "tool",
     "verify",
 ]

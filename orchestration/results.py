@@ -16,7 +16,14 @@ from orchestration.pricing import micro_to_usd
 from orchestration.workflow.checks import CheckResult
 from storage.db import session_scope
 from storage.errors import RunNotFound, WaitTimeout
-from storage.models import NodeRunRow, StepRow, WorkflowRow, WorkflowStatus, as_utc
+from storage.models import (
+    NodeRunRow,
+    StepRow,
+    ToolCallRow,
+    WorkflowRow,
+    WorkflowStatus,
+    as_utc,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,6 +81,7 @@ class StepResult:
     data: Any = None  # its output parsed as its agent's output_schema (JSON data)
     findings: tuple[Finding, ...] = ()  # injection attempts suspected in what it was given
     provenance: tuple[Provenance, ...] = ()  # where each piece of its prompt came from
+    tool_calls: tuple[ToolCallResult, ...] = ()  # each tool call its agent made, in order
 
     @property
     def trust(self) -> Trust:
@@ -81,7 +89,7 @@ class StepResult:
         return derived(self.provenance)
 
     @classmethod
-    def from_row(cls, row: StepRow) -> StepResult:
+    def from_row(cls, row: StepRow, tool_calls: Iterable[ToolCallRow] = ()) -> StepResult:
         return cls(
             id=row.id,
             position=row.position,
@@ -103,6 +111,40 @@ class StepResult:
             data=row.data,
             findings=tuple(Finding.from_json(f) for f in row.findings or ()),
             provenance=tuple(Provenance.from_json(p) for p in row.provenance or ()),
+            tool_calls=tuple(
+                ToolCallResult.from_row(c)
+                for c in sorted(tool_calls, key=lambda c: (c.turn, c.index))
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallResult:
+    """One tool call of a step, from the tool ledger: what the model asked for and what it got
+    (``result`` as the tool gave it, before it was marked as data for the model)."""
+
+    tool: str
+    arguments: dict[str, Any]
+    result: str | None
+    is_error: bool
+    status: str  # succeeded, failed (an is_error result), or started (its outcome unknown)
+    runs: int  # how many times it was started: 1, or more for one run again safely
+    duration_ms: float | None
+    turn: int  # the model's answer that asked for it
+    index: int  # its place among that answer's calls
+
+    @classmethod
+    def from_row(cls, row: ToolCallRow) -> ToolCallResult:
+        return cls(
+            tool=row.tool,
+            arguments=dict(row.arguments),
+            result=row.result,
+            is_error=row.is_error,
+            status=row.status,
+            runs=row.runs,
+            duration_ms=row.duration_ms,
+            turn=row.turn,
+            index=row.index,
         )
 
 
@@ -232,7 +274,10 @@ def load_result(database_url: str, run_id: str) -> WorkflowResult:
             .where(NodeRunRow.workflow_id == run_id)
             .order_by(col(NodeRunRow.started_at), col(NodeRunRow.scope), col(NodeRunRow.node))
         ).all()
-    step_results = tuple(StepResult.from_row(s) for s in steps)
+        calls: dict[str, list[ToolCallRow]] = {}
+        for call in session.exec(select(ToolCallRow).where(ToolCallRow.workflow_id == run_id)):
+            calls.setdefault(call.step_id, []).append(call)
+    step_results = tuple(StepResult.from_row(s, calls.get(s.id, ())) for s in steps)
     return WorkflowResult(
         id=workflow.id,
         workflow=workflow.name,

@@ -104,6 +104,25 @@ class ContextTooLarge(AgentyardError):
     needed and what to change."""
 
 
+class ApprovalRefused(InvalidRequest):
+    """A decision about an approval was refused, and nothing was written: the gate is not
+    waiting (not reached yet, decided already, past its due time, or its run ended), what it is
+    to pass on is not what the hash given says (it changed since it was seen), or it waits in
+    several frames and none was named. The message says which, with the ids, and what to do."""
+
+
+class ApprovalRejected(AgentyardError):
+    """A person rejected what an approval gate was to pass on (or nobody decided in time, and
+    its ``on_timeout`` is ``reject``). The run ends ``rejected``; its error starts with this
+    class's name, then names the gate, who decided and their note."""
+
+
+class ApprovalTimedOut(AgentyardError):
+    """Nobody decided an approval gate whose ``on_timeout`` is ``fail`` by its due time: the
+    gate fails as a node does (its frame, and with it the run unless a fan-out collects). Its
+    error starts with this class's name, then names the gate and how long it waited."""
+
+
 class ToolArgumentsInvalid(AgentyardError, ValueError):
     """A model called a tool with arguments its ``input_schema`` does not take: the tool was not
     run. ``problems`` has one line per argument ("amount: Input should be a valid number, got
@@ -123,12 +142,18 @@ class ToolArgumentsInvalid(AgentyardError, ValueError):
 class ToolOutcomeUnknown(AgentyardError):
     """A tool call with side effects was started and never recorded as finished (its worker died
     while it ran): it may have done its work, and its tool is not idempotent, so it is not run
-    again. The step fails, naming the call, for a person to find out what happened."""
+    again. The step fails, naming the call, for a person to find out what happened; neither a
+    retry nor a fallback takes it over (either would carry the same conversation on)."""
+
+    kind = "tool_outcome_unknown"
 
 
 class ToolTurnsExhausted(AgentyardError):
     """The model was still asking for tools after its agent's ``max_tool_turns`` answers: the
-    step failed rather than loop on."""
+    step failed rather than loop on (for good: another attempt would carry on the same
+    conversation)."""
+
+    kind = "tool_turns_exhausted"
 
 
 class ProviderError(AgentyardError):

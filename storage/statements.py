@@ -443,8 +443,11 @@ SAVE_WORKFLOW = (
     .values(**_set(workflows, "status", "output", "error", "finished_at"))
 )
 # Whether an attempt's result is on record (its trace), after a commit whose outcome was lost.
+# The attempt's own trace (an answer of a tool loop that asked for tools is not its end)
 TRACE_OF_ATTEMPT = select(traces.c.id).where(
-    traces.c.step_id == bindparam("w_step"), traces.c.attempt == bindparam("w_attempt")
+    traces.c.step_id == bindparam("w_step"),
+    traces.c.attempt == bindparam("w_attempt"),
+    traces.c.outcome != "tool_use",
 )
 INSERT_WORKFLOW = insert(workflows)
 INSERT_STEP = insert(steps)

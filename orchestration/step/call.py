@@ -19,7 +19,14 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from orchestration.definitions import Agent
 from orchestration.team import Team
-from storage.errors import AgentyardError, BreakerOpen, CostLimitExceeded, ProviderError
+from storage.errors import (
+    AgentyardError,
+    BreakerOpen,
+    CostLimitExceeded,
+    ProviderError,
+    ToolOutcomeUnknown,
+    ToolTurnsExhausted,
+)
 from storage.models import utcnow
 from workers import tracing
 from workers.providers.base import ModelRequest, ModelResponse, Usage
@@ -50,7 +57,14 @@ class Call:
     def outcome(self) -> str:
         if self.error is None:
             return "succeeded"
-        if isinstance(self.error, ProviderError | CostLimitExceeded | BreakerOpen):
+        if isinstance(
+            self.error,
+            ProviderError
+            | CostLimitExceeded
+            | BreakerOpen
+            | ToolOutcomeUnknown
+            | ToolTurnsExhausted,
+        ):
             return self.error.kind
         return "configuration_error"
 

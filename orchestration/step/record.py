@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -35,6 +36,10 @@ from storage import statements
 from storage.db_retry import retrying
 from storage.executor import transaction
 from storage.models import utcnow
+from storage.tool_ledger import ToolLedger
+from workers.providers.base import Block, block_json
+
+TOOL_USE = "tool_use"  # the outcome of a traced answer that asked for tools
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +61,7 @@ class Records:
         self._coordinator = coordinator
         self._url = url
         self._record_cost = statements.record_cost(url)
+        self._ledger = ToolLedger(url)
 
     def record(
         self, this: Attempt, call: Call, once: Callable[[Attempt, Call], Recorded]
@@ -76,6 +82,50 @@ class Records:
 
         retrying(record, "record the step's result")
         return recorded[0] if recorded else None
+
+    def turn(
+        self, this: Attempt, call: Call, turn: int, content: tuple[Block, ...], lease_s: float
+    ) -> bool:
+        """An answer of the model that asked for tools, recorded before its tools run, in one
+        transaction: its trace (outcome ``tool_use``), its cost-ledger row, its usage on the
+        step (whose lease it holds for one more turn), the run charged, and the answer kept for
+        an attempt that starts again. False: the attempt no longer holds its step (its lease ran
+        out); what the call cost is on record all the same."""
+        statement, params = step_update(call)
+        del statement  # a turn leaves the step running: only its usage is added
+        usage = {k: v for k, v in params.items() if k.startswith("add_")}
+        workflow_id = str(this.message.workflow_id)
+
+        tries = 0
+
+        def record() -> bool:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and len(self._ledger.turns(this.step_id)) > turn:
+                return True  # its commit did land before the connection was lost
+            with transaction(self._url) as tx:
+                held = tx.run(
+                    statements.STEP_TURN,
+                    {
+                        **usage,
+                        "w_id": this.step_id,
+                        "w_attempt": this.number,
+                        "lease_until": utcnow() + timedelta(seconds=lease_s),
+                    },
+                ).one_or_none()
+                tx.run(statements.INSERT_TRACE, {**trace_row(this, call), "outcome": TOOL_USE})
+                tx.run(self._record_cost, ledger_row(self._team.name, this, call))
+                tx.run(statements.ADD_WORKFLOW_COST, {"w_id": workflow_id, "add_cost": call.cost})
+                self._ledger.keep_turn(
+                    tx,
+                    (workflow_id, this.step_id, turn),
+                    this.number,
+                    this.agent.id,
+                    [block_json(block) for block in content],
+                )
+                return held is not None
+
+        return retrying(record, "record an answer of the tool loop")
 
     def landed(self, this: Attempt) -> bool:
         """Whether the attempt is on record already (its trace is there)."""

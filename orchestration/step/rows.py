@@ -15,6 +15,7 @@ from orchestration.step.claim import Attempt
 from storage import statements
 from storage.models import day_of, new_id, utcnow
 from workers import tracing
+from workers.providers.base import ChatMessage, ToolResult, text_of
 
 
 def step_update(call: Call) -> tuple[Any, dict[str, object]]:
@@ -60,7 +61,7 @@ def trace_row(this: Attempt, call: Call) -> dict[str, object]:
         model=agent.model,
         attempt=this.number,
         system_prompt=call.request.system,
-        prompt=call.request.messages[-1].content,
+        prompt=prompt_text(call.request.messages[-1]),
         output=response.text if response is not None else None,
         reasoning=response.reasoning if response is not None else None,
         outcome=call.outcome,
@@ -76,6 +77,18 @@ def trace_row(this: Attempt, call: Call) -> dict[str, object]:
         late=call.late,
         started_at=call.started,
         finished_at=utcnow(),
+    )
+
+
+def prompt_text(message: ChatMessage) -> str:
+    """What a trace shows of the turn a call answered: its text, or (a turn of tool results)
+    each result, as the model read it."""
+    if isinstance(message.content, str):
+        return message.content
+    return text_of(message) or "\n\n".join(
+        f"[{'error' if b.is_error else 'result'} of {b.tool_use_id}]\n{b.content}"
+        for b in message.content
+        if isinstance(b, ToolResult)
     )
 
 

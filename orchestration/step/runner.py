@@ -35,11 +35,14 @@ from orchestration.step.claim import Attempt, Claims
 from orchestration.step.record import Recorded, Records
 from orchestration.step.route import Routing
 from orchestration.step.settle import Settlement
+from orchestration.step.tool_calls import ToolCalls
+from orchestration.step.tool_loop import ToolLoop
 from orchestration.step_observer import StepObserver
 from orchestration.stray_requests import StrayRequests
 from orchestration.team import Team
 from storage.budget_store import Cap
 from storage.settings import Settings
+from storage.tool_ledger import ToolLedger
 from workers import tracing
 from workers.providers.base import ModelRequest
 from workers.providers.registry import Providers
@@ -75,6 +78,16 @@ class StepRunner:
         self._records = Records(team, bus, coordinator, settings.effective_database_url)
         self._settlement = Settlement(budget)
         self._routing = Routing(coordinator, anomalies, observer)
+        ledger = ToolLedger(settings.effective_database_url)
+        self._tool_loop = ToolLoop(
+            self._admission,
+            lambda agent, request: self._call(agent, request),
+            self._records,
+            self._settlement,
+            ledger,
+            ToolCalls(ledger),
+            settings,
+        )
 
     def run(self, message: AgentMessage) -> None:
         step_id = str(message.payload["step_id"])
@@ -110,8 +123,11 @@ class StepRunner:
                 _describe_step(step_span, call)
 
     def _attempt(self, this: Attempt, request: ModelRequest) -> Call:
-        """Admit, make and record the call of one claimed attempt."""
+        """Admit, make and record the call of one claimed attempt (for an agent with tools,
+        the tool loop's calls, the last of which ends the attempt)."""
         caps = self._caps(this.message, this.agent)
+        if this.agent.tools:
+            return self._tool_attempt(this, request, caps)
         admitted = self._admission.admit(this, request, caps)
         if isinstance(admitted, Refusal):
             return self._not_called(this, request, admitted)
@@ -124,6 +140,19 @@ class StepRunner:
         if recorded is not None:
             self._routing.route(this, call, recorded)
         return call
+
+    def _tool_attempt(self, this: Attempt, request: ModelRequest, caps: list[Cap]) -> Call:
+        ending = self._tool_loop.run(this, request, caps)
+        if ending.refusal is not None:
+            return self._not_called(ending.this, ending.request, ending.refusal)
+        assert ending.call is not None
+        if ending.lost:  # its lease ran out mid-loop: the sweep has given the attempt up
+            return ending.call
+        recorded = self._records.record(ending.this, ending.call, self._record_and_decide_once)
+        self._settlement.settle(ending.this, ending.call, caps)
+        if recorded is not None:
+            self._routing.route(ending.this, ending.call, recorded)
+        return ending.call
 
     def _not_called(self, this: Attempt, request: ModelRequest, refusal: Refusal) -> Call:
         """The breaker or a spend cap turned the call away: on record, at no cost."""

@@ -8,6 +8,7 @@ retry policy sees every attempt (one retry layer).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -110,6 +111,22 @@ def block_json(block: Block) -> dict[str, Any]:
             "is_error": block.is_error,
         }
     return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+
+
+def block_from_json(data: Mapping[str, Any]) -> Block:
+    """The block ``block_json`` made ``data`` of."""
+    kind = data.get("type")
+    if kind == "text":
+        return TextBlock(str(data["text"]))
+    if kind == "tool_use":
+        return ToolUse(str(data["id"]), str(data["name"]), dict(data["input"]))
+    if kind == "tool_result":
+        return ToolResult(
+            str(data["tool_use_id"]), str(data["content"]), bool(data.get("is_error", False))
+        )
+    if kind == "thinking":
+        return Thinking(str(data["thinking"]), str(data["signature"]))
+    raise ValueError(f"not a content block agentyard keeps: {kind!r}")
 
 
 def tool_json(tool: ToolSchema) -> dict[str, Any]:

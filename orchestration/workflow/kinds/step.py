@@ -28,7 +28,13 @@ from orchestration.retry import Backoff
 from orchestration.team import Team
 from orchestration.workflow.checks import CheckResult, refusal
 from orchestration.workflow.state import Failure, Plan, RunState, StepState
-from storage.errors import BreakerOpen, CostLimitExceeded, ValidationFailed
+from storage.errors import (
+    BreakerOpen,
+    CostLimitExceeded,
+    ToolOutcomeUnknown,
+    ToolTurnsExhausted,
+    ValidationFailed,
+)
 from storage.models import StepStatus, WorkflowStatus, as_utc
 
 VALIDATION_FAILED = "validation_failed"  # a step's error kind: no one left to ask again
@@ -82,7 +88,10 @@ def after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Pla
         _while_breaker_open(step, agent, now, plan)
         return
     retry = step.error_retryable and step.agent_attempt <= agent.max_retries
-    if step.error_kind == CostLimitExceeded.kind and not retry:
+    if step.error_kind in (ToolOutcomeUnknown.kind, ToolTurnsExhausted.kind):
+        step.status = StepStatus.FAILED.value  # for a person: the conversation cannot go on
+        step.finished_at = now
+    elif step.error_kind == CostLimitExceeded.kind and not retry:
         step.status = StepStatus.FAILED.value  # no fallback: the caps would refuse it as well
         step.finished_at = now
     elif retry:

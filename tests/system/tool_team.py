@@ -1,0 +1,77 @@
+"""The team the tool system tests run in real worker processes, every call through the real SDK
+to the stub server; each tool that does something writes a line to TOOL_TEAM_FILE, so a test
+can count how often it ran."""
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from orchestration import Agent, Orchestrator, ToolContext, Workflow, tool
+
+MODEL = "claude-haiku-4-5"
+
+
+def _file() -> Path:
+    return Path(os.environ["TOOL_TEAM_FILE"])
+
+
+def _knob(name: str, default: str) -> str:
+    return os.environ.get(f"TOOL_TEAM_{name}") or default
+
+
+@tool
+def look_up(order: Annotated[int, Field(description="The order's number")]) -> dict[str, object]:
+    """Look an order up: its customer and amount."""
+    return {"order": order, "customer": "Ada", "amount": 12.5}
+
+
+@tool(side_effects=True)
+def send_email(to: str, body: str, ctx: ToolContext) -> str:
+    """Send an email (here: a line in the outbox file)."""
+    pause = float(_knob("PAUSE_S", "0"))
+    if pause:  # long enough to be killed while it runs
+        Path(f"{_file()}.running").write_text(ctx.idempotency_key)
+        time.sleep(pause)
+    with _file().open("a") as out:
+        out.write(f"email {ctx.idempotency_key} {to}: {body}\n")
+    return f"sent to {to}"
+
+
+@tool(side_effects=True, idempotent=True)
+def refund(order: int, ctx: ToolContext) -> str:
+    """Refund an order, at most once per idempotency key (as a payments API does)."""
+    pause = float(_knob("PAUSE_S", "0"))
+    if pause:
+        Path(f"{_file()}.running").write_text(ctx.idempotency_key)
+        time.sleep(pause)
+    lines = _file().read_text().splitlines() if _file().exists() else []
+    if not any(line.startswith(f"refund {ctx.idempotency_key} ") for line in lines):
+        with _file().open("a") as out:
+            out.write(f"refund {ctx.idempotency_key} {order}\n")
+    return f"refunded order {order}"
+
+
+@tool
+def explode(reason: str) -> str:
+    """Fail on purpose."""
+    raise RuntimeError(f"the warehouse is closed: {reason}")
+
+
+orc = Orchestrator(_knob("NAME", "tools"))
+orc.register_agent(
+    Agent(
+        id="clerk",
+        model=MODEL,
+        system_prompt="You handle customers' orders with your tools.",
+        tools=[look_up, send_email, refund, explode],
+        max_tool_turns=int(_knob("MAX_TOOL_TURNS", "10")),
+        timeout_s=float(_knob("TIMEOUT_S", "60")),
+    )
+)
+orc.register_agent(Agent(id="reviewer", model=MODEL, system_prompt="You review."))
+orc.register_workflow(Workflow("service", ["clerk", "reviewer"]))
+
+app = orc.celery
