@@ -12,15 +12,14 @@ before it finishes.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from orchestration import webhooks
 from storage.cost_stats_store import CostStats, CostStatsStore
 from storage.db import session_scope
 from storage.models import CostAlertRow, utcnow
@@ -29,7 +28,6 @@ from storage.settings import Settings
 log = structlog.get_logger(__name__)
 
 MIN_EXCESS = 0.10  # the line is at least this far over the mean
-WEBHOOK_TIMEOUT_S = 2.0
 # A run under way is judged against statistics at most this old (they move slowly; reading
 # them after every call would cost a Redis round trip per step).
 STATS_FRESH_S = 5.0
@@ -100,21 +98,9 @@ class AnomalyWatch:
         log.warning("cost.anomaly", **fields)
         with session_scope(self._url) as session:
             session.add(CostAlertRow(**fields, created_at=utcnow()))
-        if self._settings.alert_webhook_url:
-            self._post(self._settings.alert_webhook_url, {"event": "cost.anomaly", **fields})
-
-    def _post(self, url: str, body: dict[str, Any]) -> None:
-        if not url.startswith(("http://", "https://")):
-            log.warning("cost.anomaly_webhook_failed", url=url, error="not an http(s) URL")
-            return
-        request = urllib.request.Request(
-            url,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S):
-                pass
-        except OSError as exc:  # the alert is on record already; the webhook is a courtesy
-            log.warning("cost.anomaly_webhook_failed", url=url, error=str(exc))
+        if self._settings.alert_webhook_url:  # the alert is on record already
+            webhooks.post(
+                self._settings.alert_webhook_url,
+                {"event": "cost.anomaly", **fields},
+                "cost.anomaly_webhook_failed",
+            )
