@@ -166,6 +166,13 @@ STEP_TURN = (
     )
     .returning(steps.c.id)
 )
+# The step held longer by the attempt that holds it (a replayed turn's tools about to run)
+STEP_HOLD = (
+    update(steps)
+    .where(*_STILL_RUNNING)
+    .values(lease_until=bindparam("lease_until"))
+    .returning(steps.c.id)
+)
 # A run charged a call's cost without a decision (a turn of a tool loop)
 ADD_WORKFLOW_COST = (
     update(workflows)

@@ -127,6 +127,17 @@ class Records:
 
         return retrying(record, "record an answer of the tool loop")
 
+    def hold(self, this: Attempt, lease_s: float) -> bool:
+        """Hold the step ``lease_s`` more seconds from now; False: the attempt no longer holds
+        it."""
+        params = {
+            "w_id": this.step_id,
+            "w_attempt": this.number,
+            "lease_until": utcnow() + timedelta(seconds=lease_s),
+        }
+        with transaction(self._url) as tx:
+            return tx.run(statements.STEP_HOLD, params).one_or_none() is not None
+
     def landed(self, this: Attempt) -> bool:
         """Whether the attempt is on record already (its trace is there)."""
         with transaction(self._url) as tx:

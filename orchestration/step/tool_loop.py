@@ -91,6 +91,8 @@ class ToolLoop:
             if turn < len(kept):  # answered before this attempt: read back, not asked again
                 content = tuple(block_from_json(block) for block in kept[turn])
                 log.info("tool_loop.turn_replayed", turn=turn)
+                if not self._records.hold(this, _lease(agent, content, self._settings)):
+                    return Ending(this_turn, asked, _not_made(asked, _lost()), lost=True)
             else:
                 admitted = self._admission.admit(this_turn, asked, caps)
                 if isinstance(admitted, Refusal):
@@ -103,9 +105,8 @@ class ToolLoop:
                 if turn >= agent.max_tool_turns:
                     return Ending(this_turn, asked, replace(call, error=_exhausted(agent)))
                 content = response.content
-                held = self._records.turn(
-                    this_turn, call, turn, content, lease_s(agent, self._settings)
-                )
+                lease = _lease(agent, content, self._settings)
+                held = self._records.turn(this_turn, call, turn, content, lease)
                 self._settlement.settle(this_turn, call, caps)
                 if not held:
                     log.warning("tool_loop.step_lost", turn=turn)
@@ -134,6 +135,18 @@ def as_turn(this: Attempt, turn: int) -> Attempt:
     (``<step>:<attempt>``), later ones add the turn, so that each holds, settles and is billed
     under an id of its own."""
     return this if turn == 0 else replace(this, call_id=f"{this.call_id}:{turn}")
+
+
+def _lease(agent: Agent, content: tuple[Block, ...], settings: Settings) -> float:
+    """How long the step is held once an answer asked for tools: while they run, one after
+    another, and the next call is made."""
+    timeouts = {spec.name: spec.timeout_s for spec in agent.tool_specs}
+    tools = sum(timeouts.get(b.name, 0.0) for b in content if isinstance(b, ToolUse))
+    return lease_s(agent, settings) + tools
+
+
+def _lost() -> AgentyardError:
+    return AgentyardError("the attempt no longer holds its step: its lease ran out")
 
 
 def _exhausted(agent: Agent) -> ToolTurnsExhausted:

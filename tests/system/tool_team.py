@@ -28,25 +28,30 @@ def look_up(order: Annotated[int, Field(description="The order's number")]) -> d
     return {"order": order, "customer": "Ada", "amount": 12.5}
 
 
-@tool(side_effects=True)
+def _started(ctx: ToolContext) -> None:
+    """Note that the call started (``<file>.started``, a line per start), and, the first time
+    it starts, take PAUSE_S seconds (long enough to be killed while it runs)."""
+    started = Path(f"{_file()}.started")
+    before = started.read_text().splitlines() if started.exists() else []
+    with started.open("a") as out:
+        out.write(f"{ctx.tool} {ctx.idempotency_key}\n")
+    if f"{ctx.tool} {ctx.idempotency_key}" not in before:
+        time.sleep(float(_knob("PAUSE_S", "0")))
+
+
+@tool(side_effects=True, timeout_s=8)
 def send_email(to: str, body: str, ctx: ToolContext) -> str:
     """Send an email (here: a line in the outbox file)."""
-    pause = float(_knob("PAUSE_S", "0"))
-    if pause:  # long enough to be killed while it runs
-        Path(f"{_file()}.running").write_text(ctx.idempotency_key)
-        time.sleep(pause)
+    _started(ctx)
     with _file().open("a") as out:
         out.write(f"email {ctx.idempotency_key} {to}: {body}\n")
     return f"sent to {to}"
 
 
-@tool(side_effects=True, idempotent=True)
+@tool(side_effects=True, idempotent=True, timeout_s=8)
 def refund(order: int, ctx: ToolContext) -> str:
     """Refund an order, at most once per idempotency key (as a payments API does)."""
-    pause = float(_knob("PAUSE_S", "0"))
-    if pause:
-        Path(f"{_file()}.running").write_text(ctx.idempotency_key)
-        time.sleep(pause)
+    _started(ctx)
     lines = _file().read_text().splitlines() if _file().exists() else []
     if not any(line.startswith(f"refund {ctx.idempotency_key} ") for line in lines):
         with _file().open("a") as out:
