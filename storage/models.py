@@ -401,6 +401,69 @@ class ToolCallRow(SQLModel, table=True):
     duration_ms: float | None = None
 
 
+class ApprovalStatus(StrEnum):
+    REQUESTED = "requested"  # a person is asked; the run waits
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"  # nobody decided by due_at: its on_timeout was applied
+
+    @property
+    def decided(self) -> bool:
+        return self is not ApprovalStatus.REQUESTED
+
+
+class ApprovalRow(SQLModel, table=True):
+    """A person's approval, asked for and waited on as a row (no worker thread, no Celery ETA):
+    of what a gate of a workflow is to pass on (``kind`` ``gate``), or of a tool call before it
+    runs (``tool``). It is bound to ``subject_hash``, the hash of what is approved: a decision
+    about anything else is refused. One row per gate and frame; asked again (what it follows
+    changed), the row is asked anew and ``requests`` counts it."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "scope", "node", name="uq_approvals_workflow_scope_node"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    workflow_id: str = Field(foreign_key="workflows.id", max_length=36)
+    gate: str = Field(max_length=200, description="The gate's name, or the tool's.")
+    scope: str = Field(max_length=1000, description="The frame it waits in ('' at the top).")
+    node: str = Field(
+        max_length=300,
+        description="Its node in the run's graph (for a tool call, one of the step's own).",
+    )
+    kind: str = Field(max_length=16, description="gate or tool.")
+    status: str = Field(default=ApprovalStatus.REQUESTED.value, max_length=32, index=True)
+    subject: str = Field(
+        sa_column=Column(Text, nullable=False),
+        description="What is to be approved, in full: the output a gate passes on (and what it "
+        "passes on once approved), or a tool and its arguments.",
+    )
+    subject_hash: str = Field(
+        max_length=64, description="SHA-256 (hex) of kind, gate or tool, and subject."
+    )
+    source_id: str | None = Field(
+        default=None,
+        max_length=36,
+        description="The step or node run whose output the subject is (a tool call's step).",
+    )
+    on_timeout: str = Field(max_length=16, description="reject, approve or fail, at due_at.")
+    requests: int = Field(default=1, description="How many times it was asked for.")
+    request_id: str | None = Field(
+        default=None, max_length=36, description="The audit message that asked for it."
+    )
+    requested_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    due_at: datetime | None = _when()
+    decided_at: datetime | None = _when()
+    decided_by: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    applied_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True)),
+        description="When the run went on from the decision (None: it is still to).",
+    )
+
+
 class MessageRow(SQLModel, table=True):
     """Every message on the bus, written before it is routed (audit first, then route).
 
