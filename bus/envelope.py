@@ -33,6 +33,9 @@ from storage.errors import InvalidRequest
 from storage.models import new_id, utcnow
 
 COORDINATOR = "coordinator"
+# The people who decide approvals: the messages between them and the coordinator are on the
+# audit trail and go to no queue (no agent id starts with "@")
+APPROVERS = "@approvers"
 BROADCAST = "*"  # `to` every agent subscribed to the message's type
 MAX_SOURCE = 500  # characters of a provenance piece's source
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from bus.envelope import COORDINATOR
+from bus.envelope import APPROVERS, COORDINATOR
 
 ADVANCE_TASK = "agentyard.coordinator.advance"
 SWEEP_TASK = "agentyard.maintenance.sweep"
@@ -24,4 +24,6 @@ def agent_queue(agent_id: str) -> str:
 def route_for(recipient: str) -> Route:
     if recipient == COORDINATOR:
         return Route(ADVANCE_TASK, COORDINATOR_QUEUE)
+    if recipient == APPROVERS:  # people: on the audit trail, on no queue
+        return Route("", "")
     return Route(agent_queue(recipient), agent_queue(recipient))

@@ -3,6 +3,7 @@
 from orchestration import Agent, Orchestrator, Workflow, fan_out, loop, parallel, route, step
 from orchestration import RunView, Verdict, check, verify   # validation checkpoints
 from orchestration import tool, ToolContext                   # tools an agent may call
+from orchestration import approval                            # a gate a person approves
 """
 
 from orchestration.definitions import Agent, Workflow
@@ -19,10 +20,22 @@ from orchestration.results import (
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.tools import ToolContext, ToolSpec, tool
 from orchestration.trace_queries import FoundRun, RunQuery
-from orchestration.workflow.builders import check, fan_out, loop, parallel, route, step, verify
+from orchestration.workflow.builders import (
+    approval,
+    check,
+    fan_out,
+    loop,
+    parallel,
+    route,
+    step,
+    verify,
+)
 from orchestration.workflow.checks import CheckResult, RunView, Verdict
 from storage.errors import (
     AgentyardError,
+    ApprovalRefused,
+    ApprovalRejected,
+    ApprovalTimedOut,
     BrokerUnavailable,
     ConfigurationError,
     DatabaseUnavailable,
@@ -49,6 +62,9 @@ __all__ = [
     "MAX_CAP_USD",
     "Agent",
     "AgentyardError",
+    "ApprovalRefused",
+    "ApprovalRejected",
+    "ApprovalTimedOut",
     "BrokerUnavailable",
     "CallTrace",
     "CheckResult",
@@ -88,6 +104,7 @@ __all__ = [
     "WorkflowResult",
     "WorkflowRun",
     "WorkflowStatus",
+    "approval",
     "check",
     "fan_out",
     "loop",

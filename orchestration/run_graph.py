@@ -48,7 +48,7 @@ from orchestration.results import Tokens
 from orchestration.run_trace import CallTrace, FrameTrace, Link, NodeTrace, RunTrace, StepTrace
 from orchestration.workflow.graph import (
     JOIN,
-    CheckNode,
+    PASS_THROUGH,
     FanOutNode,
     LoopNode,
     Node,
@@ -143,7 +143,7 @@ class _Structure:
         self._chains = chains
 
     def edges(self, nodes: tuple[Node, ...], scope: str) -> list[GraphEdge]:
-        nodes = tuple(n for n in nodes if not isinstance(n, CheckNode))  # checks pass through
+        nodes = tuple(n for n in nodes if not isinstance(n, PASS_THROUGH))  # checks, gates
         found: list[GraphEdge] = []
         for before, after in pairwise(nodes):
             kind: EdgeKind = "join" if isinstance(before, FanOutNode | ParallelNode) else "input"
@@ -200,7 +200,7 @@ class _Structure:
         return [e for f in started for e in self._exits_of(self._sequence(node, f), f.scope)]
 
     def _entries_of(self, sequence: tuple[Node, ...], scope: str) -> list[str]:
-        first = next((node for node in sequence if not isinstance(node, CheckNode)), None)
+        first = next((node for node in sequence if not isinstance(node, PASS_THROUGH)), None)
         return [] if first is None else self.entries(first, scope)
 
     def _exits_of(self, sequence: tuple[Node, ...], scope: str) -> list[str]:

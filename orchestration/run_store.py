@@ -10,12 +10,13 @@ every step of every run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from orchestration.workflow.graph import Graph
-from orchestration.workflow.state import TOP, FrameState, NodeRunState, StepState
+from orchestration.workflow.state import TOP, ApprovalState, FrameState, NodeRunState, StepState
 from orchestration.workflow.store import State
-from storage import statements
+from storage import approvals, statements
 from storage.executor import Tx
 
 
@@ -41,6 +42,8 @@ class RunStore:
         self._run_scopes: set[str] = set()  # the frames whose node runs were read
         self._frames: dict[str, FrameState] = {}
         self._frame_at: dict[str, FrameState] = {}  # by scope
+        self._approvals: dict[str, ApprovalState] = {}
+        self._approval_at: dict[tuple[str, str], ApprovalState | None] = {}
         self._new: dict[str, State] = {}
         self._changed: dict[str, State] = {}
         self._position: int | None = 0 if new else None
@@ -140,6 +143,28 @@ class RunStore:
             self._facts = [str(fact) for fact in found or []]
         return self._facts
 
+    def approval(self, scope: str, node: str) -> ApprovalState | None:
+        if (scope, node) not in self._approval_at:
+            row = self._tx.run(
+                approvals.APPROVAL_AT, {"w_id": self._id, "w_scope": scope, "w_node": node}
+            ).one_or_none()
+            self._approval_at[(scope, node)] = None
+            if row is not None:
+                self._approval(ApprovalState(**row._asdict()))
+        return self._approval_at[(scope, node)]
+
+    def settleable_approvals(self, now: datetime) -> list[ApprovalState]:
+        rows = self._tx.run(approvals.SETTLEABLE_APPROVALS, {"w_id": self._id, "w_now": now})
+        return [self._approval(ApprovalState(**row._asdict())) for row in rows]
+
+    def approvals_waiting(self) -> int:
+        on_record = {
+            row.id for row in self._tx.run(approvals.WAITING_APPROVALS, {"w_id": self._id})
+        }
+        # what this decision asked for or decided, not written yet, counts as it is now
+        known = {approval.id: approval.waiting for approval in self._approvals.values()}
+        return len(on_record - set(known)) + sum(known.values())
+
     def next_position(self) -> int:
         if self._position is None and self._graph.is_sequence and TOP in self._scopes:
             # every step of a sequence is at the top level, and those were read already
@@ -161,6 +186,8 @@ class RunStore:
             self._scopes.setdefault(state.scope, []).append(state)
         elif isinstance(state, NodeRunState):
             self._node_run(state)
+        elif isinstance(state, ApprovalState):
+            self._approval(state)
         else:
             self._frame(state)
 
@@ -169,12 +196,13 @@ class RunStore:
             self._changed[state.id] = state
 
     def flush(self) -> None:
-        """Write what the decision made and changed: new node runs, frames and steps first (in
-        that order: each refers to the one before), then the changes."""
+        """Write what the decision made and changed: new node runs, frames, steps and approvals
+        first (in that order: each refers to the one before), then the changes."""
         inserts: tuple[tuple[Any, type, tuple[str, ...]], ...] = (
             (statements.INSERT_NODE_RUN, NodeRunState, statements.NODE_RUN_STATE_COLUMNS),
             (statements.INSERT_FRAME, FrameState, statements.FRAME_STATE_COLUMNS),
             (statements.INSERT_STEP, StepState, statements.STEP_STATE_COLUMNS),
+            (approvals.INSERT_APPROVAL, ApprovalState, approvals.APPROVAL_STATE_COLUMNS),
         )
         for statement, kind, columns in inserts:
             self._write(
@@ -189,6 +217,7 @@ class RunStore:
             (statements.SAVE_NODE_RUN, NodeRunState, statements.SAVED_NODE_RUN_COLUMNS),
             (statements.SAVE_FRAME, FrameState, statements.SAVED_FRAME_COLUMNS),
             (statements.SAVE_STEP, StepState, statements.PLANNED_STEP_COLUMNS),
+            (approvals.SAVE_APPROVAL, ApprovalState, approvals.SAVED_APPROVAL_COLUMNS),
         )
         for statement, kind, columns in updates:
             self._write(
@@ -222,6 +251,11 @@ class RunStore:
     def _frame(self, frame: FrameState) -> FrameState:
         kept = self._frames.setdefault(frame.id, frame)
         self._frame_at[kept.scope] = kept
+        return kept
+
+    def _approval(self, approval: ApprovalState) -> ApprovalState:
+        kept = self._approvals.setdefault(approval.id, approval)
+        self._approval_at[(kept.scope, kept.node)] = kept
         return kept
 
     def _step_of(self, row: Any) -> StepState:

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from orchestration.workflow.state import FrameState, NodeRunState, StepState, is_summary
+from orchestration.workflow.state import (
+    ApprovalState,
+    FrameState,
+    NodeRunState,
+    StepState,
+    is_summary,
+)
 from orchestration.workflow.store import State
 
 
@@ -15,6 +22,7 @@ class MemoryStore:
     steps: list[StepState] = field(default_factory=list)
     node_runs: list[NodeRunState] = field(default_factory=list)
     frames: list[FrameState] = field(default_factory=list)
+    approvals: list[ApprovalState] = field(default_factory=list)
     added: list[State] = field(default_factory=list)
     touched: list[State] = field(default_factory=list)
     given_facts: list[str] = field(default_factory=list)
@@ -62,6 +70,20 @@ class MemoryStore:
     def facts(self) -> list[str]:
         return self.given_facts
 
+    def approval(self, scope: str, node: str) -> ApprovalState | None:
+        return next((a for a in self.approvals if (a.scope, a.node) == (scope, node)), None)
+
+    def settleable_approvals(self, now: datetime) -> list[ApprovalState]:
+        return [
+            a
+            for a in self.approvals
+            if (a.waiting and a.due_at is not None and a.due_at <= now)
+            or (a.status in ("approved", "rejected") and a.applied_at is None)
+        ]
+
+    def approvals_waiting(self) -> int:
+        return sum(a.waiting for a in self.approvals)
+
     def next_position(self) -> int:
         return max((step.position for step in self.steps), default=-1) + 1
 
@@ -71,6 +93,8 @@ class MemoryStore:
             self.steps.append(state)
         elif isinstance(state, NodeRunState):
             self.node_runs.append(state)
+        elif isinstance(state, ApprovalState):
+            self.approvals.append(state)
         else:
             self.frames.append(state)
 

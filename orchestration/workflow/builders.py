@@ -1,5 +1,5 @@
-"""What a user writes to shape a workflow: ``step``, ``check``, ``verify``, ``loop``, ``fan_out``,
-``parallel``, ``route``.
+"""What a user writes to shape a workflow: ``step``, ``check``, ``verify``, ``approval``, ``loop``,
+``fan_out``, ``parallel``, ``route``.
 
 Each checks its own arguments at once (``InvalidDefinition`` saying what it got and what it
 takes) and returns an unnamed node; ``Workflow`` names them all when it is built. Functions are
@@ -9,13 +9,16 @@ kept by reference (see ``functions.py``): define them at the top level of the te
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from orchestration.definitions import ID_PATTERN
 from orchestration.workflow.functions import FunctionRef
 from orchestration.workflow.graph import (
     MAX_ITERATIONS,
     Against,
+    ApprovalNode,
     CheckNode,
     FanOutNode,
     Item,
@@ -23,6 +26,7 @@ from orchestration.workflow.graph import (
     LoopNode,
     OnFailure,
     OnLimit,
+    OnTimeout,
     ParallelNode,
     RouteNode,
     StepNode,
@@ -40,6 +44,8 @@ Check = Callable[..., Any]  # fn(output: str, run: RunView) -> Verdict
 
 
 MAX_REASKS = 10
+DAY_S = 86_400.0
+MAX_APPROVAL_WAIT_S = 366 * DAY_S
 
 
 def step(agent: str, *, checks: Sequence[Check] = (), max_reasks: int = 1) -> StepNode:
@@ -75,6 +81,34 @@ def verify(agent: str, *, against: Against = "facts", max_reasks: int = 1) -> Ve
         raise InvalidDefinition(f"verify(agent) takes an agent id, got {agent!r}")
     _one_of("verify(against)", against, ("facts", "input"))
     return VerifyNode(agent, against, _reasks("verify(max_reasks)", max_reasks))
+
+
+def approval(
+    gate: str, *, timeout_s: float | None = DAY_S, on_timeout: OnTimeout = "reject"
+) -> ApprovalNode:
+    """A gate a person keeps: the output of the node before it waits for their approval
+    (``orc.approve(run_id, gate, by=...)``; the run holds no worker while it waits), then goes on
+    unchanged; rejected (``orc.reject``), the run ends ``rejected``. Nobody deciding within
+    ``timeout_s`` (a day; None: no limit but the run's deadline) applies ``on_timeout``:
+    ``reject``, ``approve`` or ``fail`` (the gate fails as a step that failed does)."""
+    if not isinstance(gate, str) or re.fullmatch(ID_PATTERN, gate) is None:
+        raise InvalidDefinition(
+            "approval(gate) must be 1-63 lower-case letters, digits, '-' or '_', starting with "
+            f"a letter or digit (people approve it by that name), got {gate!r}"
+        )
+    if timeout_s is not None and (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not 0 < timeout_s <= MAX_APPROVAL_WAIT_S
+    ):
+        raise InvalidDefinition(
+            f"approval(timeout_s) must be a number of seconds over 0 and at most "
+            f"{MAX_APPROVAL_WAIT_S:.0f} (366 days), or None for no limit, got {timeout_s!r}"
+        )
+    _one_of("approval(on_timeout)", on_timeout, ("reject", "approve", "fail"))
+    return ApprovalNode(
+        gate, None if timeout_s is None else float(timeout_s), on_timeout=on_timeout
+    )
 
 
 def _reasks(role: str, value: object) -> int:

@@ -1,11 +1,11 @@
 """A workflow as a graph of typed nodes: what the user wrote, checked, named and kept as JSON.
 
-The user lists nodes (``step``, ``loop``, ``fan_out``, ``parallel``, ``route``, or a bare agent id
-for a step); ``build_graph`` checks them, gives each a stable name (``researcher``,
-``loop1/editor``, ``fan_out1/summarizer``, ``route1/long/splitter``) and returns a frozen
-``Graph``. ``Graph.to_json`` is what a run's row keeps, so that a run in flight keeps its
-definition across deploys; ``Graph.from_json`` reads it back. Nothing here runs anything: the
-interpreter asks each node's kind what to do.
+The user lists nodes (``step``, ``check``, ``verify``, ``approval``, ``loop``, ``fan_out``,
+``parallel``, ``route``, or a bare agent id for a step); ``build_graph`` checks them, gives each
+a stable name (``researcher``, ``loop1/editor``, ``fan_out1/summarizer``, ``route1/long/splitter``,
+``publish`` for a gate) and returns a frozen ``Graph``. ``Graph.to_json`` is what a run's row
+keeps, so that a run in flight keeps its definition across deploys; ``Graph.from_json`` reads it
+back. Nothing here runs anything: the interpreter asks each node's kind what to do.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ MAX_ITERATIONS = 100
 OnLimit = Literal["fail", "best"]
 OnFailure = Literal["fail_fast", "collect"]
 OnInjection = Literal["flag", "quarantine"]
+OnTimeout = Literal["reject", "approve", "fail"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,19 @@ class CheckNode:
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalNode:
+    """A gate a person keeps: the output of the node before it waits for their approval, then
+    passes on unchanged (exactly what was approved); rejected, the run ends ``rejected``.
+    Nobody deciding within ``timeout_s`` (None: no limit but the run's deadline) applies
+    ``on_timeout``. ``gate`` is what people call it, once in a workflow."""
+
+    gate: str
+    timeout_s: float | None = None
+    on_timeout: OnTimeout = "reject"
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LoopNode:
     body: tuple[Node, ...]
     max_iterations: int
@@ -107,16 +121,35 @@ class RouteNode:
 
 
 Node: TypeAlias = (
-    StepNode | CheckNode | VerifyNode | LoopNode | FanOutNode | ParallelNode | RouteNode
+    StepNode
+    | CheckNode
+    | VerifyNode
+    | ApprovalNode
+    | LoopNode
+    | FanOutNode
+    | ParallelNode
+    | RouteNode
 )
 Item: TypeAlias = Node | str  # what a user lists: a node, or an agent id for step(id)
 
-NODE_TYPES = (StepNode, CheckNode, VerifyNode, LoopNode, FanOutNode, ParallelNode, RouteNode)
-LEAF_TYPES = (StepNode, CheckNode, VerifyNode)  # nodes that hold no others
+NODE_TYPES = (
+    StepNode,
+    CheckNode,
+    VerifyNode,
+    ApprovalNode,
+    LoopNode,
+    FanOutNode,
+    ParallelNode,
+    RouteNode,
+)
+LEAF_TYPES = (StepNode, CheckNode, VerifyNode, ApprovalNode)  # nodes that hold no others
+# Checkpoints that call no model: what they are given passes on, or stops there.
+PASS_THROUGH = (CheckNode, ApprovalNode)
 _KIND: dict[type, str] = {
     StepNode: "step",
     CheckNode: "check",
     VerifyNode: "verify",
+    ApprovalNode: "approval",
     LoopNode: "loop",
     FanOutNode: "fan_out",
     ParallelNode: "parallel",
@@ -202,6 +235,11 @@ class Graph:
             )
 
     @property
+    def gates(self) -> tuple[ApprovalNode, ...]:
+        """Its approval gates, in the order written."""
+        return tuple(node for node in self.walk() if isinstance(node, ApprovalNode))
+
+    @property
     def is_sequence(self) -> bool:
         return all(isinstance(node, StepNode) for node in self.nodes)
 
@@ -244,6 +282,13 @@ def build_graph(
             f"at most {MAX_DEPTH} are allowed: make the inner part a workflow of its own"
         )
     named = _named(nodes, prefix="", counters=Counter())
+    gates = Counter(node.gate for node in _walk(named) if isinstance(node, ApprovalNode))
+    twice = sorted(gate for gate, n in gates.items() if n > 1)
+    if twice:
+        raise InvalidDefinition(
+            f"workflow {workflow!r} names the approval gate(s) {twice} more than once; a gate is "
+            "what people approve by name: give each approval(...) a name of its own"
+        )
     return Graph(named, on_injection=on_injection, summarizer=summarizer)
 
 
@@ -268,8 +313,8 @@ def _as_nodes(items: Sequence[Item] | Any, where: str) -> tuple[Node, ...]:
             nodes.append(item)
         else:
             raise InvalidDefinition(
-                f"{where}: {item!r} is not a node; list agent ids or step(...), loop(...), "
-                "fan_out(...), parallel(...), route(...)"
+                f"{where}: {item!r} is not a node; list agent ids or step(...), check(...), "
+                "verify(...), approval(...), loop(...), fan_out(...), parallel(...), route(...)"
             )
     return tuple(nodes)
 
@@ -320,12 +365,15 @@ def _depth(node: Node) -> int:
 
 def _named(nodes: tuple[Node, ...], prefix: str, counters: Counter[str]) -> tuple[Node, ...]:
     """The nodes named under ``prefix``: a step by its agent (``-2`` on a repeat in the same
-    scope), a composite node by its kind and number in the workflow (``loop1``, ``loop2``)."""
+    scope), an approval by its gate, any other node by its kind and number in the workflow
+    (``loop1``, ``loop2``, ``check1``)."""
     used: Counter[str] = Counter()
     named: list[Node] = []
     for node in nodes:
         if isinstance(node, StepNode):
             base = node.agent
+        elif isinstance(node, ApprovalNode):
+            base = node.gate
         else:
             counters[kind_of(node)] += 1
             base = f"{kind_of(node)}{counters[kind_of(node)]}"
@@ -387,6 +435,13 @@ def _encode(node: Node) -> dict[str, Any]:
             "against": node.against,
             "max_reasks": node.max_reasks,
         }
+    if isinstance(node, ApprovalNode):
+        return {
+            **base,
+            "gate": node.gate,
+            "timeout_s": node.timeout_s,
+            "on_timeout": node.on_timeout,
+        }
     if isinstance(node, LoopNode):
         return {
             **base,
@@ -438,6 +493,14 @@ def _decode(data: Mapping[str, Any]) -> Node:
         return CheckNode(FunctionRef.parse(data["check"]), int(data["max_reasks"]), name)
     if kind == "verify":
         return VerifyNode(data["agent"], data["against"], int(data["max_reasks"]), name)
+    if kind == "approval":
+        timeout = data.get("timeout_s")
+        return ApprovalNode(
+            data["gate"],
+            None if timeout is None else float(timeout),
+            data.get("on_timeout", "reject"),
+            name,
+        )
     if kind == "loop":
         return LoopNode(
             body=tuple(_decode(n) for n in data["body"]),

@@ -36,6 +36,7 @@ from orchestration.context import (
 from orchestration.guards.detect import Action as FindingAction
 from orchestration.guards.provenance import WORKFLOW_INPUT, Provenance
 from orchestration.guards.spotlight import Spotlight
+from orchestration.workflow import gates
 from orchestration.workflow.checks import (
     VERIFY_SHAPE,
     CheckResult,
@@ -56,6 +57,8 @@ from orchestration.workflow.contexts import (
 from orchestration.workflow.graph import (
     JOIN,
     LEAF_TYPES,
+    PASS_THROUGH,
+    ApprovalNode,
     CheckNode,
     Graph,
     Node,
@@ -87,6 +90,7 @@ from orchestration.workflow.kinds.step import (
 )
 from orchestration.workflow.state import (
     TOP,
+    ApprovalState,
     Failure,
     FrameState,
     Handoff,
@@ -94,13 +98,20 @@ from orchestration.workflow.state import (
     Plan,
     RunState,
     StepState,
+    describe_scope,
     frames_of_scope,
     is_summary,
     parent_scope,
     scope_of,
 )
 from orchestration.workflow.store import Store
-from storage.errors import ContextTooLarge, InjectionSuspected, ValidationFailed
+from storage.errors import (
+    ApprovalRejected,
+    ApprovalTimedOut,
+    ContextTooLarge,
+    InjectionSuspected,
+    ValidationFailed,
+)
 from storage.models import FrameStatus, NodeRunStatus, StepStatus, WorkflowStatus, as_utc, new_id
 
 
@@ -122,6 +133,7 @@ class Interpreter:
         self._starting = False
         self.contexts = Contexts(run, graph, store, rules)
         self._summary_read: StepState | None = None  # the summary the step just filled reads
+        self._gates_changed = False  # an approval was asked for or settled: the run's status
 
     # -- the events ------------------------------------------------------------------------------
 
@@ -129,21 +141,26 @@ class Interpreter:
         """A new run: enter its first node, given the request."""
         self._starting = True  # the steps made now are the first whose prompts hold the request
         self._enter(self.graph.nodes[0], TOP, Handoff("", self.run.input))
+        self._waiting_status()
         return self.plan
 
     def after_step(self, step: StepState) -> Plan:
         """``step``'s attempt was just recorded: decide what follows it."""
         if not self._over():
             self._settle(step)
+        self._waiting_status()
         return self.plan
 
     def advance(self) -> Plan:
-        """Decide whatever waits: due retries, attempts given up on, the deadline."""
+        """Decide whatever waits: due retries, attempts given up on, approvals decided or past
+        their due time, the deadline."""
         if not self._over():
             for step in self.store.unsettled_steps():
                 if WorkflowStatus(self.run.status).finished:
                     break
                 self._settle(step)
+            self._settle_approvals()
+        self._waiting_status()
         return self.plan
 
     # -- steps -----------------------------------------------------------------------------------
@@ -328,7 +345,7 @@ class Interpreter:
         """What made the output ``place``'s node was given: the node before it in its frame,
         past any checkpoints (they pass what they accept on); None for the frame's input."""
         for node in reversed(place.sequence[: place.index]):
-            if not isinstance(node, CheckNode | VerifyNode):
+            if not isinstance(node, CheckNode | VerifyNode | ApprovalNode):
                 return self._state_of(node, scope)
         return None
 
@@ -576,6 +593,122 @@ class Interpreter:
                 return step
         return None
 
+    # -- approval gates ----------------------------------------------------------------------------
+
+    def _gate(self, node: ApprovalNode, scope: str, given: Handoff) -> None:
+        """A gate: ``given`` waits for a person's approval (the run holds no worker while it
+        waits), unless this very text was approved at this gate before: then it passes on."""
+        hashed = gates.subject_hash(gates.GATE, node.gate, given.text)
+        kept = self.store.approval(scope, node.name)
+        if kept is not None and kept.subject_hash == hashed:
+            if kept.waiting:
+                return  # asked for already: this decision has nothing to add
+            if gates.outcome(kept) == "approve":
+                self._approved(node, kept)
+                return
+        approval = gates.ask(node, scope, given.text, hashed, given.source, self.now, kept)
+        if kept is None:
+            self.store.add(approval)
+        else:
+            self.store.changed(approval)
+        request = gates.request_message(self.run, approval)
+        approval.request_id = request.id
+        self.plan.audit.append((request, None))
+        self.plan.requested.append(approval)
+        self._gates_changed = True
+        self._event(
+            "approval.requested",
+            gate=node.gate,
+            node=node.name,
+            scope=scope,
+            subject_hash=approval.subject_hash,
+            request=approval.requests,
+        )
+
+    def _settle_approvals(self) -> None:
+        """Go on from the approvals a person decided, and apply the timeout of those nobody
+        decided in time (a graph with no gate asks nothing)."""
+        if not self.graph.gates:
+            return
+        for approval in self.store.settleable_approvals(self.now):
+            if WorkflowStatus(self.run.status).finished:
+                return
+            if approval.kind == gates.GATE:
+                self._settle_gate(approval)
+
+    def _settle_gate(self, approval: ApprovalState) -> None:
+        node = self.graph.node(approval.node)
+        assert isinstance(node, ApprovalNode), f"{approval.node} is not a gate of the graph"
+        if approval.waiting:  # past its due time
+            gates.timed_out(approval, self.now)
+            message = gates.decision_message(self.run.id, self.run.priority, approval, self.now)
+            self.plan.audit.append((message, self.now))
+        approval.applied_at = self.now
+        self.store.changed(approval)
+        self._gates_changed = True
+        outcome = gates.outcome(approval)
+        self._event(
+            "approval.settled",
+            gate=node.gate,
+            scope=approval.scope,
+            status=approval.status,
+            outcome=outcome,
+            by=approval.decided_by,
+        )
+        where = f" in {describe_scope(approval.scope)}" if approval.scope else ""
+        waited = f"{node.timeout_s:g}s"
+        if outcome == "approve":
+            self._approved(node, approval)
+        elif outcome == "reject":
+            why = (
+                f"was rejected by {approval.decided_by}"
+                + (f": {approval.note}" if approval.note else "")
+                if approval.decided_by is not None
+                else f"was not decided within {waited}, and its on_timeout is 'reject'"
+            )
+            # What was rejected is not the run's output; its steps keep theirs.
+            self._finish(
+                WorkflowStatus.REJECTED,
+                None,
+                f"{ApprovalRejected.__name__}: gate {node.gate!r}{where} {why}",
+            )
+        else:
+            self._frame_failed(
+                approval.scope,
+                Failure(
+                    "error",
+                    f"{ApprovalTimedOut.__name__}: gate {node.gate!r}{where} was not decided "
+                    f"within {waited} (its on_timeout is 'fail'); give approval(...) a longer "
+                    "timeout_s, or decide sooner",
+                ),
+            )
+
+    def _approved(self, node: ApprovalNode, approval: ApprovalState) -> None:
+        """The gate passes on exactly the text that was approved."""
+        place = self.graph.place(node.name)
+        lineage = self._lineage(approval.scope, place)
+        source = next((e for e in lineage if e.id == approval.source_id), None)
+        by = node.name
+        if isinstance(source, StepState):
+            by = source.agent
+        elif isinstance(source, NodeRunState):
+            by = source.node
+        self._node_done(node.name, approval.scope, approval.subject, approval.source_id or "", by)
+
+    def _waiting_status(self) -> None:
+        """While an approval waits the run is ``waiting_approval``; once none does, it runs."""
+        if not self._gates_changed or WorkflowStatus(self.run.status).finished:
+            return
+        if self.store.approvals_waiting():
+            status = WorkflowStatus.WAITING_APPROVAL.value
+        elif self.run.status == WorkflowStatus.WAITING_APPROVAL.value:
+            status = WorkflowStatus.RUNNING.value
+        else:
+            return
+        if status != self.run.status:
+            self.run.status = status
+            self.plan.run_changed = True
+
     # -- nodes and frames --------------------------------------------------------------------------
 
     def _enter(self, node: Node, scope: str, given: Handoff) -> None:
@@ -587,6 +720,9 @@ class Interpreter:
             return
         if isinstance(node, VerifyNode):
             self._verify(node, scope, given)
+            return
+        if isinstance(node, ApprovalNode):
+            self._gate(node, scope, given)
             return
         node_run = NodeRunState(
             id=new_id(),
@@ -925,6 +1061,6 @@ def _first_pass(nodes: tuple[Node, ...]) -> list[StepNode | VerifyNode]:
     for node in nodes:
         if isinstance(node, StepNode | VerifyNode):
             found.append(node)
-        elif not isinstance(node, CheckNode):  # a check calls no model
+        elif not isinstance(node, PASS_THROUGH):  # a check or a gate calls no model
             found.extend(_first_pass(sequences(node)[0]))
     return found

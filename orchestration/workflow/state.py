@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bus.envelope import AgentMessage
-from storage.models import FrameStatus, NodeRunStatus, StepStatus
+from storage.models import ApprovalStatus, FrameStatus, NodeRunStatus, StepStatus
 
 TOP = ""  # the scope of the workflow's own nodes
 SUMMARY = "~summary"  # the node of a summarizer's step ends so: no node of a graph can
@@ -130,6 +130,36 @@ class FrameState:
     finished_at: datetime | None = None
 
 
+@dataclass(slots=True)
+class ApprovalState:
+    """The columns of an approval row a decision reads or changes: a person's approval of what
+    a gate passes on (``kind`` ``gate``), or of a tool call (``tool``), bound to the hash of
+    ``subject``, what is approved (see ``storage.models.ApprovalRow``)."""
+
+    id: str
+    gate: str
+    scope: str
+    node: str
+    kind: str
+    on_timeout: str
+    subject: str
+    subject_hash: str
+    requested_at: datetime
+    source_id: str | None = None  # the step or node run whose output the subject is
+    status: str = ApprovalStatus.REQUESTED.value
+    requests: int = 1
+    request_id: str | None = None  # the audit message that asked for it
+    due_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str | None = None
+    applied_at: datetime | None = None  # when the run went on from the decision
+
+    @property
+    def waiting(self) -> bool:
+        return self.status == ApprovalStatus.REQUESTED.value
+
+
 @dataclass(frozen=True, slots=True)
 class StepContext:
     """What a step's agent reads, composed when the step is made: the run's summary (marked as
@@ -167,11 +197,16 @@ class Failure:
 @dataclass
 class Plan:
     """What one decision changed: the store keeps the states, the coordinator routes the
-    messages once the transaction commits, and logs the events."""
+    messages once the transaction commits, and logs the events. ``audit`` holds messages for
+    the audit trail alone (an approval asked for, decided), each with when it was delivered
+    (None: not yet), recorded and never routed; ``requested`` the approvals it asked for, for
+    the webhook the coordinator calls once they are on record."""
 
     run_changed: bool = False
     messages: list[AgentMessage] = field(default_factory=list)
     events: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    audit: list[tuple[AgentMessage, datetime | None]] = field(default_factory=list)
+    requested: list[ApprovalState] = field(default_factory=list)
 
 
 def summary_node(last: str) -> str:

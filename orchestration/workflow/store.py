@@ -12,11 +12,12 @@ transaction that holds the run's lock and writes everything when the decision is
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol, TypeAlias
 
-from orchestration.workflow.state import FrameState, NodeRunState, StepState
+from orchestration.workflow.state import ApprovalState, FrameState, NodeRunState, StepState
 
-State: TypeAlias = StepState | NodeRunState | FrameState
+State: TypeAlias = StepState | NodeRunState | FrameState | ApprovalState
 
 
 class Store(Protocol):
@@ -58,6 +59,19 @@ class Store(Protocol):
 
     def facts(self) -> list[str]:
         """The ground truth the run was submitted with (``orc.submit(..., facts=[...])``)."""
+        ...
+
+    def approval(self, scope: str, node: str) -> ApprovalState | None:
+        """The approval of ``node`` (a gate) in the frame ``scope``, if one was asked for."""
+        ...
+
+    def settleable_approvals(self, now: datetime) -> list[ApprovalState]:
+        """The approvals a decision is to settle: decided by a person, the run not gone on from
+        them yet; or still asked for past their due time (``now`` or before)."""
+        ...
+
+    def approvals_waiting(self) -> int:
+        """How many of the run's approvals are asked for and not decided."""
         ...
 
     def next_position(self) -> int:
