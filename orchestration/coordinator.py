@@ -22,7 +22,8 @@ from typing import Any
 import structlog
 
 from bus.envelope import AgentMessage
-from bus.publisher import Bus
+from bus.publisher import Bus, Unsent
+from orchestration import webhooks
 from orchestration.context_budget import counter_for
 from orchestration.pricing import micro_to_usd
 from orchestration.retry import Backoff
@@ -31,7 +32,7 @@ from orchestration.team import Team
 from orchestration.workflow.graph import Graph, build_graph
 from orchestration.workflow.interpreter import Interpreter
 from orchestration.workflow.kinds.step import Rules
-from orchestration.workflow.state import Plan, RunState, StepState
+from orchestration.workflow.state import ApprovalState, Plan, RunState, StepState
 from storage import statements
 from storage.executor import Tx, transaction
 from storage.models import WorkflowStatus, as_utc, utcnow
@@ -40,20 +41,25 @@ from workers import tracing
 
 log = structlog.get_logger(__name__)
 
+WEBHOOK_SUBJECT_CHARS = 4000  # of what is to be approved, in an approval's webhook
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a decision recorded: the messages to route once it commits, and the run when the
-    decision ended it."""
+    """What a decision recorded: the messages to route once it commits, the run when the
+    decision ended it, and the approvals it asked for (the webhook's bodies)."""
 
     messages: list[AgentMessage] = field(default_factory=list)
     ended: RunState | None = None
+    requested: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Coordinator:
     def __init__(self, team: Team, bus: Bus, settings: Settings, backoff: Backoff | None = None):
         self._bus = bus
+        self._team = team.name
         self._url = settings.effective_database_url
+        self._approval_webhook = settings.approval_webhook_url
         self._rules = Rules(
             team=team,
             backoff=backoff or Backoff(),
@@ -74,17 +80,17 @@ class Coordinator:
                 decision = self.decide(tx, run) if run is not None else Decision()
             self.after_commit(decision)
 
-    def start(self, tx: Tx, run: RunState, graph: Graph, row: dict[str, Any]) -> list[AgentMessage]:
+    def start(self, tx: Tx, run: RunState, graph: Graph, row: dict[str, Any]) -> Decision:
         """Insert a new run, its first decision already made (its first node entered, the
         steps that makes dispatched), in the caller's transaction. The run keeps ``graph`` as
-        JSON; ``row`` holds its other columns. Returns the messages to route after the
-        commit."""
+        JSON; ``row`` holds its other columns. The caller hands what it returns to
+        ``after_commit`` once the transaction has committed."""
         store = RunStore(tx, run.id, graph, new=True, facts=row.get("facts"))
         plan = Interpreter(run, graph, store, self._rules, row["created_at"]).start()
         tx.run(statements.INSERT_WORKFLOW, {**row, **_run_values(run), "graph": graph.to_json()})
         store.flush()
         self._graphs.keep(run.id, graph)
-        return self._record(tx, run, plan).messages
+        return self._record(tx, run, plan)
 
     def decide(self, tx: Tx, run: RunState, step: StepState | None = None) -> Decision:
         """Make the decisions that are due for ``run``, whose row the caller has locked
@@ -102,9 +108,14 @@ class Coordinator:
             tx.run(statements.SAVE_WORKFLOW, {"w_id": run.id, **_saved_run_values(run)})
         return self._record(tx, run, plan)
 
-    def after_commit(self, decision: Decision) -> None:
-        """Route what a committed decision recorded; a run it ended gets its workflow span."""
-        self._bus.route(decision.messages)
+    def after_commit(self, decision: Decision) -> list[Unsent]:
+        """Route what a committed decision recorded (returns what the broker did not take); the
+        approvals it asked for go to the approval webhook, on a thread of its own; a run it
+        ended gets its workflow span."""
+        unsent = self._bus.route(decision.messages)
+        if self._approval_webhook:
+            for body in decision.requested:
+                webhooks.post_later(self._approval_webhook, body, "approval.webhook_failed")
         run = decision.ended
         if run is not None and run.created_at is not None and run.finished_at is not None:
             tracing.emit_workflow_span(
@@ -118,16 +129,39 @@ class Coordinator:
                     error=run.error,
                 )
             )
+        return unsent
 
     def _record(self, tx: Tx, run: RunState, plan: Plan) -> Decision:
         for message in plan.messages:
             self._bus.record(tx, message)
+        for message, delivered_at in plan.audit:  # on the audit trail, never routed
+            self._bus.record(tx, message, delivered_at)
         for event, fields in plan.events:
             log.info(event, **fields)
         ended = WorkflowStatus(run.status).finished and plan.run_changed
         if ended:
             log.info("workflow.finished", workflow_id=run.id, status=run.status)
-        return Decision(plan.messages, run if ended else None)
+        requested = [self._requested(run, approval) for approval in plan.requested]
+        return Decision(plan.messages, run if ended else None, requested)
+
+    def _requested(self, run: RunState, approval: ApprovalState) -> dict[str, Any]:
+        """The approval webhook's body: what is asked for, of which run, by when."""
+        subject = approval.subject
+        return {
+            "event": "approval.requested",
+            "team": self._team,
+            "run_id": run.id,
+            "workflow": run.name,
+            "gate": approval.gate,
+            "kind": approval.kind,
+            "scope": approval.scope,
+            "subject": subject[:WEBHOOK_SUBJECT_CHARS],
+            "subject_chars": len(subject),
+            "subject_hash": approval.subject_hash,
+            "requested_at": approval.requested_at.isoformat(),
+            "due_at": None if approval.due_at is None else approval.due_at.isoformat(),
+            "on_timeout": approval.on_timeout,
+        }
 
 
 class _Graphs:

@@ -538,8 +538,8 @@ class Orchestrator:
         with tracing.submit_span(run.id, definition.name):
             with transaction(self.database_url) as tx:
                 # The first decision (dispatch the first step) commits with the run itself.
-                requests = coordinator.start(tx, run, definition.graph, row)
-            unsent = self.bus.route(requests)
+                decision = coordinator.start(tx, run, definition.graph, row)
+            unsent = coordinator.after_commit(decision)
         if unsent:
             raise BrokerUnavailable(
                 f"run {run.id} is recorded, but the broker did not take its first request "

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = Field(
         default=None, description="Where cost alerts are POSTed as JSON, besides log and table."
     )
+    approval_webhook_url: str | None = Field(
+        default=None,
+        description="Where each approval asked for is POSTed as JSON (run id, gate, subject, "
+        "its hash, due time), once it is on record.",
+    )
     home: Path = Field(
         default=Path(".agentyard"), description="Local state of the embedded default."
     )
@@ -183,7 +188,9 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str | None) -> str | None:
         return None if value is None else url_checks.check_database_url(value)
 
-    @field_validator("anthropic_base_url", "alert_webhook_url", "otel_endpoint")
+    @field_validator(
+        "anthropic_base_url", "alert_webhook_url", "approval_webhook_url", "otel_endpoint"
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else url_checks.check_http_url(value)

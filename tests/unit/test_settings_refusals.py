@@ -76,7 +76,9 @@ def test_a_malformed_database_url_is_refused_when_the_settings_load(
     assert says in str(refused.value)
 
 
-@pytest.mark.parametrize("field", ["anthropic_base_url", "alert_webhook_url", "otel_endpoint"])
+@pytest.mark.parametrize(
+    "field", ["anthropic_base_url", "alert_webhook_url", "approval_webhook_url", "otel_endpoint"]
+)
 def test_an_http_setting_that_is_not_an_http_url_is_refused(field: str) -> None:
     with pytest.raises(InvalidSettings, match=f"AGENTYARD_{field.upper()}: .* is not a URL"):
         load(**{field: "localhost:8765"})
