@@ -55,6 +55,11 @@ def step_source(agent: str, step_id: str) -> str:
     return f"step {agent} {step_id}"
 
 
+def tool_source(tool: str) -> str:
+    """Where a tool's result came from: untrusted text, whatever the tool."""
+    return f"tool {tool}"
+
+
 def derived(pieces: Iterable[Provenance]) -> Trust:
     """The trust of text made from ``pieces``: the least of theirs (none: trusted)."""
     return "trusted" if all(piece.trusted for piece in pieces) else "untrusted"

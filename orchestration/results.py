@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from orchestration.guards.detect import Finding
-from orchestration.guards.provenance import Provenance, Trust, derived
+from orchestration.guards.provenance import Provenance, Trust, derived, tool_source
 from orchestration.pricing import micro_to_usd
 from orchestration.workflow.checks import CheckResult
 from storage.db import session_scope
@@ -110,12 +110,24 @@ class StepResult:
             checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
             data=row.data,
             findings=tuple(Finding.from_json(f) for f in row.findings or ()),
-            provenance=tuple(Provenance.from_json(p) for p in row.provenance or ()),
+            provenance=with_tools(
+                tuple(Provenance.from_json(p) for p in row.provenance or ()), tool_calls
+            ),
             tool_calls=tuple(
                 ToolCallResult.from_row(c)
                 for c in sorted(tool_calls, key=lambda c: (c.turn, c.index))
             ),
         )
+
+
+def with_tools(
+    provenance: tuple[Provenance, ...], tool_calls: Iterable[ToolCallRow]
+) -> tuple[Provenance, ...]:
+    """A step's provenance, and the tools whose results its agent read (untrusted, whatever the
+    tool: ``tool <name>``)."""
+    called = sorted(tool_calls, key=lambda call: (call.turn, call.index))
+    tools = [Provenance(tool_source(call.tool)) for call in called]
+    return tuple(dict.fromkeys([*provenance, *tools]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,12 @@ from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from orchestration.guards.detect import Finding
 from orchestration.guards.provenance import Provenance
 from orchestration.pricing import micro_to_usd
-from orchestration.results import NodeOutcome, Tokens
+from orchestration.results import NodeOutcome, Tokens, ToolCallResult, with_tools
 from orchestration.workflow.checks import CheckResult
 from orchestration.workflow.graph import (
     FanOutNode,
@@ -43,7 +43,7 @@ from orchestration.workflow.joins import label_of
 from storage import statements
 from storage.db import session_scope
 from storage.errors import RunNotFound
-from storage.models import StepStatus, WorkflowStatus, as_utc, utcnow
+from storage.models import StepStatus, ToolCallRow, WorkflowStatus, as_utc, utcnow
 
 _SUCCEEDED = "succeeded"
 
@@ -53,6 +53,7 @@ class Link(StrEnum):
 
     FIRST = "first"  # the step's first call on record
     RETRY = "retry"  # another attempt on the same agent
+    TURN = "turn"  # the next answer of the same attempt's tool loop
     FALLBACK = "fallback"  # the step moved to another agent
 
 
@@ -123,6 +124,7 @@ class StepTrace:
     checks: tuple[CheckResult, ...] = ()  # every verdict on its answers, in order
     findings: tuple[Finding, ...] = ()  # injection attempts suspected in what it was given
     provenance: tuple[Provenance, ...] = ()  # where each piece of its prompt came from
+    tool_calls: tuple[ToolCallResult, ...] = ()  # each tool call its agent made, in order
 
     @property
     def ran(self) -> bool:
@@ -298,6 +300,10 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
                 "AGENTYARD_DATABASE_URL names the database the workers write to"
             )
         calls = _calls_by_step(session, run_id, include_io)
+        tool_calls: dict[str, list[ToolCallRow]] = {}
+        found = session.execute(select(ToolCallRow).where(col(ToolCallRow.workflow_id) == run_id))
+        for call in found.scalars():
+            tool_calls.setdefault(call.step_id, []).append(call)
         step_rows = session.execute(
             select(statements.steps)
             .where(statements.steps.c.workflow_id == run_id)
@@ -313,7 +319,9 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
             .where(statements.frames.c.workflow_id == run_id)
             .order_by(statements.frames.c.index)
         ).all()
-    steps = tuple(_step(row, calls.get(row.id, [])) for row in step_rows)
+    steps = tuple(
+        _step(row, calls.get(row.id, []), tool_calls.get(row.id, [])) for row in step_rows
+    )
     graph = None if workflow.graph is None else Graph.from_json(workflow.graph)
     if graph is not None:
         steps += _not_reached(graph, steps)
@@ -444,9 +452,13 @@ def _not_reached(graph: Graph, steps: tuple[StepTrace, ...]) -> tuple[StepTrace,
     return tuple(added)
 
 
-def _step(row: Any, call_rows: list[Any]) -> StepTrace:
+def _step(row: Any, call_rows: list[Any], tool_rows: list[ToolCallRow]) -> StepTrace:
     links = [Link.FIRST][: len(call_rows)] + [
-        Link.RETRY if before.agent_id == after.agent_id else Link.FALLBACK
+        Link.TURN
+        if before.attempt == after.attempt
+        else Link.RETRY
+        if before.agent_id == after.agent_id
+        else Link.FALLBACK
         for before, after in pairwise(call_rows)
     ]
     return StepTrace(
@@ -464,7 +476,13 @@ def _step(row: Any, call_rows: list[Any]) -> StepTrace:
         branch=row.branch,
         checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
         findings=tuple(Finding.from_json(f) for f in row.findings or ()),
-        provenance=tuple(Provenance.from_json(p) for p in row.provenance or ()),
+        provenance=with_tools(
+            tuple(Provenance.from_json(p) for p in row.provenance or ()), tool_rows
+        ),
+        tool_calls=tuple(
+            ToolCallResult.from_row(call)
+            for call in sorted(tool_rows, key=lambda call: (call.turn, call.index))
+        ),
         calls=tuple(
             _call(call, link, row.agent_id) for call, link in zip(call_rows, links, strict=True)
         ),

@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from orchestration.guards.spotlight import unmark_prompt
-from orchestration.results import Tokens
+from orchestration.results import Tokens, ToolCallResult
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
@@ -184,6 +184,8 @@ def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = No
     if step.in_flight is not None:
         line = _line(f"attempt {step.in_flight}", step.ran_by or step.agent, _status(step.status))
         attempts.append((step.in_flight, line, None))
+    for tool_call in step.tool_calls:
+        attempts.append((call_attempt(step, tool_call), _tool_line(tool_call), None))
     for result in step.checks:
         verdict = "passed" if result.ok else "refused"
         line = _line(
@@ -202,6 +204,31 @@ def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = No
             attempt.add(Text(f"prompt: {shorten(prompt, IO_CHARS)}", style="dim"))
             answer = "-" if call.io.output is None else shorten(call.io.output, IO_CHARS)
             attempt.add(Text(f"output: {answer}", style="dim"))
+
+
+def call_attempt(step: StepTrace, call: ToolCallResult) -> int:
+    """Where a tool call goes among a step's lines: after the answer that asked for it (the
+    answers are in order; a tool call's turn is its answer's place among its attempt's)."""
+    return step.attempt if not step.calls else max(c.attempt for c in step.calls)
+
+
+def _tool_line(call: ToolCallResult) -> Text:
+    arguments = ", ".join(f"{name}={value!r}" for name, value in call.arguments.items())
+    if call.status == "started":
+        outcome = Text("outcome unknown", style="red")
+    elif call.is_error:
+        outcome = Text(f"error: {shorten(call.result or '', ERROR_CHARS)}", style="yellow")
+    else:
+        outcome = Text(f"-> {shorten(call.result or '', ERROR_CHARS)}")
+    took = "" if call.duration_ms is None else f"  {format_duration(call.duration_ms / 1000)}"
+    runs = "" if call.runs == 1 else f"  ran {call.runs} times"
+    return Text.assemble(
+        Text(f"tool {call.tool}", style="bold"),
+        f"({shorten(arguments, ERROR_CHARS)})  ",
+        outcome,
+        took,
+        runs,
+    )
 
 
 def _call_line(call: CallTrace) -> Text:

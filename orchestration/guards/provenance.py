@@ -25,6 +25,7 @@ from bus.provenance import (
     sign,
     sign_all,
     step_source,
+    tool_source,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "sign",
     "sign_all",
     "step_source",
+    "tool_source",
 ]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import structlog
 
 from orchestration.definitions import Agent
+from orchestration.guards.provenance import tool_source
 from orchestration.guards.spotlight import Spotlight
 from orchestration.step.claim import Attempt
 from orchestration.tools import ToolContext, ToolSpec
@@ -30,11 +31,6 @@ from storage.tool_ledger import PlannedCall, ToolLedger, Verdict
 from workers.providers.base import ToolResult, ToolUse
 
 log = structlog.get_logger(__name__)
-
-
-def tool_source(name: str) -> str:
-    """Where a tool's result came from, as its data block and the step's provenance say it."""
-    return f"tool {name}"
 
 
 @dataclass(frozen=True, slots=True)

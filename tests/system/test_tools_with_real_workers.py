@@ -4,12 +4,15 @@ loop of three turns, a tool that raises, arguments the schema refuses, and max_t
 from __future__ import annotations
 
 import importlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestration import Orchestrator, WorkflowStatus
+from orchestration.run_trace import load_run_trace
+from orchestration.trace_report import console_for, trace_tree
 from tests.system.conftest import ROOT
 from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
@@ -88,6 +91,16 @@ def test_a_tool_loop_of_three_turns_runs_each_tool_once_and_answers(
     assert '"customer":"Ada"' in (clerk.tool_calls[0].result or "")
     assert outbox.read_text().count("email ") == 1
     assert stub.stats()["calls"] == 4  # three turns of the clerk, one of the reviewer
+    # what the tools gave is untrusted text, and the trace says where it came from
+    assert {p.source for p in clerk.provenance} >= {"tool look_up", "tool send_email"}
+    assert clerk.trust == "untrusted"
+    console = console_for(io.StringIO())
+    console.print(trace_tree(load_run_trace(orc.database_url, result.id)))
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "tool send_email(to='ada@example.com', body='Your order 7 is on its way')  -> sent" in (
+        shown
+    )
+    assert "0 retries" in shown.splitlines()[1]  # three answers of one attempt, not retries
 
 
 def test_a_tool_that_raises_and_arguments_the_schema_refuses_come_back_as_errors(
