@@ -1,17 +1,39 @@
-"""The example team: a researcher, then a loop of the writer's draft and the reviewer's verdict,
-until the reviewer approves or the drafts stop changing.
+"""The example team: a researcher (who looks things up with a tool), then a loop of the writer's
+draft and the reviewer's verdict, until the reviewer approves or the drafts stop changing.
 
 Runs on the offline model by default, so it works with no API key and no network. Set
 AGENTYARD_EXAMPLE_MODEL (for example claude-haiku-4-5) to run it on a real model.
 """
 
 import os
+from typing import Annotated
 
-from orchestration import Agent, Orchestrator, Workflow, loop
+from pydantic import Field
+
+from orchestration import Agent, Orchestrator, Workflow, loop, tool
 
 MODEL = os.environ.get("AGENTYARD_EXAMPLE_MODEL", "offline:slow?latency=0.3")
 
 orc = Orchestrator("team")  # settings from the environment (AGENTYARD_*)
+
+# A small library the researcher may search: a stand-in for a search API or a database.
+LIBRARY = {
+    "telegraph": "1837: Cooke and Wheatstone patent the electric telegraph in Britain.",
+    "morse": "1844: Morse sends 'What hath God wrought' from Washington to Baltimore.",
+    "cable": "1866: the first lasting transatlantic telegraph cable is laid.",
+}
+
+
+@tool  # no side effects: after a crash it may simply run again
+def search_library(
+    query: Annotated[str, Field(description="Words to look for, e.g. 'telegraph cable'")],
+) -> list[str]:
+    """Search the library for facts with dates; returns the entries whose subject the query
+    names (all of them when it names none)."""
+    words = query.lower().split()
+    found = [entry for subject, entry in LIBRARY.items() if subject in words]
+    return found or list(LIBRARY.values())
+
 
 orc.register_agent(
     Agent(
@@ -23,6 +45,7 @@ orc.register_agent(
         max_retries=3,
         timeout_s=60,
         cost_limit_usd=5.0,
+        tools=[search_library],
     )
 )
 orc.register_agent(
