@@ -231,27 +231,7 @@ class Bus:
     def record(self, tx: Tx, message: AgentMessage, delivered_at: datetime | None = None) -> None:
         """Add ``message`` to the audit table inside the caller's transaction (``delivered_at``
         for a message its consumer acts on in that same transaction)."""
-        first = route_for(message.to[0]) if message.to else Route("", "")
-        tx.run(
-            statements.INSERT_MESSAGE,
-            dict(
-                id=message.id,
-                workflow_id=message.workflow_id,
-                step_id=message.step_id,
-                type=message.type.value,
-                sender=message.sender,
-                recipients=list(message.to),
-                task=first.task,
-                queue=first.queue,
-                priority=message.priority,
-                payload=message.encode(),
-                created_at=message.timestamp,
-                delivered_at=delivered_at,
-                attempt=message.attempt,
-                requires_ack=message.requires_ack,
-                ack_timeout_s=message.ack_timeout_s if message.requires_ack else None,
-            ),
-        )
+        record(tx, message, delivered_at)
 
     def route(self, messages: Iterable[AgentMessage]) -> list[Unsent]:
         """Send already-recorded messages to their queues. A broker failure is logged, not
@@ -494,6 +474,32 @@ class Bus:
         if self._is_recipient is not None and not self._is_recipient(agent_id):
             raise InvalidRequest(f"no agent {agent_id!r} is registered with this orchestrator")
         return agent_id
+
+
+def record(tx: Tx, message: AgentMessage, delivered_at: datetime | None = None) -> None:
+    """Add ``message`` to the audit table inside the caller's transaction (``Bus.record``; also
+    for whoever records a message it never routes, and needs no broker for that)."""
+    first = route_for(message.to[0]) if message.to else Route("", "")
+    tx.run(
+        statements.INSERT_MESSAGE,
+        dict(
+            id=message.id,
+            workflow_id=message.workflow_id,
+            step_id=message.step_id,
+            type=message.type.value,
+            sender=message.sender,
+            recipients=list(message.to),
+            task=first.task,
+            queue=first.queue,
+            priority=message.priority,
+            payload=message.encode(),
+            created_at=message.timestamp,
+            delivered_at=delivered_at,
+            attempt=message.attempt,
+            requires_ack=message.requires_ack,
+            ack_timeout_s=message.ack_timeout_s if message.requires_ack else None,
+        ),
+    )
 
 
 def _as_message(message: AgentMessage | Mapping[str, Any]) -> AgentMessage:
