@@ -6,6 +6,7 @@ from orchestration import tool, ToolContext                   # tools an agent m
 from orchestration import approval                            # a gate a person approves
 """
 
+from orchestration.approvals import ApprovalDecision, PendingApproval
 from orchestration.definitions import Agent, Workflow
 from orchestration.orchestrator import Orchestrator
 from orchestration.pricing import MAX_CAP_USD
@@ -62,6 +63,7 @@ __all__ = [
     "MAX_CAP_USD",
     "Agent",
     "AgentyardError",
+    "ApprovalDecision",
     "ApprovalRefused",
     "ApprovalRejected",
     "ApprovalTimedOut",
@@ -78,6 +80,7 @@ __all__ = [
     "LoopLimitReached",
     "LoopOutcome",
     "Orchestrator",
+    "PendingApproval",
     "ProviderError",
     "RunNotFound",
     "RunQuery",

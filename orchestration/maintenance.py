@@ -8,7 +8,10 @@
 - requests the broker lost are marked the same way: a step dispatched a while ago whose agent
   queue is empty and whose message no worker holds unacknowledged (kombu's Redis transport loses
   a message popped by a worker that dies before recording it);
-- workflows with a retry that is due are advanced.
+- workflows with a retry that is due are advanced;
+- workflows with an approval past its due time (its ``on_timeout`` is to be applied), or one a
+  person decided that the run has not gone on from (the decision's advance was lost), are
+  advanced: the coordinator settles them under the run's lock.
 Every change goes through a compare-and-set on the step row, so two sweeps at once do no harm,
 and each is followed by an ``advance`` so the coordinator decides what comes next.
 """
@@ -26,7 +29,7 @@ from bus.envelope import advance
 from bus.publisher import Bus
 from bus.routing import agent_queue
 from orchestration.cut_off_calls import CutOff, CutOffCalls
-from storage import statements
+from storage import approvals, statements
 from storage.db import session_scope
 from storage.executor import within
 from storage.models import StepRow, StepStatus, WorkflowRow, WorkflowStatus, utcnow
@@ -75,6 +78,7 @@ class Maintenance:
             "lost_requests": self._recover_lost_requests(),
             "due_retries": self._advance_due(),
             "overdue_workflows": self._advance_overdue(),
+            "approvals_to_settle": self._advance_approvals(),
         }
         # At INFO only when it did something: an idle coordinator sweeps every few seconds.
         (log.info if any(counts.values()) else log.debug)("maintenance.swept", **counts)
@@ -258,6 +262,25 @@ class Maintenance:
                 advance(sender=SENDER, workflow_id=workflow_id, priority=priority)
             )
         return len(overdue)
+
+    def _advance_approvals(self) -> int:
+        """Advance unfinished workflows with an approval to settle: past its due time, or
+        decided by a person and not gone on from."""
+        table = approvals.approvals
+        with session_scope(self._url) as session:
+            settle = session.execute(
+                select(WorkflowRow.id, WorkflowRow.priority)
+                .join(table, table.c.workflow_id == col(WorkflowRow.id))
+                .where(col(WorkflowRow.status).in_(UNFINISHED), *self._ours, approvals.SETTLEABLE)
+                .distinct()
+                .limit(BATCH),
+                {"w_now": utcnow()},
+            ).all()
+        for workflow_id, priority in settle:
+            self._bus.record_and_route(
+                advance(sender=SENDER, workflow_id=workflow_id, priority=priority)
+            )
+        return len(settle)
 
     def _advance_due(self) -> int:
         now = utcnow()

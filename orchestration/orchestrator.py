@@ -26,6 +26,7 @@ from bus.inbox import Delivery, Inbox, MessageHandler, Registration
 from bus.publisher import Bus
 from bus.routing import ACK_SWEEP_TASK, COORDINATOR_QUEUE, SWEEP_TASK
 from orchestration.anomalies import AnomalyWatch
+from orchestration.approvals import ApprovalDecision, Approvals
 from orchestration.breakers import Breakers
 from orchestration.budget import Budget
 from orchestration.coordinator import Coordinator
@@ -568,6 +569,45 @@ class Orchestrator:
                 "recorded. Check AGENTYARD_REDIS_URL (or AGENTYARD_BROKER_URL) and that Redis "
                 "is running there"
             ) from None
+
+    @property
+    def approvals(self) -> Approvals:
+        """What this team's runs wait for a person to decide: ``orc.approvals.pending()``."""
+        return Approvals(self.database_url, self.name, coordinator=self.coordinator())
+
+    def approve(
+        self,
+        run_id: str,
+        gate: str,
+        *,
+        by: str,
+        note: str | None = None,
+        subject_hash: str | None = None,
+        scope: str | None = None,
+    ) -> ApprovalDecision:
+        """Approve what ``gate`` of run ``run_id`` waits to pass on, as ``by``; the run goes on
+        with exactly that text. Refused (``ApprovalRefused``) unless the gate waits, or when
+        ``subject_hash`` (its first 8 characters or more) is not the hash of what it would
+        approve; ``scope`` names the frame when the gate waits in several (a fan-out's)."""
+        return self.approvals.approve(
+            run_id, gate, by=by, note=note, subject_hash=subject_hash, scope=scope
+        )
+
+    def reject(
+        self,
+        run_id: str,
+        gate: str,
+        *,
+        by: str,
+        note: str | None = None,
+        subject_hash: str | None = None,
+        scope: str | None = None,
+    ) -> ApprovalDecision:
+        """Reject what ``gate`` of run ``run_id`` waits to pass on, as ``by``: the run ends
+        ``rejected``, its error naming the gate, ``by`` and ``note``."""
+        return self.approvals.reject(
+            run_id, gate, by=by, note=note, subject_hash=subject_hash, scope=scope
+        )
 
     @property
     def runs(self) -> RunQueries:

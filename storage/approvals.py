@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 
 from storage.models import ApprovalRow, ApprovalStatus, WorkflowStatus
-from storage.statements import workflows
+from storage.statements import frames, node_runs, steps, workflows
 
 approvals: Table = ApprovalRow.__table__  # type: ignore[attr-defined]
 
@@ -108,6 +108,16 @@ DECIDE = (
         note=bindparam("note"),
     )
 )
+
+RUN_OF = select(workflows.c.team, workflows.c.status).where(workflows.c.id == bindparam("w_id"))
+# What a gate's subject was taken from, as it is now: the output of its source (a step or a node
+# run), or the input of its frame (the run's own at the top level).
+STEP_OUTPUT = select(steps.c.output).where(steps.c.id == bindparam("w_id"))
+NODE_RUN_OUTPUT = select(node_runs.c.output).where(node_runs.c.id == bindparam("w_id"))
+FRAME_INPUT = select(frames.c.input).where(
+    frames.c.workflow_id == bindparam("w_id"), frames.c.scope == bindparam("w_scope")
+)
+RUN_INPUT = select(workflows.c.input).where(workflows.c.id == bindparam("w_id"))
 
 # -- what waits ----------------------------------------------------------------------------------
 # Read through a session (its IN list is expanded when it runs), not the prebuilt path.
