@@ -130,5 +130,5 @@ PENDING = (
     )
     .join(workflows, workflows.c.id == approvals.c.workflow_id)
     .where(approvals.c.status == _REQUESTED, workflows.c.status.in_(WorkflowStatus.unfinished()))
-    .order_by(approvals.c.requested_at, approvals.c.id)
+    .order_by(approvals.c.requested_at, approvals.c.workflow_id, approvals.c.scope)
 )

@@ -656,7 +656,7 @@ class Interpreter:
             by=approval.decided_by,
         )
         where = f" in {describe_scope(approval.scope)}" if approval.scope else ""
-        waited = f"{node.timeout_s:g}s"
+        waited = f"{node.timeout_s or 0:g}s"  # read only when it timed out, so it had one
         if outcome == "approve":
             self._approved(node, approval)
         elif outcome == "reject":

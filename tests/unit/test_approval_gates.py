@@ -191,6 +191,22 @@ def test_each_branch_of_a_fan_out_waits_at_its_own_gate_and_the_run_waits_while_
     assert "about 0" in plain(publisher.prompt) and "about 1" in plain(publisher.prompt)
 
 
+def test_a_gate_with_no_time_limit_waits_until_a_person_decides() -> None:
+    script = Scripted.of(["writer", approval("publish", timeout_s=None)], "writer")
+    script.start()
+    [writer] = script.dispatched()
+    script.answer(writer, "the draft")
+    [asked] = script.store.approvals
+    assert asked.due_at is None
+    script.now += timedelta(days=400)
+    script.advance()
+    assert script.run.status == "waiting_approval"
+
+    decide(script, "publish", "rejected", by="bob")
+
+    assert script.run.error == "ApprovalRejected: gate 'publish' was rejected by bob"
+
+
 def test_a_gate_first_in_a_workflow_asks_about_the_request_itself() -> None:
     script = Scripted.of([approval("start"), "writer"], "writer", input="delete the archive")
     plan = script.start()
