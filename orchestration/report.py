@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bus.dead_letters import DeadLetter
 from bus.message_log import AckState, LoggedMessage
-from orchestration.results import NodeOutcome, StepResult, WorkflowResult
+from orchestration.results import ApprovalOutcome, NodeOutcome, StepResult, WorkflowResult
 from orchestration.workflow.state import describe_scope
 
 
@@ -47,6 +47,21 @@ def node_line(node: NodeOutcome) -> str:
     )
 
 
+def approval_line(run_id: str, approval: ApprovalOutcome) -> str:
+    where = f" ({describe_scope(approval.scope)})" if approval.scope else ""
+    line = f"  {approval.gate}{where} {approval.status}"
+    if approval.decided_by is not None:
+        line += f" by {approval.decided_by}"
+    line += f", hash {approval.subject_hash[:16]}"
+    if approval.status == "requested":
+        scope = f" --scope '{approval.scope}'" if approval.scope else ""
+        line += (
+            f": agentyard approve {run_id} {approval.gate} --by NAME --hash "
+            f"{approval.subject_hash[:16]}{scope}"
+        )
+    return line
+
+
 def format_result(result: WorkflowResult, show_output: bool = True) -> str:
     tokens = result.tokens
     lines = [
@@ -61,6 +76,9 @@ def format_result(result: WorkflowResult, show_output: bool = True) -> str:
     if result.nodes:
         lines.append("loops, fan-outs, parallels and routes:")
         lines.extend(node_line(node) for node in result.nodes)
+    if result.approvals:
+        lines.append("approvals:")
+        lines.extend(approval_line(result.id, approval) for approval in result.approvals)
     if result.error:
         lines.append(f"error: {result.error}")
     if show_output and result.output is not None:

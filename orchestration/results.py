@@ -17,6 +17,7 @@ from orchestration.workflow.checks import CheckResult
 from storage.db import session_scope
 from storage.errors import RunNotFound, WaitTimeout
 from storage.models import (
+    ApprovalRow,
     NodeRunRow,
     StepRow,
     ToolCallRow,
@@ -249,6 +250,47 @@ class NodeOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalOutcome:
+    """A person's approval as its row keeps it: asked for (``requests`` times: again when what
+    it follows changed), bound to ``subject_hash``, and decided (who, when, their note; a
+    timeout's note says what it applied), and when the run went on from it."""
+
+    gate: str
+    node: str
+    scope: str
+    kind: str  # gate, or tool
+    status: str  # requested, approved, rejected or timed_out
+    subject_hash: str
+    requests: int
+    requested_at: datetime
+    due_at: datetime | None
+    on_timeout: str
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str | None = None
+    applied_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: ApprovalRow) -> ApprovalOutcome:
+        return cls(
+            gate=row.gate,
+            node=row.node,
+            scope=row.scope,
+            kind=row.kind,
+            status=row.status,
+            subject_hash=row.subject_hash,
+            requests=row.requests,
+            requested_at=as_utc(row.requested_at),
+            due_at=as_utc(row.due_at),
+            on_timeout=row.on_timeout,
+            decided_at=as_utc(row.decided_at),
+            decided_by=row.decided_by,
+            note=row.note,
+            applied_at=as_utc(row.applied_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowResult:
     id: str
     workflow: str
@@ -262,6 +304,12 @@ class WorkflowResult:
     finished_at: datetime | None
     loops: tuple[LoopOutcome, ...] = ()  # one per loop that ran, in the order they started
     nodes: tuple[NodeOutcome, ...] = ()  # every loop, fan-out, parallel and route that ran
+    approvals: tuple[ApprovalOutcome, ...] = ()  # every gate reached: asked for, decided
+
+    @property
+    def waiting_for(self) -> tuple[ApprovalOutcome, ...]:
+        """The approvals the run waits for now."""
+        return tuple(a for a in self.approvals if a.status == "requested")
 
     @property
     def tokens(self) -> Tokens:
@@ -289,6 +337,11 @@ def load_result(database_url: str, run_id: str) -> WorkflowResult:
         calls: dict[str, list[ToolCallRow]] = {}
         for call in session.exec(select(ToolCallRow).where(ToolCallRow.workflow_id == run_id)):
             calls.setdefault(call.step_id, []).append(call)
+        approvals = session.exec(
+            select(ApprovalRow)
+            .where(ApprovalRow.workflow_id == run_id)
+            .order_by(col(ApprovalRow.requested_at), col(ApprovalRow.scope))
+        ).all()
     step_results = tuple(StepResult.from_row(s, calls.get(s.id, ())) for s in steps)
     return WorkflowResult(
         id=workflow.id,
@@ -304,6 +357,7 @@ def load_result(database_url: str, run_id: str) -> WorkflowResult:
         finished_at=as_utc(workflow.finished_at),
         loops=tuple(LoopOutcome.from_row(row) for row in node_runs if row.kind == "loop"),
         nodes=tuple(NodeOutcome.from_row(row) for row in node_runs),
+        approvals=tuple(ApprovalOutcome.from_row(row) for row in approvals),
     )
 
 
@@ -336,9 +390,12 @@ class WorkflowRun:
             if result.finished:
                 return result
             if deadline is not None and time.monotonic() >= deadline:
+                gates = sorted({a.gate for a in result.waiting_for})
+                waits = f" (for a person's approval at gate(s) {gates})" if gates else ""
                 raise WaitTimeout(
-                    f"workflow run {self.id} is still {result.status.value} after {timeout}s; "
-                    f"it goes on: call orc.run({self.id!r}).wait() again to keep waiting"
+                    f"workflow run {self.id} is still {result.status.value}{waits} after "
+                    f"{timeout}s; it goes on: call orc.run({self.id!r}).wait() again to keep "
+                    "waiting"
                 )
             time.sleep(
                 delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))

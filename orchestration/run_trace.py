@@ -28,7 +28,13 @@ from sqlmodel import Session, col
 from orchestration.guards.detect import Finding
 from orchestration.guards.provenance import Provenance
 from orchestration.pricing import micro_to_usd
-from orchestration.results import NodeOutcome, Tokens, ToolCallResult, with_tools
+from orchestration.results import (
+    ApprovalOutcome,
+    NodeOutcome,
+    Tokens,
+    ToolCallResult,
+    with_tools,
+)
 from orchestration.workflow.checks import CheckResult
 from orchestration.workflow.graph import (
     FanOutNode,
@@ -43,7 +49,7 @@ from orchestration.workflow.joins import label_of
 from storage import statements
 from storage.db import session_scope
 from storage.errors import RunNotFound
-from storage.models import StepStatus, ToolCallRow, WorkflowStatus, as_utc, utcnow
+from storage.models import ApprovalRow, StepStatus, ToolCallRow, WorkflowStatus, as_utc, utcnow
 
 _SUCCEEDED = "succeeded"
 
@@ -225,6 +231,7 @@ class RunTrace:
     steps: tuple[StepTrace, ...] = field(default_factory=tuple)
     graph: Graph | None = None  # None: a run from before graphs (a sequence)
     nodes: tuple[NodeTrace, ...] = field(default_factory=tuple)
+    approvals: tuple[ApprovalOutcome, ...] = field(default_factory=tuple)
 
     @property
     def is_graph(self) -> bool:
@@ -238,6 +245,10 @@ class RunTrace:
     def node_at(self, scope: str, node: str) -> NodeTrace | None:
         """The run of the composite ``node`` in the frame ``scope``, if it started."""
         return next((n for n in self.nodes if n.scope == scope and n.node == node), None)
+
+    def approval_at(self, scope: str, node: str) -> ApprovalOutcome | None:
+        """The approval the gate ``node`` asked for in the frame ``scope``, if it was reached."""
+        return next((a for a in self.approvals if a.scope == scope and a.node == node), None)
 
     @property
     def finished(self) -> bool:
@@ -319,6 +330,14 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
             .where(statements.frames.c.workflow_id == run_id)
             .order_by(statements.frames.c.index)
         ).all()
+        approvals = tuple(
+            ApprovalOutcome.from_row(row)
+            for row in session.execute(
+                select(ApprovalRow)
+                .where(col(ApprovalRow.workflow_id) == run_id)
+                .order_by(col(ApprovalRow.requested_at), col(ApprovalRow.scope))
+            ).scalars()
+        )
     steps = tuple(
         _step(row, calls.get(row.id, []), tool_calls.get(row.id, [])) for row in step_rows
     )
@@ -336,6 +355,7 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
         steps=steps,
         graph=graph,
         nodes=_nodes(graph, node_rows, frame_rows),
+        approvals=approvals,
     )
 
 

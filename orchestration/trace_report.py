@@ -18,11 +18,19 @@ from rich.text import Text
 from rich.tree import Tree
 
 from orchestration.guards.spotlight import unmark_prompt
-from orchestration.results import Tokens, ToolCallResult
+from orchestration.results import ApprovalOutcome, Tokens, ToolCallResult
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
-from orchestration.workflow.graph import JOIN, CheckNode, Node, StepNode, VerifyNode, kind_of
+from orchestration.workflow.graph import (
+    JOIN,
+    ApprovalNode,
+    CheckNode,
+    Node,
+    StepNode,
+    VerifyNode,
+    kind_of,
+)
 from orchestration.workflow.kinds import kind
 from orchestration.workflow.state import TOP, summary_node
 
@@ -121,6 +129,13 @@ def _add_node(tree: Tree, run: RunTrace, node: Node, scope: str, show_io: bool) 
         if verifier is not None:
             _add_step(tree, verifier, show_io, title=node.name)
         return
+    if isinstance(node, ApprovalNode):
+        asked = run.approval_at(scope, node.name)
+        if asked is not None:
+            _add_approval(tree, asked)
+        elif scope == TOP:
+            tree.add(Text(f"approval {node.gate}  not reached", style="dim"))
+        return
     ran = run.node_at(scope, node.name)
     if ran is None:
         if scope == TOP:
@@ -145,6 +160,34 @@ def _add_node(tree: Tree, run: RunTrace, node: Node, scope: str, show_io: bool) 
     join = run.step_at(scope, node.name + JOIN)
     if join is not None:
         _add_step(branch, join, show_io, title="join")
+
+
+_APPROVAL_STYLE = {"approved": "green", "rejected": "red", "timed_out": "yellow"}
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _add_approval(tree: Tree, asked: ApprovalOutcome) -> None:
+    """A gate: what it asked for (its hash), when, until when; who decided, when, and why."""
+    parts: list[str | Text] = [
+        Text(f"approval {asked.gate}", style="bold"),
+        Text(asked.status, style=_APPROVAL_STYLE.get(asked.status, "dim")),
+    ]
+    if asked.decided_by is not None:
+        parts.append(f"by {asked.decided_by}")
+    parts.append(f"hash {asked.subject_hash[:16]}")
+    node = tree.add(_line(*parts))
+    again = (
+        f" (asked {asked.requests} times: what it follows changed)" if asked.requests > 1 else ""
+    )
+    due = "" if asked.due_at is None else f", due {_when(asked.due_at)} (then {asked.on_timeout})"
+    node.add(Text(f"requested {_when(asked.requested_at)}{due}{again}", style="dim"))
+    if asked.decided_at is not None:
+        who = f" by {asked.decided_by}" if asked.decided_by is not None else ""
+        note = f"  note: {shorten(asked.note, ERROR_CHARS)}" if asked.note else ""
+        node.add(Text(f"{asked.status}{who} at {_when(asked.decided_at)}{note}"))
 
 
 def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = None) -> None:

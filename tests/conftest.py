@@ -5,10 +5,15 @@ laptop and FAIL under CI (``CI`` set), so a missing server can never pass as gre
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -91,6 +96,34 @@ def stub_settings(unit_settings: Settings, stub: StubAnthropicServer) -> Setting
     return unit_settings.model_copy(
         update={"anthropic_base_url": stub.base_url, "anthropic_api_key": SecretStr("sk-test")}
     )
+
+
+@dataclass
+class Webhook:
+    url: str
+    received: list[dict[str, Any]]
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    """A local HTTP endpoint that keeps what is POSTed to it."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Webhook(f"http://127.0.0.1:{server.server_port}/hook", received)
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

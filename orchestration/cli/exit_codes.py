@@ -33,8 +33,8 @@ class ExitCode(IntEnum):
     """``run`` followed the run to its end, and it did not succeed."""
 
     USAGE = 2, "the command line or the request was refused (nothing was done)"
-    """argparse's own errors, ``InvalidRequest`` (``UnknownAgent``, ``UnknownWorkflow``), a
-    missing TEAM, input that is not UTF-8."""
+    """argparse's own errors, ``InvalidRequest`` (``UnknownAgent``, ``UnknownWorkflow``,
+    ``ApprovalRefused``), a missing TEAM, input that is not UTF-8."""
 
     CONFIGURATION = 3, "the settings, the team module or its definitions cannot work"
     """``ConfigurationError``: ``InvalidSettings``, ``InvalidDefinition``, a team that does not

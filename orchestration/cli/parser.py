@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import NoReturn
 
 from bus import priorities
-from orchestration.cli import arguments, exit_codes, operations, runs, services, tools
+from orchestration.cli import approvals, arguments, exit_codes, operations, runs, services, tools
 from orchestration.cli.exit_codes import ExitCode
 
 DESCRIPTION = (
@@ -248,6 +248,39 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--limit", type=arguments.positive, default=50, help="at most this many (50)")
     find.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     find.set_defaults(func=runs.find)
+
+    waiting = commands.add_parser(
+        "approvals",
+        help="what waits for a person's approval: each run's id, gate, what is to be approved "
+        "and its hash",
+    )
+    _team(waiting, f"{DATABASE_TEAM_HELP}; its runs only", optional=True)
+    waiting.add_argument(
+        "--full", action="store_true", help="print what is to be approved in full, not cut"
+    )
+    waiting.add_argument("--json", action="store_true", help="a JSON list instead of text")
+    waiting.set_defaults(func=approvals.approvals)
+    for name, decide, what in (
+        ("approve", approvals.approve, "approve what GATE waits to pass on: the run goes on"),
+        ("reject", approvals.reject, "reject what GATE waits to pass on: the run ends rejected"),
+    ):
+        decision = commands.add_parser(
+            name, help=f"{what} (exits non-zero, writing nothing, when it is refused)"
+        )
+        _team(decision, DATABASE_TEAM_HELP, optional=True)
+        decision.add_argument("run_id", metavar="RUN_ID")
+        decision.add_argument("gate", metavar="GATE", help="the gate's name")
+        decision.add_argument("--by", required=True, help="who decides (on the audit trail)")
+        decision.add_argument("--note", help="why, for the audit trail")
+        decision.add_argument(
+            "--hash",
+            help="the hash (its first 8 characters or more) of what you decide about, as "
+            "`agentyard approvals` shows it: refused if what waits is something else",
+        )
+        decision.add_argument(
+            "--scope", help="the frame the gate waits in, when it waits in several (a fan-out)"
+        )
+        decision.set_defaults(func=decide)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(func=tools.migrate)

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import statistics
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
 
 import fakeredis
 import pytest
@@ -18,6 +12,7 @@ from orchestration import Agent, Orchestrator, Settings, Workflow, WorkflowStatu
 from storage.cost_stats_store import CostStatsStore
 from storage.db import session_scope
 from storage.models import CostAlertRow
+from tests.conftest import Webhook
 from tests.support import InlineBus, run_inline
 
 
@@ -40,34 +35,6 @@ def test_past_the_window_older_runs_weigh_less() -> None:
     for _ in range(30):
         store.add_run("research", 2_000, window=10)
     assert store.stats("research").mean_micro == pytest.approx(2_000, rel=0.01)
-
-
-@dataclass
-class Webhook:
-    url: str
-    received: list[dict[str, Any]]
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    """A local HTTP endpoint that keeps what is POSTed to it."""
-    received: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Webhook(f"http://127.0.0.1:{server.server_port}/hook", received)
-    server.shutdown()
-    server.server_close()
 
 
 def _orc(unit_settings: Settings, webhook_url: str) -> tuple[Orchestrator, InlineBus]:

@@ -1,0 +1,108 @@
+"""A person's decisions on the shell: ``approvals`` (what waits), ``approve`` and ``reject``.
+
+Each reads the database of the team named, or, with none, of the ``AGENTYARD_*`` settings (as
+``status`` does). A decision with no team named is carried on by the coordinators: it asks them
+with an advance on the settings' broker (or, with none, leaves it to their sweep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+from collections.abc import Callable, Sequence
+
+from bus.envelope import AgentMessage
+from orchestration.cli.exit_codes import ExitCode
+
+SUBJECT_CHARS = 500  # of what is to be approved, on one line, unless --full
+HASH_SHOWN = 16  # hex characters of a subject's hash, enough to bind a decision to it
+
+
+def approvals(args: argparse.Namespace) -> ExitCode:
+    from orchestration.approvals import Approvals
+    from orchestration.cli.runs import database_of
+    from orchestration.trace_report import shorten
+
+    url, team = database_of(args.team)
+    waiting = Approvals(url, team).pending()
+    if args.json:
+        print(json.dumps([approval.as_json() for approval in waiting], indent=2))
+        return ExitCode.OK
+    of = f" of team {team!r}" if team is not None else ""
+    print(f"{len(waiting)} approval(s) waiting{of}, oldest first")
+    for approval in waiting:
+        due = (
+            "no due time"
+            if approval.due_at is None
+            else f"due {approval.due_at:%Y-%m-%d %H:%M:%S} UTC (then {approval.on_timeout})"
+        )
+        where = f"  scope {approval.scope}" if approval.scope else ""
+        again = f"  asked {approval.requests} times" if approval.requests > 1 else ""
+        print(
+            f"run {approval.run_id}  team {approval.team}  workflow {approval.workflow}  "
+            f"gate {approval.gate}{where}  requested "
+            f"{approval.requested_at:%Y-%m-%d %H:%M:%S} UTC  {due}{again}"
+        )
+        short = approval.subject_hash[:HASH_SHOWN]
+        print(f"  hash {short}")
+        if args.full:
+            print("  to approve:")
+            print(textwrap.indent(approval.subject, "    "))
+        else:
+            print(f"  to approve: {shorten(approval.subject, SUBJECT_CHARS)}")
+        scope = f" --scope '{approval.scope}'" if approval.scope else ""
+        print(
+            f"  agentyard approve {approval.run_id} {approval.gate} --by NAME --hash {short}{scope}"
+        )
+    return ExitCode.OK
+
+
+def approve(args: argparse.Namespace) -> ExitCode:
+    return _decide(args, approved=True)
+
+
+def reject(args: argparse.Namespace) -> ExitCode:
+    return _decide(args, approved=False)
+
+
+def _decide(args: argparse.Namespace, approved: bool) -> ExitCode:
+    from orchestration.approvals import ApprovalDecision, Approvals
+
+    options = {"by": args.by, "note": args.note, "subject_hash": args.hash, "scope": args.scope}
+    decided: ApprovalDecision
+    if args.team is not None:
+        from orchestration.loader import load_orchestrator
+
+        orc = load_orchestrator(args.team)
+        orc.ensure_ready()
+        decide = orc.approve if approved else orc.reject
+        decided = decide(args.run_id, args.gate, **options)
+    else:
+        from orchestration.cli.runs import database_of
+
+        url, _ = database_of(None)
+        anyone = Approvals(url, None, route=_route())
+        decide = anyone.approve if approved else anyone.reject
+        decided = decide(args.run_id, args.gate, **options)
+    where = f" (scope {decided.scope})" if decided.scope else ""
+    follows = "the run goes on" if approved else "the run ends rejected"
+    by_whom = "" if decided.applied else "; a coordinator carries it out"
+    print(
+        f"{decided.status} gate {decided.gate}{where} of run {decided.run_id} as {decided.by} "
+        f"(hash {decided.subject_hash[:HASH_SHOWN]}): {follows}{by_whom}"
+    )
+    return ExitCode.OK
+
+
+def _route() -> Callable[[Sequence[AgentMessage]], object] | None:
+    """Send messages on the broker of the environment's settings (None: none is configured,
+    and the coordinators' sweep finds the decision)."""
+    from bus.publisher import Bus
+    from storage.settings import Settings
+    from workers.celery_app import make_celery
+
+    settings = Settings()
+    if not settings.effective_broker_url:
+        return None
+    return Bus(make_celery("agentyard", settings), settings.effective_database_url).route
