@@ -56,9 +56,10 @@ def started_workers(
 class Fleet:
     """The worker processes, each started again under a new name when it is killed."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, team: str = TEAM) -> None:
         self._env = env
         self._logs = logs
+        self._team = team
         self._started = Counter[str]()
         self.kills = Counter[str]()
         self.workers: dict[str, WorkerProcess] = {}
@@ -68,7 +69,7 @@ class Fleet:
         self._started[role] += 1
         name = f"{role}-{self._started[role]}"
         self.workers[role] = WorkerProcess(
-            TEAM,
+            self._team,
             *args,
             "--name",
             name,
