@@ -207,6 +207,20 @@ def test_a_gate_with_no_time_limit_waits_until_a_person_decides() -> None:
     assert script.run.error == "ApprovalRejected: gate 'publish' was rejected by bob"
 
 
+def test_a_run_waiting_at_a_gate_past_its_deadline_times_out() -> None:
+    script = Scripted.of(["writer", approval("publish", timeout_s=None)], "writer")
+    script.run.deadline_at = script.now + timedelta(minutes=5)
+    script.start()
+    [writer] = script.dispatched()
+    script.answer(writer, "the draft")
+    script.now += timedelta(minutes=5)
+
+    script.advance()
+
+    assert (script.run.status, script.run.output) == ("timed_out", "the draft")
+    assert script.store.approvals[0].waiting  # left as it was: its run ended
+
+
 def test_a_gate_first_in_a_workflow_asks_about_the_request_itself() -> None:
     script = Scripted.of([approval("start"), "writer"], "writer", input="delete the archive")
     plan = script.start()
