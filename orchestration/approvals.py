@@ -304,15 +304,15 @@ def _check(
         )
     if given is not None and not approval.subject_hash.startswith(given):
         raise ApprovalRefused(
-            f"{where} is to pass on what hashes to {approval.subject_hash[:16]}..., not "
+            f"{where} is to pass on what hashes to {gates.short(approval.subject_hash)}..., not "
             f"{given}...: it changed since you saw it (asked {approval.requests} time(s)); look "
             "again with `agentyard approvals`, and decide what it is now"
         )
     if status is ApprovalStatus.APPROVED and _subject_now(tx, run_id, approval) != approval.subject:
         raise ApprovalRefused(
             f"{where}: the output it follows changed since it was asked for (hash "
-            f"{approval.subject_hash[:16]}...), so it cannot be approved; reject it, or look "
-            "into what changed it"
+            f"{gates.short(approval.subject_hash)}...), so it cannot be approved; reject it, or "
+            "look into what changed it"
         )
 
 

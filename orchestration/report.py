@@ -9,6 +9,7 @@ from datetime import datetime
 from bus.dead_letters import DeadLetter
 from bus.message_log import AckState, LoggedMessage
 from orchestration.results import ApprovalOutcome, NodeOutcome, StepResult, WorkflowResult
+from orchestration.workflow.gates import short
 from orchestration.workflow.state import describe_scope
 
 
@@ -47,18 +48,20 @@ def node_line(node: NodeOutcome) -> str:
     )
 
 
+def approve_command(run_id: str, gate: str, subject_hash: str, scope: str) -> str:
+    """The command that approves what a gate waits for, bound to its hash (and its frame)."""
+    where = f" --scope '{scope}'" if scope else ""
+    return f"agentyard approve {run_id} {gate} --by NAME --hash {short(subject_hash)}{where}"
+
+
 def approval_line(run_id: str, approval: ApprovalOutcome) -> str:
     where = f" ({describe_scope(approval.scope)})" if approval.scope else ""
     line = f"  {approval.gate}{where} {approval.status}"
     if approval.decided_by is not None:
         line += f" by {approval.decided_by}"
-    line += f", hash {approval.subject_hash[:16]}"
+    line += f", hash {short(approval.subject_hash)}"
     if approval.status == "requested":
-        scope = f" --scope '{approval.scope}'" if approval.scope else ""
-        line += (
-            f": agentyard approve {run_id} {approval.gate} --by NAME --hash "
-            f"{approval.subject_hash[:16]}{scope}"
-        )
+        line += ": " + approve_command(run_id, approval.gate, approval.subject_hash, approval.scope)
     return line
 
 

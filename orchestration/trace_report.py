@@ -22,6 +22,7 @@ from orchestration.results import ApprovalOutcome, Tokens, ToolCallResult
 from orchestration.run_trace import CallTrace, RunTrace, StepTrace
 from orchestration.trace_queries import FoundRun, RunQuery
 from orchestration.trace_style import Tone, format_duration, format_usd, tone_of
+from orchestration.workflow.gates import short
 from orchestration.workflow.graph import (
     JOIN,
     ApprovalNode,
@@ -177,7 +178,7 @@ def _add_approval(tree: Tree, asked: ApprovalOutcome) -> None:
     ]
     if asked.decided_by is not None:
         parts.append(f"by {asked.decided_by}")
-    parts.append(f"hash {asked.subject_hash[:16]}")
+    parts.append(f"hash {short(asked.subject_hash)}")
     node = tree.add(_line(*parts))
     again = (
         f" (asked {asked.requests} times: what it follows changed)" if asked.requests > 1 else ""

@@ -16,13 +16,14 @@ from bus.envelope import AgentMessage
 from orchestration.cli.exit_codes import ExitCode
 
 SUBJECT_CHARS = 500  # of what is to be approved, on one line, unless --full
-HASH_SHOWN = 16  # hex characters of a subject's hash, enough to bind a decision to it
 
 
 def approvals(args: argparse.Namespace) -> ExitCode:
     from orchestration.approvals import Approvals
     from orchestration.cli.runs import database_of
+    from orchestration.report import approve_command
     from orchestration.trace_report import shorten
+    from orchestration.workflow.gates import short
 
     url, team = database_of(args.team)
     waiting = Approvals(url, team).pending()
@@ -44,17 +45,16 @@ def approvals(args: argparse.Namespace) -> ExitCode:
             f"gate {approval.gate}{where}  requested "
             f"{approval.requested_at:%Y-%m-%d %H:%M:%S} UTC  {due}{again}"
         )
-        short = approval.subject_hash[:HASH_SHOWN]
-        print(f"  hash {short}")
+        print(f"  hash {short(approval.subject_hash)}")
         if args.full:
             print("  to approve:")
             print(textwrap.indent(approval.subject, "    "))
         else:
             print(f"  to approve: {shorten(approval.subject, SUBJECT_CHARS)}")
-        scope = f" --scope '{approval.scope}'" if approval.scope else ""
-        print(
-            f"  agentyard approve {approval.run_id} {approval.gate} --by NAME --hash {short}{scope}"
+        command = approve_command(
+            approval.run_id, approval.gate, approval.subject_hash, approval.scope
         )
+        print(f"  {command}")
     return ExitCode.OK
 
 
@@ -67,30 +67,31 @@ def reject(args: argparse.Namespace) -> ExitCode:
 
 
 def _decide(args: argparse.Namespace, approved: bool) -> ExitCode:
-    from orchestration.approvals import ApprovalDecision, Approvals
+    from orchestration.approvals import Approvals
+    from orchestration.workflow.gates import short
 
-    options = {"by": args.by, "note": args.note, "subject_hash": args.hash, "scope": args.scope}
-    decided: ApprovalDecision
-    if args.team is not None:
+    deciding: Approvals
+    if args.team is not None:  # its coordinator carries the decision out at once
         from orchestration.loader import load_orchestrator
 
         orc = load_orchestrator(args.team)
         orc.ensure_ready()
-        decide = orc.approve if approved else orc.reject
-        decided = decide(args.run_id, args.gate, **options)
+        deciding = orc.approvals
     else:
         from orchestration.cli.runs import database_of
 
         url, _ = database_of(None)
-        anyone = Approvals(url, None, route=_route())
-        decide = anyone.approve if approved else anyone.reject
-        decided = decide(args.run_id, args.gate, **options)
+        deciding = Approvals(url, None, route=_route())
+    decide = deciding.approve if approved else deciding.reject
+    decided = decide(
+        args.run_id, args.gate, by=args.by, note=args.note, subject_hash=args.hash, scope=args.scope
+    )
     where = f" (scope {decided.scope})" if decided.scope else ""
     follows = "the run goes on" if approved else "the run ends rejected"
     by_whom = "" if decided.applied else "; a coordinator carries it out"
     print(
         f"{decided.status} gate {decided.gate}{where} of run {decided.run_id} as {decided.by} "
-        f"(hash {decided.subject_hash[:HASH_SHOWN]}): {follows}{by_whom}"
+        f"(hash {short(decided.subject_hash)}): {follows}{by_whom}"
     )
     return ExitCode.OK
 

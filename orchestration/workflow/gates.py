@@ -25,6 +25,12 @@ from storage.models import ApprovalStatus, new_id
 GATE = "gate"  # an approval's kind: what a gate of the graph passes on
 TOOL = "tool"  # a tool call, before it runs
 HASH_PREFIX_MIN = 8  # hex characters a person must give of a hash (``--hash``)
+HASH_SHOWN = 16  # hex characters of a hash shown to people: enough to bind a decision to it
+
+
+def short(hashed: str) -> str:
+    """A subject's hash as people see it (and may give it back)."""
+    return hashed[:HASH_SHOWN]
 
 
 def subject_hash(kind: str, name: str, subject: str) -> str:
@@ -90,6 +96,18 @@ def outcome(approval: ApprovalState) -> str:
     return "approve" if approval.status == ApprovalStatus.APPROVED.value else "reject"
 
 
+def _about(approval: ApprovalState, event: str) -> dict[str, Any]:
+    """What every audit message of ``approval`` says: which approval, bound to which hash."""
+    return {
+        "event": event,
+        "gate": approval.gate,
+        "kind": approval.kind,
+        "scope": approval.scope,
+        "node": approval.node,
+        "subject_hash": approval.subject_hash,
+    }
+
+
 def request_message(run: RunState, approval: ApprovalState) -> AgentMessage:
     """The audit trail's record that ``approval`` was asked for (``request_id`` on its row)."""
     return AgentMessage(
@@ -101,12 +119,7 @@ def request_message(run: RunState, approval: ApprovalState) -> AgentMessage:
         timestamp=approval.requested_at,
         payload={
             "approval": {
-                "event": "requested",
-                "gate": approval.gate,
-                "kind": approval.kind,
-                "scope": approval.scope,
-                "node": approval.node,
-                "subject_hash": approval.subject_hash,
+                **_about(approval, "requested"),
                 "request": approval.requests,
                 "due_at": None if approval.due_at is None else approval.due_at.isoformat(),
                 "on_timeout": approval.on_timeout,
@@ -121,12 +134,7 @@ def decision_message(
     """The audit trail's record of the decision on ``approval``: who, when, the note, the hash
     (a timeout's says what it applied)."""
     decision: dict[str, Any] = {
-        "event": approval.status,
-        "gate": approval.gate,
-        "kind": approval.kind,
-        "scope": approval.scope,
-        "node": approval.node,
-        "subject_hash": approval.subject_hash,
+        **_about(approval, approval.status),
         "by": approval.decided_by,
         "note": approval.note,
         "decided_at": decided_at.isoformat(),
