@@ -99,12 +99,13 @@ class Approvals:
         database_url: str,
         team: str | None,
         *,
-        coordinator: Coordinator | None = None,
+        coordinator: Callable[[], Coordinator] | None = None,
         route: Callable[[Sequence[AgentMessage]], object] | None = None,
     ) -> None:
-        """``coordinator``: the run goes on in the decision's own transaction (its team's runs
-        only). Without one, the decision asks the coordinators with an advance, sent with
-        ``route`` (None: left to their sweep)."""
+        """``coordinator`` gives the team's coordinator, with which the run goes on in the
+        decision's own transaction (its team's runs only; asked for when a decision is made).
+        Without one, the decision asks the coordinators with an advance, sent with ``route``
+        (None: left to their sweep)."""
         if coordinator is not None and team is None:
             raise ValueError("a coordinator decides for its own team's runs: name the team")
         self._url = database_url
@@ -180,6 +181,7 @@ class Approvals:
         who, said, given = _person(by), _note(note), _hash_prefix(subject_hash)
         decision: Decision | None = None
         nudge: AgentMessage | None = None
+        coordinator = None if self._coordinator is None else self._coordinator()
         with transaction(self._url) as tx:
             self._check_run(tx, run_id)
             run = lock_workflow(tx, run_id)
@@ -212,13 +214,13 @@ class Approvals:
             if approval.request_id is not None:
                 mark_delivered(tx, approval.request_id)
             record(tx, gates.decision_message(run.id, run.priority, approval, now), now)
-            if self._coordinator is not None:
-                decision = self._coordinator.decide(tx, run)
+            if coordinator is not None:
+                decision = coordinator.decide(tx, run)
             else:
                 nudge = advance(sender=APPROVERS, workflow_id=run.id, priority=run.priority)
                 record(tx, nudge)
-        if decision is not None and self._coordinator is not None:
-            self._coordinator.after_commit(decision)
+        if decision is not None and coordinator is not None:
+            coordinator.after_commit(decision)
         elif nudge is not None and self._route is not None:
             self._route([nudge])
         return ApprovalDecision(

@@ -573,7 +573,8 @@ class Orchestrator:
     @property
     def approvals(self) -> Approvals:
         """What this team's runs wait for a person to decide: ``orc.approvals.pending()``."""
-        return Approvals(self.database_url, self.name, coordinator=self.coordinator())
+        self.ensure_ready()
+        return Approvals(self.database_url, self.name, coordinator=self.coordinator)
 
     def approve(
         self,
