@@ -35,12 +35,17 @@ def agentyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 @contextlib.contextmanager
 def started_workers(
-    orc: Orchestrator, env: dict[str, str], logs: Path, *specs: tuple[str, ...]
+    orc: Orchestrator,
+    env: dict[str, str],
+    logs: Path,
+    *specs: tuple[str, ...],
+    team: str = TEAM,
 ) -> Iterator[list[WorkerProcess]]:
-    """Worker processes of the sample team, one per spec (its `agentyard worker` options),
-    started and answering; stopped when the block ends. Logs go to ``logs/worker<i>.log``."""
+    """Worker processes of ``team`` (the sample team's by default), one per spec (its
+    `agentyard worker` options), started and answering; stopped when the block ends. Logs go
+    to ``logs/worker<i>.log``."""
     processes = [
-        WorkerProcess(TEAM, *spec, env=env, cwd=ROOT, log_path=logs / f"worker{i}.log")
+        WorkerProcess(team, *spec, env=env, cwd=ROOT, log_path=logs / f"worker{i}.log")
         for i, spec in enumerate(specs)
     ]
     for process in processes:

@@ -13,8 +13,7 @@ import pytest
 from orchestration import Orchestrator, WorkflowStatus
 from orchestration.run_trace import load_run_trace
 from orchestration.trace_report import console_for, trace_tree
-from tests.system.conftest import ROOT
-from workers.processes import WorkerProcess, wait_for_workers
+from tests.system.conftest import started_workers
 from workers.stub_anthropic import StubAnthropicServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -46,21 +45,10 @@ def orc(env: dict[str, str]) -> Orchestrator:
 
 @pytest.fixture
 def workers(orc: Orchestrator, env: dict[str, str], tmp_path: Path) -> Iterator[None]:
-    processes = [
-        WorkerProcess(TEAM, *args, env=env, cwd=ROOT, log_path=tmp_path / f"{name}.log")
-        for name, args in {
-            "coordinator": ("--coordinator", "--concurrency", "2"),
-            "agents": ("--all-agents", "--concurrency", "2"),
-        }.items()
-    ]
-    for process in processes:
-        process.start()
-    try:
-        wait_for_workers(orc.celery, len(processes), processes=processes)
+    coordinator = ("--coordinator", "--concurrency", "2")
+    agents = ("--all-agents", "--concurrency", "2")
+    with started_workers(orc, env, tmp_path, coordinator, agents, team=TEAM):
         yield
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def _uses(*calls: tuple[str, dict[str, object]]) -> dict[str, object]:
