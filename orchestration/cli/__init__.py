@@ -1,7 +1,8 @@
-"""The ``agentyard`` command: workers, beat, Flower, running and inspecting workflows, the demo.
+"""The ``agentyard`` command: workers, beat, Flower, running and inspecting workflows, deciding
+approvals, the demo.
 
 ``main`` is the entry point; each command lives in the module of its subject (``services``,
-``runs``, ``operations``, ``tools``), its arguments in ``parser``, the exit codes in
+``runs``, ``approvals``, ``operations``, ``tools``), its arguments in ``parser``, the exit codes in
 ``exit_codes``. A command returns OK, or RUN_DID_NOT_SUCCEED when the run it followed did not;
 every other outcome is an exception, which ``main`` alone turns into a line on stderr and a code.
 """
