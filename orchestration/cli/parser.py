@@ -11,7 +11,8 @@ from orchestration.cli import approvals, arguments, exit_codes, operations, runs
 from orchestration.cli.exit_codes import ExitCode
 
 DESCRIPTION = (
-    "The ``agentyard`` command: workers, beat, Flower, running and inspecting workflows, the demo."
+    "The ``agentyard`` command: workers, beat, Flower, running and inspecting workflows, "
+    "deciding approvals, the demo."
 )
 
 TEAM_HELP = "the orchestrator, as module:attribute (e.g. examples.team:orc)"
