@@ -21,7 +21,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 def step(postgres_url: str) -> tuple[str, str]:
-    """A run and one of its steps, of this test's own."""
+    """A run and one of its steps, of this test's own (the run on record as finished, so that
+    no other test's sweep takes it up)."""
     migrate(postgres_url)
     run_id, step_id = str(uuid.uuid4()), str(uuid.uuid4())
     with transaction(postgres_url) as tx:
@@ -33,7 +34,7 @@ def step(postgres_url: str) -> tuple[str, str]:
                 "name": "tools",
                 "priority": 5,
                 "input": "refund order 7",
-                "status": "running",
+                "status": "succeeded",
                 "output": None,
                 "error": None,
                 "finished_at": None,
