@@ -221,8 +221,14 @@ class Agent(_Definition):
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise ValueError("not a list")
         for function in value:
-            spec_of(function)  # InvalidDefinition, saying what to change
+            spec = spec_of(function)  # InvalidDefinition, saying what to change
             FunctionRef.of(function, f"tool {getattr(function, '__name__', function)!r}")
+            if spec.needs_approval:  # never run a call a person was to approve first
+                raise InvalidDefinition(
+                    f"tool {spec.name!r} is declared needs_approval=True, and this version "
+                    "cannot yet ask a person to approve a tool call: give the agent the tool "
+                    "without it, or put an approval(...) gate before the step"
+                )
         names = [spec_of(function).name for function in value]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:

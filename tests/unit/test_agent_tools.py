@@ -7,7 +7,7 @@ import pytest
 
 from orchestration import Agent
 from storage.errors import InvalidDefinition
-from tests.tool_examples import refund, search_docs
+from tests.tool_examples import refund, search_docs, whoami
 
 
 def test_an_agent_keeps_its_tools_and_what_each_declares() -> None:
@@ -35,6 +35,7 @@ def _local_tool() -> object:
         ([_local_tool()], "top level"),
         ([search_docs, search_docs], "two tools are named 'search_docs'"),
         ("search_docs", "must be a list of tools"),
+        ([whoami], "cannot yet ask a person to approve a tool call"),
     ],
 )
 def test_tools_another_worker_could_not_find_or_tell_apart_are_refused(
