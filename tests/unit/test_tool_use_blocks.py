@@ -27,7 +27,8 @@ from workers.providers.base import (
     ToolUse,
     text_of,
 )
-from workers.providers.offline import OfflineModel, OfflineProvider, instance_of
+from workers.providers.offline import OfflineModel, OfflineProvider
+from workers.providers.schema_instance import instance_of
 from workers.stub_anthropic import StubAnthropicServer
 
 API_KEY = "sk-ant-test-TOPSECRET-0123456789"
