@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from orchestration.guards.detect import Finding
 from orchestration.guards.provenance import Provenance, Trust, derived, tool_source
@@ -90,7 +90,7 @@ class StepResult:
         return derived(self.provenance)
 
     @classmethod
-    def from_row(cls, row: StepRow, tool_calls: Iterable[ToolCallRow] = ()) -> StepResult:
+    def from_row(cls, row: StepRow, tool_calls: tuple[ToolCallResult, ...] = ()) -> StepResult:
         return cls(
             id=row.id,
             position=row.position,
@@ -114,21 +114,30 @@ class StepResult:
             provenance=with_tools(
                 tuple(Provenance.from_json(p) for p in row.provenance or ()), tool_calls
             ),
-            tool_calls=tuple(
-                ToolCallResult.from_row(c)
-                for c in sorted(tool_calls, key=lambda c: (c.turn, c.index))
-            ),
+            tool_calls=tool_calls,
         )
 
 
 def with_tools(
-    provenance: tuple[Provenance, ...], tool_calls: Iterable[ToolCallRow]
+    provenance: tuple[Provenance, ...], tool_calls: tuple[ToolCallResult, ...]
 ) -> tuple[Provenance, ...]:
     """A step's provenance, and the tools whose results its agent read (untrusted, whatever the
     tool: ``tool <name>``)."""
-    called = sorted(tool_calls, key=lambda call: (call.turn, call.index))
-    tools = [Provenance(tool_source(call.tool)) for call in called]
+    tools = [Provenance(tool_source(call.tool)) for call in tool_calls]
     return tuple(dict.fromkeys([*provenance, *tools]))
+
+
+def tool_calls_by_step(session: Session, run_id: str) -> dict[str, tuple[ToolCallResult, ...]]:
+    """Every tool call of run ``run_id``, by step, in the order the model asked for them."""
+    found = session.execute(
+        select(ToolCallRow)
+        .where(col(ToolCallRow.workflow_id) == run_id)
+        .order_by(col(ToolCallRow.turn), col(ToolCallRow.index))
+    )
+    by_step: dict[str, list[ToolCallResult]] = {}
+    for row in found.scalars():
+        by_step.setdefault(row.step_id, []).append(ToolCallResult.from_row(row))
+    return {step_id: tuple(calls) for step_id, calls in by_step.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,9 +343,7 @@ def load_result(database_url: str, run_id: str) -> WorkflowResult:
             .where(NodeRunRow.workflow_id == run_id)
             .order_by(col(NodeRunRow.started_at), col(NodeRunRow.scope), col(NodeRunRow.node))
         ).all()
-        calls: dict[str, list[ToolCallRow]] = {}
-        for call in session.exec(select(ToolCallRow).where(ToolCallRow.workflow_id == run_id)):
-            calls.setdefault(call.step_id, []).append(call)
+        calls = tool_calls_by_step(session, run_id)
         approvals = session.exec(
             select(ApprovalRow)
             .where(ApprovalRow.workflow_id == run_id)

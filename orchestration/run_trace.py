@@ -33,6 +33,7 @@ from orchestration.results import (
     NodeOutcome,
     Tokens,
     ToolCallResult,
+    tool_calls_by_step,
     with_tools,
 )
 from orchestration.workflow.checks import CheckResult
@@ -49,7 +50,7 @@ from orchestration.workflow.joins import label_of
 from storage import statements
 from storage.db import session_scope
 from storage.errors import RunNotFound
-from storage.models import ApprovalRow, StepStatus, ToolCallRow, WorkflowStatus, as_utc, utcnow
+from storage.models import ApprovalRow, StepStatus, WorkflowStatus, as_utc, utcnow
 
 _SUCCEEDED = "succeeded"
 
@@ -311,10 +312,7 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
                 "AGENTYARD_DATABASE_URL names the database the workers write to"
             )
         calls = _calls_by_step(session, run_id, include_io)
-        tool_calls: dict[str, list[ToolCallRow]] = {}
-        found = session.execute(select(ToolCallRow).where(col(ToolCallRow.workflow_id) == run_id))
-        for call in found.scalars():
-            tool_calls.setdefault(call.step_id, []).append(call)
+        tool_calls = tool_calls_by_step(session, run_id)
         step_rows = session.execute(
             select(statements.steps)
             .where(statements.steps.c.workflow_id == run_id)
@@ -339,7 +337,7 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
             ).scalars()
         )
     steps = tuple(
-        _step(row, calls.get(row.id, []), tool_calls.get(row.id, [])) for row in step_rows
+        _step(row, calls.get(row.id, []), tool_calls.get(row.id, ())) for row in step_rows
     )
     graph = None if workflow.graph is None else Graph.from_json(workflow.graph)
     if graph is not None:
@@ -472,7 +470,7 @@ def _not_reached(graph: Graph, steps: tuple[StepTrace, ...]) -> tuple[StepTrace,
     return tuple(added)
 
 
-def _step(row: Any, call_rows: list[Any], tool_rows: list[ToolCallRow]) -> StepTrace:
+def _step(row: Any, call_rows: list[Any], tool_calls: tuple[ToolCallResult, ...] = ()) -> StepTrace:
     links = [Link.FIRST][: len(call_rows)] + [
         Link.TURN
         if before.attempt == after.attempt
@@ -497,12 +495,9 @@ def _step(row: Any, call_rows: list[Any], tool_rows: list[ToolCallRow]) -> StepT
         checks=tuple(CheckResult.from_json(c) for c in row.checks or ()),
         findings=tuple(Finding.from_json(f) for f in row.findings or ()),
         provenance=with_tools(
-            tuple(Provenance.from_json(p) for p in row.provenance or ()), tool_rows
+            tuple(Provenance.from_json(p) for p in row.provenance or ()), tool_calls
         ),
-        tool_calls=tuple(
-            ToolCallResult.from_row(call)
-            for call in sorted(tool_rows, key=lambda call: (call.turn, call.index))
-        ),
+        tool_calls=tool_calls,
         calls=tuple(
             _call(call, link, row.agent_id) for call, link in zip(call_rows, links, strict=True)
         ),

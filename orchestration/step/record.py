@@ -29,7 +29,7 @@ from bus.publisher import Bus
 from orchestration.coordinator import Coordinator, Decision, lock_workflow, mark_delivered
 from orchestration.step.call import Call
 from orchestration.step.claim import Attempt
-from orchestration.step.rows import ledger_row, step_update, trace_row
+from orchestration.step.rows import ledger_row, step_update, trace_row, usage_added
 from orchestration.team import Team
 from orchestration.workflow.state import RunState, StepState
 from storage import statements
@@ -91,9 +91,7 @@ class Records:
         step (whose lease it holds for one more turn), the run charged, and the answer kept for
         an attempt that starts again. False: the attempt no longer holds its step (its lease ran
         out); what the call cost is on record all the same."""
-        statement, params = step_update(call)
-        del statement  # a turn leaves the step running: only its usage is added
-        usage = {k: v for k, v in params.items() if k.startswith("add_")}
+        usage = usage_added(call)  # a turn leaves the step running: only its usage is added
         workflow_id = str(this.message.workflow_id)
 
         tries = 0

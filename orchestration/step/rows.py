@@ -18,11 +18,10 @@ from workers import tracing
 from workers.providers.base import ChatMessage, ToolResult, text_of
 
 
-def step_update(call: Call) -> tuple[Any, dict[str, object]]:
-    """The fenced update of the step row and its parameters. Tokens and cost add up over
-    attempts, failed ones included."""
+def usage_added(call: Call) -> dict[str, object]:
+    """What ``call`` adds to its step's tokens and cost (the ``add_*`` parameters)."""
     usage = call.usage
-    params: dict[str, object] = {
+    return {
         "add_input": usage.input_tokens,
         "add_output": usage.output_tokens,
         "add_cache_creation": usage.cache_creation_input_tokens,
@@ -30,6 +29,12 @@ def step_update(call: Call) -> tuple[Any, dict[str, object]]:
         "add_cache_read": usage.cache_read_input_tokens,
         "add_cost": call.cost,
     }
+
+
+def step_update(call: Call) -> tuple[Any, dict[str, object]]:
+    """The fenced update of the step row and its parameters. Tokens and cost add up over
+    attempts, failed ones included."""
+    params = usage_added(call)
     if call.error is None and call.response is not None:
         return statements.STEP_SUCCEEDED, params | {
             "output": call.response.text,
