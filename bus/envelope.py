@@ -145,6 +145,9 @@ def _reasons(exc: ValidationError) -> str:
     )
 
 
+APPROVE_UNTRUSTED_SIDE_EFFECTS = "approve_untrusted_side_effects"  # a step request's flag
+
+
 def request_step(
     *,
     agent_id: str,
@@ -154,9 +157,20 @@ def request_step(
     priority: int,
     workflow: str,
     budget_micro: int | None = None,
+    approve_untrusted_side_effects: bool = False,
 ) -> AgentMessage:
     """The coordinator asks an agent to run one attempt of one step of a run of ``workflow``
-    (whose budget, if it has one, the agent's call is held against)."""
+    (whose budget, if it has one, the agent's call is held against; which says, with
+    ``approve_untrusted_side_effects``, that a call of a tool with side effects from a context
+    that holds untrusted text waits for a person's approval)."""
+    payload: dict[str, Any] = {
+        "step_id": step_id,
+        "attempt": attempt,
+        "workflow": workflow,
+        "budget_micro": budget_micro,
+    }
+    if approve_untrusted_side_effects:  # said only when it is so: most runs carry nothing more
+        payload[APPROVE_UNTRUSTED_SIDE_EFFECTS] = True
     return AgentMessage(
         type=MessageType.REQUEST,
         sender=COORDINATOR,
@@ -165,12 +179,7 @@ def request_step(
         step_id=step_id,
         priority=priority,
         attempt=attempt,
-        payload={
-            "step_id": step_id,
-            "attempt": attempt,
-            "workflow": workflow,
-            "budget_micro": budget_micro,
-        },
+        payload=payload,
     )
 
 

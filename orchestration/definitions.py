@@ -30,7 +30,14 @@ from pydantic import (
 from orchestration.pricing import MAX_CAP_USD
 from orchestration.tools import ToolSpec, spec_of
 from orchestration.workflow.functions import FunctionRef
-from orchestration.workflow.graph import NODE_TYPES, Graph, build_graph
+from orchestration.workflow.graph import (
+    DAY_S,
+    MAX_APPROVAL_WAIT_S,
+    NODE_TYPES,
+    Graph,
+    ToolApprovals,
+    build_graph,
+)
 from storage.errors import InvalidDefinition
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -221,14 +228,8 @@ class Agent(_Definition):
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise ValueError("not a list")
         for function in value:
-            spec = spec_of(function)  # InvalidDefinition, saying what to change
+            spec_of(function)  # InvalidDefinition, saying what to change
             FunctionRef.of(function, f"tool {getattr(function, '__name__', function)!r}")
-            if spec.needs_approval:  # never run a call a person was to approve first
-                raise InvalidDefinition(
-                    f"tool {spec.name!r} is declared needs_approval=True, and this version "
-                    "cannot yet ask a person to approve a tool call: give the agent the tool "
-                    "without it, or put an approval(...) gate before the step"
-                )
         names = [spec_of(function).name for function in value]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -287,6 +288,13 @@ class Workflow(_Definition):
         "on_injection": "must be 'flag' (record a suspected injection and go on) or "
         "'quarantine' (the step is not run, and the run fails)",
         "summarizer": "must be the id of a registered agent that writes summaries, or None",
+        "approve_untrusted_side_effects": "must be True (every call of a tool with side "
+        "effects from a context that holds untrusted text waits for a person's approval) or "
+        "False",
+        "tool_approval_timeout_s": "must be a number of seconds over 0 and at most 31622400 "
+        "(366 days), or None for no limit",
+        "tool_approval_on_timeout": "must be 'reject' (the model is told the call was refused), "
+        "'approve' (it runs) or 'fail' (the step fails)",
     }
 
     name: Id
@@ -299,6 +307,13 @@ class Workflow(_Definition):
     # The agent that summarizes earlier steps once their text no longer fits a step's
     # context_tokens: a real step, made once and read by every later step that needs it.
     summarizer: Id | None = None
+    # Tool calls that wait for a person's approval (besides those of tools declared
+    # needs_approval=True): with True, every call of a tool with side effects from a step whose
+    # context holds untrusted text. Nobody deciding within tool_approval_timeout_s applies
+    # tool_approval_on_timeout.
+    approve_untrusted_side_effects: bool = False
+    tool_approval_timeout_s: float | None = Field(default=DAY_S, gt=0, le=MAX_APPROVAL_WAIT_S)
+    tool_approval_on_timeout: Literal["reject", "approve", "fail"] = "reject"
 
     def __init__(
         self, name: str | None = None, steps: Sequence[Any] | None = None, /, **data: Any
@@ -341,7 +356,14 @@ class Workflow(_Definition):
     def graph(self) -> Graph:
         """The workflow as a graph of nodes (``orchestration/workflow/graph.py``): what a run's
         row keeps, and what its steps are named after."""
-        return build_graph(list(self.steps), self.name, self.on_injection, self.summarizer)
+        tool_approvals = ToolApprovals(
+            self.approve_untrusted_side_effects,
+            self.tool_approval_timeout_s,
+            self.tool_approval_on_timeout,
+        )
+        return build_graph(
+            list(self.steps), self.name, self.on_injection, self.summarizer, tool_approvals
+        )
 
     @classmethod
     def sequence(

@@ -18,6 +18,7 @@ from orchestration.workflow.state import TOP, ApprovalState, FrameState, NodeRun
 from orchestration.workflow.store import State
 from storage import approvals, statements
 from storage.executor import Tx
+from storage.tool_ledger import AwaitingCall, calls_awaiting_approval
 
 
 class RunStore:
@@ -164,6 +165,9 @@ class RunStore:
         # what this decision asked for or decided, not written yet, counts as it is now
         known = {approval.id: approval.waiting for approval in self._approvals.values()}
         return len(on_record - set(known)) + sum(known.values())
+
+    def tool_calls_awaiting_approval(self, step_id: str) -> list[AwaitingCall]:
+        return calls_awaiting_approval(self._tx, step_id)
 
     def next_position(self) -> int:
         if self._position is None and self._graph.is_sequence and TOP in self._scopes:

@@ -81,6 +81,12 @@ SAVE_APPROVAL = (
     )
 )
 
+# -- a tool call's, as the worker that is to run it reads it ------------------------------------
+# (a tool call's node names its step, so it is one row whatever the frame)
+APPROVAL_OF_NODE = select(*_STATE).where(
+    approvals.c.workflow_id == bindparam("w_id"), approvals.c.node == bindparam("w_node")
+)
+
 # -- a person's decision ------------------------------------------------------------------------
 APPROVALS_OF_GATE = (
     select(*_STATE)

@@ -120,7 +120,10 @@ class ApprovalRejected(AgentyardError):
 class ApprovalTimedOut(AgentyardError):
     """Nobody decided an approval gate whose ``on_timeout`` is ``fail`` by its due time: the
     gate fails as a node does (its frame, and with it the run unless a fan-out collects). Its
-    error starts with this class's name, then names the gate and how long it waited."""
+    error starts with this class's name, then names the gate and how long it waited. A tool
+    call's approval that times out so fails its step."""
+
+    kind = "approval_timed_out"
 
 
 class ToolArgumentsInvalid(AgentyardError, ValueError):
@@ -146,6 +149,17 @@ class ToolOutcomeUnknown(AgentyardError):
     retry nor a fallback takes it over (either would carry the same conversation on)."""
 
     kind = "tool_outcome_unknown"
+
+
+class ToolApprovalNeeded(AgentyardError):
+    """A tool call waits for a person's approval before it runs (its tool says
+    ``needs_approval=True``, or it has side effects, is called from a context that holds
+    untrusted text, and the workflow says ``approve_untrusted_side_effects=True``). The attempt
+    ends there, at no cost: the call waits on the tool ledger, the run waits for the approval
+    (``waiting_approval``), and once it is decided another attempt of the step carries the
+    conversation on from the call. Not a failure: no retry is spent on it."""
+
+    kind = "tool_approval_needed"
 
 
 class ToolTurnsExhausted(AgentyardError):

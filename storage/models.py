@@ -361,6 +361,7 @@ class ToolTurnRow(SQLModel, table=True):
 
 
 class ToolCallStatus(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"  # not run: a person is to approve it first
     STARTED = "started"  # on record before it ran: finished, or its outcome is unknown
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # it raised, timed out, or was given invalid arguments: an is_error result

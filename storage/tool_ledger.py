@@ -10,7 +10,9 @@ worker was killed, its request was delivered again), it asks for each call again
   is run again only if that is safe: its tool has no side effects, or is idempotent (it runs
   with the same idempotency key, for the outside system to dedupe); otherwise its outcome is
   unknown, and the step fails (``ToolOutcomeUnknown``) for a person to decide;
-- a call never started runs.
+- a call never started runs;
+- a call that needs a person's approval first waits on record (``await_approval``), not run,
+  until an attempt after the decision starts it (or gives the model the refusal).
 
 The model's answers that asked for tools are kept too (``keep_turn``), before their tools run,
 so that an attempt that starts again reads them rather than asking the model anew.
@@ -53,6 +55,29 @@ _CALL = select(_calls).where(
     _calls.c.index == bindparam("w_index"),
 )
 _CALLS_OF_STEP = select(_calls).where(_calls.c.step_id == bindparam("w_step"))
+_AWAITING_OF_STEP = (
+    select(_calls.c.turn, _calls.c.index, _calls.c.tool, _calls.c.arguments)
+    .where(
+        _calls.c.step_id == bindparam("w_step"),
+        _calls.c.status == ToolCallStatus.AWAITING_APPROVAL.value,
+    )
+    .order_by(_calls.c.turn, _calls.c.index)
+)
+# awaiting approval -> started: it runs (or is refused) for the first time
+_START_APPROVED = (
+    update(_calls)
+    .where(
+        _calls.c.id == bindparam("w_id"),
+        _calls.c.status == ToolCallStatus.AWAITING_APPROVAL.value,
+    )
+    .values(
+        status=ToolCallStatus.STARTED.value,
+        side_effects=bindparam("side_effects"),
+        idempotent=bindparam("idempotent"),
+        attempt=bindparam("attempt"),
+        started_at=bindparam("started_at"),
+    )
+)
 _START_AGAIN = (
     update(_calls)
     .where(_calls.c.id == bindparam("w_id"), _calls.c.status == ToolCallStatus.STARTED.value)
@@ -114,6 +139,16 @@ class Started:
     runs: int = 1
     result: str | None = None
     is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingCall:
+    """A call that waits for a person's approval: what they are asked to approve."""
+
+    turn: int
+    index: int
+    tool: str
+    arguments: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,35 +215,26 @@ class ToolLedger:
         docstring. In a transaction of its own, committed before the tool runs."""
         now = utcnow()
         with transaction(self._url) as tx:
-            inserted = tx.run(
-                self._start,
-                {
-                    "id": new_id(),
-                    "workflow_id": call.workflow_id,
-                    "step_id": call.step_id,
-                    "turn": call.turn,
-                    "index": call.index,
-                    "tool_use_id": call.tool_use_id,
-                    "tool": call.tool,
-                    "arguments": call.arguments,
-                    "idempotency_key": call.idempotency_key,
-                    "side_effects": call.side_effects,
-                    "idempotent": call.idempotent,
-                    "status": ToolCallStatus.STARTED.value,
-                    "runs": 1,
-                    "result": None,
-                    "is_error": False,
-                    "attempt": attempt,
-                    "started_at": now,
-                    "finished_at": None,
-                    "duration_ms": None,
-                },
-            )
+            inserted = tx.run(self._start, _new_row(call, ToolCallStatus.STARTED, attempt, now))
             if inserted.rows:
                 return Started(Verdict.RUN)
             row = tx.run(
                 _CALL, {"w_step": call.step_id, "w_turn": call.turn, "w_index": call.index}
             ).one_or_none()
+            if row.status == ToolCallStatus.AWAITING_APPROVAL.value:
+                params = {
+                    "w_id": row.id,
+                    "side_effects": call.side_effects,
+                    "idempotent": call.idempotent,
+                    "attempt": attempt,
+                    "started_at": now,
+                }
+                if tx.run(_START_APPROVED, params).rowcount:
+                    return Started(Verdict.RUN)
+                # started meanwhile by another attempt: it is that attempt's, as any started call
+                row = tx.run(
+                    _CALL, {"w_step": call.step_id, "w_turn": call.turn, "w_index": call.index}
+                ).one_or_none()
             if row.status != ToolCallStatus.STARTED.value:
                 return Started(Verdict.REPLAY, row.runs, row.result, row.is_error)
             if row.side_effects and not row.idempotent:
@@ -217,6 +243,12 @@ class ToolLedger:
             if again.rowcount == 0:  # finished meanwhile, by the attempt that started it
                 return self._finished(tx, call)
             return Started(Verdict.RUN, row.runs + 1)
+
+    def await_approval(self, call: PlannedCall, attempt: int) -> None:
+        """Put ``call`` on record as waiting for a person's approval, not run (a call on record
+        already stays as it is)."""
+        with transaction(self._url) as tx:
+            tx.run(self._start, _new_row(call, ToolCallStatus.AWAITING_APPROVAL, attempt, utcnow()))
 
     def finish(self, call: PlannedCall, result: str, is_error: bool, duration_ms: float) -> Started:
         """Record how ``call`` ended, before the model sees it. If it was finished already (by
@@ -268,3 +300,36 @@ class ToolLedger:
             _CALL, {"w_step": call.step_id, "w_turn": call.turn, "w_index": call.index}
         ).one_or_none()
         return Started(Verdict.REPLAY, row.runs, row.result, row.is_error)
+
+
+def calls_awaiting_approval(tx: Tx, step_id: str) -> list[AwaitingCall]:
+    """The step's calls that wait for a person's approval, in the order the model asked for
+    them, read in the caller's transaction (the coordinator's, which asks for the approvals)."""
+    rows = tx.run(_AWAITING_OF_STEP, {"w_step": step_id}).rows
+    return [AwaitingCall(r.turn, r.index, r.tool, dict(r.arguments)) for r in rows]
+
+
+def _new_row(
+    call: PlannedCall, status: ToolCallStatus, attempt: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "workflow_id": call.workflow_id,
+        "step_id": call.step_id,
+        "turn": call.turn,
+        "index": call.index,
+        "tool_use_id": call.tool_use_id,
+        "tool": call.tool,
+        "arguments": call.arguments,
+        "idempotency_key": call.idempotency_key,
+        "side_effects": call.side_effects,
+        "idempotent": call.idempotent,
+        "status": status.value,
+        "runs": 1,
+        "result": None,
+        "is_error": False,
+        "attempt": attempt,
+        "started_at": now,
+        "finished_at": None,
+        "duration_ms": None,
+    }

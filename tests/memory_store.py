@@ -15,6 +15,7 @@ from orchestration.workflow.state import (
     is_summary,
 )
 from orchestration.workflow.store import State
+from storage.tool_ledger import AwaitingCall
 
 
 @dataclass
@@ -26,6 +27,7 @@ class MemoryStore:
     added: list[State] = field(default_factory=list)
     touched: list[State] = field(default_factory=list)
     given_facts: list[str] = field(default_factory=list)
+    awaiting: dict[str, list[AwaitingCall]] = field(default_factory=dict)  # the tool ledger's
 
     def steps_in(self, scopes: Sequence[str]) -> list[StepState]:
         return [step for step in self.steps if step.scope in scopes]
@@ -83,6 +85,9 @@ class MemoryStore:
 
     def approvals_waiting(self) -> int:
         return sum(a.waiting for a in self.approvals)
+
+    def tool_calls_awaiting_approval(self, step_id: str) -> list[AwaitingCall]:
+        return list(self.awaiting.get(step_id, []))
 
     def next_position(self) -> int:
         return max((step.position for step in self.steps), default=-1) + 1

@@ -24,6 +24,7 @@ from storage.errors import (
     BreakerOpen,
     CostLimitExceeded,
     ProviderError,
+    ToolApprovalNeeded,
     ToolOutcomeUnknown,
     ToolTurnsExhausted,
 )
@@ -63,6 +64,7 @@ class Call:
             | CostLimitExceeded
             | BreakerOpen
             | ToolOutcomeUnknown
+            | ToolApprovalNeeded
             | ToolTurnsExhausted,
         ):
             return self.error.kind

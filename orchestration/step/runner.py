@@ -35,6 +35,7 @@ from orchestration.step.claim import Attempt, Claims
 from orchestration.step.record import Recorded, Records
 from orchestration.step.route import Routing
 from orchestration.step.settle import Settlement
+from orchestration.step.tool_approvals import ToolApprovalChecks
 from orchestration.step.tool_calls import ToolCalls
 from orchestration.step.tool_loop import ToolLoop
 from orchestration.step_observer import StepObserver
@@ -85,7 +86,7 @@ class StepRunner:
             self._records,
             self._settlement,
             ledger,
-            ToolCalls(ledger),
+            ToolCalls(ledger, ToolApprovalChecks(settings.effective_database_url)),
             settings,
         )
 

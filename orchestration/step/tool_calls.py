@@ -9,6 +9,11 @@ effects that started and never finished. A tool that raises or outlives its ``ti
 an ``is_error`` result; one with side effects that is not idempotent and outlives its timeout
 stays started on the ledger: it may yet do its work, so its outcome is unknown.
 
+A call that is to wait for a person's approval (``tool_approvals.py``) runs only once it is
+approved: until then it waits on the ledger, not run, and the step stops (``Stopped``,
+``ToolApprovalNeeded``) for the coordinator to ask for the approval; rejected, or refused
+when nobody decided in time, the model reads an ``is_error`` result saying so, and nothing runs.
+
 What the model reads of a result is marked as data (it is untrusted text, from ``tool <name>``),
 with delimiters derived from the call's idempotency key, the same on every replay.
 """
@@ -25,8 +30,9 @@ from orchestration.definitions import Agent
 from orchestration.guards.provenance import tool_source
 from orchestration.guards.spotlight import Spotlight
 from orchestration.step.claim import Attempt
+from orchestration.step.tool_approvals import ToolApprovalChecks
 from orchestration.tools import ToolContext, ToolSpec
-from storage.errors import ToolArgumentsInvalid, ToolOutcomeUnknown
+from storage.errors import ToolApprovalNeeded, ToolArgumentsInvalid, ToolOutcomeUnknown
 from storage.tool_ledger import PlannedCall, ToolLedger, Verdict
 from workers.providers.base import ToolResult, ToolUse
 
@@ -34,20 +40,22 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Unknown:
-    """A call whose outcome is unknown: the step stops here."""
+class Stopped:
+    """The step stops at this call: its outcome is unknown (``ToolOutcomeUnknown``), or it
+    waits for a person's approval (``ToolApprovalNeeded``)."""
 
-    error: ToolOutcomeUnknown
+    error: ToolOutcomeUnknown | ToolApprovalNeeded
 
 
 class ToolCalls:
     """Runs the tool calls of one worker process's steps, each on a daemon thread of its own, so
     that a call that outlives its timeout holds neither the step nor the worker's exit."""
 
-    def __init__(self, ledger: ToolLedger) -> None:
+    def __init__(self, ledger: ToolLedger, approvals: ToolApprovalChecks) -> None:
         self._ledger = ledger
+        self._approvals = approvals
 
-    def run(self, this: Attempt, turn: int, index: int, use: ToolUse) -> ToolResult | Unknown:
+    def run(self, this: Attempt, turn: int, index: int, use: ToolUse) -> ToolResult | Stopped:
         """The result the model gets for ``use``, the ``index``-th call of its answer ``turn``.
         A call on the ledger already is replayed (or stopped) whatever this agent makes of it:
         its fallback carries on the same conversation."""
@@ -62,24 +70,22 @@ class ToolCalls:
                 arguments = spec.validate(use.input)
             except ToolArgumentsInvalid as error:
                 problem = str(error)
+        if spec is not None and problem is None and self._approvals.needed(this, spec, turn):
+            verdict = self._approvals.decision(this, turn, index, use)
+            if verdict.waits:
+                waiting = _planned(this, turn, index, use, spec)
+                self._ledger.await_approval(waiting, this.number)
+                log.info("tool.awaits_approval", tool=use.name, turn=turn, index=index)
+                return Stopped(_approval_needed(waiting))
+            problem = verdict.refusal  # None: approved
         runs_it = spec is not None and problem is None
-        planned = PlannedCall(
-            workflow_id=str(this.message.workflow_id),
-            step_id=this.step_id,
-            turn=turn,
-            index=index,
-            tool_use_id=use.id,
-            tool=use.name,
-            arguments=dict(use.input),
-            side_effects=spec.side_effects if spec is not None and runs_it else False,
-            idempotent=spec.idempotent if spec is not None and runs_it else True,
-        )
+        planned = _planned(this, turn, index, use, spec if runs_it else None)
         started = self._ledger.start(planned, this.number)
         if started.verdict is Verdict.REPLAY:
             log.info("tool.replayed", tool=use.name, turn=turn, index=index)
             return self._result(planned, started.result or "", started.is_error)
         if started.verdict is Verdict.UNKNOWN:
-            return Unknown(_unknown(planned, started.runs))
+            return Stopped(_unknown(planned, started.runs))
         if spec is None or problem is not None:  # not run: the model reads why, and mends it
             kept = self._ledger.finish(planned, problem or "", True, 0.0)
             return self._result(planned, kept.result or "", True)
@@ -92,7 +98,7 @@ class ToolCalls:
         planned: PlannedCall,
         arguments: dict[str, object],
         runs: int,
-    ) -> ToolResult | Unknown:
+    ) -> ToolResult | Stopped:
         ctx = ToolContext(
             run_id=planned.workflow_id,
             step_id=planned.step_id,
@@ -115,7 +121,7 @@ class ToolCalls:
                 log.error(
                     "tool.timed_out_with_side_effects", tool=spec.name, key=ctx.idempotency_key
                 )
-                return Unknown(
+                return Stopped(
                     _unknown(planned, runs, f"it outlived its timeout_s={spec.timeout_s}")
                 )
             text, is_error = f"the tool did not finish within {spec.timeout_s:g} s", True
@@ -164,6 +170,32 @@ class _Outcome:
 
 def _spec(agent: Agent, name: str) -> ToolSpec | None:
     return next((spec for spec in agent.tool_specs if spec.name == name), None)
+
+
+def _planned(
+    this: Attempt, turn: int, index: int, use: ToolUse, spec: ToolSpec | None
+) -> PlannedCall:
+    """The call as the ledger keys it; ``spec`` None: it is not run (what it does is moot)."""
+    return PlannedCall(
+        workflow_id=str(this.message.workflow_id),
+        step_id=this.step_id,
+        turn=turn,
+        index=index,
+        tool_use_id=use.id,
+        tool=use.name,
+        arguments=dict(use.input),
+        side_effects=spec.side_effects if spec is not None else False,
+        idempotent=spec.idempotent if spec is not None else True,
+    )
+
+
+def _approval_needed(planned: PlannedCall) -> ToolApprovalNeeded:
+    return ToolApprovalNeeded(
+        f"{ToolApprovalNeeded.__name__}: tool call {planned.tool} #{planned.index} of answer "
+        f"{planned.turn} (step {planned.step_id}, arguments {planned.arguments}) waits for a "
+        f"person's approval: `agentyard approvals` lists it; `agentyard approve "
+        f"{planned.workflow_id} {planned.tool} --by NAME` lets it run"
+    )
 
 
 def _unknown(planned: PlannedCall, runs: int, why: str = "") -> ToolOutcomeUnknown:

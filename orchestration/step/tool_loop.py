@@ -12,7 +12,8 @@ the runner records, settles and routes as any step's.
 After a crash the next attempt starts the loop again: the answers kept are read back rather
 than asked for (an answer that arrived is used, and paid for once), and each of their tool
 calls is asked of the ledger again (replayed, run again when that is safe, or the step stops
-with ``ToolOutcomeUnknown``).
+with ``ToolOutcomeUnknown``). A call that waits for a person's approval stops the attempt too
+(``ToolApprovalNeeded``); the attempt after the decision carries the conversation on from it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from orchestration.step.call import Call
 from orchestration.step.claim import Attempt, lease_s
 from orchestration.step.record import Records
 from orchestration.step.settle import Settlement
-from orchestration.step.tool_calls import ToolCalls, Unknown
+from orchestration.step.tool_calls import Stopped, ToolCalls
 from storage.budget_store import Cap
 from storage.errors import AgentyardError, ToolTurnsExhausted
 from storage.models import utcnow
@@ -115,7 +116,7 @@ class ToolLoop:
             uses = [block for block in content if isinstance(block, ToolUse)]
             for index, use in enumerate(uses):
                 result = self._tools.run(this, turn, index, use)
-                if isinstance(result, Unknown):
+                if isinstance(result, Stopped):
                     stopped = as_turn(this, turn + 1)
                     return Ending(stopped, asked, _not_made(asked, result.error))
                 results.append(result)

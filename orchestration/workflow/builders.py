@@ -16,6 +16,8 @@ from typing import Any
 from orchestration.definitions import ID_PATTERN
 from orchestration.workflow.functions import FunctionRef
 from orchestration.workflow.graph import (
+    DAY_S,
+    MAX_APPROVAL_WAIT_S,
     MAX_ITERATIONS,
     Against,
     ApprovalNode,
@@ -44,8 +46,6 @@ Check = Callable[..., Any]  # fn(output: str, run: RunView) -> Verdict
 
 
 MAX_REASKS = 10
-DAY_S = 86_400.0
-MAX_APPROVAL_WAIT_S = 366 * DAY_S
 
 
 def step(agent: str, *, checks: Sequence[Check] = (), max_reasks: int = 1) -> StepNode:

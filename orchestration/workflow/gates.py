@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bus.envelope import APPROVERS, COORDINATOR, AgentMessage, MessageType
-from orchestration.workflow.graph import ApprovalNode
+from orchestration.workflow.graph import ApprovalNode, ToolApprovals
 from orchestration.workflow.state import ApprovalState, RunState
 from storage.models import ApprovalStatus, new_id
 
@@ -44,6 +44,44 @@ def tool_subject(arguments: dict[str, Any]) -> str:
     """A tool call's arguments as the subject its approval is bound to: canonical JSON (keys
     sorted, no spaces), so that the same arguments always hash the same."""
     return json.dumps(arguments, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def tool_node(step_id: str, turn: int, index: int) -> str:
+    """What an approval of a tool call is kept under: the ``index``-th call of the step's answer
+    ``turn`` (it names the step, so it is one in its run, whatever the frame)."""
+    return f"tool:{step_id}:{turn}:{index}"
+
+
+def tool_hash(tool: str, arguments: dict[str, Any]) -> str:
+    """The hash an approval of calling ``tool`` with exactly ``arguments`` is bound to."""
+    return subject_hash(TOOL, tool, tool_subject(arguments))
+
+
+def ask_tool(
+    policy: ToolApprovals,
+    scope: str,
+    step_id: str,
+    call: tuple[int, int, str, dict[str, Any]],
+    now: datetime,
+) -> ApprovalState:
+    """The approval a tool call (``call``: its turn, index, tool and arguments) of step
+    ``step_id`` in the frame ``scope`` asks for, as the workflow's ``policy`` says: asked of
+    people by the tool's name, bound to its exact arguments."""
+    turn, index, tool, arguments = call
+    due = None if policy.timeout_s is None else now + timedelta(seconds=policy.timeout_s)
+    return ApprovalState(
+        id=new_id(),
+        gate=tool,
+        scope=scope,
+        node=tool_node(step_id, turn, index),
+        kind=TOOL,
+        on_timeout=policy.on_timeout,
+        subject=tool_subject(arguments),
+        subject_hash=tool_hash(tool, arguments),
+        source_id=step_id,
+        requested_at=now,
+        due_at=due,
+    )
 
 
 def ask(

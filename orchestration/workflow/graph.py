@@ -26,6 +26,40 @@ OnLimit = Literal["fail", "best"]
 OnFailure = Literal["fail_fast", "collect"]
 OnInjection = Literal["flag", "quarantine"]
 OnTimeout = Literal["reject", "approve", "fail"]
+DAY_S = 86_400.0
+MAX_APPROVAL_WAIT_S = 366 * DAY_S
+
+
+@dataclass(frozen=True, slots=True)
+class ToolApprovals:
+    """Which tool calls of a run wait for a person's approval before they run: those of tools
+    declared ``needs_approval=True`` always; with ``untrusted_side_effects``, also every call of
+    a tool with side effects from a step whose context holds untrusted text (the workflow's
+    input, an output derived from it, a tool's result). Nobody deciding within ``timeout_s``
+    (None: no limit but the run's deadline) applies ``on_timeout``."""
+
+    untrusted_side_effects: bool = False
+    timeout_s: float | None = DAY_S
+    on_timeout: OnTimeout = "reject"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "untrusted_side_effects": self.untrusted_side_effects,
+            "timeout_s": self.timeout_s,
+            "on_timeout": self.on_timeout,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> ToolApprovals:
+        if not data:
+            return cls()
+        on_timeout = data.get("on_timeout")
+        timeout_s = data.get("timeout_s", DAY_S)
+        return cls(
+            untrusted_side_effects=bool(data.get("untrusted_side_effects")),
+            timeout_s=None if timeout_s is None else float(timeout_s),
+            on_timeout=on_timeout if on_timeout in ("approve", "fail") else "reject",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +224,12 @@ class Graph:
     """The checked, named nodes of a workflow, run in order, what its runs do with a suspected
     injection (``flag``: record it and go on; ``quarantine``: the step is not run), and the
     agent that writes the summary of earlier steps once their text no longer fits a prompt
-    (None: their first sentences stand in for them)."""
+    (None: their first sentences stand in for them), and which tool calls wait for approval."""
 
     nodes: tuple[Node, ...]
     on_injection: OnInjection = "flag"
     summarizer: str | None = None
+    tool_approvals: ToolApprovals = field(default_factory=ToolApprovals)
     _places: dict[str, Place] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -249,6 +284,7 @@ class Graph:
             "nodes": [_encode(node) for node in self.nodes],
             "on_injection": self.on_injection,
             "summarizer": self.summarizer,
+            "tool_approvals": self.tool_approvals.to_json(),
         }
 
     @classmethod
@@ -263,6 +299,7 @@ class Graph:
             tuple(_decode(node) for node in data["nodes"]),
             on_injection="quarantine" if quarantine else "flag",
             summarizer=data.get("summarizer"),
+            tool_approvals=ToolApprovals.from_json(data.get("tool_approvals")),
         )
 
 
@@ -271,6 +308,7 @@ def build_graph(
     workflow: str,
     on_injection: OnInjection = "flag",
     summarizer: str | None = None,
+    tool_approvals: ToolApprovals | None = None,
 ) -> Graph:
     """The graph of ``items`` as the user listed them: each checked, bare ids made steps, and
     every node named. ``InvalidDefinition`` says what is wrong and where."""
@@ -289,7 +327,12 @@ def build_graph(
             f"workflow {workflow!r} names the approval gate(s) {twice} more than once; a gate is "
             "what people approve by name: give each approval(...) a name of its own"
         )
-    return Graph(named, on_injection=on_injection, summarizer=summarizer)
+    return Graph(
+        named,
+        on_injection=on_injection,
+        summarizer=summarizer,
+        tool_approvals=tool_approvals or ToolApprovals(),
+    )
 
 
 def as_nodes(items: Sequence[Item] | Item, where: str) -> tuple[Node, ...]:

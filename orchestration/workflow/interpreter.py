@@ -87,6 +87,7 @@ from orchestration.workflow.kinds.step import (
     due,
     failure_of,
     refused,
+    waits_for_approval,
 )
 from orchestration.workflow.state import (
     TOP,
@@ -173,13 +174,18 @@ class Interpreter:
             agent = step.agent
             after_failed_attempt(step, self.now, self.rules, self.plan)
             self.store.changed(step)
+            if waits_for_approval(step):
+                self._ask_tool_approvals(step)
+                return
             if step.agent != agent and not self._refilled(step):
                 return  # a fallback took over, but its input cannot fit: the step failed
         if step.status == StepStatus.PENDING.value:
+            if waits_for_approval(step):
+                return  # until a person decides (``_settle_approvals``)
             if step.attempt == 0:
                 self._resume(step)
             elif due(step, self.now):
-                dispatch(self.run, step, self.now, self.rules, self.plan)
+                self._dispatch(step)
                 self.store.changed(step)
         elif step.status == StepStatus.SUCCEEDED.value:
             node = self.graph.place(_node_of(step)).node
@@ -189,6 +195,16 @@ class Interpreter:
                 self._node_done(_node_of(step), step.scope, step.output or "", step.id, step.agent)
         elif step.status == StepStatus.FAILED.value:
             self._node_failed(_node_of(step), step.scope, failure_of(step))
+
+    def _dispatch(self, step: StepState) -> None:
+        dispatch(
+            self.run,
+            step,
+            self.now,
+            self.rules,
+            self.plan,
+            self.graph.tool_approvals.untrusted_side_effects,
+        )
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -232,7 +248,7 @@ class Interpreter:
         self._event("check.refused", step_id=step.id, check=result.name, reason=result.reason)
         if refused(step, result, max_reasks, self.now, self.rules, self.plan):
             if self._within_budget(step):
-                dispatch(self.run, step, self.now, self.rules, self.plan)
+                self._dispatch(step)
         else:
             self._node_failed(_node_of(step), step.scope, failure_of(step))
         self.store.changed(step)
@@ -444,7 +460,7 @@ class Interpreter:
         """Dispatch ``step``'s next attempt, unless the text new to its prompt (``pieces``) is
         suspect and the workflow quarantines it: then the step, and its node, fail."""
         if self._scanned(step, pieces):
-            dispatch(self.run, step, self.now, self.rules, self.plan)
+            self._dispatch(step)
         else:
             self._node_failed(_node_of(step), step.scope, failure_of(step))
 
@@ -565,7 +581,7 @@ class Interpreter:
         step.prompt, step.history, step.provenance = order.prompt, None, order.provenance
         self._event("summary.started", step_id=step.id, covers=order.covers, agent=order.agent)
         if self._within_budget(step):
-            dispatch(self.run, step, self.now, self.rules, self.plan)
+            self._dispatch(step)
 
     def _settle_summary(self, step: StepState) -> None:
         """A summary step's attempt was recorded: retried, handed to a fallback, or (done, or
@@ -574,7 +590,7 @@ class Interpreter:
             after_failed_attempt(step, self.now, self.rules, self.plan)
             self.store.changed(step)
         if step.status == StepStatus.PENDING.value and due(step, self.now):
-            dispatch(self.run, step, self.now, self.rules, self.plan)
+            self._dispatch(step)
             self.store.changed(step)
         elif step.status in (StepStatus.SUCCEEDED.value, StepStatus.FAILED.value):
             self._event("summary.finished", step_id=step.id, status=step.status)
@@ -611,6 +627,11 @@ class Interpreter:
             self.store.add(approval)
         else:
             self.store.changed(approval)
+        self._requested(approval)
+
+    def _requested(self, approval: ApprovalState) -> None:
+        """``approval`` was just asked for: on the audit trail, to the webhook, and the run
+        waits for it."""
         request = gates.request_message(self.run, approval)
         approval.request_id = request.id
         self.plan.audit.append((request, None))
@@ -618,27 +639,44 @@ class Interpreter:
         self._gates_changed = True
         self._event(
             "approval.requested",
-            gate=node.gate,
-            node=node.name,
-            scope=scope,
+            gate=approval.gate,
+            kind=approval.kind,
+            node=approval.node,
+            scope=approval.scope,
             subject_hash=approval.subject_hash,
             request=approval.requests,
         )
 
     def _settle_approvals(self) -> None:
         """Go on from the approvals a person decided, and apply the timeout of those nobody
-        decided in time (a graph with no gate asks nothing)."""
-        if not self.graph.gates:
+        decided in time (a run that can ask for none asks nothing)."""
+        if not self._asks_approvals():
             return
         for approval in self.store.settleable_approvals(self.now):
             if WorkflowStatus(self.run.status).finished:
                 return
+            outcome = self._decided(approval)
             if approval.kind == gates.GATE:
-                self._settle_gate(approval)
+                self._settle_gate(approval, outcome)
+            else:
+                self._settle_tool_call(approval, outcome)
 
-    def _settle_gate(self, approval: ApprovalState) -> None:
-        node = self.graph.node(approval.node)
-        assert isinstance(node, ApprovalNode), f"{approval.node} is not a gate of the graph"
+    def _asks_approvals(self) -> bool:
+        """Whether a run of this graph may wait for a person: it has a gate, or an agent of its
+        (or a fallback of one) has a tool whose calls may need approval."""
+        if self.graph.gates:
+            return True
+        team, policy = self.rules.team, self.graph.tool_approvals
+        return any(
+            spec.needs_approval or (policy.untrusted_side_effects and spec.side_effects)
+            for agent in self.graph.agents()
+            for agent_id in team.fallback_chain(agent)
+            for spec in team.agent(agent_id).tool_specs
+        )
+
+    def _decided(self, approval: ApprovalState) -> str:
+        """Apply the decision on ``approval`` (its timeout's, if nobody decided in time) and say
+        what the run does with it: ``approve``, ``reject`` or ``fail``."""
         if approval.waiting:  # past its due time
             gates.timed_out(approval, self.now)
             message = gates.decision_message(self.run.id, self.run.priority, approval, self.now)
@@ -649,12 +687,18 @@ class Interpreter:
         outcome = gates.outcome(approval)
         self._event(
             "approval.settled",
-            gate=node.gate,
+            gate=approval.gate,
+            kind=approval.kind,
             scope=approval.scope,
             status=approval.status,
             outcome=outcome,
             by=approval.decided_by,
         )
+        return outcome
+
+    def _settle_gate(self, approval: ApprovalState, outcome: str) -> None:
+        node = self.graph.node(approval.node)
+        assert isinstance(node, ApprovalNode), f"{approval.node} is not a gate of the graph"
         where = f" in {describe_scope(approval.scope)}" if approval.scope else ""
         waited = f"{node.timeout_s or 0:g}s"  # read only when it timed out, so it had one
         if outcome == "approve":
@@ -682,6 +726,75 @@ class Interpreter:
                     "timeout_s, or decide sooner",
                 ),
             )
+
+    def _ask_tool_approvals(self, step: StepState) -> None:
+        """``step``'s attempt stopped at a tool call that waits for a person (on the tool
+        ledger): ask for their approval of it, bound to its exact arguments. A call decided
+        already (an attempt that read the approval before it was decided) sends the step on."""
+        awaiting = self.store.tool_calls_awaiting_approval(step.id)
+        if not awaiting:
+            self._step_failed(
+                step,
+                "error",
+                "its attempt stopped for an approval of a tool call that is not on the tool "
+                "ledger; run the workflow again",
+            )
+            return
+        decided = False
+        for call in awaiting:
+            node = gates.tool_node(step.id, call.turn, call.index)
+            kept = self.store.approval(step.scope, node)
+            if kept is not None:
+                decided = decided or not kept.waiting
+                continue
+            approval = gates.ask_tool(
+                self.graph.tool_approvals,
+                step.scope,
+                step.id,
+                (call.turn, call.index, call.tool, call.arguments),
+                self.now,
+            )
+            self.store.add(approval)
+            self._requested(approval)
+        if decided:
+            self._go_on_after_approval(step)
+
+    def _settle_tool_call(self, approval: ApprovalState, outcome: str) -> None:
+        """A person decided on a tool call (or nobody did in time): another attempt of its step
+        runs it, or tells the model it was refused; ``fail`` fails the step."""
+        step = next(
+            (s for s in self.store.steps_in([approval.scope]) if s.id == approval.source_id), None
+        )
+        if step is None or not waits_for_approval(step):
+            return  # the step went on without it (its run was cancelled and resumed, say)
+        if outcome == "fail":
+            waited = (
+                f"{self.graph.tool_approvals.timeout_s:g}s"
+                if self.graph.tool_approvals.timeout_s is not None
+                else "its run's deadline"
+            )
+            self._step_failed(
+                step,
+                ApprovalTimedOut.kind,
+                f"{ApprovalTimedOut.__name__}: the call of tool {approval.gate!r} with "
+                f"{approval.subject} was not decided within {waited} (the workflow's "
+                "tool_approval_on_timeout is 'fail'); give it a longer tool_approval_timeout_s, "
+                "or decide sooner",
+            )
+            return
+        self._go_on_after_approval(step)
+
+    def _go_on_after_approval(self, step: StepState) -> None:
+        """The step's next attempt: it reads the decision where its tool call waits."""
+        step.error_kind = step.error = None
+        self._dispatch(step)
+        self.store.changed(step)
+
+    def _step_failed(self, step: StepState, kind: str, error: str) -> None:
+        step.status, step.error_kind, step.error = StepStatus.FAILED.value, kind, error
+        step.finished_at = self.now
+        self.store.changed(step)
+        self._node_failed(_node_of(step), step.scope, failure_of(step))
 
     def _approved(self, node: ApprovalNode, approval: ApprovalState) -> None:
         """The gate passes on exactly the text that was approved."""

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol, TypeAlias
 
 from orchestration.workflow.state import ApprovalState, FrameState, NodeRunState, StepState
+from storage.tool_ledger import AwaitingCall
 
 State: TypeAlias = StepState | NodeRunState | FrameState | ApprovalState
 
@@ -72,6 +73,11 @@ class Store(Protocol):
 
     def approvals_waiting(self) -> int:
         """How many of the run's approvals are asked for and not decided."""
+        ...
+
+    def tool_calls_awaiting_approval(self, step_id: str) -> list[AwaitingCall]:
+        """The tool calls of step ``step_id`` that wait, on the tool ledger, for a person's
+        approval before they run."""
         ...
 
     def next_position(self) -> int:

@@ -35,7 +35,6 @@ def _local_tool() -> object:
         ([_local_tool()], "top level"),
         ([search_docs, search_docs], "two tools are named 'search_docs'"),
         ("search_docs", "must be a list of tools"),
-        ([whoami], "cannot yet ask a person to approve a tool call"),
     ],
 )
 def test_tools_another_worker_could_not_find_or_tell_apart_are_refused(
@@ -44,6 +43,37 @@ def test_tools_another_worker_could_not_find_or_tell_apart_are_refused(
     with pytest.raises(InvalidDefinition) as refused:
         Agent(id="clerk", model="offline:echo", tools=tools)
     assert says in str(refused.value)
+
+
+def test_an_agent_may_have_a_tool_whose_calls_wait_for_approval() -> None:
+    agent = Agent(id="clerk", model="offline:echo", tools=[whoami])
+    assert [spec.needs_approval for spec in agent.tool_specs] == [True]
+
+
+def test_a_workflow_says_how_its_tool_calls_wait_for_approval() -> None:
+    from orchestration import Workflow
+
+    default = Workflow("w", ["clerk"]).graph.tool_approvals
+    assert (default.untrusted_side_effects, default.timeout_s, default.on_timeout) == (
+        False,
+        86_400.0,
+        "reject",
+    )
+    strict = Workflow(
+        "w",
+        ["clerk"],
+        approve_untrusted_side_effects=True,
+        tool_approval_timeout_s=60,
+        tool_approval_on_timeout="fail",
+    ).graph
+    assert strict.tool_approvals.to_json() == {
+        "untrusted_side_effects": True,
+        "timeout_s": 60.0,
+        "on_timeout": "fail",
+    }
+    assert type(strict).from_json(strict.to_json()).tool_approvals == strict.tool_approvals
+    with pytest.raises(InvalidDefinition, match="tool_approval_on_timeout"):
+        Workflow("w", ["clerk"], tool_approval_on_timeout="maybe")
 
 
 def test_max_tool_turns_is_bounded() -> None:

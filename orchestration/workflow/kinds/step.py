@@ -9,7 +9,10 @@ worker that claims it reads one row. Then, for each attempt:
   or failed for good. A call refused by a spend cap is tried again only while the cap's room is
   held by calls under way (it may come back); a call the breaker turned away waits for it, or
   goes to the fallback, and is not counted as an attempt;
-- ``pending`` and due: dispatched again.
+- ``pending`` and due: dispatched again;
+- ``pending``, its last attempt stopped at a tool call that waits for a person's approval
+  (error kind ``tool_approval_needed``, ``waits_for_approval``): not dispatched until the
+  approval is decided; the wait spends no retry.
 
 A step that failed for good fails its frame (``failure_of`` says how).
 """
@@ -31,6 +34,7 @@ from orchestration.workflow.state import Failure, Plan, RunState, StepState
 from storage.errors import (
     BreakerOpen,
     CostLimitExceeded,
+    ToolApprovalNeeded,
     ToolOutcomeUnknown,
     ToolTurnsExhausted,
     ValidationFailed,
@@ -53,8 +57,17 @@ class Rules:
     counter: TokenCounter = field(default_factory=LocalEstimate)  # fits prompts to budgets
 
 
-def dispatch(run: RunState, step: StepState, now: datetime, rules: Rules, plan: Plan) -> None:
-    """Send the step's next attempt to its agent."""
+def dispatch(
+    run: RunState,
+    step: StepState,
+    now: datetime,
+    rules: Rules,
+    plan: Plan,
+    approve_untrusted_side_effects: bool = False,
+) -> None:
+    """Send the step's next attempt to its agent (telling it, with
+    ``approve_untrusted_side_effects``, that its calls of tools with side effects from an
+    untrusted context wait for a person's approval)."""
     step.ran_by = step.agent
     step.attempt += 1
     step.agent_attempt += 1
@@ -70,6 +83,7 @@ def dispatch(run: RunState, step: StepState, now: datetime, rules: Rules, plan: 
         priority=run.priority,
         workflow=run.name,
         budget_micro=run.budget_micro,
+        approve_untrusted_side_effects=approve_untrusted_side_effects,
     )
     step.request_id = request.id
     plan.messages.append(request)
@@ -86,6 +100,11 @@ def after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Pla
     agent = rules.team.agent(step.agent)
     if step.error_kind == BreakerOpen.kind:
         _while_breaker_open(step, agent, now, plan)
+        return
+    if step.error_kind == ToolApprovalNeeded.kind:  # not a failure: it waits for a person
+        step.agent_attempt = max(0, step.agent_attempt - 1)
+        step.status = StepStatus.PENDING.value
+        step.due_at = None
         return
     retry = step.error_retryable and step.agent_attempt <= agent.max_retries
     if step.error_kind in (ToolOutcomeUnknown.kind, ToolTurnsExhausted.kind):
@@ -115,6 +134,11 @@ def after_failed_attempt(step: StepState, now: datetime, rules: Rules, plan: Pla
     else:
         step.status = StepStatus.FAILED.value
         step.finished_at = now
+
+
+def waits_for_approval(step: StepState) -> bool:
+    """Whether the step waits for a person to decide on one of its tool calls."""
+    return step.status == StepStatus.PENDING.value and step.error_kind == ToolApprovalNeeded.kind
 
 
 def due(step: StepState, now: datetime) -> bool:
