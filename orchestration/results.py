@@ -278,6 +278,7 @@ class ApprovalOutcome:
     decided_by: str | None = None
     note: str | None = None
     applied_at: datetime | None = None
+    source_id: str | None = None  # a gate's: what it followed; a tool call's: its step
 
     @classmethod
     def from_row(cls, row: ApprovalRow) -> ApprovalOutcome:
@@ -296,6 +297,7 @@ class ApprovalOutcome:
             decided_by=row.decided_by,
             note=row.note,
             applied_at=as_utc(row.applied_at),
+            source_id=row.source_id,
         )
 
 

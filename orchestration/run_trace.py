@@ -16,7 +16,7 @@ operators, the audit trail is where the text lives.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from itertools import pairwise
@@ -37,6 +37,7 @@ from orchestration.results import (
     with_tools,
 )
 from orchestration.workflow.checks import CheckResult
+from orchestration.workflow.gates import tool_node
 from orchestration.workflow.graph import (
     FanOutNode,
     Graph,
@@ -49,7 +50,7 @@ from orchestration.workflow.graph import (
 from orchestration.workflow.joins import label_of
 from storage import statements
 from storage.db import session_scope
-from storage.errors import RunNotFound
+from storage.errors import RunNotFound, ToolApprovalNeeded
 from storage.models import ApprovalRow, StepStatus, WorkflowStatus, as_utc, utcnow
 
 _SUCCEEDED = "succeeded"
@@ -60,7 +61,8 @@ class Link(StrEnum):
 
     FIRST = "first"  # the step's first call on record
     RETRY = "retry"  # another attempt on the same agent
-    TURN = "turn"  # the next answer of the same attempt's tool loop
+    TURN = "turn"  # the next answer of the same tool loop (its attempt's, or the one after a
+    # tool call waited for a person's approval)
     FALLBACK = "fallback"  # the step moved to another agent
 
 
@@ -132,6 +134,12 @@ class StepTrace:
     findings: tuple[Finding, ...] = ()  # injection attempts suspected in what it was given
     provenance: tuple[Provenance, ...] = ()  # where each piece of its prompt came from
     tool_calls: tuple[ToolCallResult, ...] = ()  # each tool call its agent made, in order
+    tool_approvals: tuple[ApprovalOutcome, ...] = ()  # of its tool calls that waited for one
+
+    def approval_of(self, call: ToolCallResult) -> ApprovalOutcome | None:
+        """The approval ``call`` waited for, if it did."""
+        node = tool_node(self.id, call.turn, call.index)
+        return next((a for a in self.tool_approvals if a.node == node), None)
 
     @property
     def ran(self) -> bool:
@@ -337,7 +345,11 @@ def load_run_trace(database_url: str, run_id: str, *, include_io: bool = False) 
             ).scalars()
         )
     steps = tuple(
-        _step(row, calls.get(row.id, []), tool_calls.get(row.id, ())) for row in step_rows
+        replace(
+            _step(row, calls.get(row.id, []), tool_calls.get(row.id, ())),
+            tool_approvals=tuple(a for a in approvals if a.source_id == row.id),
+        )
+        for row in step_rows
     )
     graph = None if workflow.graph is None else Graph.from_json(workflow.graph)
     if graph is not None:
@@ -473,7 +485,7 @@ def _not_reached(graph: Graph, steps: tuple[StepTrace, ...]) -> tuple[StepTrace,
 def _step(row: Any, call_rows: list[Any], tool_calls: tuple[ToolCallResult, ...] = ()) -> StepTrace:
     links = [Link.FIRST][: len(call_rows)] + [
         Link.TURN
-        if before.attempt == after.attempt
+        if before.attempt == after.attempt or before.outcome == ToolApprovalNeeded.kind
         else Link.RETRY
         if before.agent_id == after.agent_id
         else Link.FALLBACK

@@ -9,6 +9,7 @@ rich draws no colour and no line is wrapped.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO
 
@@ -34,6 +35,8 @@ from orchestration.workflow.graph import (
 )
 from orchestration.workflow.kinds import kind
 from orchestration.workflow.state import TOP, summary_node
+from storage.errors import ToolApprovalNeeded
+from storage.models import TOOL_USE
 
 _STYLE = {
     Tone.OK: "green",
@@ -218,18 +221,21 @@ def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = No
                 style="red" if finding.action == "quarantine" else "yellow",
             )
         )
-    attempts: list[tuple[int, Text, CallTrace | None]] = [
-        (call.attempt, _call_line(call), call) for call in step.calls
+    tools, waited = _tool_lines(step)
+    lines = [
+        _StepLine((call.attempt, n), _call_line(call), call, waited.get(n))
+        for n, call in enumerate(step.calls)
     ]
-    attempts += [
-        (n, Text(f"attempt {n}  no call on record (given up by the sweep)", style="dim"), None)
+    lines += [
+        _StepLine(
+            (n, -1), Text(f"attempt {n}  no call on record (given up by the sweep)", style="dim")
+        )
         for n in step.unrecorded_attempts
     ]
     if step.in_flight is not None:
         line = _line(f"attempt {step.in_flight}", step.ran_by or step.agent, _status(step.status))
-        attempts.append((step.in_flight, line, None))
-    for tool_call in step.tool_calls:
-        attempts.append((call_attempt(step, tool_call), _tool_line(tool_call), None))
+        lines.append(_StepLine((step.in_flight, len(step.calls)), line))
+    lines += tools
     for result in step.checks:
         verdict = "passed" if result.ok else "refused"
         line = _line(
@@ -238,22 +244,58 @@ def _add_step(tree: Tree, step: StepTrace, show_io: bool, title: str | None = No
         reason = (
             "" if result.ok or not result.reason else f": {shorten(result.reason, ERROR_CHARS)}"
         )
-        attempts.append(
-            (result.attempt, Text.assemble(line, f" attempt {result.attempt}{reason}"), None)
-        )
-    for _, line, call in sorted(attempts, key=lambda item: item[0]):
-        attempt = node.add(line)
+        text = Text.assemble(line, f" attempt {result.attempt}{reason}")
+        lines.append(_StepLine((result.attempt, len(step.calls)), text))
+    for item in sorted(lines, key=lambda item: item.place):
+        branch = node.add(item.text)
+        if item.approval is not None:
+            _add_approval(branch, item.approval)
+        call = item.call
         if show_io and call is not None and call.io is not None:
             prompt = unmark_prompt(call.io.prompt)  # as a person reads it, its data marks gone
-            attempt.add(Text(f"prompt: {shorten(prompt, IO_CHARS)}", style="dim"))
+            branch.add(Text(f"prompt: {shorten(prompt, IO_CHARS)}", style="dim"))
             answer = "-" if call.io.output is None else shorten(call.io.output, IO_CHARS)
-            attempt.add(Text(f"output: {answer}", style="dim"))
+            branch.add(Text(f"output: {answer}", style="dim"))
 
 
-def call_attempt(step: StepTrace, call: ToolCallResult) -> int:
-    """Where a tool call goes among a step's lines: after the answer that asked for it (the
-    answers are in order; a tool call's turn is its answer's place among its attempt's)."""
-    return step.attempt if not step.calls else max(c.attempt for c in step.calls)
+def _tool_lines(step: StepTrace) -> tuple[list[_StepLine], dict[int, ApprovalOutcome]]:
+    """The step's tool calls, each right after the answer that asked for it (the answers that
+    asked for tools are on record in turn order: one read back after a restart is not called
+    again); and the approvals they waited for, by the call (its place in ``step.calls``) of the
+    attempt that stopped for each. A call that waited goes after that attempt: it ran in the
+    one after the decision."""
+    turns = [(call.attempt, n) for n, call in enumerate(step.calls) if call.outcome == TOOL_USE]
+    stops = [
+        (call.attempt, n)
+        for n, call in enumerate(step.calls)
+        if call.outcome == ToolApprovalNeeded.kind
+    ]
+    lines: list[_StepLine] = []
+    waited: dict[int, ApprovalOutcome] = {}
+    for tool_call in step.tool_calls:
+        place = turns[tool_call.turn] if tool_call.turn < len(turns) else None
+        attempt, after = place or (step.attempt, len(step.calls))
+        approval = step.approval_of(tool_call)
+        stop = next(((a, n) for a, n in stops if n > after), None) if approval else None
+        if approval is not None and stop is not None:
+            stops.remove(stop)
+            attempt, after = stop
+            waited[after] = approval
+            approval = None  # shown under the attempt that stopped for it
+        lines.append(_StepLine((attempt, after + 0.5), _tool_line(tool_call), approval=approval))
+    return lines, waited
+
+
+@dataclass(frozen=True, slots=True)
+class _StepLine:
+    """A line under a step, in the order it happened (``place``: its attempt, then its place
+    among that attempt's lines): a call, a tool call (with the approval it waited for, if it
+    did), a check's verdict."""
+
+    place: tuple[int, float]
+    text: Text
+    call: CallTrace | None = None
+    approval: ApprovalOutcome | None = None
 
 
 def _tool_line(call: ToolCallResult) -> Text:
@@ -276,6 +318,10 @@ def _tool_line(call: ToolCallResult) -> Text:
 
 
 def _call_line(call: CallTrace) -> Text:
+    if call.outcome == ToolApprovalNeeded.kind:  # not a call: the attempt stopped for a person
+        return _line(
+            f"attempt {call.attempt}", call.agent, Text("waits for approval", style="yellow")
+        )
     parts: list[str | Text] = [
         f"attempt {call.attempt}",
         call.agent,

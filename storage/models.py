@@ -360,6 +360,9 @@ class ToolTurnRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+TOOL_USE = "tool_use"  # the outcome of a traced answer that asked for tools
+
+
 class ToolCallStatus(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"  # not run: a person is to approve it first
     STARTED = "started"  # on record before it ran: finished, or its outcome is unknown
@@ -534,6 +537,7 @@ class TraceRow(SQLModel, table=True):
     prompt: str = Field(default="", sa_column=Column(Text, nullable=False))
     output: str | None = Field(default=None, sa_column=Column(Text))
     reasoning: str | None = Field(default=None, sa_column=Column(Text))
+    # succeeded, an error's kind, or TOOL_USE: an answer of a tool loop that asked for tools
     outcome: str = Field(max_length=64)
     error: str | None = Field(default=None, sa_column=Column(Text))
     input_tokens: int = _count(default=0)

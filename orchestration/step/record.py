@@ -35,11 +35,9 @@ from orchestration.workflow.state import RunState, StepState
 from storage import statements
 from storage.db_retry import retrying
 from storage.executor import transaction
-from storage.models import utcnow
+from storage.models import TOOL_USE, utcnow
 from storage.tool_ledger import ToolLedger
 from workers.providers.base import Block, block_json
-
-TOOL_USE = "tool_use"  # the outcome of a traced answer that asked for tools
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,13 @@ import pytest
 from storage import statements
 from storage.db import migrate
 from storage.executor import transaction
-from storage.tool_ledger import PlannedCall, ToolLedger, Verdict
+from storage.tool_ledger import (
+    AwaitingCall,
+    PlannedCall,
+    ToolLedger,
+    Verdict,
+    calls_awaiting_approval,
+)
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -147,3 +153,44 @@ def test_a_models_answer_is_kept_once_in_order(postgres_url: str, step: tuple[st
         ledger.keep_turn(tx, (run_id, step_id, 0), 2, "clerk", [{"type": "text", "text": "x"}])
 
     assert ledger.turns(step_id) == [first, [{"type": "text", "text": "b"}]]
+
+
+def test_a_call_awaiting_approval_is_listed_not_run_until_an_attempt_starts_it(
+    postgres_url: str, step: tuple[str, str]
+) -> None:
+    ledger = ToolLedger(postgres_url)
+    call = _call(step, side_effects=True)
+    ledger.await_approval(call, attempt=1)
+    ledger.await_approval(call, attempt=1)  # the same attempt again: still one row
+    with transaction(postgres_url) as tx:
+        assert calls_awaiting_approval(tx, step[1]) == [
+            AwaitingCall(turn=0, index=0, tool="refund", arguments={"order": 7})
+        ]
+    [waiting] = ledger.calls(step[1])
+    assert (waiting.status, waiting.result) == ("awaiting_approval", None)
+
+    started = ledger.start(call, attempt=2)  # approved: the attempt after the decision runs it
+
+    assert (started.verdict, started.runs) == (Verdict.RUN, 1)
+    with transaction(postgres_url) as tx:
+        assert calls_awaiting_approval(tx, step[1]) == []
+    # started and not finished, with side effects: never run again, as any call
+    assert ledger.start(call, attempt=3).verdict is Verdict.UNKNOWN
+
+
+def test_a_refused_call_awaiting_approval_is_finished_with_the_refusal_and_replayed(
+    postgres_url: str, step: tuple[str, str]
+) -> None:
+    ledger = ToolLedger(postgres_url)
+    ledger.await_approval(_call(step, side_effects=True), attempt=1)
+    refused = _call(step, side_effects=False)  # what is not run has no side effects
+
+    assert ledger.start(refused, attempt=2).verdict is Verdict.RUN
+    ledger.finish(refused, "not run: bob rejected this call", is_error=True, duration_ms=0.0)
+
+    again = ledger.start(refused, attempt=3)
+    assert (again.verdict, again.result, again.is_error) == (
+        Verdict.REPLAY,
+        "not run: bob rejected this call",
+        True,
+    )

@@ -59,6 +59,14 @@ def refund(order: int, ctx: ToolContext) -> str:
     return f"refunded order {order}"
 
 
+@tool(side_effects=True, needs_approval=True, timeout_s=8)
+def pay(to: str, amount: float, ctx: ToolContext) -> str:
+    """Pay a supplier (here: a line in the outbox file); a person approves every payment."""
+    with _file().open("a") as out:
+        out.write(f"pay {ctx.idempotency_key} {to} {amount:g}\n")
+    return f"paid {amount:g} to {to}"
+
+
 @tool
 def explode(reason: str) -> str:
     """Fail on purpose."""
@@ -77,6 +85,22 @@ orc.register_agent(
     )
 )
 orc.register_agent(Agent(id="reviewer", model=MODEL, system_prompt="You review."))
+orc.register_agent(
+    Agent(
+        id="payer",
+        model=MODEL,
+        system_prompt="You pay suppliers' invoices.",
+        tools=[look_up, pay],
+    )
+)
 orc.register_workflow(Workflow("service", ["clerk", "reviewer"]))
+# every call of a tool with side effects from an untrusted context waits for a person
+orc.register_workflow(Workflow("guarded", ["clerk"], approve_untrusted_side_effects=True))
+orc.register_workflow(Workflow("payout", ["payer", "reviewer"]))
+orc.register_workflow(
+    Workflow(
+        "hasty_payout", ["payer"], tool_approval_timeout_s=2, tool_approval_on_timeout="reject"
+    )
+)
 
 app = orc.celery
