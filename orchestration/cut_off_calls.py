@@ -46,10 +46,14 @@ class CutOff:
     prompt: str | None
     history: list[list[str]] | None
     preamble: str | None = None
+    turn: int = 0  # in a tool loop: the answer under way (the step's answers kept so far)
 
     @property
     def call_id(self) -> str:
-        return f"{self.step_id}:{self.attempt}"
+        """The id the call was held and billed under: its attempt's, or, past the first answer
+        of a tool loop, its turn's (``orchestration.step.tool_loop.as_turn``)."""
+        base = f"{self.step_id}:{self.attempt}"
+        return base if self.turn == 0 else f"{base}:{self.turn}"
 
 
 @dataclass(frozen=True, slots=True)

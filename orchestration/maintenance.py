@@ -34,6 +34,7 @@ from storage.db import session_scope
 from storage.executor import within
 from storage.models import StepRow, StepStatus, WorkflowRow, WorkflowStatus, utcnow
 from storage.settings import Settings
+from storage.tool_ledger import ToolLedger
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,7 @@ class Maintenance:
         self._url = settings.effective_database_url
         self._record_cut_off_cost = statements.record_cut_off_cost(self._url)
         self._cut_off = cut_off
+        self._tool_ledger = ToolLedger(self._url)
         self._broker = broker
         self._idle_after_s = idle_after_s
         self._lost_after_s = settings.lost_request_after_s if lost_after_s is None else lost_after_s
@@ -119,8 +121,9 @@ class Maintenance:
     def _cut_off_call(
         self, step: StepRow, workflow: str, budget_micro: int | None
     ) -> CutOff | None:
-        """The call a running attempt may have made; None for an attempt no worker had started,
-        which made no call."""
+        """The call a running attempt may have made (in a tool loop, the answer under way: the
+        step's answers kept so far); None for an attempt no worker had started, which made no
+        call."""
         if self._cut_off is None or step.status != StepStatus.RUNNING.value:
             return None
         return CutOff(
@@ -133,6 +136,7 @@ class Maintenance:
             prompt=step.prompt,
             history=step.history,
             preamble=step.preamble,
+            turn=self._tool_ledger.turns_kept(step.id),
         )
 
     def _recover_lost_requests(self) -> int:

@@ -26,7 +26,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -40,6 +40,9 @@ _TURNS_OF_STEP = (
     select(_turns.c.turn, _turns.c.content)
     .where(_turns.c.step_id == bindparam("w_step"))
     .order_by(_turns.c.turn)
+)
+_TURNS_KEPT = (
+    select(func.count()).select_from(_turns).where(_turns.c.step_id == bindparam("w_step"))
 )
 _KEEP_TURN = {
     "postgresql": postgresql_insert(_turns).on_conflict_do_nothing(),
@@ -207,6 +210,12 @@ class ToolLedger:
         with transaction(self._url) as tx:
             rows = tx.run(_TURNS_OF_STEP, {"w_step": step_id}).rows
         return [list(row.content) for row in rows]
+
+    def turns_kept(self, step_id: str) -> int:
+        """How many of the step's answers are kept: the next is the turn a call under way
+        is for."""
+        with transaction(self._url) as tx:
+            return int(tx.run(_TURNS_KEPT, {"w_step": step_id}).scalar() or 0)
 
     # -- the calls ---------------------------------------------------------------------------------
 

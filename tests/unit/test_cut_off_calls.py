@@ -17,6 +17,7 @@ from storage.db import session_scope
 from storage.models import CostLedgerRow, StepRow, utcnow
 from tests.conftest import TeamFactory
 from tests.support import InlineBus, drain
+from tests.tool_examples import search_docs
 
 
 def _team(inline_team: TeamFactory) -> tuple[Orchestrator, InlineBus]:
@@ -196,3 +197,62 @@ def test_redis_losing_its_data_while_the_sweep_books_a_cut_off_call_leaves_the_c
     assert _ledger(orc) == [(1, worst, True)]
     assert store.spent(f"run:{run.id}", "total") >= worst
     assert store.spent("agent:writer", store.today()) >= worst
+
+
+class _Killed(BaseException):
+    """The worker dies here: nothing after this point runs."""
+
+
+def test_a_tool_loop_cut_off_mid_turn_books_that_turns_hold_not_the_attempts_first(
+    inline_team: TeamFactory,
+) -> None:
+    # Given a step whose first answer asked for a tool (recorded, settled), and whose worker
+    # held the second answer's worst case, called the model and was killed
+    orc, bus = inline_team(
+        Agent(
+            id="writer",
+            model="offline:echo",
+            max_tokens=200,
+            cost_limit_usd=1.0,
+            tools=[search_docs],
+        ),
+        workflows=(Workflow.sequence("w", ["writer"], budget_usd=0.5),),
+    )
+    run = orc.submit("w", "the telegraph")
+    _, message = bus.queue.popleft()
+    runner = orc.step_runner()
+    call = runner._call
+    calls = 0
+
+    def killed_on_the_second_answer(agent, request):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise _Killed
+        return call(agent, request)
+
+    runner._call = killed_on_the_second_answer  # type: ignore[method-assign]
+    with pytest.raises(_Killed):
+        runner.run(message)
+    store = orc.budget_store()
+    assert store is not None
+    [(hold_id, held)] = store.holds()
+    step_id = str(message.payload["step_id"])
+    assert hold_id == f"{step_id}:1:1"
+    [(_, first, _)] = _ledger(orc)
+
+    # When its lease runs out and the sweep gives the attempt up
+    _lease_runs_out(orc)
+    assert orc.maintenance().sweep()["expired_leases"] == 1
+
+    # Then the turn under way is what is booked, at what it held, in the ledger and on the caps
+    assert store.holds() == []
+    with session_scope(orc.database_url) as session:
+        booked = session.exec(
+            select(CostLedgerRow.id, CostLedgerRow.cost_micro, CostLedgerRow.unknown).where(
+                col(CostLedgerRow.unknown)
+            )
+        ).all()
+    assert [(row_id, cost) for row_id, cost, _ in booked] == [(f"{step_id}:1:1", held)]
+    assert store.spent(f"run:{run.id}", "total") == first + held
+    assert store.reserved("agent:writer", store.today()) == 0
