@@ -84,6 +84,7 @@ class ApprovalDecision:
     scope: str
     status: str
     by: str
+    kind: str  # gate, or tool
     note: str | None
     subject_hash: str
     decided_at: datetime
@@ -229,6 +230,7 @@ class Approvals:
             scope=approval.scope,
             status=status.value,
             by=who,
+            kind=approval.kind,
             note=said,
             subject_hash=approval.subject_hash,
             decided_at=now,

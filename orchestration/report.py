@@ -9,7 +9,7 @@ from datetime import datetime
 from bus.dead_letters import DeadLetter
 from bus.message_log import AckState, LoggedMessage
 from orchestration.results import ApprovalOutcome, NodeOutcome, StepResult, WorkflowResult
-from orchestration.workflow.gates import short
+from orchestration.workflow.gates import described, short
 from orchestration.workflow.state import describe_scope
 
 
@@ -56,7 +56,7 @@ def approve_command(run_id: str, gate: str, subject_hash: str, scope: str) -> st
 
 def approval_line(run_id: str, approval: ApprovalOutcome) -> str:
     where = f" ({describe_scope(approval.scope)})" if approval.scope else ""
-    line = f"  {approval.gate}{where} {approval.status}"
+    line = f"  {described(approval.kind, approval.gate)}{where} {approval.status}"
     if approval.decided_by is not None:
         line += f" by {approval.decided_by}"
     line += f", hash {short(approval.subject_hash)}"

@@ -14,6 +14,7 @@ from orchestration.guards.detect import Finding
 from orchestration.guards.provenance import Provenance, Trust, derived, tool_source
 from orchestration.pricing import micro_to_usd
 from orchestration.workflow.checks import CheckResult
+from orchestration.workflow.gates import described
 from storage.db import session_scope
 from storage.errors import RunNotFound, WaitTimeout
 from storage.models import (
@@ -399,8 +400,8 @@ class WorkflowRun:
             if result.finished:
                 return result
             if deadline is not None and time.monotonic() >= deadline:
-                gates = sorted({a.gate for a in result.waiting_for})
-                waits = f" (for a person's approval at gate(s) {gates})" if gates else ""
+                what = sorted({described(a.kind, a.gate) for a in result.waiting_for})
+                waits = f" (for a person's approval of {', '.join(what)})" if what else ""
                 raise WaitTimeout(
                     f"workflow run {self.id} is still {result.status.value}{waits} after "
                     f"{timeout}s; it goes on: call orc.run({self.id!r}).wait() again to keep "

@@ -23,7 +23,7 @@ def approvals(args: argparse.Namespace) -> ExitCode:
     from orchestration.cli.runs import database_of
     from orchestration.report import approve_command
     from orchestration.trace_report import shorten
-    from orchestration.workflow.gates import short
+    from orchestration.workflow.gates import described, short
 
     url, team = database_of(args.team)
     waiting = Approvals(url, team).pending()
@@ -42,7 +42,7 @@ def approvals(args: argparse.Namespace) -> ExitCode:
         again = f"  asked {approval.requests} times" if approval.requests > 1 else ""
         print(
             f"run {approval.run_id}  team {approval.team}  workflow {approval.workflow}  "
-            f"gate {approval.gate}{where}  requested "
+            f"{described(approval.kind, approval.gate)}{where}  requested "
             f"{approval.requested_at:%Y-%m-%d %H:%M:%S} UTC  {due}{again}"
         )
         print(f"  hash {short(approval.subject_hash)}")
@@ -68,7 +68,7 @@ def reject(args: argparse.Namespace) -> ExitCode:
 
 def _decide(args: argparse.Namespace, approved: bool) -> ExitCode:
     from orchestration.approvals import Approvals
-    from orchestration.workflow.gates import short
+    from orchestration.workflow.gates import GATE, described, short
 
     deciding: Approvals
     if args.team is not None:  # its coordinator carries the decision out at once
@@ -87,10 +87,18 @@ def _decide(args: argparse.Namespace, approved: bool) -> ExitCode:
         args.run_id, args.gate, by=args.by, note=args.note, subject_hash=args.hash, scope=args.scope
     )
     where = f" (scope {decided.scope})" if decided.scope else ""
-    follows = "the run goes on" if approved else "the run ends rejected"
+    if approved:
+        follows = "the run goes on" if decided.kind == GATE else "the call runs"
+    else:
+        follows = (
+            "the run ends rejected"
+            if decided.kind == GATE
+            else "it does not run, and the model is told so"
+        )
     by_whom = "" if decided.applied else "; a coordinator carries it out"
     print(
-        f"{decided.status} gate {decided.gate}{where} of run {decided.run_id} as {decided.by} "
+        f"{decided.status} {described(decided.kind, decided.gate)}{where} of run "
+        f"{decided.run_id} as {decided.by} "
         f"(hash {short(decided.subject_hash)}): {follows}{by_whom}"
     )
     return ExitCode.OK

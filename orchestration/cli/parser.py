@@ -252,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     waiting = commands.add_parser(
         "approvals",
-        help="what waits for a person's approval: each run's id, gate, what is to be approved "
-        "and its hash",
+        help="what waits for a person's approval: each run's id, gate (or tool), what is to be "
+        "approved and its hash",
     )
     _team(waiting, f"{DATABASE_TEAM_HELP}; its runs only", optional=True)
     waiting.add_argument(
@@ -262,15 +262,27 @@ def build_parser() -> argparse.ArgumentParser:
     waiting.add_argument("--json", action="store_true", help="a JSON list instead of text")
     waiting.set_defaults(func=approvals.approvals)
     for name, decide, what in (
-        ("approve", approvals.approve, "approve what GATE waits to pass on: the run goes on"),
-        ("reject", approvals.reject, "reject what GATE waits to pass on: the run ends rejected"),
+        (
+            "approve",
+            approvals.approve,
+            "approve what GATE waits to pass on (the run goes on), or the call of the tool GATE "
+            "that waits (it runs)",
+        ),
+        (
+            "reject",
+            approvals.reject,
+            "reject what GATE waits to pass on (the run ends rejected), or the call of the tool "
+            "GATE that waits (it does not run; the model is told so)",
+        ),
     ):
         decision = commands.add_parser(
             name, help=f"{what} (exits non-zero, writing nothing, when it is refused)"
         )
         _team(decision, DATABASE_TEAM_HELP, optional=True)
         decision.add_argument("run_id", metavar="RUN_ID")
-        decision.add_argument("gate", metavar="GATE", help="the gate's name")
+        decision.add_argument(
+            "gate", metavar="GATE", help="the gate's name, or the tool's whose call waits"
+        )
         decision.add_argument("--by", required=True, help="who decides (on the audit trail)")
         decision.add_argument("--note", help="why, for the audit trail")
         decision.add_argument(

@@ -28,6 +28,11 @@ HASH_PREFIX_MIN = 8  # hex characters a person must give of a hash (``--hash``)
 HASH_SHOWN = 16  # hex characters of a hash shown to people: enough to bind a decision to it
 
 
+def described(kind: str, gate: str) -> str:
+    """What an approval is of, as people read it: ``gate publish``, ``tool call refund``."""
+    return f"gate {gate}" if kind == GATE else f"tool call {gate}"
+
+
 def short(hashed: str) -> str:
     """A subject's hash as people see it (and may give it back)."""
     return hashed[:HASH_SHOWN]

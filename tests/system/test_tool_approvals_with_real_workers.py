@@ -126,6 +126,7 @@ def test_a_call_that_needs_approval_waits_through_kills_and_runs_once_approved_f
             env, "approve", run.id, "pay", "--by", "alice", "--hash", waiting.subject_hash[:12]
         )
         assert approved.returncode == 0, approved.stderr
+        assert approved.stdout.startswith(f"approved tool call pay of run {run.id} as alice")
 
         result = run.wait(timeout=WAIT_S)
         assert result.status is WorkflowStatus.SUCCEEDED, result.error

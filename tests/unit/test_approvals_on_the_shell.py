@@ -167,8 +167,8 @@ def test_the_status_of_a_waiting_run_says_what_it_waits_for_and_how_to_decide(
     out = capsys.readouterr().out
     assert "status waiting_approval" in out
     assert (
-        f"approvals:\n  publish requested, hash {pending.subject_hash[:16]}: agentyard approve "
-        f"{waiting.run_id} publish --by NAME --hash {pending.subject_hash[:16]}\n"
+        f"approvals:\n  gate publish requested, hash {pending.subject_hash[:16]}: agentyard "
+        f"approve {waiting.run_id} publish --by NAME --hash {pending.subject_hash[:16]}\n"
     ) in out + "\n"
     [waits] = waiting.orc.run(waiting.run_id).result().waiting_for
     assert (waits.gate, waits.status, waits.subject_hash) == (
