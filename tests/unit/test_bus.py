@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from bus.envelope import AgentMessage, MessageType
 from bus.inbox import Delivery
 from orchestration import Agent, InvalidRequest, Orchestrator, Settings
-from storage.ack_store import AckStore
+from storage.ack_store import AckStore, entry
 from storage.db import session_scope
 from storage.errors import BrokerUnavailable, ConfigurationError, MessageNotFound
 from storage.models import DeadLetterRow, MessageAckRow, MessageRow
@@ -25,6 +25,7 @@ from tests.support import InlineBus
 
 AGENTS = ("planner", "writer", "reviewer", "critic")
 TIMEOUT_S = 0.05
+LONG_TIMEOUT_S = 600.0  # never reached in a test
 
 
 class Team:
@@ -377,15 +378,29 @@ def test_a_late_acknowledgement_keeps_the_copy_published_again_from_being_proces
 
 
 def test_acknowledgements_redis_forgot_are_awaited_again_from_the_database(team: Team) -> None:
-    team.orc.bus.publish(_note(to=("writer",), requires_ack=True, ack_timeout_s=TIMEOUT_S))
-    acked = team.orc.bus.publish(_note(to=("reviewer",), requires_ack=True))
+    # Deadlines far off, so that no sweep finds anything due however slow this machine is
+    writer = team.orc.bus.publish(
+        _note(to=("writer",), requires_ack=True, ack_timeout_s=LONG_TIMEOUT_S)
+    )
+    acked = team.orc.bus.publish(
+        _note(to=("reviewer",), requires_ack=True, ack_timeout_s=LONG_TIMEOUT_S)
+    )
     team.bus.queue.clear()
     team.orc.bus.acknowledge(acked.message_id, "reviewer")
     assert team.sweep()["reloaded"] == 0  # the first sweep finds everything awaited already
     team.fake.flushall()  # Redis loses every key
 
-    assert team.sweep()["reloaded"] == 1  # the writer's, not the acknowledged one
-    time.sleep(TIMEOUT_S * 1.5)
+    before = time.time()
+    assert team.sweep() == {"reloaded": 1, "republished": 0, "escalated": 0, "dead_lettered": 0}
+
+    # The writer's is awaited again (not the acknowledged one), due a whole timeout from now
+    acks = team.bus.acks
+    assert acks is not None
+    [(awaited, due)] = team.fake.zrange(f"{acks.prefix}pending", 0, -1, withscores=True)
+    assert awaited.decode() == entry(writer.message_id, "writer")
+    assert before + LONG_TIMEOUT_S <= due <= time.time() + LONG_TIMEOUT_S
+    # ... and once that deadline has passed (moved here, rather than waited for), it goes again
+    team.fake.zadd(f"{acks.prefix}pending", {awaited: 0})
     assert team.sweep()["republished"] == 1
     assert [(r, m.attempt) for r, m in team.bus.queue] == [("writer", 2)]
 
