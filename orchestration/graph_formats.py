@@ -4,8 +4,8 @@
 A subgraph (or cluster) per step holds its calls; in a run of a graph, each loop, fan-out,
 parallel and route is a box around its iterations or branches, each a box of its own. A node
 says its agent and attempt, its outcome, its cost and latency, and is coloured by tone;
-``input`` and ``join`` edges are solid, ``retry`` and ``fallback`` dashed, a loop's back edge
-(``loop``) thick. Every text from the records is escaped for the format it goes into.
+``input``, ``turn`` and ``join`` edges are solid, ``retry`` and ``fallback`` dashed, a loop's
+back edge (``loop``) thick. Every text from the records is escaped for the format it goes into.
 """
 
 from __future__ import annotations
@@ -164,7 +164,14 @@ def to_mermaid(graph: RunGraph) -> str:
 
     for item in blocks(graph.run):
         emit(item, "    ")
-    arrows = {"input": "-->", "retry": "-.->", "fallback": "-.->", "loop": "==>", "join": "-->"}
+    arrows = {
+        "input": "-->",
+        "retry": "-.->",
+        "turn": "-->",
+        "fallback": "-.->",
+        "loop": "==>",
+        "join": "-->",
+    }
     lines.extend(f"    {e.source} {arrows[e.kind]}|{e.kind}| {e.target}" for e in graph.edges)
     toned: dict[Tone, list[str]] = {}
     for node in graph.nodes:
@@ -221,7 +228,13 @@ def to_dot(graph: RunGraph) -> str:
 
     for item in blocks(graph.run):
         emit(item, "    ")
-    styles = {"input": "", "join": "", "loop": ", style=bold", "retry": ", style=dashed"}
+    styles = {
+        "input": "",
+        "turn": "",
+        "join": "",
+        "loop": ", style=bold",
+        "retry": ", style=dashed",
+    }
     for edge in graph.edges:
         style = styles.get(edge.kind, ", style=dashed")
         lines.append(f'    {edge.source} -> {edge.target} [label="{edge.kind}"{style}];')

@@ -7,6 +7,8 @@ or dispatched and not recorded). Edges say why a node follows another:
 - ``input``: the step's first call (or the step) takes the output of its parent step's final
   call (or of the parent step, while it has no call);
 - ``retry``: the next attempt of the same step, on the same agent;
+- ``turn``: the next answer of a step's tool loop (its tools' results given back), in the same
+  attempt, or in the one after a tool call waited for a person's approval;
 - ``fallback``: the next attempt of the same step, on the agent's fallback;
 - ``loop`` (a run of a graph): a loop's iteration to the next one, the loop's back edge;
 - ``join`` (a run of a graph): a fan-out's or parallel's branches to what takes their joined
@@ -26,7 +28,8 @@ added)::
                 "attempt", "status", "cost_micro", "cost_usd", "latency_ms", "tokens", "error",
                 "call_id", "trace_id", "span_id", "started_at", "finished_at",
                 "node", "iteration", "branch", "scope"}],
-     "edges": [{"source", "target", "kind": "input" | "retry" | "fallback" | "loop" | "join"}],
+     "edges": [{"source", "target",
+                "kind": "input" | "retry" | "turn" | "fallback" | "loop" | "join"}],
      "node_runs": [{"id", "node", "kind", "scope", "status", "summary", "error",
                     "frames": [{"index", "scope", "title", "status"}]}]}
 
@@ -61,7 +64,7 @@ from orchestration.workflow.kinds import kind
 from orchestration.workflow.state import TOP
 
 SCHEMA = 1
-EdgeKind = Literal["input", "retry", "fallback", "loop", "join"]
+EdgeKind = Literal["input", "retry", "turn", "fallback", "loop", "join"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,8 @@ def build_graph(run: RunTrace) -> RunGraph:
             kind: EdgeKind = "retry"
             if after.call is not None and after.call.link is Link.FALLBACK:
                 kind = "fallback"
+            elif after.call is not None and after.call.link is Link.TURN:
+                kind = "turn"
             edges.append(GraphEdge(before.id, after.id, kind))
     nodes = tuple(node for step in run.steps for node in chains[step.id])
     return RunGraph(run, nodes, tuple(edges))

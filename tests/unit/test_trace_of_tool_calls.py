@@ -1,6 +1,7 @@
-"""`agentyard trace` of a step with tools: each tool call right after the answer that asked for
-it, and a call that waited for a person's approval after the attempt that stopped for it, the
-approval shown there."""
+"""`agentyard trace` and `agentyard graph` of a step with tools: each tool call right after the
+answer that asked for it, and a call that waited for a person's approval after the attempt that
+stopped for it, the approval shown there; in the graph, a tool loop's answers follow each other
+by `turn` edges, the attempt after the approval too, not by `retry`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
+from orchestration.graph_formats import to_mermaid
 from orchestration.results import ApprovalOutcome, Tokens, ToolCallResult
+from orchestration.run_graph import build_graph
 from orchestration.run_trace import CallTrace, Link, RunTrace, StepTrace
 from orchestration.trace_report import trace_tree
 from orchestration.workflow.gates import tool_node
@@ -49,8 +52,8 @@ def _tool(tool: str, turn: int, result: str) -> ToolCallResult:
     )
 
 
-def _rendered(step: StepTrace) -> list[str]:
-    run = RunTrace(
+def _run(step: StepTrace) -> RunTrace:
+    return RunTrace(
         id="r1",
         team="t",
         name="payout",
@@ -60,14 +63,16 @@ def _rendered(step: StepTrace) -> list[str]:
         error=None,
         steps=(step,),
     )
+
+
+def _rendered(step: StepTrace) -> list[str]:
     console = Console(width=200, record=True, color_system=None)
-    console.print(trace_tree(run))
+    console.print(trace_tree(_run(step)))
     return [line.strip("│├└─ ") for line in console.export_text().splitlines()]
 
 
-def test_each_tool_call_follows_the_answer_that_asked_for_it_and_waits_show_their_approval() -> (
-    None
-):
+def _approved_payment() -> StepTrace:
+    """A step that looked an order up, then asked to pay: the payment waited for approval."""
     approval = ApprovalOutcome(
         gate="pay",
         node=tool_node("s1", 1, 0),
@@ -83,7 +88,7 @@ def test_each_tool_call_follows_the_answer_that_asked_for_it_and_waits_show_thei
         decided_by="alice",
         source_id="s1",
     )
-    step = StepTrace(
+    return StepTrace(
         id="s1",
         position=0,
         agent="payer",
@@ -102,7 +107,11 @@ def test_each_tool_call_follows_the_answer_that_asked_for_it_and_waits_show_thei
         tool_approvals=(approval,),
     )
 
-    lines = _rendered(step)
+
+def test_each_tool_call_follows_the_answer_that_asked_for_it_and_waits_show_their_approval() -> (
+    None
+):
+    lines = _rendered(_approved_payment())
 
     at = {
         name: next(i for i, line in enumerate(lines) if line.startswith(name))
@@ -123,3 +132,10 @@ def test_each_tool_call_follows_the_answer_that_asked_for_it_and_waits_show_thei
     assert (
         at["approval pay  approved  by alice"] < at["tool pay"] < at["attempt 2  payer  succeeded"]
     )
+
+
+def test_the_graph_links_a_tool_loops_answers_by_turn_edges_across_an_approval() -> None:
+    graph = build_graph(_run(_approved_payment()))
+
+    assert [edge.kind for edge in graph.edges] == ["turn", "turn", "turn"]
+    assert "-->|turn|" in to_mermaid(graph)
