@@ -50,7 +50,9 @@ class StepMetrics:
             "agentyard_steps",
             "Step attempts recorded by this worker, by the agent that ran them and their outcome "
             "(succeeded, rate_limited, overloaded, timeout, unavailable, rejected, breaker_open, "
-            "cost_limit_exceeded, configuration_error).",
+            "cost_limit_exceeded, configuration_error; with tools: tool_approval_needed, an "
+            "attempt stopped at a tool call that waits for a person, tool_outcome_unknown, "
+            "tool_turns_exhausted).",
             ["agent", "outcome"],
             registry=registry,
         )
