@@ -2,7 +2,9 @@
 running, reserved or scheduled, nothing queued); every worker is SIGKILLed and started again and
 Redis loses all its data; then a person approves from the shell (`agentyard approve`, no team
 named: the database and broker of the environment), and the run completes, its next agent called
-only after the approval. The approval webhook was called when the approval was asked for."""
+only after the approval. The approval webhook was called when the approval was asked for.
+A rejection from the shell ends a run ``rejected``, and a gate nobody decides in time applies
+its on_timeout (reject, approve, fail), by the coordinators' sweep."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from storage.db import session_scope
 from storage.embedded import EmbeddedRedis
 from storage.models import ApprovalRow, StepRow, TraceRow, as_utc
 from tests.conftest import Webhook
-from tests.system.conftest import Fleet, agentyard
+from tests.system.conftest import Fleet, agentyard, started_workers
 from workers.processes import wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(300)]
@@ -157,3 +159,49 @@ def test_a_run_waits_at_its_gate_through_kills_and_a_redis_flush_and_goes_on_onc
     finally:
         fleet.stop()
         client.close()
+
+
+@pytest.fixture
+def workers(orc: Orchestrator, env: dict[str, str], tmp_path: Path) -> Iterator[None]:
+    coordinator = ("--coordinator", "--concurrency", "2")
+    agents = ("--all-agents", "--concurrency", "2")
+    with started_workers(orc, env, tmp_path, coordinator, agents, team=TEAM):
+        yield
+
+
+def test_a_rejection_from_the_shell_ends_the_run_rejected_and_the_next_agent_is_never_called(
+    workers: None, orc: Orchestrator, env: dict[str, str]
+) -> None:
+    run = orc.submit("publish", "the telegraph")
+    _until(lambda: orc.approvals.pending(run.id), "the run waiting at its gate")
+
+    rejected = agentyard(env, "reject", run.id, "publish", "--by", "bob", "--note", "too long")
+    assert rejected.returncode == 0, rejected.stderr
+
+    result = run.wait(timeout=WAIT_S)
+    assert result.status is WorkflowStatus.REJECTED
+    assert result.error == "ApprovalRejected: gate 'publish' was rejected by bob: too long"
+    assert [step.agent for step in result.steps] == ["writer"]  # the publisher: never made
+
+
+@pytest.mark.parametrize(
+    ("on_timeout", "status", "agents"),
+    [
+        ("reject", WorkflowStatus.REJECTED, ["writer"]),
+        ("approve", WorkflowStatus.SUCCEEDED, ["writer", "publisher"]),
+        ("fail", WorkflowStatus.FAILED, ["writer"]),
+    ],
+)
+def test_a_gate_nobody_decides_in_time_applies_its_on_timeout_by_the_sweep(
+    workers: None,
+    orc: Orchestrator,
+    on_timeout: str,
+    status: WorkflowStatus,
+    agents: list[str],
+) -> None:
+    result = orc.submit(f"hasty_{on_timeout}", "the telegraph").wait(timeout=WAIT_S)
+
+    assert result.status is status, result.error
+    assert [step.agent for step in result.steps] == agents
+    [gate] = result.approvals
+    assert (gate.status, gate.decided_by, gate.on_timeout) == ("timed_out", None, on_timeout)
