@@ -227,9 +227,7 @@ class ToolLedger:
             inserted = tx.run(self._start, _new_row(call, ToolCallStatus.STARTED, attempt, now))
             if inserted.rows:
                 return Started(Verdict.RUN)
-            row = tx.run(
-                _CALL, {"w_step": call.step_id, "w_turn": call.turn, "w_index": call.index}
-            ).one_or_none()
+            row = _row(tx, call)
             if row.status == ToolCallStatus.AWAITING_APPROVAL.value:
                 params = {
                     "w_id": row.id,
@@ -241,9 +239,7 @@ class ToolLedger:
                 if tx.run(_START_APPROVED, params).rowcount:
                     return Started(Verdict.RUN)
                 # started meanwhile by another attempt: it is that attempt's, as any started call
-                row = tx.run(
-                    _CALL, {"w_step": call.step_id, "w_turn": call.turn, "w_index": call.index}
-                ).one_or_none()
+                row = _row(tx, call)
             if row.status != ToolCallStatus.STARTED.value:
                 return Started(Verdict.REPLAY, row.runs, row.result, row.is_error)
             if row.side_effects and not row.idempotent:
@@ -305,10 +301,14 @@ class ToolLedger:
 
     @staticmethod
     def _finished(tx: Tx, call: PlannedCall) -> Started:
-        row = tx.run(
-            _CALL, {"w_step": call.step_id, "w_turn": call.turn, "w_index": call.index}
-        ).one_or_none()
+        row = _row(tx, call)
         return Started(Verdict.REPLAY, row.runs, row.result, row.is_error)
+
+
+def _row(tx: Tx, call: PlannedCall) -> Any:
+    """The ledger's row of ``call`` (there is one: the caller inserted it, or found it there)."""
+    params = {"w_step": call.step_id, "w_turn": call.turn, "w_index": call.index}
+    return tx.run(_CALL, params).one_or_none()
 
 
 def calls_awaiting_approval(tx: Tx, step_id: str) -> list[AwaitingCall]:

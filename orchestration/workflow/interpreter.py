@@ -589,6 +589,11 @@ class Interpreter:
         if step.status == StepStatus.ATTEMPT_FAILED.value:
             after_failed_attempt(step, self.now, self.rules, self.plan)
             self.store.changed(step)
+            if waits_for_approval(step):  # a summarizer with tools that need approval
+                self._ask_tool_approvals(step)
+                return
+        if waits_for_approval(step):
+            return
         if step.status == StepStatus.PENDING.value and due(step, self.now):
             self._dispatch(step)
             self.store.changed(step)

@@ -7,9 +7,11 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -19,6 +21,17 @@ from workers.stub_anthropic import StubAnthropicServer
 
 TEAM = "tests.system.sample_team:orc"
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def until(found: Callable[[], T], what: str, timeout_s: float = 60.0) -> T:
+    """Poll ``found`` until it returns something truthy, and return that; fail saying ``what``
+    did not happen within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := found()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:g}s"
+        time.sleep(0.05)
+    return value
 
 
 def agentyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

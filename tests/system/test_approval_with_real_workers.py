@@ -9,8 +9,7 @@ its on_timeout (reject, approve, fail), by the coordinators' sweep."""
 from __future__ import annotations
 
 import importlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from storage.db import session_scope
 from storage.embedded import EmbeddedRedis
 from storage.models import ApprovalRow, StepRow, TraceRow, as_utc
 from tests.conftest import Webhook
-from tests.system.conftest import Fleet, agentyard, started_workers
+from tests.system.conftest import Fleet, agentyard, started_workers, until
 from workers.processes import wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(300)]
@@ -55,14 +54,6 @@ def orc(env: dict[str, str]) -> Orchestrator:
     return importlib.reload(module).orc
 
 
-def _until(found: Callable[[], object], what: str) -> object:
-    deadline = time.monotonic() + WAIT_S
-    while not (value := found()):
-        assert time.monotonic() < deadline, f"{what}: not within {WAIT_S}s"
-        time.sleep(0.1)
-    return value
-
-
 def _held_by_workers(orc: Orchestrator) -> list[object]:
     """Every task a worker runs, holds or has scheduled for later (an ETA)."""
     inspect = orc.celery.control.inspect(timeout=2.0)
@@ -89,13 +80,13 @@ def test_a_run_waits_at_its_gate_through_kills_and_a_redis_flush_and_goes_on_onc
         run = orc.submit("publish", "the telegraph")
 
         # It waits at the gate: a row in PostgreSQL, nothing on a queue or in a worker
-        _until(lambda: orc.approvals.pending(run.id), "the run waiting at its gate")
+        until(lambda: orc.approvals.pending(run.id), "the run waiting at its gate")
         [waiting] = orc.approvals.pending(run.id)
         assert run.result().status is WorkflowStatus.WAITING_APPROVAL
         broker = BrokerView(client, orc.settings.redis_key_prefix)
         assert [broker.queue_depth(q) for q in ("coordinator", "agent.publisher")] == [0, 0]
         assert _held_by_workers(orc) == []
-        _until(lambda: webhook.received, "the approval webhook")
+        until(lambda: webhook.received, "the approval webhook")
         [hook] = webhook.received
         assert (hook["run_id"], hook["gate"], hook["subject_hash"]) == (
             run.id,
@@ -173,7 +164,7 @@ def test_a_rejection_from_the_shell_ends_the_run_rejected_and_the_next_agent_is_
     workers: None, orc: Orchestrator, env: dict[str, str]
 ) -> None:
     run = orc.submit("publish", "the telegraph")
-    _until(lambda: orc.approvals.pending(run.id), "the run waiting at its gate")
+    until(lambda: orc.approvals.pending(run.id), "the run waiting at its gate")
 
     rejected = agentyard(env, "reject", run.id, "publish", "--by", "bob", "--note", "too long")
     assert rejected.returncode == 0, rejected.stderr

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from orchestration.pricing import usd_to_micro
 from storage import statements
 from storage.db import session_scope
 from storage.models import NodeRunRow, StepRow, TraceRow
-from tests.system.conftest import ROOT
+from tests.system.conftest import ROOT, until
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -97,13 +96,6 @@ def _running(orc: Orchestrator, ids: list[str], node: str) -> int:
         )
 
 
-def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"waited {timeout_s}s for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("extra_env", [KILLS])
 def test_a_worker_killed_during_a_fan_out_and_then_a_loop_loses_nothing_and_joins_once(
     orc: Orchestrator, env: dict[str, str], tmp_path: Path
@@ -120,12 +112,12 @@ def test_a_worker_killed_during_a_fan_out_and_then_a_loop_loses_nothing_and_join
         ids = [run.id for run in runs]
 
         # Given branches of the fan-outs in the middle of their calls, their worker is killed
-        _until(lambda: _running(orc, ids, "fan_out1/") >= 2, 30, "branches under way")
+        until(lambda: _running(orc, ids, "fan_out1/") >= 2, "branches under way", timeout_s=30)
         fleet.pop("agents1").kill()
         fleet["agents2"] = _worker(env, tmp_path, "agents2", "--all-agents", "--concurrency", "8")
         fleet["agents2"].start()
         # and then, with iterations of the loops under way, the next one
-        _until(lambda: _running(orc, ids, "loop1/") >= 1, 90, "an iteration under way")
+        until(lambda: _running(orc, ids, "loop1/") >= 1, "an iteration under way", timeout_s=90)
         fleet.pop("agents2").kill()
         fleet["agents3"] = _worker(env, tmp_path, "agents3", "--all-agents", "--concurrency", "8")
         fleet["agents3"].start()

@@ -15,17 +15,16 @@ through the real SDK to the stub server:
 from __future__ import annotations
 
 import importlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import ApprovalRow, TraceRow, as_utc
-from tests.system.conftest import Fleet, agentyard, started_workers
+from tests.system.conftest import Fleet, agentyard, started_workers, until
 from workers.processes import wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
@@ -70,14 +69,6 @@ def _uses(*calls: tuple[str, dict[str, object]]) -> dict[str, object]:
     return {"tool_use": [{"name": name, "input": arguments} for name, arguments in calls]}
 
 
-def _until(found: Callable[[], object], what: str) -> object:
-    deadline = time.monotonic() + WAIT_S
-    while not (value := found()):
-        assert time.monotonic() < deadline, f"{what}: not within {WAIT_S}s"
-        time.sleep(0.1)
-    return value
-
-
 def _lines(outbox: Path, kind: str) -> list[str]:
     text = outbox.read_text() if outbox.exists() else ""
     return [line for line in text.splitlines() if line.startswith(f"{kind} ")]
@@ -101,7 +92,7 @@ def test_a_call_that_needs_approval_waits_through_kills_and_runs_once_approved_f
         wait_for_workers(orc.celery, 2, processes=list(fleet.workers.values()))
         run = orc.submit("payout", "pay Acme's invoice of 120")
 
-        _until(lambda: orc.approvals.pending(run.id), "the payment waiting for approval")
+        until(lambda: orc.approvals.pending(run.id), "the payment waiting for approval")
         [waiting] = orc.approvals.pending(run.id)
         assert (waiting.kind, waiting.gate, waiting.subject) == (
             "tool",
@@ -139,7 +130,7 @@ def test_a_call_that_needs_approval_waits_through_kills_and_runs_once_approved_f
         with session_scope(orc.database_url) as session:
             row = session.exec(select(ApprovalRow).where(ApprovalRow.workflow_id == run.id)).one()
             traces = session.exec(
-                select(TraceRow).where(TraceRow.step_id == payer.id).order_by(TraceRow.attempt)
+                select(TraceRow).where(TraceRow.step_id == payer.id).order_by(col(TraceRow.attempt))
             ).all()
         assert (row.kind, row.status, row.decided_by) == ("tool", "approved", "alice")
         # the first answer was asked for once; the next turn only after the approval
@@ -168,7 +159,7 @@ def test_a_rejected_call_never_runs_and_the_model_reads_who_rejected_it_and_why(
         [_uses(("pay", PAYMENT)), {"text": "The payment was refused."}, {"text": "Reviewed."}]
     )
     run = orc.submit("payout", "pay Acme's invoice of 120")
-    _until(lambda: orc.approvals.pending(run.id), "the payment waiting for approval")
+    until(lambda: orc.approvals.pending(run.id), "the payment waiting for approval")
 
     orc.reject(run.id, "pay", by="bob", note="Acme was paid last week")
 
@@ -201,7 +192,7 @@ def test_a_call_nobody_decides_in_time_is_refused_by_the_sweep(
 def test_untrusted_side_effects_wait_for_approval_when_the_workflow_says_so(
     workers: None, orc: Orchestrator, stub: StubAnthropicServer, outbox: Path
 ) -> None:
-    email = {"to": "ada@example.com", "body": "Your order 7 is on its way"}
+    email: dict[str, object] = {"to": "ada@example.com", "body": "Your order 7 is on its way"}
     stub.script(
         [
             _uses(("look_up", {"order": 7})),  # no side effects: runs at once
@@ -211,7 +202,7 @@ def test_untrusted_side_effects_wait_for_approval_when_the_workflow_says_so(
     )
     run = orc.submit("guarded", "tell the customer of order 7")
 
-    _until(lambda: orc.approvals.pending(run.id), "the email waiting for approval")
+    until(lambda: orc.approvals.pending(run.id), "the email waiting for approval")
     [waiting] = orc.approvals.pending(run.id)
     assert (waiting.gate, waiting.kind) == ("send_email", "tool")
     assert _lines(outbox, "email") == []

@@ -5,7 +5,6 @@ and another worker takes the step over."""
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from orchestration import Orchestrator, WorkflowStatus
 from orchestration.results import WorkflowResult
-from tests.system.conftest import ROOT
+from tests.system.conftest import ROOT, until
 from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
@@ -83,13 +82,6 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
             process.stop()
 
 
-def _until(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"waited {timeout_s} s for {what}"
-        time.sleep(0.05)
-
-
 def _run_with_a_kill(
     orc: Orchestrator, workers: Workers, stub: StubAnthropicServer, when: Callable[[], bool]
 ) -> WorkflowResult:
@@ -98,7 +90,7 @@ def _run_with_a_kill(
     doomed = workers.start("--all-agents", "--concurrency", "2")
     wait_for_workers(orc.celery, 2, processes=[coordinator, doomed])
     run = orc.submit("service", "tell Ada about order 7")
-    _until(when, "the moment to kill the agent worker")
+    until(when, "the moment to kill the agent worker")
     doomed.kill()
     survivor = workers.start("--all-agents", "--concurrency", "2")
     wait_for_workers(orc.celery, 2, processes=[coordinator, survivor])
