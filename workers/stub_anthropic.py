@@ -496,12 +496,148 @@ def error_body(
 
 
 @dataclass(frozen=True, slots=True)
-class _Reply:
+class Reply:
+    """What the stub answers one request with: sent after ``wait_s`` (the stub's latency and
+    the entry's delay), its body spread over ``trickle_s``; ``sent`` (if any) is called just
+    before it goes, to count it."""
+
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
+    wait_s: float = 0.0
     trickle_s: float = 0.0
+    sent: Callable[[], None] | None = None
+
+    def encoded(self) -> tuple[bytes, list[tuple[str, str]]]:
+        """The body as bytes, and every header to send with it."""
+        data = json.dumps(self.body).encode()
+        request_id = self.body.get("request_id") or f"req_stub_{uuid.uuid4().hex[:16]}"
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            ("request-id", str(request_id)),
+            *self.headers.items(),
+        ]
+        return data, headers
+
+
+class StubApp:
+    """What the stub answers, whatever carries the requests (the threaded server here, the
+    asyncio one in ``stub_anthropic_async``): a request's method, path, headers (names in lower
+    case) and body in, a ``Reply`` out. The waiting is the server's to do."""
+
+    def __init__(self, state: StubState) -> None:
+        self.state = state
+
+    def handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        state = self.state
+        route = path.split("?")[0]
+        if method == "GET":
+            if path == "/_stub/stats":
+                return Reply(200, state.stats())
+            return Reply(404, error_body(404, f"Not found: {path}"))
+        try:
+            body = _json_object(raw)
+        except ValueError as exc:
+            return Reply(400, error_body(400, f"Request body is not valid JSON: {exc}"))
+        if path == "/_stub/script":
+            try:
+                state.script(body.get("responses", []))
+            except ValueError as exc:
+                return Reply(400, error_body(400, str(exc)))
+            return Reply(200, {"scripted": len(body.get("responses", []))})
+        if path == "/_stub/reset":
+            state.reset()
+            return Reply(200, {"reset": True})
+        if route == "/v1/messages":
+            return self._messages(headers, body)
+        if route == "/v1/messages/count_tokens":
+            return self._count_tokens(headers, body)
+        return Reply(404, error_body(404, f"Not found: {path}"))
+
+    def _messages(self, headers: dict[str, str], body: dict[str, Any]) -> Reply:
+        state = self.state
+        reply = self._answer(headers, body)
+        asked = any(b.get("type") == "tool_use" for b in reply.body.get("content") or [])
+        key = headers.get(REQUEST_KEY_HEADER.lower())
+
+        def sent() -> None:
+            state.record(reply.status, key, tool_use=asked)
+
+        return Reply(
+            reply.status,
+            reply.body,
+            reply.headers,
+            state.latency_s + reply.wait_s,
+            reply.trickle_s,
+            sent,
+        )
+
+    def _count_tokens(self, headers: dict[str, str], body: dict[str, Any]) -> Reply:
+        state = self.state
+        state.record_count_tokens()
+        refusal = self._refusal(headers, body, ("model", "messages"))
+        if refusal is not None:
+            return refusal
+        return Reply(200, {"input_tokens": prompt_tokens(body)}, wait_s=state.latency_s)
+
+    def _refusal(
+        self, headers: dict[str, str], body: dict[str, Any], required: tuple[str, ...]
+    ) -> Reply | None:
+        """The real API's answer to a request it refuses before looking at the model, if it does.
+        Checked in its order: credentials, version header, then the request."""
+        auth = headers.get("authorization", "")
+        if not headers.get("x-api-key") and not auth.startswith("Bearer "):
+            return Reply(401, error_body(401, "x-api-key header is required"))
+        if not headers.get("anthropic-version"):
+            return Reply(400, error_body(400, "anthropic-version: header is required"))
+        missing = [f for f in required if f not in body]
+        if missing:
+            return Reply(400, error_body(400, f"{missing[0]}: Field required"))
+        marked = sum(isinstance(b.get("cache_control"), dict) for _, b in _blocks(body))
+        if marked > MAX_BREAKPOINTS:
+            message = (
+                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+                f"Found {marked}."
+            )
+            return Reply(400, error_body(400, message))
+        refused = tool_use_refusal(body)
+        if refused is not None:
+            return Reply(400, error_body(400, refused))
+        return None
+
+    def _answer(self, headers: dict[str, str], body: dict[str, Any]) -> Reply:
+        # Checked in the real API's order: credentials, version header, the request, then the model.
+        refusal = self._refusal(headers, body, ("model", "max_tokens", "messages"))
+        if refusal is not None:
+            return refusal
+        entry = self.state.next_entry()
+        status = int(entry.get("status", 200))
+        extra: dict[str, str] = {}
+        if "retry_after" in entry:
+            extra["retry-after"] = str(entry["retry_after"])
+        if "retry_after_ms" in entry:
+            extra["retry-after-ms"] = str(entry["retry_after_ms"])
+        delay_s = float(entry.get("delay_s", 0.0))
+        trickle_s = float(entry.get("trickle_s", 0.0))
+        if status == 200:
+            cache = self.state.use_cache(breakpoints(body))
+            return Reply(200, build_message(body, entry, cache), extra, delay_s, trickle_s)
+        message = entry.get("message") or {
+            429: "Number of request tokens has exceeded your per-minute rate limit",
+            529: "Overloaded",
+        }.get(status, f"Scripted stub error {status}")
+        error = error_body(
+            status, message, error_type=entry.get("error_type"), error_code=entry.get("error_code")
+        )
+        return Reply(status, error, extra, delay_s)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    data = json.loads(raw or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -513,139 +649,47 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("stub-anthropic %s", format % args)
 
     def do_GET(self) -> None:
-        if self.path == "/_stub/stats":
-            self._send(200, self.server.state.stats())
-        else:
-            self._send(404, error_body(404, f"Not found: {self.path}"))
+        self._serve("GET")
 
     def do_POST(self) -> None:
-        state = self.server.state
-        try:
-            body = self._read_json()
-        except ValueError as exc:
-            self._send(400, error_body(400, f"Request body is not valid JSON: {exc}"))
-            return
-        if self.path == "/_stub/script":
-            try:
-                state.script(body.get("responses", []))
-            except ValueError as exc:
-                self._send(400, error_body(400, str(exc)))
-                return
-            self._send(200, {"scripted": len(body.get("responses", []))})
-        elif self.path == "/_stub/reset":
-            state.reset()
-            self._send(200, {"reset": True})
-        elif self.path.split("?")[0] == "/v1/messages":
-            self._messages(body)
-        elif self.path.split("?")[0] == "/v1/messages/count_tokens":
-            self._count_tokens(body)
-        else:
-            self._send(404, error_body(404, f"Not found: {self.path}"))
+        self._serve("POST")
 
-    def _messages(self, body: dict[str, Any]) -> None:
-        state = self.server.state
-        reply = self._answer(body)
-        # Stopping the server wakes this wait; the reply then goes to a client that has gone.
-        state.stopping.wait(state.latency_s + reply.delay_s)
-        asked = any(b.get("type") == "tool_use" for b in reply.body.get("content") or [])
-        state.record(reply.status, self.headers.get(REQUEST_KEY_HEADER), tool_use=asked)
-        self._send(reply.status, reply.body, reply.headers, trickle_s=reply.trickle_s)
-
-    def _count_tokens(self, body: dict[str, Any]) -> None:
-        state = self.server.state
-        state.record_count_tokens()
-        refusal = self._refusal(body, ("model", "messages"))
-        if refusal is not None:
-            self._send(refusal.status, refusal.body)
-            return
-        state.stopping.wait(state.latency_s)
-        self._send(200, {"input_tokens": prompt_tokens(body)})
-
-    def _refusal(self, body: dict[str, Any], required: tuple[str, ...]) -> _Reply | None:
-        """The real API's answer to a request it refuses before looking at the model, if it does.
-        Checked in its order: credentials, version header, then the request."""
-        auth = self.headers.get("Authorization", "")
-        if not self.headers.get("x-api-key") and not auth.startswith("Bearer "):
-            return _Reply(401, error_body(401, "x-api-key header is required"))
-        if not self.headers.get("anthropic-version"):
-            return _Reply(400, error_body(400, "anthropic-version: header is required"))
-        missing = [f for f in required if f not in body]
-        if missing:
-            return _Reply(400, error_body(400, f"{missing[0]}: Field required"))
-        marked = sum(isinstance(b.get("cache_control"), dict) for _, b in _blocks(body))
-        if marked > MAX_BREAKPOINTS:
-            message = (
-                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
-                f"Found {marked}."
-            )
-            return _Reply(400, error_body(400, message))
-        refused = tool_use_refusal(body)
-        if refused is not None:
-            return _Reply(400, error_body(400, refused))
-        return None
-
-    def _answer(self, body: dict[str, Any]) -> _Reply:
-        # Checked in the real API's order: credentials, version header, the request, then the model.
-        refusal = self._refusal(body, ("model", "max_tokens", "messages"))
-        if refusal is not None:
-            return refusal
-        entry = self.server.state.next_entry()
-        status = int(entry.get("status", 200))
-        headers: dict[str, str] = {}
-        if "retry_after" in entry:
-            headers["retry-after"] = str(entry["retry_after"])
-        if "retry_after_ms" in entry:
-            headers["retry-after-ms"] = str(entry["retry_after_ms"])
-        delay_s = float(entry.get("delay_s", 0.0))
-        trickle_s = float(entry.get("trickle_s", 0.0))
-        if status == 200:
-            cache = self.server.state.use_cache(breakpoints(body))
-            return _Reply(200, build_message(body, entry, cache), headers, delay_s, trickle_s)
-        message = entry.get("message") or {
-            429: "Number of request tokens has exceeded your per-minute rate limit",
-            529: "Overloaded",
-        }.get(status, f"Scripted stub error {status}")
-        error = error_body(
-            status, message, error_type=entry.get("error_type"), error_code=entry.get("error_code")
-        )
-        return _Reply(status, error, headers, delay_s)
-
-    def _read_json(self) -> dict[str, Any]:
+    def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        data = json.loads(raw or b"{}")
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        return data
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        reply = self.server.app.handle(method, self.path, headers, raw)
+        state = self.server.app.state
+        # Stopping the server wakes this wait; the reply then goes to a client that has gone.
+        if reply.wait_s > 0:
+            state.stopping.wait(reply.wait_s)
+        if reply.sent is not None:
+            reply.sent()
+        self._send(reply)
 
-    def _send(
-        self,
-        status: int,
-        payload: dict[str, Any],
-        headers: dict[str, str] | None = None,
-        trickle_s: float = 0.0,
-    ) -> None:
-        data = json.dumps(payload).encode()
+    def _send(self, reply: Reply) -> None:
+        data, headers = reply.encoded()
         with contextlib.suppress(OSError):  # the client may have timed out and gone
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            request_id = payload.get("request_id") or f"req_stub_{uuid.uuid4().hex[:16]}"
-            self.send_header("request-id", request_id)
-            for name, value in (headers or {}).items():
+            self.send_response(reply.status)
+            for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
-            if trickle_s <= 0:
+            if reply.trickle_s <= 0:
                 self.wfile.write(data)
                 return
             self.wfile.flush()
-            pieces = max(1, min(len(data), 20))
-            size = -(-len(data) // pieces)
-            for start in range(0, len(data), size):
-                if self.server.state.stopping.wait(trickle_s / pieces):
+            for piece, pause_s in trickled(data, reply.trickle_s):
+                if self.server.app.state.stopping.wait(pause_s):
                     return
-                self.wfile.write(data[start : start + size])
+                self.wfile.write(piece)
                 self.wfile.flush()
+
+
+def trickled(data: bytes, over_s: float) -> list[tuple[bytes, float]]:
+    """``data`` in at most 20 pieces, each to be sent after its pause, over ``over_s``."""
+    pieces = max(1, min(len(data), 20))
+    size = -(-len(data) // pieces)
+    return [(data[start : start + size], over_s / pieces) for start in range(0, len(data), size)]
 
 
 class _StubHTTPServer(ThreadingHTTPServer):
@@ -655,7 +699,7 @@ class _StubHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], state: StubState) -> None:
         super().__init__(address, _Handler)
-        self.state = state
+        self.app = StubApp(state)
         self._conn_lock = threading.Lock()
         self._conns: set[socket.socket] = set()
 
