@@ -41,12 +41,13 @@ Faults are scripted over HTTP, one entry consumed per ``POST /v1/messages`` call
     GET  /_stub/stats   -> {"calls": N, "by_status": {"200": n, ...}, "scripted_left": n,
                             "by_request": {"<step id>:<attempt>": [200, ...], ...},
                             "count_tokens_calls": n, "cache_reads": n, "cache_writes": n,
-                            "tool_use_replies": n}
+                            "tool_use_replies": n, "in_flight": n, "in_flight_max": n}
     POST /_stub/reset   -> forgets the script, the counts and the cache
 
 ``calls``, ``by_status`` and ``by_request`` count messages calls only; ``cache_reads`` and
 ``cache_writes`` count the calls that read from and wrote to the cache; ``tool_use_replies``
-the replies that asked for tools.
+the replies that asked for tools; ``in_flight`` the messages calls received and not answered
+yet, now, and ``in_flight_max`` the most at once since the start (or the last reset).
 
 An entry may carry ``status`` (default 200), ``delay_s``, ``trickle_s`` (the body is sent in
 small pieces spread over that many seconds, after the headers), ``retry_after`` (seconds),
@@ -162,6 +163,18 @@ class StubState:
         self._cache_reads = 0
         self._cache_writes = 0
         self._tool_use_replies = 0
+        self._in_flight = 0
+        self._in_flight_max = 0
+
+    def entered(self) -> None:
+        """A messages call was received: it is in flight until ``left``."""
+        with self._lock:
+            self._in_flight += 1
+            self._in_flight_max = max(self._in_flight_max, self._in_flight)
+
+    def left(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def script(self, responses: list[dict[str, Any]]) -> None:
         """Answer the next calls with ``responses``, in order. Raises ``ValueError`` for an
@@ -238,6 +251,8 @@ class StubState:
                 "cache_reads": self._cache_reads,
                 "cache_writes": self._cache_writes,
                 "tool_use_replies": self._tool_use_replies,
+                "in_flight": self._in_flight,
+                "in_flight_max": self._in_flight_max,
             }
 
     def reset(self) -> None:
@@ -250,6 +265,7 @@ class StubState:
             self._cache_reads = 0
             self._cache_writes = 0
             self._tool_use_replies = 0
+            self._in_flight_max = self._in_flight
 
 
 def _text_of(content: Any) -> str:
@@ -660,11 +676,18 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply = self.server.app.handle(method, self.path, headers, raw)
         state = self.server.app.state
-        # Stopping the server wakes this wait; the reply then goes to a client that has gone.
-        if reply.wait_s > 0:
-            state.stopping.wait(reply.wait_s)
-        if reply.sent is not None:
-            reply.sent()
+        call = reply.sent is not None  # a messages call: it is in flight until answered
+        if call:
+            state.entered()
+        try:
+            # Stopping the server wakes this wait; the reply then goes to a client that has gone.
+            if reply.wait_s > 0:
+                state.stopping.wait(reply.wait_s)
+            if reply.sent is not None:
+                reply.sent()
+        finally:
+            if call:
+                state.left()
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:

@@ -310,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1024,
         help="the shortest prefix its prompt cache keeps, in tokens (1024)",
     )
+    stub.add_argument(
+        "--asyncio",
+        action="store_true",
+        help="serve on one asyncio event loop, which holds thousands of requests open at once "
+        "(for benchmarks of calls in flight), rather than a thread per connection",
+    )
     stub.set_defaults(func=tools.stub_anthropic)
 
     demo = commands.add_parser("demo", help="run the example team end to end, no servers needed")

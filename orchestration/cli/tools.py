@@ -17,9 +17,12 @@ def migrate(_args: argparse.Namespace) -> ExitCode:
 
 
 def stub_anthropic(args: argparse.Namespace) -> ExitCode:
-    from workers.stub_anthropic import serve
+    if args.asyncio:
+        from workers import stub_anthropic_async as stub
+    else:
+        from workers import stub_anthropic as stub  # type: ignore[no-redef]
 
-    serve(args.host, args.port, latency_s=args.latency, min_cache_tokens=args.min_cache_tokens)
+    stub.serve(args.host, args.port, latency_s=args.latency, min_cache_tokens=args.min_cache_tokens)
     return ExitCode.OK
 
 

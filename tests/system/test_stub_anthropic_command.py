@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from workers.providers.anthropic_provider import AnthropicProvider
 from workers.providers.base import ChatMessage, ModelRequest
 
@@ -17,10 +19,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_the_stub_command_serves_the_messages_api_to_the_real_sdk() -> None:
+@pytest.mark.parametrize("server", [(), ("--asyncio",)], ids=["threads", "asyncio"])
+def test_the_stub_command_serves_the_messages_api_to_the_real_sdk(server: tuple[str, ...]) -> None:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", "stub-anthropic", "--port", str(port)],
+        [sys.executable, "-m", "orchestration.cli", "stub-anthropic", "--port", str(port), *server],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

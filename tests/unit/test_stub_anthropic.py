@@ -1,4 +1,5 @@
-"""The stub Anthropic server, spoken to over plain HTTP (no SDK): bodies, scripts, stats."""
+"""The stub Anthropic server, spoken to over plain HTTP (no SDK): bodies, scripts, stats. Each
+test given ``stub`` runs on both servers: the threaded one and the asyncio one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from workers.stub_anthropic import StubAnthropicServer
+from workers.stub_anthropic_async import AsyncStubServer
 
 HEADERS = {"x-api-key": "test-key", "anthropic-version": "2023-06-01"}
 REQUEST = {
@@ -22,10 +24,11 @@ REQUEST = {
 }
 
 
-@pytest.fixture
-def stub() -> Iterator[StubAnthropicServer]:
-    with StubAnthropicServer() as server:
-        yield server
+@pytest.fixture(params=["threads", "asyncio"])
+def stub(request: pytest.FixtureRequest) -> Iterator[StubAnthropicServer]:
+    server = StubAnthropicServer() if request.param == "threads" else AsyncStubServer()
+    with server:
+        yield server  # type: ignore[misc]  # the same endpoints and attributes
 
 
 def call(
@@ -217,6 +220,8 @@ def test_stats_count_calls_by_status(stub: StubAnthropicServer) -> None:
         "cache_reads": 0,
         "cache_writes": 0,
         "tool_use_replies": 0,
+        "in_flight": 0,
+        "in_flight_max": 1,  # one call at a time
     }
 
 
@@ -253,6 +258,8 @@ def test_the_script_stats_and_reset_are_controlled_over_http(stub: StubAnthropic
         "cache_reads": 0,
         "cache_writes": 0,
         "tool_use_replies": 0,
+        "in_flight": 0,
+        "in_flight_max": 0,
     }
 
 
