@@ -39,6 +39,7 @@ from typing import Any
 
 import structlog
 from celery import Celery
+from kombu.exceptions import BatchPublishError
 from pydantic import SecretStr
 
 from bus.envelope import AgentMessage, MessageType
@@ -253,6 +254,28 @@ class Bus:
                     )
                     unsent.append(Unsent(message.id, f"{type(exc).__name__}: {exc}"))
         return unsent
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """While the block runs, every message this thread routes goes through one broker
+        producer, and its broker commands wait, to be sent together (a Redis pipeline, a
+        thousand commands a round trip) as the block ends: ``orc.submit_many``'s first
+        requests. ``BrokerUnavailable`` if they could not all be sent: which of them reached
+        the broker is then unknown, and the sweep sends again whatever is not queued."""
+        with self._one_producer(True):
+            producer = getattr(self._sending, "producer", None)
+            if producer is None or not hasattr(producer, "batch"):
+                yield  # no broker here, or one that sends each at once
+                return
+            try:
+                with producer.batch():
+                    yield
+            except BatchPublishError as exc:
+                raise BrokerUnavailable(
+                    f"the broker did not take a batch of messages ({exc.__cause__ or exc}); "
+                    "which of them reached it is unknown: they are on record, and a "
+                    "coordinator's sweep sends again those that are not queued"
+                ) from exc
 
     @contextlib.contextmanager
     def _one_producer(self, wanted: bool) -> Iterator[None]:

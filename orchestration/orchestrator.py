@@ -48,8 +48,8 @@ from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore
 from storage.cost_stats_store import CostStatsStore
 from storage.db import migrate, open_connections, session_scope
-from storage.errors import BrokerUnavailable, RunNotFound
-from storage.executor import transaction
+from storage.errors import BrokerUnavailable, InvalidRequest, RunNotFound
+from storage.executor import BatchedInserts, transaction
 from storage.lease_store import LeaseStore
 from storage.models import WorkflowRow, WorkflowStatus, new_id, utcnow
 from storage.redis_client import load_scripts, redis_for
@@ -73,6 +73,7 @@ log = structlog.get_logger(__name__)
 
 WORKFLOW_SWEEP = "workflows"  # the maintenance sweep's lease
 ACK_SWEEP = "acks"  # the acknowledgement sweep's
+MAX_SUBMIT_MANY = 10_000  # runs one submit_many records in its one transaction
 
 
 class Orchestrator:
@@ -513,28 +514,7 @@ class Orchestrator:
         )
         self.ensure_ready()
         self._check_broker()
-        now = utcnow()
-        run = RunState(
-            id=new_id(),
-            name=definition.name,
-            status=WorkflowStatus.PENDING.value,
-            priority=priority,
-            input=input,
-            budget_micro=None
-            if definition.budget_usd is None
-            else usd_to_micro(definition.budget_usd),
-            deadline_at=None
-            if definition.deadline_s is None
-            else now + timedelta(seconds=definition.deadline_s),
-            created_at=now,
-        )
-        row = {
-            "team": self.name,
-            "cost_micro": 0,
-            "created_at": now,
-            "updated_at": now,
-            "facts": given_facts,
-        }
+        run, row = self._new_run(definition, input, priority, given_facts)
         coordinator = self.coordinator()
         with tracing.submit_span(run.id, definition.name):
             with transaction(self.database_url) as tx:
@@ -553,6 +533,93 @@ class Orchestrator:
             "workflow.submitted", workflow_id=run.id, workflow=definition.name, priority=priority
         )
         return WorkflowRun(run.id, self.database_url)
+
+    def submit_many(
+        self,
+        workflow: str,
+        inputs: Sequence[str],
+        priority: int = priorities.DEFAULT,
+        *,
+        facts: Sequence[str] | None = None,
+    ) -> list[WorkflowRun]:
+        """Enqueue one run of ``workflow`` per item of ``inputs`` (at most ``MAX_SUBMIT_MANY``),
+        in their order: every run and its first decision recorded in ONE transaction (all of
+        them, or none), then their first requests sent through one connection to the broker.
+        Returns a handle on each run, in the order of ``inputs``. ``facts`` go with every run.
+        What ``submit`` refuses, this refuses before anything is written."""
+        if isinstance(inputs, str) or not isinstance(inputs, Sequence):
+            raise InvalidRequest(
+                f"submit_many takes a list of inputs, one per run, got {type(inputs).__name__}; "
+                "for one run, call submit"
+            )
+        if len(inputs) > MAX_SUBMIT_MANY:
+            raise InvalidRequest(
+                f"submit_many takes at most {MAX_SUBMIT_MANY} inputs at once, got {len(inputs)}: "
+                "submit them in batches"
+            )
+        definition = self.team.workflow(workflow)
+        priorities.check(priority)
+        for input in inputs:
+            check_input(workflow, input, self.settings.max_input_chars)
+        given_facts = (
+            None if facts is None else check_facts(workflow, facts, self.settings.max_input_chars)
+        )
+        if not inputs:
+            return []
+        self.ensure_ready()
+        self._check_broker()
+        coordinator = self.coordinator()
+        started = []
+        with transaction(self.database_url) as tx:
+            batched = BatchedInserts(tx)  # each table's rows in one round trip
+            for input in inputs:
+                run, row = self._new_run(definition, input, priority, given_facts)
+                started.append((run, coordinator.start(batched, run, definition.graph, row)))
+            batched.flush()
+        unsent = []
+        with self.bus.batched():  # their first requests in a few round trips
+            for run, decision in started:
+                with tracing.submit_span(run.id, definition.name):
+                    unsent += coordinator.after_commit(decision)
+        log.info(
+            "workflows.submitted", workflow=definition.name, runs=len(started), priority=priority
+        )
+        if unsent:
+            raise BrokerUnavailable(
+                f"{len(started)} runs are recorded, but the broker did not take "
+                f"{len(unsent)} of their first requests ({unsent[0].error}); a coordinator's "
+                "sweep dispatches them once the broker answers (AGENTYARD_LOST_REQUEST_AFTER_S "
+                "after they were sent). Check AGENTYARD_REDIS_URL"
+            )
+        return [WorkflowRun(run.id, self.database_url) for run, _ in started]
+
+    def _new_run(
+        self, definition: Workflow, input: str, priority: int, facts: list[str] | None
+    ) -> tuple[RunState, dict[str, object]]:
+        """A run of ``definition`` to be started now, and its row's other columns."""
+        now = utcnow()
+        run = RunState(
+            id=new_id(),
+            name=definition.name,
+            status=WorkflowStatus.PENDING.value,
+            priority=priority,
+            input=input,
+            budget_micro=None
+            if definition.budget_usd is None
+            else usd_to_micro(definition.budget_usd),
+            deadline_at=None
+            if definition.deadline_s is None
+            else now + timedelta(seconds=definition.deadline_s),
+            created_at=now,
+        )
+        row: dict[str, object] = {
+            "team": self.name,
+            "cost_micro": 0,
+            "created_at": now,
+            "updated_at": now,
+            "facts": facts,
+        }
+        return run, row
 
     def _check_broker(self) -> None:
         """Refuse to record a run whose requests cannot be sent: the broker must answer first

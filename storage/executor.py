@@ -91,6 +91,33 @@ def run_alone(url: str, statement: Any, params: Params) -> Result:
                 driver.autocommit = False
 
 
+class BatchedInserts:
+    """A transaction (``tx``'s) whose plain INSERTs wait: each statement's rows are kept, in the
+    order the statements are first seen, and inserted as one batch per statement (one
+    ``executemany``: on psycopg, one round trip for all of them) when ``flush`` is called, or
+    before any other statement runs (a read sees every row written before it). For many runs
+    recorded at once (``orc.submit_many``): their rows go in table by table, the tables in the
+    order the first run wrote them, which keeps every foreign key's row ahead of its users."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+        self._waiting: dict[tuple[Any, tuple[str, ...]], list[Params]] = {}
+
+    def run(self, statement: Any, params: Params | list[Params]) -> Result:
+        if getattr(statement, "is_insert", False) and not getattr(statement, "_returning", ()):
+            for row in params if isinstance(params, list) else [params]:
+                self._waiting.setdefault((statement, tuple(sorted(row))), []).append(row)
+            return Result([], 0)
+        self.flush()
+        return self._tx.run(statement, params)
+
+    def flush(self) -> None:
+        """Insert every row that waits."""
+        waiting, self._waiting = self._waiting, {}
+        for (statement, _), rows in waiting.items():
+            self._tx.run(statement, rows)
+
+
 def within(connection: Connection) -> Tx:
     """The transaction an SQLAlchemy connection (or an ORM session's) is in."""
     return _AlchemyTx(connection)

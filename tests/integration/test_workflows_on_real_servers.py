@@ -109,3 +109,16 @@ def test_reattaching_from_another_orchestrator_object_sees_the_same_run(
 
     assert result.id == run.id
     assert result.status is WorkflowStatus.SUCCEEDED
+
+
+def test_runs_submitted_together_are_recorded_at_once_and_each_goes_through(
+    orc: Orchestrator,
+) -> None:
+    topics = [f"topic {i}" for i in range(50)]
+
+    runs = orc.submit_many("research", topics, priority=3)
+
+    results = [run.wait(timeout=120) for run in runs]
+    assert all(r.status is WorkflowStatus.SUCCEEDED for r in results)
+    assert [r.id for r in results] == [run.id for run in runs]  # in the order of the inputs
+    assert all(topic in (r.output or "") for topic, r in zip(topics, results, strict=True))
