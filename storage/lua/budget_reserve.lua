@@ -51,28 +51,43 @@ if redis.call('EXISTS', prefix .. 'hold:' .. hold_id) == 1 then
   return {1}
 end
 
-local spent_keys, reserved_keys, lives = {}, {}, {}
+-- Every cap's counters in one read: spent, then reserved, cap after cap.
+local spent_keys, reserved_keys, periods, counters = {}, {}, {}, {}
 for i = 4, #ARGV, 3 do
-  local scope, cap, period = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local scope, period = ARGV[i], ARGV[i + 2]
   local suffix = scope .. ':' .. (period == 'day' and ('d' .. day) or 'total')
-  local spent_key, reserved_key = prefix .. 'spent:' .. suffix, prefix .. 'reserved:' .. suffix
-  local spent = tonumber(redis.call('GET', spent_key) or '0')
-  local reserved = tonumber(redis.call('GET', reserved_key) or '0')
+  spent_keys[#spent_keys + 1] = prefix .. 'spent:' .. suffix
+  reserved_keys[#reserved_keys + 1] = prefix .. 'reserved:' .. suffix
+  periods[#periods + 1] = period
+  counters[#counters + 1] = spent_keys[#spent_keys]
+  counters[#counters + 1] = reserved_keys[#reserved_keys]
+end
+local values = redis.call('MGET', unpack(counters))
+for c = 1, #spent_keys do
+  local spent = tonumber(values[2 * c - 1] or '0')
+  local reserved = tonumber(values[2 * c] or '0')
+  local cap = tonumber(ARGV[3 * c + 2])
   if spent + reserved + amount > cap then
-    return {0, scope, spent, reserved, cap}
+    return {0, ARGV[3 * c + 1], spent, reserved, cap}
   end
-  spent_keys[#spent_keys + 1] = spent_key
-  reserved_keys[#reserved_keys + 1] = reserved_key
-  lives[#lives + 1] = keep[period]
 end
 
-for i, key in ipairs(reserved_keys) do
-  redis.call('INCRBY', key, amount)
-  if lives[i] then
-    -- The spent counter exists from now on, so the settlement's INCRBY keeps its time to live.
-    redis.call('SET', spent_keys[i], 0, 'NX')
-    redis.call('EXPIRE', key, lives[i])
-    redis.call('EXPIRE', spent_keys[i], lives[i])
+for c, key in ipairs(reserved_keys) do
+  local period = periods[c]
+  local life = keep[period]
+  local now_reserved = redis.call('INCRBY', key, amount)
+  if period == 'run' then
+    -- A run's counters live a week after its last call: each call moves that on.
+    redis.call('SET', spent_keys[c], 0, 'NX')
+    redis.call('EXPIRE', key, life)
+    redis.call('EXPIRE', spent_keys[c], life)
+  elseif life then
+    -- A day's counters live three days from their first call: set once, when each is made
+    -- (the spent counter exists from now on, so the settlement's INCRBY keeps its time to live).
+    redis.call('SET', spent_keys[c], 0, 'NX', 'EX', life)
+    if now_reserved == amount then
+      redis.call('EXPIRE', key, life)
+    end
   end
 end
 redis.call('HSET', prefix .. 'hold:' .. hold_id, 'amount', amount,

@@ -17,19 +17,21 @@ local cost = tonumber(ARGV[2])
 local hold = prefix .. 'hold:' .. hold_id
 local done = prefix .. 'settled:' .. hold_id
 
-if redis.call('EXISTS', done) == 1 then
-  return 0
-end
-
+-- A hold still open is settled now (settling deletes it); without one, the marker says whether
+-- it was settled before.
 local result = 0
-local held = tonumber(redis.call('HGET', hold, 'amount'))
+local fields = redis.call('HMGET', hold, 'amount', 'reserved', 'spent')
+local held = tonumber(fields[1])
 local spent_keys
 local booked = 0  -- already on the spent counters for this call
+if not held and redis.call('EXISTS', done) == 1 then
+  return 0
+end
 if held then
-  for key in string.gmatch(redis.call('HGET', hold, 'reserved') or '', '%S+') do
+  for key in string.gmatch(fields[2] or '', '%S+') do
     redis.call('DECRBY', key, held)
   end
-  spent_keys = redis.call('HGET', hold, 'spent') or ''
+  spent_keys = fields[3] or ''
   redis.call('DEL', hold)
   redis.call('ZREM', prefix .. 'holds', hold_id)
   result = 1
