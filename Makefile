@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls bench-graphs bench-injection bench-caching lint clean
+.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls bench-graphs bench-injection bench-caching bench-submit bench-inflight lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ bench-graphs: $(STAMP) services
 ## make bench-caching: a 6-iteration loop's cost with prompt caching off and on, through the SDK to the stub
 bench-caching: $(STAMP) services
 	$(BIN)/python bench/caching.py
+
+## make bench-submit: orc.submit_many against a loop of orc.submit, runs per second from one process
+bench-submit: $(STAMP) services
+	$(BIN)/python bench/submit.py
+
+## make bench-inflight: the calls in flight one node keeps, at 16 to 1024 wanted, against the ideal
+bench-inflight: $(STAMP) services
+	$(BIN)/python bench/inflight.py
 
 ## make bench-injection: the injection guards on a corpus of attacks and look-alike benign texts
 bench-injection: $(STAMP)
