@@ -224,6 +224,9 @@ def main() -> int:
                 **_redis(client, run.prefix),
             }
             print(_line(final), flush=True)
+            final["unfinished"] = _unfinished(orc)
+            for described in final["unfinished"]:
+                print(f"  unfinished: {described}", flush=True)
         finally:
             workers.stop()
             orc.close()
@@ -253,6 +256,35 @@ def main() -> int:
         )
     )
     return 0 if all(ok for ok, _ in verdicts.values()) else 1
+
+
+def _unfinished(orc: Any, most: int = 20) -> list[str]:
+    """What each run still unfinished is waiting on: its workflow, status, and every step's
+    node, status, attempt, error kind and lease (at most ``most`` runs)."""
+    from sqlmodel import col, select
+
+    from storage.db import session_scope
+    from storage.models import StepRow, WorkflowRow
+
+    with session_scope(orc.database_url) as session:
+        runs = session.exec(
+            select(WorkflowRow)
+            .where(col(WorkflowRow.finished_at).is_(None))
+            .order_by(col(WorkflowRow.created_at))
+            .limit(most)
+        ).all()
+        said = []
+        for run in runs:
+            steps = session.exec(
+                select(StepRow).where(StepRow.workflow_id == run.id).order_by(col(StepRow.position))
+            ).all()
+            described = "; ".join(
+                f"{s.node or s.agent_id} {s.status} attempt {s.attempt} "
+                f"{s.error_kind or ''} lease {s.lease_until} due {s.due_at}"
+                for s in steps
+            )
+            said.append(f"{run.id} {run.name} {run.status}: {described}")
+    return said
 
 
 def _failed(counts: dict[str, int]) -> int:
