@@ -239,9 +239,11 @@ class Agent(_Definition):
             )
         return tuple(value)
 
-    @property
+    @cached_property
     def tool_specs(self) -> tuple[ToolSpec, ...]:
-        """What the agent's tools are and do, each derived once."""
+        """What the agent's tools are and do, derived once per agent (a plain function's spec
+        is built anew by each ``spec_of``: its schema, its model of the arguments), however
+        often the tool loop and the coordinator's decisions ask."""
         return tuple(spec_of(function) for function in self.tools)
 
     @model_validator(mode="after")

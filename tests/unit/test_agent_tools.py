@@ -18,6 +18,7 @@ def test_an_agent_keeps_its_tools_and_what_each_declares() -> None:
         ("refund", True, True),
     ]
     assert agent.max_tool_turns == 10
+    assert agent.tool_specs is agent.tool_specs  # derived once: the sweep and each turn ask
 
 
 def _local_tool() -> object:
