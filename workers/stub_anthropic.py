@@ -85,11 +85,11 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from workers.providers.base import REQUEST_KEY_HEADER
 
@@ -166,15 +166,28 @@ class StubState:
         self._in_flight = 0
         self._in_flight_max = 0
 
-    def entered(self) -> None:
-        """A messages call was received: it is in flight until ``left``."""
+    @contextlib.contextmanager
+    def answering(self, reply: Reply) -> Iterator[None]:
+        """While a server waits to send ``reply``: a messages call (one with ``sent``) is in
+        flight, and once the wait is over, counted as answered. Both servers wait in it."""
+        if reply.sent is None:
+            yield
+            return
         with self._lock:
             self._in_flight += 1
             self._in_flight_max = max(self._in_flight_max, self._in_flight)
+        try:
+            yield
+            reply.sent()
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
-    def left(self) -> None:
+    @property
+    def in_flight(self) -> int:
+        """Messages calls received and not answered yet."""
         with self._lock:
-            self._in_flight -= 1
+            return self._in_flight
 
     def script(self, responses: list[dict[str, Any]]) -> None:
         """Answer the next calls with ``responses``, in order. Raises ``ValueError`` for an
@@ -676,18 +689,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply = self.server.app.handle(method, self.path, headers, raw)
         state = self.server.app.state
-        call = reply.sent is not None  # a messages call: it is in flight until answered
-        if call:
-            state.entered()
-        try:
+        with state.answering(reply):
             # Stopping the server wakes this wait; the reply then goes to a client that has gone.
             if reply.wait_s > 0:
                 state.stopping.wait(reply.wait_s)
-            if reply.sent is not None:
-                reply.sent()
-        finally:
-            if call:
-                state.left()
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
@@ -749,13 +754,46 @@ class _StubHTTPServer(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)
 
 
-class StubAnthropicServer:
-    """The stub on a free 127.0.0.1 port in a background thread; a context manager.
+class StubServer:
+    """What every stub server offers: ``start`` and ``stop`` (a context manager does both), and
+    ``script``, ``stats`` and ``reset``, which act on the running server directly (the
+    ``/_stub/*`` endpoints do the same for a stub in another process). ``base_url`` is what to
+    hand the SDK (or ``AGENTYARD_ANTHROPIC_BASE_URL``)."""
 
-    ``base_url`` is what to hand the SDK (or ``AGENTYARD_ANTHROPIC_BASE_URL``). ``script``,
-    ``stats`` and ``reset`` act on the running server directly; the ``/_stub/*`` endpoints do the
-    same for a stub in another process.
-    """
+    state: StubState
+    port: int
+    base_url: str
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def script(self, responses: list[dict[str, Any]]) -> None:
+        self.state.script(responses)
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.stats()
+
+    def reset(self) -> None:
+        self.state.reset()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class StubAnthropicServer(StubServer):
+    """The stub on a free 127.0.0.1 port, a thread per connection, served from a background
+    thread."""
 
     def __init__(
         self,
@@ -772,7 +810,7 @@ class StubAnthropicServer:
         self.base_url = f"http://{self.host}:{self.port}"
         self._thread: threading.Thread | None = None
 
-    def start(self) -> StubAnthropicServer:
+    def start(self) -> Self:
         self._thread = threading.Thread(
             target=self.serve_forever, name=f"stub-anthropic-{self.port}", daemon=True
         )
@@ -791,26 +829,6 @@ class StubAnthropicServer:
             self._thread = None
         self._httpd.drop_connections()
         self._httpd.server_close()
-
-    def script(self, responses: list[dict[str, Any]]) -> None:
-        self.state.script(responses)
-
-    def stats(self) -> dict[str, Any]:
-        return self.state.stats()
-
-    def reset(self) -> None:
-        self.state.reset()
-
-    def __enter__(self) -> StubAnthropicServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve(

@@ -22,12 +22,18 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any
+from typing import Self
 
 import h11
 
-from workers.stub_anthropic import MIN_CACHE_TOKENS, Reply, StubApp, StubState, trickled
+from workers.stub_anthropic import (
+    MIN_CACHE_TOKENS,
+    Reply,
+    StubApp,
+    StubServer,
+    StubState,
+    trickled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ BACKLOG = 4096  # connections the kernel queues before the loop accepts them
 STOP_GRACE_S = 5.0  # how long stopping waits for the calls in flight to be answered
 
 
-class AsyncStubServer:
+class AsyncStubServer(StubServer):
     """The stub on a free 127.0.0.1 port, its event loop on a background thread."""
 
     def __init__(
@@ -58,7 +64,7 @@ class AsyncStubServer:
         self._ready = threading.Event()
         self._failed: BaseException | None = None
 
-    def start(self) -> AsyncStubServer:
+    def start(self) -> Self:
         self._thread = threading.Thread(
             target=self.serve_forever, name="stub-anthropic-asyncio", daemon=True
         )
@@ -94,7 +100,7 @@ class AsyncStubServer:
             self.state.stopping.set()
             # The calls in flight are answered now (their waits end); then every connection goes.
             deadline = asyncio.get_running_loop().time() + STOP_GRACE_S
-            while self.state.stats()["in_flight"] and asyncio.get_running_loop().time() < deadline:
+            while self.state.in_flight and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.01)
             for writer in list(self._writers):
                 writer.close()
@@ -106,26 +112,6 @@ class AsyncStubServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-
-    def script(self, responses: list[dict[str, Any]]) -> None:
-        self.state.script(responses)
-
-    def stats(self) -> dict[str, Any]:
-        return self.state.stats()
-
-    def reset(self) -> None:
-        self.state.reset()
-
-    def __enter__(self) -> AsyncStubServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- one connection ------------------------------------------------------------------------
 
@@ -156,17 +142,9 @@ class AsyncStubServer:
     async def _answer(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, reply: Reply
     ) -> None:
-        call = reply.sent is not None  # a messages call: it is in flight until answered
-        if call:
-            self.state.entered()
-        try:
+        with self.state.answering(reply):
             if reply.wait_s > 0:
                 await self._wait(reply.wait_s)
-            if reply.sent is not None:
-                reply.sent()
-        finally:
-            if call:
-                self.state.left()
         data, headers = reply.encoded()
         writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)))
         if reply.trickle_s <= 0:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from workers.stub_anthropic import StubAnthropicServer
+from workers.stub_anthropic import StubAnthropicServer, StubServer
 from workers.stub_anthropic_async import AsyncStubServer
 
 HEADERS = {"x-api-key": "test-key", "anthropic-version": "2023-06-01"}
@@ -25,10 +25,10 @@ REQUEST = {
 
 
 @pytest.fixture(params=["threads", "asyncio"])
-def stub(request: pytest.FixtureRequest) -> Iterator[StubAnthropicServer]:
+def stub(request: pytest.FixtureRequest) -> Iterator[StubServer]:
     server = StubAnthropicServer() if request.param == "threads" else AsyncStubServer()
     with server:
-        yield server  # type: ignore[misc]  # the same endpoints and attributes
+        yield server
 
 
 def call(
