@@ -37,11 +37,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import urllib.request
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +52,7 @@ from bench.harness import (  # noqa: E402  (needs the path set above)
     bench_run,
     start_workers,
     worker_processes,
+    write_results,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -258,20 +257,7 @@ def main() -> int:
             f"{(1 - loop_ratio) * 100:.1f}%; prompt tokens in all {on['tokens']['prompt_in_all']} "
             f"cached, {off['tokens']['prompt_in_all']} uncached"
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": platform.platform(),
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "runs": runs,
-                "ratios": ratios,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    write_results(args.output, args, runs=runs, ratios=ratios)
     print(f"wrote {args.output}")
     return 0
 

@@ -20,9 +20,7 @@ table and writes bench/results/first_calls.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +36,7 @@ from bench.harness import (  # noqa: E402  (needs the path set above)
     add_server_options,
     bench_run,
     worker_processes,
+    write_results,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -172,15 +171,12 @@ def main() -> int:
         StubAnthropicServer(latency_s=args.latency) as stub,
         bench_run(args.postgres_url, args.redis_url, stem="first") as run,
     ):
-        env = {
-            "AGENTYARD_REDIS_URL": args.redis_url,
-            "AGENTYARD_DATABASE_URL": run.database_url,
-            "AGENTYARD_REDIS_KEY_PREFIX": run.prefix,
-            "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
-            "AGENTYARD_ANTHROPIC_API_KEY": "sk-bench",
-            "AGENTYARD_LOG_LEVEL": "WARNING",
-            "BENCH_TIMEOUT_S": str(args.timeout),
-        }
+        env = run.settings(
+            args.redis_url,
+            AGENTYARD_ANTHROPIC_BASE_URL=stub.base_url,
+            AGENTYARD_ANTHROPIC_API_KEY="sk-bench",
+            BENCH_TIMEOUT_S=str(args.timeout),
+        )
         os.environ.update(env)
         import importlib
 
@@ -233,19 +229,7 @@ def main() -> int:
             f"| {mode} | {first_p50:.0f} / {first_max:.0f} | {warm_p50:.0f} / {warm_max:.0f} | "
             f"{ratio:.2f} | {start:.2f} |"
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": platform.platform(),
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "rounds": results,
-                "summary": summary,
-            },
-            indent=2,
-        )
-    )
+    write_results(args.output, args, rounds=results, summary=summary)
     return 0
 
 

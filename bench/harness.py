@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import platform
+import socket
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +94,17 @@ class BenchRun:
     db_name: str
     database_url: str
     workers: list[Any] = field(default_factory=list)
+
+    def settings(self, redis_url: str, **more: str) -> dict[str, str]:
+        """The ``AGENTYARD_*`` settings of this run's processes (its database and key prefix,
+        warnings only), and ``more``."""
+        return {
+            "AGENTYARD_REDIS_URL": redis_url,
+            "AGENTYARD_DATABASE_URL": self.database_url,
+            "AGENTYARD_REDIS_KEY_PREFIX": self.prefix,
+            "AGENTYARD_LOG_LEVEL": "WARNING",
+            **more,
+        }
 
 
 @contextlib.contextmanager
@@ -173,3 +188,47 @@ def start_workers(orc: Any, workers: list[Any], queues: Iterable[str]) -> None:
         missing = wanted - {q["name"] for q in consumed}
         if missing:
             raise RuntimeError(f"worker {worker_name} does not consume {sorted(missing)}")
+
+
+# -- what a process costs, and where the figures go -----------------------------------------------
+
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of one process (all its threads), in seconds; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of one process, in MB; 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nothing listens on now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_results(path: Path, args: argparse.Namespace, **figures: Any) -> None:
+    """A benchmark's figures as JSON at ``path``: when, on what machine, with which options."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.platform(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        **figures,
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n")

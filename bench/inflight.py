@@ -28,15 +28,12 @@ import importlib
 import json
 import math
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +44,13 @@ if str(ROOT) not in sys.path:
 from bench.harness import (  # noqa: E402  (needs the path set above)
     add_server_options,
     bench_run,
+    free_port,
+    process_cpu_s,
+    rss_mb,
     worker_processes,
+    write_results,
 )
-from bench.overhead import _proc_cpu, cpu_snapshot  # noqa: E402
+from bench.overhead import cpu_snapshot  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TEAM = "bench.first_calls_team:orc"
@@ -70,16 +71,10 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def stub_process(latency_s: float, logs: Path) -> Iterator[tuple[str, int]]:
     """The asyncio stub in a process of its own: (its base URL, its pid)."""
-    port = _free_port()
+    port = free_port()
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / "inflight-stub.log").open("w") as log:
         process = subprocess.Popen(
@@ -126,14 +121,9 @@ def _reset(url: str) -> None:
         pass
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+def _extra_cpu(coordinator_pid: int, stub_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the two processes ``cpu_snapshot`` does not count."""
+    return {"coordinator": process_cpu_s(coordinator_pid), "stub": process_cpu_s(stub_pid)}
 
 
 def one_level(
@@ -141,15 +131,12 @@ def one_level(
 ) -> dict[str, Any]:
     runs = math.ceil(level * (args.ramp + args.window + 4) / args.latency)
     with bench_run(args.postgres_url, args.redis_url, stem="inflight") as run:
-        env = {
-            "AGENTYARD_REDIS_URL": args.redis_url,
-            "AGENTYARD_DATABASE_URL": run.database_url,
-            "AGENTYARD_REDIS_KEY_PREFIX": run.prefix,
-            "AGENTYARD_ANTHROPIC_BASE_URL": stub_url,
-            "AGENTYARD_ANTHROPIC_API_KEY": "sk-bench",
-            "AGENTYARD_LOG_LEVEL": "WARNING",
-            "BENCH_TIMEOUT_S": str(args.timeout),
-        }
+        env = run.settings(
+            args.redis_url,
+            AGENTYARD_ANTHROPIC_BASE_URL=stub_url,
+            AGENTYARD_ANTHROPIC_API_KEY="sk-bench",
+            BENCH_TIMEOUT_S=str(args.timeout),
+        )
         os.environ.update(env)
         orc = importlib.reload(importlib.import_module("bench.first_calls_team")).orc
         orc.ensure_ready()
@@ -198,17 +185,23 @@ def one_level(
         time.sleep(args.ramp)
 
         before_stats, before_cpu = _stats(stub_url), cpu_snapshot(agent_pids)
-        before_extra = {"coordinator": _proc_cpu(coordinator_pid), "stub": _proc_cpu(stub_pid)}
+        before_extra = {
+            "coordinator": process_cpu_s(coordinator_pid),
+            "stub": process_cpu_s(stub_pid),
+        }
         began = time.monotonic()
         in_flight: list[int] = []
         rss: list[float] = []
         while time.monotonic() - began < args.window:
             in_flight.append(int(_stats(stub_url)["in_flight"]))
-            rss.append(sum(_rss_mb(pid) for pid in agent_pids))
+            rss.append(sum(rss_mb(pid) for pid in agent_pids))
             time.sleep(SAMPLE_S)
         took = time.monotonic() - began
         after_stats, after_cpu = _stats(stub_url), cpu_snapshot(agent_pids)
-        after_extra = {"coordinator": _proc_cpu(coordinator_pid), "stub": _proc_cpu(stub_pid)}
+        after_extra = {
+            "coordinator": process_cpu_s(coordinator_pid),
+            "stub": process_cpu_s(stub_pid),
+        }
         left = int(_stats(stub_url)["calls"])
         orc.close()
 
@@ -289,19 +282,7 @@ def main() -> int:
             f"goal {GOAL_LEVEL} in flight at 90 % of ideal: {'met' if met else 'NOT met'} "
             f"({goal['share_of_ideal']:.0%})"
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": platform.platform(),
-                "cores": os.cpu_count(),
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "levels": results,
-            },
-            indent=2,
-        )
-    )
+    write_results(args.output, args, cores=os.cpu_count(), levels=results)
     return 0
 
 

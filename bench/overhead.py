@@ -40,8 +40,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402  (needs the path set above)
+    CLOCK_TICKS_PER_S,
     add_server_options,
     bench_run,
+    process_cpu_s,
     start_workers,
     worker_processes,
 )
@@ -196,18 +198,6 @@ def throughput(
     }
 
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_cpu(pid: int) -> float:
-    """utime + stime of one process (all its threads), in seconds; 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
 def cpu_snapshot(worker_pids: list[int]) -> dict[str, float]:
     """CPU seconds so far of: the workers, every postgres and redis-server process, this driver,
     and the machine (all cores, busy time). Linux only; empty elsewhere."""
@@ -222,14 +212,14 @@ def cpu_snapshot(worker_pids: list[int]) -> dict[str, float]:
         except OSError:
             continue
         if comm == "postgres":
-            groups["postgres"] += _proc_cpu(int(entry.name))
+            groups["postgres"] += process_cpu_s(int(entry.name))
         elif comm == "redis-server":
-            groups["redis"] += _proc_cpu(int(entry.name))
-    groups["workers"] = sum(_proc_cpu(pid) for pid in worker_pids)
-    groups["driver"] = _proc_cpu(os.getpid())
+            groups["redis"] += process_cpu_s(int(entry.name))
+    groups["workers"] = sum(process_cpu_s(pid) for pid in worker_pids)
+    groups["driver"] = process_cpu_s(os.getpid())
     cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     busy = sum(int(v) for v in cpu[:8]) - int(cpu[3]) - int(cpu[4])  # minus idle and iowait
-    groups["machine_busy"] = busy / _TICK
+    groups["machine_busy"] = busy / CLOCK_TICKS_PER_S
     return groups
 
 

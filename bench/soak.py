@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import random
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import add_server_options, bench_run  # noqa: E402  (needs the path set above)
+from bench.harness import (  # noqa: E402  (needs the path set above)
+    add_server_options,
+    bench_run,
+    rss_mb,
+    write_results,
+)
 
 RESULTS = ROOT / "bench" / "results"
 TEAM = "bench.soak_team:orc"
@@ -108,16 +110,6 @@ class Workers:
             worker.stop(grace_s=20)
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def _counts(orc: Any, ids: list[str]) -> dict[str, int]:
     from sqlalchemy import func, text
     from sqlmodel import select
@@ -163,12 +155,7 @@ def main() -> int:
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with bench_run(args.postgres_url, args.redis_url, stem="soak") as run:
-        env = {
-            "AGENTYARD_REDIS_URL": args.redis_url,
-            "AGENTYARD_DATABASE_URL": run.database_url,
-            "AGENTYARD_REDIS_KEY_PREFIX": run.prefix,
-            "AGENTYARD_LOG_LEVEL": "WARNING",
-        }
+        env = run.settings(args.redis_url)
         os.environ.update(env)
         import importlib
 
@@ -203,7 +190,7 @@ def main() -> int:
                         **_counts(orc, ids),
                         **_redis(client, run.prefix),
                         **{
-                            f"rss_mb:{role}": round(_rss_mb(w.pid), 1)
+                            f"rss_mb:{role}": round(rss_mb(w.pid), 1)
                             for role, w in workers.by_role.items()
                         },
                     }
@@ -240,20 +227,13 @@ def main() -> int:
     )
     for name, (ok, said) in verdicts.items():
         print(f"  {'ok  ' if ok else 'FAIL'} {name}: {said}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": platform.platform(),
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "kills": kills,
-                "samples": samples,
-                "final": final,
-                "verdicts": {k: {"ok": ok, "said": said} for k, (ok, said) in verdicts.items()},
-            },
-            indent=2,
-        )
+    write_results(
+        args.output,
+        args,
+        kills=kills,
+        samples=samples,
+        final=final,
+        verdicts={k: {"ok": ok, "said": said} for k, (ok, said) in verdicts.items()},
     )
     return 0 if all(ok for ok, _ in verdicts.values()) else 1
 

@@ -16,13 +16,10 @@ rounds), and writes bench/results/submit.json. The goal: 2 000 runs/s or more fr
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import add_server_options, bench_run  # noqa: E402  (needs the path set above)
+from bench.harness import (  # noqa: E402  (needs the path set above)
+    add_server_options,
+    bench_run,
+    write_results,
+)
 
 RESULTS = ROOT / "bench" / "results"
 GOAL_RUNS_PER_S = 2000
@@ -68,14 +69,7 @@ def main() -> int:
     args = _parse()
     rounds: list[dict[str, float]] = []
     with bench_run(args.postgres_url, args.redis_url, stem="submit") as run:
-        os.environ.update(
-            {
-                "AGENTYARD_REDIS_URL": args.redis_url,
-                "AGENTYARD_DATABASE_URL": run.database_url,
-                "AGENTYARD_REDIS_KEY_PREFIX": run.prefix,
-                "AGENTYARD_LOG_LEVEL": "WARNING",
-            }
-        )
+        os.environ.update(run.settings(args.redis_url))
         import importlib
 
         orc = importlib.import_module("bench.first_calls_team").orc
@@ -108,19 +102,7 @@ def main() -> int:
         f"({summary['ratio']:.1f}x)"
     )
     print(f"goal {GOAL_RUNS_PER_S} runs/s from submit_many: {'met' if met else 'NOT met'}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": platform.platform(),
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "rounds": rounds,
-                "summary": summary,
-            },
-            indent=2,
-        )
-    )
+    write_results(args.output, args, rounds=rounds, summary=summary)
     return 0
 
 

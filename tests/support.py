@@ -1,7 +1,9 @@
-"""Helpers shared by the tests: an in-process bus that keeps messages in memory, and its driver."""
+"""Helpers shared by the tests: an in-process bus that keeps messages in memory, its driver,
+and a free port."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from typing import Any
@@ -93,3 +95,10 @@ def commands_read(monkeypatch: pytest.MonkeyPatch, orc: Orchestrator) -> None:
     ``AGENTYARD_DATABASE_URL`` (and, since the servers go together, a Redis URL) would."""
     monkeypatch.setenv("AGENTYARD_DATABASE_URL", orc.database_url)
     monkeypatch.setenv("AGENTYARD_REDIS_URL", orc.settings.redis_url or "memory://")
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nothing listens on now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

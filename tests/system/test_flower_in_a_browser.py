@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from orchestration import Orchestrator, WorkflowStatus
+from tests.support import free_port
 from tests.system.conftest import ROOT, TEAM, started_workers, stub_env
 from workers.stub_anthropic import StubAnthropicServer
 
@@ -81,12 +82,6 @@ def _chromium() -> Path:
             pytest.fail(f"CI: {message}", pytrace=False)
         pytest.skip(message)
     return CHROMIUM
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _until(
@@ -155,7 +150,7 @@ def workers(
 @pytest.fixture
 def flower(tmp_path: Path, env: dict[str, str], workers: None) -> Iterator[FlowerProcess]:
     """`agentyard flower` on a free port, with basic auth from the environment; its base URL."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "flower.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -7,7 +7,6 @@ gauges with what the test put in Redis."""
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from orchestration.pricing import usd_to_micro
 from storage.budget_store import Cap
 from storage.db import session_scope
 from storage.models import TraceRow
+from tests.support import free_port
 from tests.system.conftest import ROOT, TEAM, stub_env
 from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
@@ -32,12 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.system]
 MODEL = "claude-haiku-4-5"
 AGENTS = ("researcher", "writer", "reviewer")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _scrape(port: int, keep: Path | None = None) -> Samples:
@@ -78,7 +72,7 @@ class Workers:
 
 @pytest.fixture
 def workers(tmp_path: Path, env: dict[str, str], orc: Orchestrator) -> Iterator[Workers]:
-    coordinator_port, agents_port = _free_port(), _free_port()
+    coordinator_port, agents_port = free_port(), free_port()
     coordinator = WorkerProcess(
         TEAM,
         "--coordinator",

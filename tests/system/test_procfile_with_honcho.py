@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port
 from tests.system.conftest import ROOT, agentyard, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(300)]
@@ -27,18 +27,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(3
 PROCFILE = ROOT / "Procfile"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _with_free_ports(text: str) -> tuple[str, int]:
     """The Procfile with each --metrics-port and --port a free one; and Flower's."""
     ports: dict[str, int] = {}
 
     def free(match: re.Match[str]) -> str:
-        ports[match.group(0)] = port = _free_port()
+        ports[match.group(0)] = port = free_port()
         return f"{match.group(1)} {port}"
 
     changed = re.sub(r"(--metrics-port|--port) (\d+)", free, text)

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -59,6 +58,7 @@ from tests.readme_snippets import (
     WriteFile,
     readme_plan,
 )
+from tests.support import free_port
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(420)]
 
@@ -133,7 +133,7 @@ class ReadmeSession:
         self.logs.mkdir()
         self._monkeypatch = monkeypatch
         self._servers = {"AGENTYARD_REDIS_URL": redis_url, "AGENTYARD_DATABASE_URL": database_url}
-        self.ports = {port: _free_port() for port in README_PORTS}
+        self.ports = {port: free_port() for port in README_PORTS}
         self.namespace: dict[str, Any] = {"__name__": "__readme__"}
         self.running: list[Running] = []
         self._starting: list[Running] = []
@@ -351,12 +351,6 @@ class ReadmeSession:
 
     def stub(self) -> Running:
         return next(p for p in self.running if p.step.kind == "stub")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _answers_http(running: Running) -> bool:

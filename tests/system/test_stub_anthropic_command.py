@@ -9,19 +9,14 @@ import time
 
 import pytest
 
+from tests.support import free_port
 from workers.providers.anthropic_provider import AnthropicProvider
 from workers.providers.base import ChatMessage, ModelRequest
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("server", [(), ("--asyncio",)], ids=["threads", "asyncio"])
 def test_the_stub_command_serves_the_messages_api_to_the_real_sdk(server: tuple[str, ...]) -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestration.cli", "stub-anthropic", "--port", str(port), *server],
         stdout=subprocess.DEVNULL,

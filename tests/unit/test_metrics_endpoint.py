@@ -17,7 +17,7 @@ from bus.broker_view import BrokerView
 from orchestration import Agent, Orchestrator, Settings, Workflow, cli
 from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore, Cap
-from tests.support import InlineBus
+from tests.support import InlineBus, free_port
 from workers.logging import configure_logging
 from workers.metrics import WorkerMetrics
 
@@ -43,12 +43,6 @@ def _scrape(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ..
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_queue_depth_sums_every_priority_band_of_each_queue() -> None:
@@ -196,7 +190,7 @@ def _orchestrator(settings: Settings) -> Orchestrator:
 def test_a_worker_of_the_team_serves_metrics_as_it_starts_on_the_configured_port(
     unit_settings: Settings,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     orc = _orchestrator(unit_settings.model_copy(update={"metrics_port": port}))
     other = _orchestrator(unit_settings)
     try:
