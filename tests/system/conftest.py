@@ -20,6 +20,11 @@ from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
 TEAM = "tests.system.sample_team:orc"
+# A coordinator and a worker of every agent, two threads each: what most system tests run.
+COORDINATOR_AND_AGENTS = (
+    ("--coordinator", "--concurrency", "2"),
+    ("--all-agents", "--concurrency", "2"),
+)
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 

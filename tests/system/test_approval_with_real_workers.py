@@ -22,7 +22,7 @@ from storage.db import session_scope
 from storage.embedded import EmbeddedRedis
 from storage.models import ApprovalRow, StepRow, TraceRow, as_utc
 from tests.conftest import Webhook
-from tests.system.conftest import Fleet, agentyard, started_workers, until
+from tests.system.conftest import COORDINATOR_AND_AGENTS, Fleet, agentyard, started_workers, until
 from workers.processes import wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(300)]
@@ -154,9 +154,7 @@ def test_a_run_waits_at_its_gate_through_kills_and_a_redis_flush_and_goes_on_onc
 
 @pytest.fixture
 def workers(orc: Orchestrator, env: dict[str, str], tmp_path: Path) -> Iterator[None]:
-    coordinator = ("--coordinator", "--concurrency", "2")
-    agents = ("--all-agents", "--concurrency", "2")
-    with started_workers(orc, env, tmp_path, coordinator, agents, team=TEAM):
+    with started_workers(orc, env, tmp_path, *COORDINATOR_AND_AGENTS, team=TEAM):
         yield
 
 

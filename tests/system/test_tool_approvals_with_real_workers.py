@@ -14,7 +14,6 @@ through the real SDK to the stub server:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,13 +23,19 @@ from sqlmodel import col, select
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import ApprovalRow, TraceRow, as_utc
-from tests.system.conftest import Fleet, agentyard, started_workers, until
+from tests.system.conftest import (
+    COORDINATOR_AND_AGENTS,
+    Fleet,
+    agentyard,
+    started_workers,
+    until,
+)
+from tests.system.tool_support import TEAM, lines, tool_team, tool_team_env, uses
 from workers.processes import wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.system, pytest.mark.timeout(300)]
 
-TEAM = "tests.system.tool_team:orc"
 WAIT_S = 60.0
 
 
@@ -41,37 +46,20 @@ def outbox(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def extra_env(stub: StubAnthropicServer, outbox: Path) -> dict[str, str]:
-    return {
-        "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
-        "AGENTYARD_ANTHROPIC_API_KEY": "sk-stub",
-        "AGENTYARD_SWEEP_INTERVAL_S": "0.5",
-        "TOOL_TEAM_FILE": str(outbox),
-        "TOOL_TEAM_NAME": "tool-approvals",
-    }
+    return tool_team_env(
+        stub, outbox, AGENTYARD_SWEEP_INTERVAL_S="0.5", TOOL_TEAM_NAME="tool-approvals"
+    )
 
 
 @pytest.fixture
 def orc(env: dict[str, str]) -> Orchestrator:
-    import tests.system.tool_team as module
-
-    return importlib.reload(module).orc
+    return tool_team()
 
 
 @pytest.fixture
 def workers(orc: Orchestrator, env: dict[str, str], tmp_path: Path) -> Iterator[None]:
-    coordinator = ("--coordinator", "--concurrency", "2")
-    agents = ("--all-agents", "--concurrency", "2")
-    with started_workers(orc, env, tmp_path, coordinator, agents, team=TEAM):
+    with started_workers(orc, env, tmp_path, *COORDINATOR_AND_AGENTS, team=TEAM):
         yield
-
-
-def _uses(*calls: tuple[str, dict[str, object]]) -> dict[str, object]:
-    return {"tool_use": [{"name": name, "input": arguments} for name, arguments in calls]}
-
-
-def _lines(outbox: Path, kind: str) -> list[str]:
-    text = outbox.read_text() if outbox.exists() else ""
-    return [line for line in text.splitlines() if line.startswith(f"{kind} ")]
 
 
 PAYMENT = {"to": "Acme", "amount": 120.0}
@@ -84,7 +72,7 @@ def test_a_call_that_needs_approval_waits_through_kills_and_runs_once_approved_f
     stub: StubAnthropicServer,
     outbox: Path,
 ) -> None:
-    stub.script([_uses(("pay", PAYMENT)), {"text": "Acme paid."}, {"text": "Reviewed."}])
+    stub.script([uses(("pay", PAYMENT)), {"text": "Acme paid."}, {"text": "Reviewed."}])
     fleet = Fleet(env, tmp_path, team=TEAM)
     fleet.start("coordinator", "--coordinator", "--concurrency", "2")
     fleet.start("agents", "--all-agents", "--concurrency", "2")
@@ -100,7 +88,7 @@ def test_a_call_that_needs_approval_waits_through_kills_and_runs_once_approved_f
             '{"amount":120.0,"to":"Acme"}',
         )
         assert run.result().status is WorkflowStatus.WAITING_APPROVAL
-        assert _lines(outbox, "pay") == []  # not run
+        assert lines(outbox, "pay ") == []  # not run
         listed = agentyard(env, "approvals")
         assert listed.returncode == 0, listed.stderr
         assert run.id in listed.stdout and "pay" in listed.stdout
@@ -126,7 +114,7 @@ def test_a_call_that_needs_approval_waits_through_kills_and_runs_once_approved_f
         assert [(c.tool, c.arguments, c.is_error, c.runs) for c in payer.tool_calls] == [
             ("pay", PAYMENT, False, 1)
         ]
-        assert len(_lines(outbox, "pay")) == 1
+        assert len(lines(outbox, "pay ")) == 1
         with session_scope(orc.database_url) as session:
             row = session.exec(select(ApprovalRow).where(ApprovalRow.workflow_id == run.id)).one()
             traces = session.exec(
@@ -156,7 +144,7 @@ def test_a_rejected_call_never_runs_and_the_model_reads_who_rejected_it_and_why(
     workers: None, orc: Orchestrator, stub: StubAnthropicServer, outbox: Path
 ) -> None:
     stub.script(
-        [_uses(("pay", PAYMENT)), {"text": "The payment was refused."}, {"text": "Reviewed."}]
+        [uses(("pay", PAYMENT)), {"text": "The payment was refused."}, {"text": "Reviewed."}]
     )
     run = orc.submit("payout", "pay Acme's invoice of 120")
     until(lambda: orc.approvals.pending(run.id), "the payment waiting for approval")
@@ -168,14 +156,14 @@ def test_a_rejected_call_never_runs_and_the_model_reads_who_rejected_it_and_why(
     [call] = result.steps[0].tool_calls
     assert (call.tool, call.is_error) == ("pay", True)
     assert "bob rejected this call: Acme was paid last week" in (call.result or "")
-    assert _lines(outbox, "pay") == []
+    assert lines(outbox, "pay ") == []
     assert result.steps[0].output == "The payment was refused."
 
 
 def test_a_call_nobody_decides_in_time_is_refused_by_the_sweep(
     workers: None, orc: Orchestrator, stub: StubAnthropicServer, outbox: Path
 ) -> None:
-    stub.script([_uses(("pay", PAYMENT)), {"text": "Nobody approved it."}])
+    stub.script([uses(("pay", PAYMENT)), {"text": "Nobody approved it."}])
 
     run = orc.submit("hasty_payout", "pay Acme's invoice of 120")  # 2 s to decide, then reject
     result = run.wait(timeout=WAIT_S)
@@ -183,7 +171,7 @@ def test_a_call_nobody_decides_in_time_is_refused_by_the_sweep(
     assert result.status is WorkflowStatus.SUCCEEDED, result.error
     [call] = result.steps[0].tool_calls
     assert call.is_error and "nobody approved this call in time" in (call.result or "")
-    assert _lines(outbox, "pay") == []
+    assert lines(outbox, "pay ") == []
     with session_scope(orc.database_url) as session:
         row = session.exec(select(ApprovalRow).where(ApprovalRow.workflow_id == run.id)).one()
     assert (row.status, row.decided_by, row.on_timeout) == ("timed_out", None, "reject")
@@ -195,8 +183,8 @@ def test_untrusted_side_effects_wait_for_approval_when_the_workflow_says_so(
     email: dict[str, object] = {"to": "ada@example.com", "body": "Your order 7 is on its way"}
     stub.script(
         [
-            _uses(("look_up", {"order": 7})),  # no side effects: runs at once
-            _uses(("send_email", email)),  # side effects, after reading a tool's result
+            uses(("look_up", {"order": 7})),  # no side effects: runs at once
+            uses(("send_email", email)),  # side effects, after reading a tool's result
             {"text": "Ada told."},
         ]
     )
@@ -205,7 +193,7 @@ def test_untrusted_side_effects_wait_for_approval_when_the_workflow_says_so(
     until(lambda: orc.approvals.pending(run.id), "the email waiting for approval")
     [waiting] = orc.approvals.pending(run.id)
     assert (waiting.gate, waiting.kind) == ("send_email", "tool")
-    assert _lines(outbox, "email") == []
+    assert lines(outbox, "email ") == []
     orc.approve(run.id, "send_email", by="carol", subject_hash=waiting.subject_hash)
 
     result = run.wait(timeout=WAIT_S)
@@ -214,4 +202,4 @@ def test_untrusted_side_effects_wait_for_approval_when_the_workflow_says_so(
         ("look_up", False, 1),
         ("send_email", False, 1),
     ]
-    assert len(_lines(outbox, "email")) == 1
+    assert len(lines(outbox, "email ")) == 1

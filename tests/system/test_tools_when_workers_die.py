@@ -4,7 +4,6 @@ and another worker takes the step over."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,12 +12,12 @@ import pytest
 from orchestration import Orchestrator, WorkflowStatus
 from orchestration.results import WorkflowResult
 from tests.system.conftest import ROOT, until
+from tests.system.tool_support import TEAM, lines, tool_team, tool_team_env
 from workers.processes import WorkerProcess, wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
 
-TEAM = "tests.system.tool_team:orc"
 PAUSE_S = 6  # how long a tool takes the first time it runs: the kill comes meanwhile
 
 
@@ -29,26 +28,23 @@ def outbox(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def extra_env(stub: StubAnthropicServer, outbox: Path) -> dict[str, str]:
-    return {
-        "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
-        "AGENTYARD_ANTHROPIC_API_KEY": "sk-stub",
-        "TOOL_TEAM_NAME": "tools-killed",
-        "TOOL_TEAM_FILE": str(outbox),
-        "TOOL_TEAM_PAUSE_S": str(PAUSE_S),
-        "TOOL_TEAM_TIMEOUT_S": "4",
-        "AGENTYARD_LEASE_MARGIN_S": "1",
-        "AGENTYARD_SWEEP_INTERVAL_S": "0.5",
-        "AGENTYARD_VISIBILITY_TIMEOUT_S": "20",
-        "AGENTYARD_TASK_TIME_LIMIT_S": "15",
-        "AGENTYARD_LOST_REQUEST_AFTER_S": "3",
-    }
+    return tool_team_env(
+        stub,
+        outbox,
+        TOOL_TEAM_NAME="tools-killed",
+        TOOL_TEAM_PAUSE_S=str(PAUSE_S),
+        TOOL_TEAM_TIMEOUT_S="4",
+        AGENTYARD_LEASE_MARGIN_S="1",
+        AGENTYARD_SWEEP_INTERVAL_S="0.5",
+        AGENTYARD_VISIBILITY_TIMEOUT_S="20",
+        AGENTYARD_TASK_TIME_LIMIT_S="15",
+        AGENTYARD_LOST_REQUEST_AFTER_S="3",
+    )
 
 
 @pytest.fixture
 def orc(env: dict[str, str]) -> Orchestrator:
-    import tests.system.tool_team as module
-
-    return importlib.reload(module).orc
+    return tool_team()
 
 
 class Workers:
@@ -97,14 +93,6 @@ def _run_with_a_kill(
     return run.wait(timeout=90)
 
 
-def _lines(path: Path, prefix: str) -> list[str]:
-    return (
-        [line for line in path.read_text().splitlines() if line.startswith(prefix)]
-        if path.exists()
-        else []
-    )
-
-
 def test_a_tool_that_finished_before_the_kill_is_replayed_not_run_again(
     orc: Orchestrator, workers: Workers, stub: StubAnthropicServer, outbox: Path
 ) -> None:
@@ -123,8 +111,8 @@ def test_a_tool_that_finished_before_the_kill_is_replayed_not_run_again(
     assert result.status is WorkflowStatus.SUCCEEDED, result.error
     clerk = result.steps[0]
     assert clerk.output == "Ada was told." and clerk.attempt >= 2
-    assert len(_lines(outbox, "email ")) == 1  # sent once
-    assert len(_lines(Path(f"{outbox}.started"), "send_email ")) == 1  # started once
+    assert len(lines(outbox, "email ")) == 1  # sent once
+    assert len(lines(Path(f"{outbox}.started"), "send_email ")) == 1  # started once
     assert [(c.tool, c.runs, c.status) for c in clerk.tool_calls] == [
         ("send_email", 1, "succeeded")
     ]
@@ -142,13 +130,13 @@ def test_a_tool_with_side_effects_killed_while_it_runs_is_not_run_again(
     )
     started = Path(f"{outbox}.started")
 
-    result = _run_with_a_kill(orc, workers, stub, lambda: bool(_lines(started, "send_email ")))
+    result = _run_with_a_kill(orc, workers, stub, lambda: bool(lines(started, "send_email ")))
 
     assert result.status is WorkflowStatus.FAILED
     assert result.error is not None and "ToolOutcomeUnknown" in result.error
     assert "send_email" in result.error
-    assert len(_lines(started, "send_email ")) == 1  # started once, never again
-    assert _lines(outbox, "email ") == []  # and killed before it sent anything
+    assert len(lines(started, "send_email ")) == 1  # started once, never again
+    assert lines(outbox, "email ") == []  # and killed before it sent anything
     assert len(result.steps) == 1  # the reviewer was never asked
 
 
@@ -164,11 +152,11 @@ def test_an_idempotent_tool_killed_while_it_runs_runs_again_with_the_same_key(
     )
     started = Path(f"{outbox}.started")
 
-    result = _run_with_a_kill(orc, workers, stub, lambda: bool(_lines(started, "refund ")))
+    result = _run_with_a_kill(orc, workers, stub, lambda: bool(lines(started, "refund ")))
 
     assert result.status is WorkflowStatus.SUCCEEDED, result.error
-    starts = _lines(started, "refund ")
+    starts = lines(started, "refund ")
     assert len(starts) == 2 and starts[0] == starts[1]  # run again, with the same key
-    assert len(_lines(outbox, "refund ")) == 1  # which the outside system deduplicated on
+    assert len(lines(outbox, "refund ")) == 1  # which the outside system deduplicated on
     [call] = result.steps[0].tool_calls
     assert (call.tool, call.runs, call.status) == ("refund", 2, "succeeded")

@@ -3,7 +3,6 @@ loop of three turns, a tool that raises, arguments the schema refuses, and max_t
 
 from __future__ import annotations
 
-import importlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +12,11 @@ import pytest
 from orchestration import Orchestrator, WorkflowStatus
 from orchestration.run_trace import load_run_trace
 from orchestration.trace_report import console_for, trace_tree
-from tests.system.conftest import started_workers
+from tests.system.conftest import COORDINATOR_AND_AGENTS, started_workers
+from tests.system.tool_support import TEAM, tool_team, tool_team_env, uses
 from workers.stub_anthropic import StubAnthropicServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
-
-TEAM = "tests.system.tool_team:orc"
 
 
 @pytest.fixture
@@ -28,31 +26,18 @@ def outbox(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def extra_env(stub: StubAnthropicServer, outbox: Path) -> dict[str, str]:
-    return {
-        "AGENTYARD_ANTHROPIC_BASE_URL": stub.base_url,
-        "AGENTYARD_ANTHROPIC_API_KEY": "sk-stub",
-        "TOOL_TEAM_FILE": str(outbox),
-        "TOOL_TEAM_MAX_TOOL_TURNS": "3",
-    }
+    return tool_team_env(stub, outbox, TOOL_TEAM_MAX_TOOL_TURNS="3")
 
 
 @pytest.fixture
 def orc(env: dict[str, str]) -> Orchestrator:
-    import tests.system.tool_team as module
-
-    return importlib.reload(module).orc
+    return tool_team()
 
 
 @pytest.fixture
 def workers(orc: Orchestrator, env: dict[str, str], tmp_path: Path) -> Iterator[None]:
-    coordinator = ("--coordinator", "--concurrency", "2")
-    agents = ("--all-agents", "--concurrency", "2")
-    with started_workers(orc, env, tmp_path, coordinator, agents, team=TEAM):
+    with started_workers(orc, env, tmp_path, *COORDINATOR_AND_AGENTS, team=TEAM):
         yield
-
-
-def _uses(*calls: tuple[str, dict[str, object]]) -> dict[str, object]:
-    return {"tool_use": [{"name": name, "input": arguments} for name, arguments in calls]}
 
 
 def test_a_tool_loop_of_three_turns_runs_each_tool_once_and_answers(
@@ -60,8 +45,8 @@ def test_a_tool_loop_of_three_turns_runs_each_tool_once_and_answers(
 ) -> None:
     stub.script(
         [
-            _uses(("look_up", {"order": 7})),
-            _uses(("send_email", {"to": "ada@example.com", "body": "Your order 7 is on its way"})),
+            uses(("look_up", {"order": 7})),
+            uses(("send_email", {"to": "ada@example.com", "body": "Your order 7 is on its way"})),
             {"text": "Order 7 looked up and Ada told."},
             {"text": "Reviewed."},
         ]
@@ -96,7 +81,7 @@ def test_a_tool_that_raises_and_arguments_the_schema_refuses_come_back_as_errors
 ) -> None:
     stub.script(
         [
-            _uses(("explode", {"reason": "strike"}), ("look_up", {"order": "seven"})),
+            uses(("explode", {"reason": "strike"}), ("look_up", {"order": "seven"})),
             {"text": "I could not do it."},
             {"text": "Reviewed."},
         ]
@@ -115,7 +100,7 @@ def test_a_tool_that_raises_and_arguments_the_schema_refuses_come_back_as_errors
 def test_a_model_that_keeps_asking_for_tools_fails_the_step_at_max_tool_turns(
     workers: None, orc: Orchestrator, stub: StubAnthropicServer
 ) -> None:
-    stub.script([_uses(("look_up", {"order": n})) for n in range(1, 6)])
+    stub.script([uses(("look_up", {"order": n})) for n in range(1, 6)])
 
     result = orc.submit("service", "look every order up").wait(timeout=60)
 
