@@ -104,7 +104,7 @@ class BatchedInserts:
         self._waiting: dict[tuple[Any, tuple[str, ...]], list[Params]] = {}
 
     def run(self, statement: Any, params: Params | list[Params]) -> Result:
-        if getattr(statement, "is_insert", False) and not getattr(statement, "_returning", ()):
+        if getattr(statement, "is_insert", False) and not statement.returning_column_descriptions:
             for row in params if isinstance(params, list) else [params]:
                 self._waiting.setdefault((statement, tuple(sorted(row))), []).append(row)
             return Result([], 0)
