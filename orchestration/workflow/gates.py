@@ -21,6 +21,7 @@ from bus.envelope import APPROVERS, COORDINATOR, AgentMessage, MessageType
 from orchestration.workflow.graph import ApprovalNode, ToolApprovals
 from orchestration.workflow.state import ApprovalState, RunState
 from storage.models import ApprovalStatus, new_id
+from storage.tool_ledger import AwaitingCall
 
 GATE = "gate"  # an approval's kind: what a gate of the graph passes on
 TOOL = "tool"  # a tool call, before it runs
@@ -66,23 +67,22 @@ def ask_tool(
     policy: ToolApprovals,
     scope: str,
     step_id: str,
-    call: tuple[int, int, str, dict[str, Any]],
+    call: AwaitingCall,
     now: datetime,
 ) -> ApprovalState:
-    """The approval a tool call (``call``: its turn, index, tool and arguments) of step
-    ``step_id`` in the frame ``scope`` asks for, as the workflow's ``policy`` says: asked of
-    people by the tool's name, bound to its exact arguments."""
-    turn, index, tool, arguments = call
+    """The approval ``call``, a tool call of step ``step_id`` in the frame ``scope`` that waits
+    on the tool ledger, asks for, as the workflow's ``policy`` says: asked of people by the
+    tool's name, bound to its exact arguments."""
     due = None if policy.timeout_s is None else now + timedelta(seconds=policy.timeout_s)
     return ApprovalState(
         id=new_id(),
-        gate=tool,
+        gate=call.tool,
         scope=scope,
-        node=tool_node(step_id, turn, index),
+        node=tool_node(step_id, call.turn, call.index),
         kind=TOOL,
         on_timeout=policy.on_timeout,
-        subject=tool_subject(arguments),
-        subject_hash=tool_hash(tool, arguments),
+        subject=tool_subject(call.arguments),
+        subject_hash=tool_hash(call.tool, call.arguments),
         source_id=step_id,
         requested_at=now,
         due_at=due,

@@ -753,11 +753,7 @@ class Interpreter:
                 decided = decided or not kept.waiting
                 continue
             approval = gates.ask_tool(
-                self.graph.tool_approvals,
-                step.scope,
-                step.id,
-                (call.turn, call.index, call.tool, call.arguments),
-                self.now,
+                self.graph.tool_approvals, step.scope, step.id, call, self.now
             )
             self.store.add(approval)
             self._requested(approval)
