@@ -506,14 +506,7 @@ class Orchestrator:
     ) -> WorkflowRun:
         """Enqueue one run of ``workflow``; returns at once with a handle on the run. ``facts``
         is ground truth its checks may read (``RunView.facts``)."""
-        definition = self.team.workflow(workflow)
-        priorities.check(priority)
-        check_input(workflow, input, self.settings.max_input_chars)
-        given_facts = (
-            None if facts is None else check_facts(workflow, facts, self.settings.max_input_chars)
-        )
-        self.ensure_ready()
-        self._check_broker()
+        definition, given_facts = self._checked(workflow, [input], priority, facts)
         run, row = self._new_run(definition, input, priority, given_facts)
         coordinator = self.coordinator()
         with tracing.submit_span(run.id, definition.name):
@@ -557,17 +550,10 @@ class Orchestrator:
                 f"submit_many takes at most {MAX_SUBMIT_MANY} inputs at once, got {len(inputs)}: "
                 "submit them in batches"
             )
-        definition = self.team.workflow(workflow)
-        priorities.check(priority)
-        for input in inputs:
-            check_input(workflow, input, self.settings.max_input_chars)
-        given_facts = (
-            None if facts is None else check_facts(workflow, facts, self.settings.max_input_chars)
-        )
         if not inputs:
+            self._checked(workflow, inputs, priority, facts, ready=False)
             return []
-        self.ensure_ready()
-        self._check_broker()
+        definition, given_facts = self._checked(workflow, inputs, priority, facts)
         coordinator = self.coordinator()
         started = []
         with transaction(self.database_url) as tx:
@@ -592,6 +578,30 @@ class Orchestrator:
                 "after they were sent). Check AGENTYARD_REDIS_URL"
             )
         return [WorkflowRun(run.id, self.database_url) for run, _ in started]
+
+    def _checked(
+        self,
+        workflow: str,
+        inputs: Sequence[str],
+        priority: int,
+        facts: Sequence[str] | None,
+        *,
+        ready: bool = True,
+    ) -> tuple[Workflow, list[str] | None]:
+        """What runs of ``workflow`` are submitted with, each refused before anything is
+        written: the workflow, the priority, every input, the facts; then (``ready``) the
+        schema made and the broker answering. Returns the workflow and the facts as kept."""
+        definition = self.team.workflow(workflow)
+        priorities.check(priority)
+        for input in inputs:
+            check_input(workflow, input, self.settings.max_input_chars)
+        given_facts = (
+            None if facts is None else check_facts(workflow, facts, self.settings.max_input_chars)
+        )
+        if ready:
+            self.ensure_ready()
+            self._check_broker()
+        return definition, given_facts
 
     def _new_run(
         self, definition: Workflow, input: str, priority: int, facts: list[str] | None
