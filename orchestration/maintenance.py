@@ -7,7 +7,9 @@
   (``cut_off_calls.py``);
 - requests the broker lost are marked the same way: a step dispatched a while ago whose agent
   queue is empty and whose message no worker holds unacknowledged (kombu's Redis transport loses
-  a message popped by a worker that dies before recording it);
+  a message popped by a worker that dies before recording it), or whose message a worker took
+  long ago and never started (the worker died holding it, and the broker would give it back only
+  after its visibility timeout);
 - workflows with a retry that is due are advanced;
 - workflows with an approval past its due time (its ``on_timeout`` is to be applied), or one a
   person decided that the run has not gone on from (the decision's advance was lost), are
@@ -18,6 +20,7 @@ and each is followed by an ``advance`` so the coordinator decides what comes nex
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import structlog
@@ -72,6 +75,7 @@ class Maintenance:
         self._broker = broker
         self._idle_after_s = idle_after_s
         self._lost_after_s = settings.lost_request_after_s if lost_after_s is None else lost_after_s
+        self._unclaimed_after_s = settings.unclaimed_request_after_s
 
     def sweep(self) -> dict[str, int]:
         counts = {
@@ -157,23 +161,36 @@ class Maintenance:
             ).all()
         if not rows:
             return 0
-        held = self._broker.unacked_task_ids()
+        held = self._broker.held_since()
+        abandoned_before = time.time() - self._unclaimed_after_s
         empty_queues = {
             agent
             for agent in {step.ran_by or step.agent_id for step, _ in rows}
             if self._broker.queue_depth(agent_queue(agent)) == 0
         }
-        return sum(
-            self._fail_attempt(
-                step,
-                priority,
-                "message_lost",
-                f"the request for attempt {step.attempt} is neither queued nor held by a "
-                "worker (lost by the broker)",
-            )
-            for step, priority in rows
-            if (step.ran_by or step.agent_id) in empty_queues and step.request_id not in held
-        )
+        lost = 0
+        for step, priority in rows:
+            taken_at = held.get(step.request_id or "")
+            if taken_at is None and (step.ran_by or step.agent_id) in empty_queues:
+                lost += self._fail_attempt(
+                    step,
+                    priority,
+                    "message_lost",
+                    f"the request for attempt {step.attempt} is neither queued nor held by a "
+                    "worker (lost by the broker)",
+                )
+            elif taken_at is not None and taken_at < abandoned_before:
+                # Still dispatched: no worker started it. The claim fences the held copy off
+                # when the broker gives it back after the visibility timeout.
+                lost += self._fail_attempt(
+                    step,
+                    priority,
+                    "message_abandoned",
+                    f"the request for attempt {step.attempt} was taken from its queue "
+                    f"{time.time() - taken_at:.0f} s ago by a worker that never started it "
+                    "(the worker died holding it)",
+                )
+        return lost
 
     def _fail_attempt(
         self,

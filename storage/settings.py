@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         description="A request dispatched this long ago, with its queue empty and no worker "
         "holding it, was lost by the broker and is dispatched again.",
     )
+    unclaimed_request_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A request a worker took from its queue this long ago and never started "
+        "belongs to a worker that died holding it, and is dispatched again (the broker would give "
+        "it back only after the visibility timeout). A live worker starts what it takes at once.",
+    )
     sweep_interval_s: float = Field(default=5.0, description="Period of the maintenance sweep.")
     sweep_lease_s: float = Field(
         default=10.0,

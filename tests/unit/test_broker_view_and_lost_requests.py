@@ -42,6 +42,19 @@ def test_unacked_task_ids_are_read_from_the_unacked_hash(fake: fakeredis.FakeRed
     assert BrokerView(fake, prefix="p:").unacked_task_ids() == {"m1", "m3"}
 
 
+def test_held_since_says_when_a_worker_took_each_message_it_holds(
+    fake: fakeredis.FakeRedis,
+) -> None:
+    fake.hset("p:unacked", mapping={"tag1": _unacked("m1"), "tag2": _unacked("m2")})
+    fake.zadd("p:unacked_index", {"tag1": 1000.5})
+    before = time.time()
+
+    held = BrokerView(fake, prefix="p:").held_since()
+
+    assert held["m1"] == 1000.5
+    assert held["m2"] >= before  # kombu has not indexed it yet: taken just now
+
+
 def _dispatched_writer(inline_team: TeamFactory, fake: fakeredis.FakeRedis):  # type: ignore[no-untyped-def]
     orc, bus = inline_team(
         Agent(id="writer", model="offline:echo"),
@@ -83,6 +96,40 @@ def test_a_request_a_live_worker_holds_is_left_alone(
     _orc, bus, run, maintenance = _dispatched_writer(inline_team, fake)
     request_id = bus.sent[-1].id
     fake.hset("unacked", "tag", _unacked(request_id))
+
+    assert maintenance.sweep()["lost_requests"] == 0
+    assert run.result().steps[0].attempt == 1
+
+
+def test_a_request_a_worker_took_long_ago_and_never_started_is_dispatched_again(
+    inline_team: TeamFactory, fake: fakeredis.FakeRedis
+) -> None:
+    orc, bus, run, _ = _dispatched_writer(inline_team, fake)
+    request_id = bus.sent[-1].id
+    fake.hset("unacked", "tag", _unacked(request_id))
+    fake.zadd("unacked_index", {"tag": time.time() - 61})
+    settings = orc.settings.model_copy(update={"unclaimed_request_after_s": 60.0})
+    maintenance = Maintenance(bus, settings, BrokerView(fake), lost_after_s=0)
+
+    assert maintenance.sweep()["lost_requests"] == 1
+    step = run.result().steps[0]
+    assert step.status == "attempt_failed"
+    assert step.error is not None and "never started it" in step.error
+    drain(orc, bus)
+
+    result = run.result()
+    assert result.status is WorkflowStatus.SUCCEEDED
+    assert result.steps[0].attempt == 2
+
+
+def test_a_request_a_worker_took_moments_ago_is_left_alone_however_old_its_dispatch(
+    inline_team: TeamFactory, fake: fakeredis.FakeRedis
+) -> None:
+    orc, bus, run, _ = _dispatched_writer(inline_team, fake)
+    fake.hset("unacked", "tag", _unacked(bus.sent[-1].id))
+    fake.zadd("unacked_index", {"tag": time.time() - 5})
+    settings = orc.settings.model_copy(update={"unclaimed_request_after_s": 60.0})
+    maintenance = Maintenance(bus, settings, BrokerView(fake), lost_after_s=0)
 
     assert maintenance.sweep()["lost_requests"] == 0
     assert run.result().steps[0].attempt == 1
