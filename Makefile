@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/agentyard demo
 
-## make services: make sure Redis and PostgreSQL answer (starts or installs them if needed)
+## make services: make sure Redis, PostgreSQL and RabbitMQ answer (starts or installs them if needed)
 services:
 	@bash .ci/services
 

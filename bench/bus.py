@@ -162,11 +162,13 @@ class PlainCelery(Side):
     label = "celery"
 
     def __init__(self, team: ModuleType) -> None:
-        from bus.priorities import to_broker
+        from bus.brokers import broker_for
 
         self._team = team
         self._app = team.orc.celery
-        self._broker_priority = to_broker(PRIORITY)
+        self._broker_priority = broker_for(team.orc.settings.effective_broker_url).wire_priority(
+            PRIORITY
+        )
         self.envelope: dict[str, Any] = {}
 
     def prepare(self, batch: Batch) -> None:

@@ -1,7 +1,5 @@
-"""The one place where agentyard's priorities meet the broker's.
-
-agentyard (like RabbitMQ) uses 0..9 with 9 the most urgent. Celery's Redis transport emulates
-priorities with one list per step and serves 0 FIRST, so the mapping inverts the scale.
+"""agentyard's priorities: 0..9, 9 the most urgent (as RabbitMQ). How each broker reads them on
+the wire is ``bus.brokers``'s (Celery's Redis transport serves 0 first, so there it is inverted).
 """
 
 from __future__ import annotations
@@ -27,11 +25,6 @@ def check(priority: int) -> int:
             f"priority {priority!r} is outside {LOWEST}..{HIGHEST} ({HIGHEST} is the most urgent)"
         )
     return priority
-
-
-def to_broker(priority: int) -> int:
-    """agentyard priority (9 most urgent) -> Celery Redis priority (0 served first)."""
-    return HIGHEST - check(priority)
 
 
 def escalated(priority: int) -> int:

@@ -42,8 +42,8 @@ from celery import Celery
 from kombu.exceptions import BatchPublishError
 from pydantic import SecretStr
 
+from bus.brokers import broker_for
 from bus.envelope import AgentMessage, MessageType
-from bus.priorities import to_broker
 from bus.provenance import checked_all, sign_all
 from bus.routing import Route, route_for
 from storage import statements
@@ -116,6 +116,8 @@ class Bus:
         ``provenance_key`` signs and checks messages' provenance (None: claims of trusted text
         are sent unsigned and read as untrusted)."""
         self._app = app
+        # Priorities as the broker reads them (Redis serves 0 first, RabbitMQ 9).
+        self._wire_priority = broker_for(app.conf.broker_url if app else None).wire_priority
         self._sending = threading.local()  # the producer a batch of copies goes through
         self._database_url = database_url
         self._subscriptions = subscriptions
@@ -330,7 +332,7 @@ class Bus:
             producer=getattr(self._sending, "producer", None),
             kwargs={"envelope": wire.encode()},
             queue=route.queue,
-            priority=to_broker(message.priority),
+            priority=self._wire_priority(message.priority),
             task_id=task_id_for(message, recipient),
             headers=self.headers_for(message),
             argsrepr="()",

@@ -20,6 +20,7 @@ from redis import Redis, RedisError
 from bus import priorities
 from bus.ack_sweeper import AckSweeper
 from bus.broker_view import BrokerView
+from bus.brokers import RABBITMQ, QueueDepths, RabbitMQQueues, broker_for
 from bus.dead_letters import DeadLetters
 from bus.envelope import COORDINATOR, AgentMessage, is_step_request
 from bus.inbox import Delivery, Inbox, MessageHandler, Registration
@@ -243,7 +244,7 @@ class Orchestrator:
                     queues=self._queues,
                     breakers=self.breaker_store(),
                     budget=self.budget_store(),
-                    broker=self._broker_view(),
+                    broker=self._queue_depths(),
                 )
             return self._metrics
 
@@ -454,6 +455,12 @@ class Orchestrator:
         client = self._broker_client()
         return None if client is None else BrokerView(client, self.settings.redis_key_prefix)
 
+    def _queue_depths(self) -> QueueDepths | None:
+        """What reads the depth of the team's queues, on either broker (for the metrics)."""
+        if broker_for(self.settings.effective_broker_url) is RABBITMQ:
+            return RabbitMQQueues(lambda: self.celery.connection_for_read())
+        return self._broker_view()
+
     def deliver(
         self, recipient: str, message: AgentMessage, headers: Headers | None = None
     ) -> Delivery | None:
@@ -634,6 +641,9 @@ class Orchestrator:
     def _check_broker(self) -> None:
         """Refuse to record a run whose requests cannot be sent: the broker must answer first
         (a wrong URL, a database number Redis does not have, a Redis that is down)."""
+        if broker_for(self.settings.effective_broker_url) is RABBITMQ:
+            self._check_rabbitmq()
+            return
         client = self._broker_client()
         if client is None:
             return
@@ -645,6 +655,17 @@ class Orchestrator:
                 f"cannot reach the broker at {url} ({type(exc).__name__}: {exc}); nothing was "
                 "recorded. Check AGENTYARD_REDIS_URL (or AGENTYARD_BROKER_URL) and that Redis "
                 "is running there"
+            ) from None
+
+    def _check_rabbitmq(self) -> None:
+        try:
+            with self.celery.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=5)
+        except Exception as exc:  # kombu raises the transport's own errors
+            url = without_password(self.settings.effective_broker_url or "")
+            raise BrokerUnavailable(
+                f"cannot reach the broker at {url} ({type(exc).__name__}: {exc}); nothing was "
+                "recorded. Check AGENTYARD_BROKER_URL and that RabbitMQ is running there"
             ) from None
 
     @property

@@ -49,7 +49,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the audit database. Unset: SQLite under `home`.",
     )
     broker_url: str | None = Field(
-        default=None, description="Celery broker URL. Unset: the Redis URL."
+        default=None,
+        description="Where the queues are: Redis (redis://) or RabbitMQ (amqp://). "
+        "Unset: the Redis URL.",
     )
     redis_key_prefix: str = Field(
         default="",
@@ -171,6 +173,12 @@ class Settings(BaseSettings):
         description="'user:password' (several, comma-separated) Flower asks for. Unset: Flower "
         "asks for nothing, so keep it on a private network.",
     )
+    flower_broker_api: SecretStr | None = Field(
+        default=None,
+        description="RabbitMQ's management API, where Flower's Broker page reads the queues "
+        "(http://user:password@host:15672/api/). Unset: the broker's host, user and password "
+        "on port 15672.",
+    )
 
     def __init__(self, **values: Any) -> None:
         """Read the settings; any that cannot work raise ``InvalidSettings`` naming each
@@ -235,6 +243,15 @@ class Settings(BaseSettings):
                 "(postgresql://...), or unset AGENTYARD_REDIS_URL and AGENTYARD_BROKER_URL for "
                 "the embedded default"
             )
+        if (self.broker_url or "").split("://", 1)[0] in url_checks.AMQP_SCHEMES and not (
+            self.redis_url
+        ):
+            raise ValueError(
+                "AGENTYARD_BROKER_URL names RabbitMQ, and AGENTYARD_REDIS_URL is not set: the "
+                "queues can be on RabbitMQ, but the state every worker shares (spend caps, "
+                "breakers, acknowledgements) is in Redis. Set AGENTYARD_REDIS_URL to the Redis "
+                "the workers use"
+            )
         if self.database_url is not None and self.redis_url is None:
             raise ValueError(
                 "AGENTYARD_DATABASE_URL is set but AGENTYARD_REDIS_URL is not: the runs would "
@@ -283,7 +300,13 @@ def describe_errors(error: ValidationError) -> str:
 
 # Secrets (by field name, or by the environment alias they were read under).
 _NOT_ECHOED = frozenset(
-    {"anthropic_api_key", "flower_basic_auth", "agentyard_flower_basic_auth", "provenance_key"}
+    {
+        "anthropic_api_key",
+        "flower_basic_auth",
+        "agentyard_flower_basic_auth",
+        "flower_broker_api",
+        "provenance_key",
+    }
 )
 
 

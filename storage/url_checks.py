@@ -14,10 +14,11 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-# kombu's Redis transports, and its in-process one (tests and single-process use). Other brokers
-# (AMQP, SQS) are not supported: priorities and the lost-request check read Redis's own lists.
+# kombu's Redis transports, and its in-process one (tests and single-process use); RabbitMQ
+# through py-amqp. Other brokers (SQS, ...) are not supported (see bus.brokers).
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "memory")
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "memory", *AMQP_SCHEMES)
 SHARED_STATE_SCHEMES = (*REDIS_SCHEMES, "memory")
 DATABASE_DRIVERS = (
     "postgres",
@@ -67,7 +68,15 @@ def check_redis_url(url: str, schemes: tuple[str, ...] = SHARED_STATE_SCHEMES) -
 
 
 def check_broker_url(url: str) -> str:
-    return check_redis_url(url, BROKER_SCHEMES)
+    """A Redis URL (as ``check_redis_url``) or a RabbitMQ one:
+    ``amqp://user:password@host[:port]/[vhost]`` (``amqps://`` with TLS)."""
+    example = "amqp://user:password@host:5672/vhost"
+    if url.split("://", 1)[0] not in AMQP_SCHEMES:
+        return check_redis_url(url, BROKER_SCHEMES)
+    parts = _split(url, BROKER_SCHEMES, example)
+    if not parts.hostname:
+        raise ValueError(f"{_shown(url)} names no host; write it as {example}")
+    return url
 
 
 def check_database_url(url: str) -> str:

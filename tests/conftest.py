@@ -1,19 +1,23 @@
 """Fixtures. Unit tests use SQLite and no server; integration and system tests use a real Redis
-and PostgreSQL, each test with its own database or key prefix. Without a server they skip on a
-laptop and FAIL under CI (``CI`` set), so a missing server can never pass as green."""
+and PostgreSQL (and RabbitMQ, for those that run on both brokers), each test with its own
+database, key prefix or virtual host. Without a server they skip on a laptop and FAIL under CI
+(``CI`` set), so a missing server can never pass as green."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import threading
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import fakeredis
 import pytest
@@ -34,6 +38,12 @@ TEST_REDIS_URL = os.environ.get("AGENTYARD_TEST_REDIS_URL", "redis://127.0.0.1:6
 TEST_POSTGRES_URL = os.environ.get(
     "AGENTYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# The RabbitMQ server (no virtual host: each test makes one of its own through the management
+# API, on its port).
+TEST_RABBITMQ_URL = os.environ.get(
+    "AGENTYARD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672"
+)
+TEST_RABBITMQ_API_PORT = int(os.environ.get("AGENTYARD_TEST_RABBITMQ_API_PORT", "15672"))
 
 
 def _missing(what: str, error: Exception) -> None:
@@ -147,6 +157,42 @@ def redis_server_url() -> str:
     except redis.RedisError as exc:
         _missing(f"Redis at {TEST_REDIS_URL}", exc)
     return TEST_REDIS_URL
+
+
+def _rabbitmq_api(method: str, path: str, body: dict[str, str] | None = None) -> None:
+    """A call to RabbitMQ's management API (the plugin `make test` enables), as its user."""
+    parts = urlsplit(TEST_RABBITMQ_URL)
+    user, password = unquote(parts.username or "guest"), unquote(parts.password or "guest")
+    request = urllib.request.Request(
+        f"http://{parts.hostname}:{TEST_RABBITMQ_API_PORT}/api/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+@pytest.fixture
+def rabbitmq_url() -> Iterator[str]:
+    """A RabbitMQ virtual host of this test's own (its queues meet no other test's), its URL
+    yielded, deleted afterwards with everything in it."""
+    vhost = f"agentyard-test-{uuid.uuid4().hex[:10]}"
+    user = unquote(urlsplit(TEST_RABBITMQ_URL).username or "guest")
+    try:
+        _rabbitmq_api("PUT", f"vhosts/{vhost}")
+    except OSError as exc:
+        _missing(f"RabbitMQ's management API at {TEST_RABBITMQ_URL}", exc)
+    try:
+        _rabbitmq_api(
+            "PUT", f"permissions/{vhost}/{user}", {"configure": ".*", "write": ".*", "read": ".*"}
+        )
+        yield f"{TEST_RABBITMQ_URL}/{vhost}"
+    finally:
+        _rabbitmq_api("DELETE", f"vhosts/{vhost}")
 
 
 @pytest.fixture

@@ -3,8 +3,9 @@
 Durability first: acks late (a message leaves the queue only when its task is done), reject on
 worker lost (a killed worker gives its message back), prefetch 1 (a worker holds one message per
 slot, so priorities mean something), JSON only. Results live in PostgreSQL, not in a result
-backend. The broker's transport options are built here and nowhere else, so every producer, worker
-and Flower agrees on priority steps and key prefix.
+backend. The broker's own settings (``bus.brokers``: Redis's priority steps and key prefix,
+RabbitMQ's x-max-priority and publisher confirms) are applied here and nowhere else, so every
+producer, worker and Flower agrees on them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from bus.broker_view import SEP
-from bus.priorities import PRIORITY_STEPS
+from bus.brokers import broker_for
 from bus.routing import COORDINATOR_QUEUE
 from storage.errors import ConfigurationError
 from storage.settings import Settings
@@ -23,17 +23,10 @@ from workers import celery_programs  # noqa: F401  (takes Celery's logging set-u
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "priority_steps": PRIORITY_STEPS,
-        "sep": SEP,
-        "queue_order_strategy": "priority",
-        "visibility_timeout": settings.visibility_timeout_s,
-        # kombu 5.7: sweep for messages of dead consumers every 10 s instead of every 100 s.
-        "unacked_restore_interval": 10,
-        "unacked_restore_throttle": 1,
-    }
-    if settings.redis_key_prefix:
-        options["global_keyprefix"] = settings.redis_key_prefix
+    """The broker's transport options (on Redis: priority steps, separator, key prefix)."""
+    options: dict[str, Any] = broker_for(settings.effective_broker_url).celery_settings(settings)[
+        "broker_transport_options"
+    ]
     return options
 
 
@@ -56,7 +49,6 @@ def make_celery(name: str, settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
         task_time_limit=settings.task_time_limit_s,
         worker_send_task_events=True,
@@ -73,4 +65,6 @@ def make_celery(name: str, settings: Settings) -> Celery:
         # Flower and `celery inspect` show task arguments: ours are ids, never prompts or keys.
         task_protocol=2,
     )
+    # The broker's own: transport options, and on RabbitMQ x-max-priority on every queue.
+    app.conf.update(broker_for(broker).celery_settings(settings))
     return app

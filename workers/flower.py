@@ -10,23 +10,31 @@ Basic auth comes from ``AGENTYARD_FLOWER_BASIC_AUTH`` (``Settings.flower_basic_a
 reads it from its ``FLOWER_BASIC_AUTH`` environment variable, set in this process only: never
 on a command line, which ``ps`` shows to every user of the machine. Without it Flower asks for
 no password, and a warning says so.
+
+On RabbitMQ, Flower's Broker page reads the queues from RabbitMQ's management API
+(``AGENTYARD_FLOWER_BROKER_API``, by default the broker's host on port 15672 with its user and
+password), passed the same way as ``FLOWER_BROKER_API``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
 
 import structlog
 from celery import Celery
 from pydantic import SecretStr
 
+from bus.brokers import RABBITMQ, broker_for
 from storage.errors import ConfigurationError
 from storage.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 AUTH_VARIABLE = "FLOWER_BASIC_AUTH"  # Flower's own name for its basic_auth option
+BROKER_API_VARIABLE = "FLOWER_BROKER_API"  # and for its broker_api one (RabbitMQ's HTTP API)
+MANAGEMENT_PORT = 15672  # RabbitMQ management plugin's default
 
 
 @dataclass(frozen=True)
@@ -69,15 +77,35 @@ def basic_auth_entries(secret: SecretStr | None) -> list[str]:
     return entries
 
 
+def broker_api(settings: Settings) -> str | None:
+    """Where Flower reads RabbitMQ's queues (its management API), None on Redis: the setting,
+    or the broker's own host, user and password on the management plugin's port."""
+    broker = settings.effective_broker_url
+    if broker_for(broker) is not RABBITMQ:
+        return None
+    if settings.flower_broker_api is not None:
+        return settings.flower_broker_api.get_secret_value()
+    parts = urlsplit(broker or "")
+    user = unquote(parts.username or "guest")
+    password = unquote(parts.password or "guest")
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return f"http://{credentials}@{parts.hostname}:{MANAGEMENT_PORT}/api/"
+
+
 def flower_launch(settings: Settings, port: int, address: str) -> FlowerLaunch:
     """Flower's command line and environment for ``settings``, serving on ``address:port``."""
     argv = ["flower", f"--port={port}", f"--address={address}", "--enable_events=True"]
+    environ = {}
+    api = broker_api(settings)
+    if api is not None:  # it holds a password: in the environment, never on the command line
+        environ[BROKER_API_VARIABLE] = api
     entries = basic_auth_entries(settings.flower_basic_auth)
     if entries:
-        return FlowerLaunch(argv, {AUTH_VARIABLE: ",".join(entries)})
+        return FlowerLaunch(argv, {**environ, AUTH_VARIABLE: ",".join(entries)})
     where = f"{address or '0.0.0.0'}:{port}"
     return FlowerLaunch(
         argv,
+        environ,
         warning=(
             f"Flower starts without authentication: whoever reaches {where} sees every worker "
             "and task and can revoke tasks or shut workers down. Set AGENTYARD_FLOWER_BASIC_AUTH "

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 
-from bus.broker_view import BrokerView
+from bus.brokers import QueueDepths
 from storage.breaker_store import BreakerStore
 from storage.budget_store import BudgetStore
 from workers.metrics_server import MetricsEndpoint
@@ -111,7 +111,7 @@ class WorkerMetrics:
         queues: Callable[[], list[str]],
         breakers: BreakerStore | None,
         budget: BudgetStore | None,
-        broker: BrokerView | None,
+        broker: QueueDepths | None,
     ) -> None:
         """``agents`` and ``queues``: the team's, asked at each scrape. A store that is None
         leaves its gauges out (see ``SharedStateCollector``)."""

@@ -15,7 +15,7 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bus.broker_view import BrokerView
+from bus.brokers import QueueDepths
 from storage.breaker_store import BreakerState, BreakerStore
 from storage.budget_store import BudgetStore
 
@@ -42,7 +42,7 @@ class SharedStateCollector(Collector):
         queues: Callable[[], list[str]],
         breakers: BreakerStore | None,
         budget: BudgetStore | None,
-        broker: BrokerView | None,
+        broker: QueueDepths | None,
     ) -> None:
         """``agents`` and ``queues`` are asked at each scrape (an agent registered later is
         shown too). A store that is None (no Redis configured, or a broker that is not Redis)
@@ -92,7 +92,7 @@ class SharedStateCollector(Collector):
             family.add_metric([state.agent], breaker_value(state))
         return [family]
 
-    def _read_queues(self, broker: BrokerView) -> list[Metric]:
+    def _read_queues(self, broker: QueueDepths) -> list[Metric]:
         family = _queue_family()
         for queue, depth in broker.queue_depths(self._queues()).items():
             family.add_metric([queue], depth)

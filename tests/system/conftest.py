@@ -157,11 +157,28 @@ def extra_env() -> dict[str, str]:
 
 
 @pytest.fixture
+def broker_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The broker this test's workers use: the Redis of the shared state, unless the test is
+    marked ``ON_BOTH_BROKERS``, which runs it once on Redis and once on a RabbitMQ virtual
+    host of its own."""
+    if getattr(request, "param", "redis") == "redis":
+        return {}
+    return {"AGENTYARD_BROKER_URL": request.getfixturevalue("rabbitmq_url")}
+
+
+# Runs a system test once with its queues on Redis, and once on RabbitMQ.
+ON_BOTH_BROKERS = pytest.mark.parametrize("broker_env", ["redis", "rabbitmq"], indirect=True)
+
+
+@pytest.fixture
 def env(
-    server_env: dict[str, str], extra_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    server_env: dict[str, str],
+    broker_env: dict[str, str],
+    extra_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     """This test's settings, in this process's environment and for its worker processes."""
-    merged = {**server_env, **extra_env}
+    merged = {**server_env, **broker_env, **extra_env}
     for name, value in merged.items():
         monkeypatch.setenv(name, value)
     return merged

@@ -24,7 +24,7 @@ from bus.envelope import AgentMessage, MessageType
 from orchestration import Orchestrator
 from storage.db import session_scope
 from storage.models import DeadLetterRow, MessageAckRow, MessageRow
-from tests.system.conftest import ROOT, agentyard
+from tests.system.conftest import ON_BOTH_BROKERS, ROOT, agentyard
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -101,6 +101,7 @@ def _logged(tmp_path: Path, worker: str, event: str) -> int:
     return log.read_text(errors="replace").count(f'"event": "{event}"') if log.exists() else 0
 
 
+@ON_BOTH_BROKERS
 def test_a_priority_nine_message_published_behind_many_priority_zero_ones_is_processed_next(
     team: Orchestrator, workers: Callable[..., WorkerProcess]
 ) -> None:
@@ -227,6 +228,7 @@ def test_a_late_acknowledgement_keeps_the_copy_published_again_from_being_proces
     assert not _row(team, DeadLetterRow, message_id=published.message_id)
 
 
+@ON_BOTH_BROKERS
 def test_messages_a_killed_worker_held_are_processed_by_another_and_none_twice(
     team: Orchestrator, workers: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:

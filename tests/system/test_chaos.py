@@ -1,6 +1,7 @@
 """Chaos: 200 three-step workflows on real worker processes (two coordinators, two agent workers,
 no beat) while a worker is SIGKILLed every few seconds (and started again), and Redis loses all
-its data once, mid-run.
+its data once, mid-run. It runs with the queues on Redis (the flush loses them too) and on
+RabbitMQ (the flush loses the shared state only).
 
 What must hold, each checked against a record the other side keeps:
 - every workflow succeeds;
@@ -33,12 +34,13 @@ import redis
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from bus.brokers import broker_for
 from orchestration import Orchestrator, WorkflowStatus
 from orchestration.pricing import usd_to_micro
 from storage.db import session_scope
 from storage.embedded import EmbeddedRedis
 from storage.models import CostLedgerRow, MessageRow, StepRow, TraceRow, WorkflowRow
-from tests.system.conftest import Fleet, finished_runs, stub_env
+from tests.system.conftest import ON_BOTH_BROKERS, Fleet, finished_runs, stub_env
 from workers.processes import wait_for_workers
 from workers.stub_anthropic import StubAnthropicServer
 
@@ -148,6 +150,7 @@ def _diagnosis(
     )
 
 
+@ON_BOTH_BROKERS
 def test_workflows_survive_repeated_sigkills_and_a_redis_flush(
     orc: Orchestrator,
     env: dict[str, str],
@@ -258,7 +261,7 @@ def test_workflows_survive_repeated_sigkills_and_a_redis_flush(
     cap = usd_to_micro(AGENT_CAP_USD)
     spend = {agent: (ledger_by_agent[agent], counters[agent]) for agent in counters}
     print(
-        "\nchaos:",
+        f"\nchaos on {broker_for(orc.settings.effective_broker_url).name}:",
         f"{WORKFLOWS} workflows x {STEPS} steps in {elapsed:.0f}s;",
         f"statuses {dict((s.value, n) for s, n in statuses.items())};",
         f"kills {dict(fleet.kills)} ({sum(fleet.kills.values())} in all);",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bus.priorities import to_broker
+from bus.brokers import broker_for
 from orchestration import Orchestrator, WorkflowStatus
 from orchestration.pricing import usd_to_micro
 from storage.budget_store import Cap
@@ -167,7 +167,10 @@ def test_a_scrape_of_real_workers_shows_steps_tokens_cost_latency_breakers_queue
     workers.agents.stop()
     for priority in (0, 3, 3, 5, 9, 9, 9):
         orc.celery.send_task(
-            "agent.reviewer", args=[{}], queue="agent.reviewer", priority=to_broker(priority)
+            "agent.reviewer",
+            args=[{}],
+            queue="agent.reviewer",
+            priority=broker_for(orc.settings.effective_broker_url).wire_priority(priority),
         )
 
     # Then any worker's scrape shows them: here the coordinator's

@@ -23,7 +23,7 @@ from bus.broker_view import BrokerView
 from orchestration import Orchestrator, WorkflowStatus
 from storage.db import session_scope
 from storage.models import StepRow, TraceRow
-from tests.system.conftest import ROOT, TEAM
+from tests.system.conftest import ON_BOTH_BROKERS, ROOT, TEAM
 from workers.processes import WorkerProcess, wait_for_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.system]
@@ -73,6 +73,7 @@ def _dump(orc: Orchestrator, tmp_path: Path) -> None:
         print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 
 
+@ON_BOTH_BROKERS
 def test_a_killed_agent_worker_loses_no_workflow_and_no_step_is_paid_twice(
     orc: Orchestrator, env: dict[str, str], tmp_path: Path
 ) -> None:

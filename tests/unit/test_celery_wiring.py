@@ -42,3 +42,20 @@ def test_every_producer_and_worker_gets_the_same_priority_steps_and_prefix() -> 
     assert options["priority_steps"] == list(range(10))
     assert options["sep"] == ":" and options["queue_order_strategy"] == "priority"
     assert options["global_keyprefix"] == "team-a:"
+
+
+def test_on_rabbitmq_every_queue_is_declared_with_priorities_and_publishes_are_confirmed() -> None:
+    settings = Settings(
+        redis_url="redis://127.0.0.1:6379/0",
+        broker_url="amqp://guest:guest@127.0.0.1:5672//",
+        database_url="postgresql://u@h/db",
+        _env_file=None,
+    )
+    conf = _orc("rabbit", settings).celery.conf
+    assert conf.task_queue_max_priority == 9
+    assert conf.broker_transport_options == {"confirm_publish": True}
+    assert conf.task_acks_late and conf.worker_prefetch_multiplier == 1
+    app = _orc("rabbit2", settings).celery
+    # the coordinator's queue, and one Celery makes on the fly for an agent, alike
+    for name in ("coordinator", "agent.writer"):
+        assert app.amqp.queues[name].queue_arguments == {"x-max-priority": 9}

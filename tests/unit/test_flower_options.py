@@ -17,7 +17,13 @@ from structlog.testing import capture_logs
 from bus.broker_view import BrokerView
 from orchestration import Agent, Orchestrator, Settings
 from storage.errors import ConfigurationError
-from workers.flower import AUTH_VARIABLE, basic_auth_entries, flower_launch, run_flower
+from workers.flower import (
+    AUTH_VARIABLE,
+    BROKER_API_VARIABLE,
+    basic_auth_entries,
+    flower_launch,
+    run_flower,
+)
 
 PASSWORDS = "ops:s3cret-one, audit:s3cret:two"
 
@@ -149,3 +155,29 @@ def test_flower_counts_the_same_redis_lists_the_workers_use(unit_settings: Setti
     ]
     assert flower_keys == BrokerView(None, "team-a:").band_keys("agent.writer")  # type: ignore[arg-type]
     assert flower_keys[:2] == ["team-a:agent.writer", "team-a:agent.writer:1"]
+
+
+RABBIT = {
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "database_url": "postgresql://u@h/db",
+    "broker_url": "amqp://ops:p%40ss@rabbit.internal:5672/team-a",
+}
+
+
+def test_on_rabbitmq_flower_reads_the_queues_from_the_management_api_of_the_brokers_host() -> None:
+    launch = flower_launch(_settings(**RABBIT), 5555, "127.0.0.1")
+
+    assert launch.environ[BROKER_API_VARIABLE] == "http://ops:p%40ss@rabbit.internal:15672/api/"
+    assert "p%40ss" not in " ".join(launch.argv) and "p@ss" not in " ".join(launch.argv)
+
+
+def test_the_management_api_flower_reads_can_be_set_and_is_a_secret() -> None:
+    api = "https://watch:pw@mgmt.internal/api/"
+    settings = _settings(**RABBIT, flower_broker_api=api)
+
+    assert flower_launch(settings, 5555, "127.0.0.1").environ[BROKER_API_VARIABLE] == api
+    assert "pw@" not in repr(settings)
+
+
+def test_on_redis_flower_is_given_no_management_api() -> None:
+    assert BROKER_API_VARIABLE not in flower_launch(_settings(), 5555, "127.0.0.1").environ

@@ -4,6 +4,7 @@ endpoint a worker serves: on a free port, once, and never fatal when its port is
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.request
 from collections.abc import Iterator
 
@@ -250,3 +251,22 @@ def test_a_prefork_worker_is_warned_that_its_step_counts_stay_in_the_pool_proces
 
     logged = "".join(capsys.readouterr())
     assert "metrics.prefork_pool" in logged and "--pool threads" in logged
+
+
+def test_a_team_on_rabbitmq_builds_its_metrics_without_waiting_on_itself() -> None:
+    # The queue reader once asked for the Celery app while the metrics held the lock the app
+    # is built under: a worker on RabbitMQ hung as it started.
+    settings = Settings(
+        redis_url="redis://127.0.0.1:6379/0",
+        broker_url="amqp://guest:guest@127.0.0.1:5672//",
+        database_url="postgresql://u@h/db",
+        _env_file=None,
+    )
+    orc = Orchestrator("rabbit-metrics", settings)
+    built: list[WorkerMetrics] = []
+    builder = threading.Thread(target=lambda: built.append(orc.metrics()), daemon=True)
+
+    builder.start()
+    builder.join(timeout=30)
+
+    assert not builder.is_alive() and len(built) == 1

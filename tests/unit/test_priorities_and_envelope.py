@@ -1,24 +1,48 @@
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from bus import priorities
+from bus.brokers import RABBITMQ, REDIS, broker_for
 from bus.envelope import AgentMessage, MessageType, advance, is_step_request, request_step
-from bus.priorities import to_broker
 from bus.routing import route_for
 from storage.errors import InvalidRequest
 
 
 def test_the_most_urgent_priority_maps_to_the_redis_transports_first_served_step() -> None:
-    assert to_broker(9) == 0
-    assert to_broker(0) == 9
-    assert to_broker(5) == 4
+    assert REDIS.wire_priority(9) == 0
+    assert REDIS.wire_priority(0) == 9
+    assert REDIS.wire_priority(5) == 4
+
+
+def test_rabbitmq_serves_the_highest_priority_first_so_priorities_go_on_the_wire_as_they_are() -> (
+    None
+):
+    assert [RABBITMQ.wire_priority(p) for p in (0, 5, 9)] == [0, 5, 9]
+
+
+@pytest.mark.parametrize(
+    ("url", "broker"),
+    [
+        ("redis://h:6379/0", REDIS),
+        ("rediss://h:6380/0", REDIS),
+        ("memory://", REDIS),
+        (None, REDIS),
+        ("amqp://guest:guest@h:5672//", RABBITMQ),
+        ("amqps://h/vhost", RABBITMQ),
+        ("pyamqp://h//", RABBITMQ),
+    ],
+)
+def test_the_broker_is_told_by_the_scheme_of_its_url(url: str | None, broker: object) -> None:
+    assert broker_for(url) is broker
 
 
 @pytest.mark.parametrize("bad", [-1, 10, True, 2.5, "5"])
-def test_a_priority_outside_zero_to_nine_is_refused(bad: object) -> None:
+@pytest.mark.parametrize("broker", [REDIS, RABBITMQ], ids=["redis", "rabbitmq"])
+def test_a_priority_outside_zero_to_nine_is_refused(bad: object, broker: Any) -> None:
     with pytest.raises(InvalidRequest, match=r"outside 0\.\.9"):
-        to_broker(bad)  # type: ignore[arg-type]
+        broker.wire_priority(bad)
 
 
 def test_a_message_survives_encode_and_decode_unchanged() -> None:

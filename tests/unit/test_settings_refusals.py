@@ -54,9 +54,24 @@ def test_well_formed_redis_urls_are_taken_as_given(good: str) -> None:
     assert load(redis_url=good, database_url=PG).redis_url == good
 
 
-def test_a_broker_that_is_not_redis_is_refused_saying_why() -> None:
-    with pytest.raises(InvalidSettings, match="AGENTYARD_BROKER_URL: the scheme 'amqp'"):
-        load(redis_url="redis://h/0", broker_url="amqp://guest@rabbit//", database_url=PG)
+def test_a_broker_that_is_neither_redis_nor_rabbitmq_is_refused_saying_why() -> None:
+    with pytest.raises(InvalidSettings, match="AGENTYARD_BROKER_URL: the scheme 'sqs'"):
+        load(redis_url="redis://h/0", broker_url="sqs://key@region", database_url=PG)
+
+
+def test_a_rabbitmq_broker_is_taken_with_a_redis_for_the_shared_state() -> None:
+    url = "amqp://guest:guest@rabbit:5672/team-a"
+    assert load(redis_url="redis://h/0", broker_url=url, database_url=PG).broker_url == url
+
+
+def test_a_rabbitmq_broker_without_a_redis_is_refused_saying_the_shared_state_needs_one() -> None:
+    with pytest.raises(InvalidSettings, match=r"state every worker shares .* is in Redis"):
+        load(broker_url="amqp://guest@rabbit//", database_url=PG)
+
+
+def test_a_rabbitmq_url_that_names_no_host_is_refused() -> None:
+    with pytest.raises(InvalidSettings, match="names no host"):
+        load(redis_url="redis://h/0", broker_url="amqp:///vhost", database_url=PG)
 
 
 @pytest.mark.parametrize(
