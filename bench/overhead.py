@@ -15,7 +15,11 @@ What runs (see docs/performance.md):
 - latency at light load: ``--runs`` workflows one at a time, against as many chains one at a
   time; per-step latency = (finish - submit) / 5, finish read from the worker's own clock (the
   workflow's ``finished_at``; the time the chain's last task wrote to Redis), so polling does not
-  blur it.
+  blur it;
+- per step, what the servers saw during each throughput phase, from their own statistics:
+  PostgreSQL transactions (``pg_stat_database`` of the bench database), Redis commands (INFO
+  commandstats), broker messages (pushes onto queues) and task events (PUBLISH), the driver's
+  polls taken out; with ``--instrument``, the SQL statements the workers ran, per step.
 
 Prints a table and writes bench/results/overhead.json.
 """
@@ -105,6 +109,7 @@ class Agentyard:
     def __init__(self, team: Any) -> None:
         self.orc = team.orc
         self.workflow = team.WORKFLOW
+        self.driver_counts = {"pg_transactions": 0, "redis_commands": 0}  # its polls
 
     def submit(self, tag: str) -> str:
         return self.orc.submit(self.workflow, f"bench input {tag}").id
@@ -116,6 +121,7 @@ class Agentyard:
         from storage.db import session_scope
         from storage.models import WorkflowRow
 
+        self.driver_counts["pg_transactions"] += 1
         with session_scope(self.orc.database_url) as session:
             rows = session.exec(
                 select(WorkflowRow.id, WorkflowRow.status, WorkflowRow.finished_at).where(
@@ -141,6 +147,7 @@ class PlainCelery:
         self._noop = team.noop
         self._redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self._prefix = prefix
+        self.driver_counts = {"pg_transactions": 0, "redis_commands": 0}  # its polls
 
     def submit(self, tag: str) -> str:
         mark = f"{self._prefix}bench:done:{tag}"
@@ -149,6 +156,7 @@ class PlainCelery:
         return mark
 
     def finished(self, ids: list[str]) -> dict[str, float]:
+        self.driver_counts["redis_commands"] += len(ids)
         pipe = self._redis.pipeline(transaction=False)
         for mark in ids:
             pipe.lindex(mark, 0)
@@ -176,9 +184,54 @@ def _wait(workload: Any, ids: list[str], timeout_s: float, poll_s: float) -> dic
     return done
 
 
+class ServerCounts:
+    """What the servers did, read from their own statistics: Redis's commands (INFO
+    commandstats: every command, the pushes onto queues, the event PUBLISHes) and the bench
+    database's transactions (pg_stat_database, which a backend reports within a second of its
+    transaction: ``read`` waits for that)."""
+
+    def __init__(self, redis_url: str, database_url: str) -> None:
+        import redis
+        from sqlalchemy import create_engine
+
+        self._redis = redis.Redis.from_url(redis_url)
+        self._engine = create_engine(database_url, pool_size=1)
+        self._database = self._engine.url.database
+
+    def read(self) -> dict[str, int]:
+        from sqlalchemy import text
+
+        stats = self._redis.info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT pg_stat_force_next_flush()"))
+            connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+            commits, rollbacks = connection.execute(
+                text("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = :d"),
+                {"d": self._database},
+            ).one()
+        return {
+            "redis_commands": sum(n for name, n in calls.items() if name != "info"),
+            "queue_pushes": calls.get("lpush", 0) + calls.get("rpush", 0),
+            "event_publishes": calls.get("publish", 0),
+            "pg_transactions": int(commits) + int(rollbacks),
+        }
+
+    def close(self) -> None:
+        self._redis.close()
+        self._engine.dispose()
+
+
 def throughput(
-    workload: Any, n: int, tag: str, timeout_s: float, worker_pids: list[int] | None = None
+    workload: Any,
+    n: int,
+    tag: str,
+    timeout_s: float,
+    worker_pids: list[int] | None = None,
+    servers: ServerCounts | None = None,
 ) -> dict[str, Any]:
+    counts_before = servers.read() if servers else {}
+    driver_before = dict(getattr(workload, "driver_counts", {}))
     cpu_before = cpu_snapshot(worker_pids or [])
     started = time.time()
     ids = [workload.submit(f"{tag}-{i}") for i in range(n)]
@@ -186,6 +239,18 @@ def throughput(
     done = _wait(workload, ids, timeout_s, poll_s=0.05)
     elapsed = max(done.values()) - started
     cpu = cpu_delta(cpu_before, cpu_snapshot(worker_pids or []))
+    per_step: dict[str, float] = {}
+    if servers:
+        time.sleep(1.5)  # backends report their transactions' statistics within a second
+        after = servers.read()
+        # Not the steps': the driver's polls, and the transaction of the first reading.
+        driver = getattr(workload, "driver_counts", {})
+        own = {key: driver[key] - driver_before[key] for key in driver}
+        own["pg_transactions"] = own.get("pg_transactions", 0) + 1
+        per_step = {
+            key: round((after[key] - counts_before[key] - own.get(key, 0)) / (STEPS * n), 2)
+            for key in after
+        }
     return {
         "workflows": n,
         "steps": STEPS * n,
@@ -195,6 +260,9 @@ def throughput(
         # CPU seconds spent during the phase (to the last poll), by process group, and per step.
         "cpu_s": cpu,
         "cpu_ms_per_step": {k: round(v * 1000 / (STEPS * n), 2) for k, v in cpu.items()},
+        # Commands and transactions the servers saw during the phase, per step (the driver's
+        # polls taken out; other clients of the same Redis or database would count too).
+        "server_counts_per_step": per_step,
     }
 
 
@@ -400,15 +468,20 @@ def _run(
         "back to back in each, taking turns to go first..."
     )
     pids = [w.pid for w in workers]
+    servers = ServerCounts(args.redis_url, database_url)
     rounds: dict[str, list[dict[str, Any]]] = {"celery": [], "agentyard": []}
     for r in range(args.repeat):
         order = ("celery", "agentyard") if r % 2 == 0 else ("agentyard", "celery")
         for name in order:
             if name == "celery":
-                rounds[name].append(throughput(plain, args.workflows, f"tp{r}", timeout, pids))
+                rounds[name].append(
+                    throughput(plain, args.workflows, f"tp{r}", timeout, pids, servers)
+                )
                 continue
             with _py_spy(pids if args.py_spy and r == 0 else [], logs):
-                rounds[name].append(throughput(yard, args.workflows, f"tp{r}", timeout, pids))
+                rounds[name].append(
+                    throughput(yard, args.workflows, f"tp{r}", timeout, pids, servers)
+                )
         yard_r, plain_r = (
             rounds["agentyard"][-1]["steps_per_s"],
             rounds["celery"][-1]["steps_per_s"],
@@ -417,6 +490,7 @@ def _run(
             f"  round {r + 1} ({order[0]} first): celery {plain_r} steps/s, "
             f"agentyard {yard_r} steps/s, ratio {yard_r / plain_r:.3f}"
         )
+    servers.close()
     tp_plain, tp_yard = _median_round(rounds["celery"]), _median_round(rounds["agentyard"])
     # Each round's two measurements are seconds apart, so drift in the host's speed (it moves
     # by +-20 % on a shared VM) cancels in their ratio; the median of those is the figure.
@@ -581,6 +655,23 @@ def _print(report: dict[str, Any]) -> None:
                 f"{y['cpu_ms_per_step'][group]:>12.2f}"
                 f"{c['cpu_ms_per_step'][group]:>12.2f}"
             )
+    counted = {
+        "pg_transactions": "PG transactions",
+        "redis_commands": "Redis commands",
+        "queue_pushes": "broker messages",
+        "event_publishes": "task events",
+    }
+    for key, label in counted.items():
+        if key in y.get("server_counts_per_step", {}):
+            print(
+                f"{'  per step, ' + label:34}{y['server_counts_per_step'][key]:>12.2f}"
+                f"{c['server_counts_per_step'][key]:>12.2f}"
+            )
+    statements = _statements_per_step(report)
+    if statements is not None:
+        print(f"{'  per step, PG statements':34}{statements:>12.2f}{0.0:>12.2f}")
+    else:
+        print("  (PostgreSQL statements per step: run with --instrument)")
     print(
         f"{'latency per step p50, ms':34}{ly['p50_step_ms']:>12.2f}{lc['p50_step_ms']:>12.2f}"
         f"{ly['p50_step_ms'] / lc['p50_step_ms']:>8.1f}x"
@@ -598,6 +689,21 @@ def _print(report: dict[str, Any]) -> None:
     print(f"goal ratio >= {goal['ratio_at_least']}: {'met' if goal['met'] else 'NOT met'}")
     if "instrument" in report:
         _print_instrument(report["instrument"])
+
+
+def _statements_per_step(report: dict[str, Any]) -> float | None:
+    """SQL statements per agentyard step in the throughput phase, from the workers' counters
+    (with --instrument; the submits, made by the driver, are not in them)."""
+    tasks = report.get("instrument", {}).get("throughput")
+    if not tasks:
+        return None
+    statements = sum(
+        row.get("sql_per_task", 0) * row.get("tasks", 0)
+        for name, row in tasks.items()
+        if not name.startswith("bench.")
+    )
+    steps = report["config"]["steps_per_workflow"] * report["config"]["workflows"]
+    return statements / (steps * report["config"]["throughput_rounds"])
 
 
 def _print_instrument(phases: dict[str, Any]) -> None:
