@@ -203,6 +203,7 @@ class ServerCounts:
 
         stats = self._redis.info("commandstats")
         calls = {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+        cpu = self._redis.info("cpu")
         with self._engine.connect() as connection:
             connection.execute(text("SELECT pg_stat_force_next_flush()"))
             connection.execute(text("SELECT pg_stat_clear_snapshot()"))
@@ -215,6 +216,10 @@ class ServerCounts:
             "queue_pushes": calls.get("lpush", 0) + calls.get("rpush", 0),
             "event_publishes": calls.get("publish", 0),
             "pg_transactions": int(commits) + int(rollbacks),
+            # this Redis server's own CPU (its main thread and the rest), in microseconds
+            "redis_cpu_us": round(
+                (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1_000_000
+            ),
         }
 
     def close(self) -> None:
@@ -660,6 +665,7 @@ def _print(report: dict[str, Any]) -> None:
         "redis_commands": "Redis commands",
         "queue_pushes": "broker messages",
         "event_publishes": "task events",
+        "redis_cpu_us": "µs of this Redis's CPU",
     }
     for key, label in counted.items():
         if key in y.get("server_counts_per_step", {}):
