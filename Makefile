@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls bench-graphs bench-injection bench-caching bench-submit bench-inflight soak lint clean
+.PHONY: demo test test-unit test-chaos services browser bench bench-budget bench-bus bench-observability bench-first-calls bench-graphs bench-injection bench-caching bench-submit bench-inflight bench-execution-models soak lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-submit: $(STAMP) services
 ## make bench-inflight: the calls in flight one node keeps, at 16 to 1024 wanted, against the ideal
 bench-inflight: $(STAMP) services
 	$(BIN)/python bench/inflight.py
+
+## make bench-execution-models: the SDK's call alone on threads against an event loop (AsyncAnthropic)
+bench-execution-models: $(STAMP) services
+	$(BIN)/python bench/execution_models.py
 
 ## make soak: 30 minutes of mixed workflows with a worker killed every minute (not part of make test)
 soak: $(STAMP) services
