@@ -30,9 +30,7 @@ from kombu import Connection
 from bus.broker_view import SEP
 from bus.priorities import DEFAULT, HIGHEST, PRIORITY_STEPS, check
 from storage.settings import Settings
-
-REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "memory")
-AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+from storage.url_checks import AMQP_SCHEMES
 
 
 class QueueDepths(Protocol):
