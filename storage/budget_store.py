@@ -11,13 +11,23 @@ Keys, under ``<prefix>agentyard:budget:{<team>}:``
 - ``spent:<scope>:<period>`` and ``reserved:<scope>:<period>``: integers; ``<period>`` is
   ``d<days since the epoch>`` for daily caps (kept three days), ``total`` otherwise (a run's
   keys are kept for a week after its last call);
-- ``hold:<id>``: one reservation (amount, the keys it counts against), ``holds``: every open
-  hold by the time it runs out; ``settled:<id>`` and ``expired:<id>``: a day's memory of holds
-  settled or run out, so that settling is idempotent and a late settlement still corrects what
-  was booked. A hold that runs out is not handed back: its call's worker died (or the call
-  outlived its lease), the call may have been billed, so its worst case is booked as spent;
+- ``call:<id>``: one call's record, a single string: ``held <amount> <counter> …`` while its
+  hold is open (each counter named by what follows ``spent:`` or ``reserved:`` in its keys), then
+  ``settled <cost>`` or ``forfeited <amount> <counter> …`` for a day, so that settling is
+  idempotent and a late settlement still corrects what was booked; ``open``: every open hold by
+  the time it runs out, and ``due``: a time none of them runs out before (so that a reservation
+  looks for holds past their time only once one may be). A hold that runs out is not handed
+  back: its call's worker died (or the call outlived its lease), the call may have been billed,
+  so its worst case is booked as spent;
 - ``loaded``: set when the counters were restored from the cost ledger. Without it (Redis lost
   its data) nothing is held: the caller restores the counters first, so caps hold across it.
+
+Holds of the earlier format (a hash at ``hold:<id>`` listed in ``holds``, with ``settled:<id>``
+and ``expired:<id>`` beside it) are still read where a rolling upgrade meets them: by ``forfeit``
+(the sweep may book a call held by a worker of the earlier version, which settles its own calls
+with its own script) and by ``holds`` and ``held_now``. A reservation does not look for them
+among the holds past their time: one left by a dead worker counts as held until the sweep books
+it.
 """
 
 from __future__ import annotations
@@ -164,29 +174,36 @@ class BudgetStore:
 
     def holds(self) -> list[tuple[str, int]]:
         """The reservations open now: (hold id, micro-dollars held)."""
-        ids = self._client.zrange(f"{self.prefix}holds", 0, -1)
-        out = []
-        for raw in ids:
-            hold_id = text_of(raw)
-            amount = self._client.hget(f"{self.prefix}hold:{hold_id}", "amount")
-            if amount is not None:
-                out.append((hold_id, int(amount)))
-        return out
+        return self._amounts_held(since="-inf")
 
     def held_now(self) -> Held:
         """The reservations holding room on the caps right now: those whose time has not run
         out (one past its time holds nothing: the next reservation releases it). Three round
         trips, however many holds are open."""
         seconds, _ = self._client.time()
-        ids = [
-            text_of(raw)
-            for raw in self._client.zrangebyscore(f"{self.prefix}holds", f"({int(seconds)}", "+inf")
-        ]
-        pipe = self._client.pipeline(transaction=False)
-        for hold_id in ids:
-            pipe.hget(f"{self.prefix}hold:{hold_id}", "amount")
-        amounts = [int(amount) for amount in pipe.execute() if amount is not None]
+        amounts = [amount for _, amount in self._amounts_held(since=f"({int(seconds)}")]
         return Held(count=len(amounts), micro=sum(amounts))
+
+    def _amounts_held(self, since: str) -> list[tuple[str, int]]:
+        """(hold id, amount) of every open hold that runs out after ``since`` (a ZRANGEBYSCORE
+        bound), of both formats: ``call:<id>`` records listed in ``open``, and the earlier
+        hashes listed in ``holds``."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zrangebyscore(f"{self.prefix}open", since, "+inf")
+        pipe.zrangebyscore(f"{self.prefix}holds", since, "+inf")
+        ids, earlier_ids = ([text_of(raw) for raw in found] for found in pipe.execute())
+        for hold_id in ids:
+            pipe.get(f"{self.prefix}call:{hold_id}")
+        for hold_id in earlier_ids:
+            pipe.hget(f"{self.prefix}hold:{hold_id}", "amount")
+        replies = pipe.execute()
+        amounts = [_held_amount(record) for record in replies[: len(ids)]]
+        amounts += [None if raw is None else int(raw) for raw in replies[len(ids) :]]
+        return [
+            (hold_id, amount)
+            for hold_id, amount in zip(ids + earlier_ids, amounts, strict=True)
+            if amount is not None
+        ]
 
     def spent(self, scope: str, period: str) -> int:
         """``period``: ``total``, or ``d<day number>`` for a daily cap."""
@@ -199,3 +216,12 @@ class BudgetStore:
         """The period name of today's daily caps, by Redis's clock."""
         seconds, _ = self._client.time()
         return f"d{int(seconds) // 86400}"
+
+
+def _held_amount(record: Any) -> int | None:
+    """The amount a call's record holds: ``held <amount> …``; None once settled or forfeited
+    (or gone)."""
+    if record is None:
+        return None
+    state, amount, *_ = text_of(record).split(" ")
+    return int(amount) if state == "held" else None

@@ -12,62 +12,72 @@
 -- given; 4 when Redis had lost the hold (the cost is booked on the caps given); 3 when it had
 -- lost the hold and the counters are not loaded yet: nothing is booked, the caller restores the
 -- counters from the ledger and settles again.
-local prefix, hold_id = KEYS[1], ARGV[1]
-local cost = tonumber(ARGV[2])
-local hold = prefix .. 'hold:' .. hold_id
-local done = prefix .. 'settled:' .. hold_id
+--
+-- The call's record ("call:<hold id>", see budget_reserve.lua) becomes "settled <cost>", kept a
+-- day: the mark that makes settling idempotent, and the known cost a forfeit reports.
+-- (A hold of the earlier format, a hash at "hold:<id>", is never met here: only the worker that
+-- held a call settles it, and a worker of the earlier version settles with its own script.)
+local prefix, hold_id, cost_text = KEYS[1], ARGV[1], ARGV[2]
+local record_key = prefix .. 'call:' .. hold_id
+local RECORD_LIFE = '86400'  -- as text: a number given to redis.call is formatted as a float
 
--- A hold still open is settled now (settling deletes it); without one, the marker says whether
--- it was settled before.
-local result = 0
-local fields = redis.call('HMGET', hold, 'amount', 'reserved', 'spent')
-local held = tonumber(fields[1])
-local spent_keys
-local booked = 0  -- already on the spent counters for this call
-if not held and redis.call('EXISTS', done) == 1 then
+-- Add ``amount`` (text) to the spent counter of each counter named in ``counters`` (split on
+-- '[^ ]+': a set is matched faster than the class '%S+').
+local function book(counters, amount)
+  if amount ~= '0' then
+    for counter in string.gmatch(counters, '[^ ]+') do
+      redis.call('INCRBY', prefix .. 'spent:' .. counter, amount)
+    end
+  end
+end
+
+-- The record is marked settled by the command that reads what it was (XX: a call with no
+-- record gets none here). It keeps its time to live: a day past the time its hold runs out, or
+-- past its forfeit.
+local settled = 'settled ' .. cost_text
+local record = redis.call('SET', record_key, settled, 'XX', 'GET', 'KEEPTTL')
+if record then
+  local state, amount, counters = string.match(record, '^(%a+) (%d+) ?(.*)$')
+  if state == 'held' then
+    -- (One pass over the counters frees the hold and books the cost, rather than book's second.)
+    local booked = cost_text ~= '0'
+    for counter in string.gmatch(counters, '[^ ]+') do
+      redis.call('DECRBY', prefix .. 'reserved:' .. counter, amount)
+      if booked then
+        redis.call('INCRBY', prefix .. 'spent:' .. counter, cost_text)
+      end
+    end
+    redis.call('ZREM', prefix .. 'open', hold_id)
+    return 1
+  elseif state == 'forfeited' then
+    book(counters, string.format('%d', cost_text - amount))  -- its worst case is on them already
+    return 2
+  end
+  if record ~= settled then
+    redis.call('SET', record_key, record, 'KEEPTTL')  -- settled before: its cost stands
+  end
   return 0
 end
-if held then
-  for key in string.gmatch(fields[2] or '', '%S+') do
-    redis.call('DECRBY', key, held)
-  end
-  spent_keys = fields[3] or ''
-  redis.call('DEL', hold)
-  redis.call('ZREM', prefix .. 'holds', hold_id)
-  result = 1
-else
-  local expired = redis.call('GET', prefix .. 'expired:' .. hold_id)
-  if expired then
-    local amount, keys = string.match(expired, '^(%d+)|(.*)$')
-    booked, spent_keys = tonumber(amount), keys
-    redis.call('DEL', prefix .. 'expired:' .. hold_id)
-    result = 2
-  elseif #ARGV < 4 then
-    return 0
-  elseif redis.call('EXISTS', prefix .. 'loaded') == 0 then
-    return 3
-  else
-    -- Redis lost the hold with the rest of its data: book on the caps' counters of today.
-    local day = math.floor(tonumber(redis.call('TIME')[1]) / 86400)
-    local keep = {day = 3 * 86400, run = 7 * 86400}
-    local keys = {}
-    for i = 3, #ARGV, 2 do
-      local period = ARGV[i + 1]
-      local key = prefix .. 'spent:' .. ARGV[i] .. ':' .. (period == 'day' and ('d' .. day) or 'total')
-      if keep[period] and redis.call('TTL', key) < 0 then
-        redis.call('SET', key, redis.call('GET', key) or 0, 'EX', keep[period])
-      end
-      keys[#keys + 1] = key
-    end
-    spent_keys = table.concat(keys, ' ')
-    result = 4
-  end
-end
 
-if cost ~= booked then
-  for key in string.gmatch(spent_keys, '%S+') do
-    redis.call('INCRBY', key, cost - booked)
-  end
+if #ARGV < 4 then
+  return 0
 end
-redis.call('SET', done, cost, 'EX', 86400)
-return result
+if redis.call('EXISTS', prefix .. 'loaded') == 0 then
+  return 3
+end
+-- Redis lost the hold with the rest of its data: book on the caps' counters of today.
+local today = 'd' .. math.floor(tonumber(redis.call('TIME')[1]) / 86400)
+local keep = {day = 3 * 86400, run = 7 * 86400}
+local counters = {}
+for i = 3, #ARGV, 2 do
+  local period = ARGV[i + 1]
+  local counter = ARGV[i] .. ':' .. (period == 'day' and today or 'total')
+  local key = prefix .. 'spent:' .. counter
+  if keep[period] and redis.call('TTL', key) < 0 then
+    redis.call('SET', key, redis.call('GET', key) or 0, 'EX', keep[period])
+  end
+  counters[#counters + 1] = counter
+end
+book(table.concat(counters, ' '), cost_text)
+redis.call('SET', record_key, settled, 'EX', RECORD_LIFE)
+return 4

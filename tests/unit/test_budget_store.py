@@ -197,3 +197,83 @@ def test_counters_of_a_day_or_a_run_go_away_by_themselves_and_total_ones_stay(
     assert client.ttl(f"{store.prefix}reserved:team:all:total") == -1
     store.settle("s1:1", 1)
     assert client.ttl(f"{store.prefix}spent:run:r1:total") > 6 * 86400  # kept by the settlement
+
+
+def test_a_refused_call_holds_nothing_under_its_id_and_is_held_once_there_is_room(
+    store: BudgetStore,
+) -> None:
+    store.reserve("s1:1", 3_000, 60, [RUN])
+    assert store.reserve("s2:1", 2_500, 60, [RUN]) is not None
+    assert [hold_id for hold_id, _ in store.holds()] == ["s1:1"]
+
+    store.settle("s1:1", 1_000)
+
+    assert store.reserve("s2:1", 2_500, 60, [RUN]) is None  # tried again, and held this time
+    assert store.reserved("run:r1", "total") == 2_500
+
+
+def test_a_second_settlement_with_another_cost_changes_nothing(store: BudgetStore) -> None:
+    store.reserve("s1:1", 3_000, 60, [RUN])
+    store.settle("s1:1", 1_200)
+
+    assert store.settle("s1:1", 2_900) is Settled.BEFORE
+
+    assert store.spent("run:r1", "total") == 1_200
+    assert store.forfeit("s1:1", 3_000, [RUN]).amount_micro == 1_200  # the cost first settled
+
+
+def test_a_hold_that_runs_out_sooner_than_those_open_is_forfeited_when_it_does(
+    store: BudgetStore,
+) -> None:
+    # Given a long hold, then a shorter one whose worker is killed
+    store.reserve("slow:1", 1_000, 600, [RUN])
+    store.reserve("killed:1", 2_000, 0, [RUN])
+
+    # When the next call is held
+    assert store.reserve("next:1", 100, 60, [RUN]) is None
+
+    # Then the short hold was forfeited on the way in, though the long one is not due yet
+    assert store.spent("run:r1", "total") == 2_000
+    assert store.reserved("run:r1", "total") == 1_000 + 100
+
+
+def test_every_hold_past_its_time_is_forfeited_a_hundred_per_reservation(
+    store: BudgetStore,
+) -> None:
+    # Given 150 calls cut off by kills, their holds all past their time together
+    cap = Cap("agent:many", 10**9, "total")
+    for n in range(150):
+        store.reserve(f"killed{n}:1", 10, 2, [cap])
+    time.sleep(2.1)
+
+    # Then each reservation forfeits a hundred of them, the next one the rest
+    store.reserve("next:1", 1, 60, [cap])
+    assert store.spent(cap.scope, "total") == 100 * 10
+    store.reserve("next:2", 1, 60, [cap])
+    assert store.spent(cap.scope, "total") == 150 * 10
+    assert store.reserved(cap.scope, "total") == 2
+
+
+def test_each_call_of_a_run_moves_the_life_of_its_counters_a_week_on(store: BudgetStore) -> None:
+    store.reserve("s1:1", 1, 60, [RUN])
+    store.settle("s1:1", 1)
+    client = store._client
+    run_keys = [f"{store.prefix}{kind}:{RUN.scope}:total" for kind in ("spent", "reserved")]
+    for key in run_keys:
+        client.expire(key, 60)  # as if the run's last call was almost a week ago
+
+    store.reserve("s2:1", 1, 60, [RUN])
+
+    assert all(6 * 86400 < client.ttl(key) <= 7 * 86400 for key in run_keys)
+
+
+def test_the_record_of_a_settled_or_forfeited_call_goes_away_by_itself(
+    store: BudgetStore,
+) -> None:
+    store.reserve("s1:1", 1_000, 60, [RUN])
+    store.settle("s1:1", 500)
+    store.forfeit("s2:1", 1_000, [RUN])  # a call Redis never saw
+
+    client = store._client
+    assert 0 < client.ttl(f"{store.prefix}call:s1:1") <= 86400 + 60
+    assert 0 < client.ttl(f"{store.prefix}call:s2:1") <= 86400
