@@ -12,10 +12,13 @@ else (the envelope, acks late, claims, leases, the sweeps) is the same on both. 
   declared with ``x-max-priority`` (by every producer and worker alike, or RabbitMQ refuses the
   second declaration), and publisher confirms, so a publish returns only once the broker has
   the message.
-- **What the broker shows.** Both: the depth of each queue (metrics). Redis only: which requests
-  workers hold unacknowledged, for the sweep that finds a request the broker lost (kombu's Redis
-  transport can lose a message a worker popped and died before recording). RabbitMQ loses no
-  message a worker took: it gives back at once what a dead connection held.
+- **What the broker shows.** Both: the depth of each queue (metrics, and the sweep that finds a
+  request recorded but in no queue: its publish never happened, the process was killed between
+  its commit and its publish). Redis only: which requests workers hold unacknowledged, and since
+  when (kombu's Redis transport can lose a message a worker popped and died before recording,
+  and gives back what a dead worker held only after the visibility timeout). RabbitMQ shows no
+  held message by id, and needs none: it loses no message a worker took, and gives back at once
+  what a dead connection held, so a request it has is waiting or being started.
 """
 
 from __future__ import annotations
@@ -36,6 +39,18 @@ from storage.url_checks import AMQP_SCHEMES
 class QueueDepths(Protocol):
     def queue_depths(self, queues: list[str]) -> dict[str, int]:
         """Messages waiting in each of ``queues`` (not those a worker has taken)."""
+        ...
+
+
+class BrokerContents(QueueDepths, Protocol):
+    """What the sweep reads to tell a request that waits from one the broker never got or lost."""
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting in ``queue``."""
+        ...
+
+    def held_since(self) -> dict[str, float]:
+        """Task id -> when a worker took it, for the messages workers hold unacknowledged."""
         ...
 
 
@@ -93,6 +108,14 @@ class RabbitMQQueues:
     def __init__(self, connect: Callable[[], Connection]) -> None:
         """``connect``: a connection to the broker, asked for at each reading."""
         self._connect = connect
+
+    def queue_depth(self, queue: str) -> int:
+        return self.queue_depths([queue])[queue]
+
+    def held_since(self) -> dict[str, float]:
+        """None by id (RabbitMQ does not say): a live worker starts what it takes at once, and
+        what a dead one held is back in its queue."""
+        return {}
 
     def queue_depths(self, queues: list[str]) -> dict[str, int]:
         depths: dict[str, int] = {}

@@ -5,11 +5,12 @@
 - attempts whose lease ran out (a worker died mid-step) are marked failed-and-retryable; the
   call a running one was making is booked at its worst case, as spent but unknown
   (``cut_off_calls.py``);
-- requests the broker lost are marked the same way: a step dispatched a while ago whose agent
-  queue is empty and whose message no worker holds unacknowledged (kombu's Redis transport loses
-  a message popped by a worker that dies before recording it), or whose message a worker took
-  long ago and never started (the worker died holding it, and the broker would give it back only
-  after its visibility timeout);
+- requests the broker never got or lost are marked the same way: a step dispatched a while ago
+  whose agent queue is empty and whose message no worker holds unacknowledged (a process killed
+  between its commit and its publish never sent it, on either broker; kombu's Redis transport
+  loses a message popped by a worker that dies before recording it), or, on Redis, whose
+  message a worker took long ago and never started (the worker died holding it, and the broker
+  would give it back only after its visibility timeout);
 - workflows with a retry that is due are advanced;
 - workflows with an approval past its due time (its ``on_timeout`` is to be applied), or one a
   person decided that the run has not gone on from (the decision's advance was lost), are
@@ -27,7 +28,7 @@ import structlog
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 
-from bus.broker_view import BrokerView
+from bus.brokers import BrokerContents
 from bus.envelope import advance
 from bus.publisher import Bus
 from bus.routing import agent_queue
@@ -57,7 +58,7 @@ class Maintenance:
         self,
         bus: Bus,
         settings: Settings,
-        broker: BrokerView | None = None,
+        broker: BrokerContents | None = None,
         idle_after_s: float = IDLE_AFTER_S,
         lost_after_s: float | None = None,
         team: str | None = None,
@@ -177,7 +178,7 @@ class Maintenance:
                     priority,
                     "message_lost",
                     f"the request for attempt {step.attempt} is neither queued nor held by a "
-                    "worker (lost by the broker)",
+                    "worker (never sent, or lost by the broker)",
                 )
             elif taken_at is not None and taken_at < abandoned_before:
                 # Still dispatched: no worker started it. The claim fences the held copy off

@@ -20,7 +20,7 @@ from redis import Redis, RedisError
 from bus import priorities
 from bus.ack_sweeper import AckSweeper
 from bus.broker_view import BrokerView
-from bus.brokers import RABBITMQ, QueueDepths, RabbitMQQueues, broker_for
+from bus.brokers import RABBITMQ, BrokerContents, QueueDepths, RabbitMQQueues, broker_for
 from bus.dead_letters import DeadLetters
 from bus.envelope import COORDINATOR, AgentMessage, is_step_request
 from bus.inbox import Delivery, Inbox, MessageHandler, Registration
@@ -349,7 +349,7 @@ class Orchestrator:
             self._maintenance = Maintenance(
                 self.bus,
                 self.settings,
-                self._broker_view(),
+                self._broker_contents(),
                 team=self.name,
                 cut_off=CutOffCalls(self.team, self._budget()),
             )
@@ -457,6 +457,11 @@ class Orchestrator:
 
     def _queue_depths(self) -> QueueDepths | None:
         """What reads the depth of the team's queues, on either broker (for the metrics)."""
+        return self._broker_contents()
+
+    def _broker_contents(self) -> BrokerContents | None:
+        """What the broker holds, on either broker (the metrics, and the sweep's check for
+        requests recorded but in no queue)."""
         if broker_for(self.settings.effective_broker_url) is RABBITMQ:
             return RabbitMQQueues(lambda: self.celery.connection_for_read())
         return self._broker_view()
