@@ -45,10 +45,6 @@ class QueueDepths(Protocol):
 class BrokerContents(QueueDepths, Protocol):
     """What the sweep reads to tell a request that waits from one the broker never got or lost."""
 
-    def queue_depth(self, queue: str) -> int:
-        """Messages waiting in ``queue``."""
-        ...
-
     def held_since(self) -> dict[str, float]:
         """Task id -> when a worker took it, for the messages workers hold unacknowledged."""
         ...
@@ -108,9 +104,6 @@ class RabbitMQQueues:
     def __init__(self, connect: Callable[[], Connection]) -> None:
         """``connect``: a connection to the broker, asked for at each reading."""
         self._connect = connect
-
-    def queue_depth(self, queue: str) -> int:
-        return self.queue_depths([queue])[queue]
 
     def held_since(self) -> dict[str, float]:
         """None by id (RabbitMQ does not say): a live worker starts what it takes at once, and

@@ -164,11 +164,9 @@ class Maintenance:
             return 0
         held = self._broker.held_since()
         abandoned_before = time.time() - self._unclaimed_after_s
-        empty_queues = {
-            agent
-            for agent in {step.ran_by or step.agent_id for step, _ in rows}
-            if self._broker.queue_depth(agent_queue(agent)) == 0
-        }
+        agents = sorted({step.ran_by or step.agent_id for step, _ in rows})
+        depths = self._broker.queue_depths([agent_queue(agent) for agent in agents])
+        empty_queues = {agent for agent in agents if depths[agent_queue(agent)] == 0}
         lost = 0
         for step, priority in rows:
             taken_at = held.get(step.request_id or "")

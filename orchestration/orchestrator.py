@@ -20,7 +20,7 @@ from redis import Redis, RedisError
 from bus import priorities
 from bus.ack_sweeper import AckSweeper
 from bus.broker_view import BrokerView
-from bus.brokers import RABBITMQ, BrokerContents, QueueDepths, RabbitMQQueues, broker_for
+from bus.brokers import RABBITMQ, BrokerContents, RabbitMQQueues, broker_for
 from bus.dead_letters import DeadLetters
 from bus.envelope import COORDINATOR, AgentMessage, is_step_request
 from bus.inbox import Delivery, Inbox, MessageHandler, Registration
@@ -244,7 +244,7 @@ class Orchestrator:
                     queues=self._queues,
                     breakers=self.breaker_store(),
                     budget=self.budget_store(),
-                    broker=self._queue_depths(),
+                    broker=self._broker_contents(),
                 )
             return self._metrics
 
@@ -454,10 +454,6 @@ class Orchestrator:
         """The broker's contents, when the broker is Redis (the lost-request check needs it)."""
         client = self._broker_client()
         return None if client is None else BrokerView(client, self.settings.redis_key_prefix)
-
-    def _queue_depths(self) -> QueueDepths | None:
-        """What reads the depth of the team's queues, on either broker (for the metrics)."""
-        return self._broker_contents()
 
     def _broker_contents(self) -> BrokerContents | None:
         """What the broker holds, on either broker (the metrics, and the sweep's check for
