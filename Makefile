@@ -40,7 +40,7 @@ test-chaos: $(STAMP) services
 bench: $(STAMP) services
 	$(BIN)/python bench/overhead.py
 
-## make bench-budget: spend-cap reservations against plain INCR on the same Redis
+## make bench-budget: spend-cap reservations against plain INCR, on a redis-server of its own
 bench-budget: $(STAMP) services
 	$(BIN)/python bench/budget.py
 

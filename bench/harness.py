@@ -222,6 +222,50 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@contextlib.contextmanager
+def own_redis(timeout_s: float = 30.0) -> Iterator[str]:
+    """A redis-server of this run's own on a free port, without persistence, for figures that
+    read Redis's own statistics (INFO): no other client's commands mix into them. Yields its
+    URL once it answers PING; stops it at the end."""
+    import shutil
+    import subprocess
+    import time
+
+    import redis
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError(
+            "redis-server is not on PATH: install Redis, or pass --redis-url to measure on a "
+            "running server (its other clients' commands then count in the figures)"
+        )
+    port = free_port()
+    server = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"redis-server on port {port} exited ({server.returncode})")
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on port {port} did not answer") from None
+                time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def write_results(path: Path, args: argparse.Namespace, **figures: Any) -> None:
     """A benchmark's figures as JSON at ``path``: when, on what machine, with which options."""
     path.parent.mkdir(parents=True, exist_ok=True)
