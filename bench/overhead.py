@@ -573,7 +573,9 @@ def _run(
 
 @contextlib.contextmanager
 def _py_spy(pids: list[int], logs: Path) -> Any:
-    """py-spy record on each pid for the duration of the block (active threads only)."""
+    """py-spy record on each pid for the duration of the block, sampling the thread that holds
+    the GIL only: without ``--gil``, py-spy counts a thread blocked reading a socket (redis-py,
+    psycopg) as active, and the waits on the servers drown the CPU."""
     import shutil
     import signal
     import subprocess
@@ -591,6 +593,7 @@ def _py_spy(pids: list[int], logs: Path) -> Any:
                 "--format",
                 "raw",
                 "--nonblocking",
+                "--gil",
                 "--output",
                 str(logs / f"py-spy-{pid}.txt"),
             ],

@@ -4,8 +4,8 @@
 
 Prints: where samples fall (Celery consumer loop vs. task bodies, by task), the inclusive share of
 notable agentyard / SQLAlchemy / psycopg / kombu / pydantic / structlog frames, and the top
-functions by self time (the leaf frame). Only active (non-idle) samples are in py-spy's output,
-so shares approximate CPU.
+functions by self time (the leaf frame). The bench samples with ``--gil`` (the thread holding the
+GIL only), so shares approximate the CPU spent in Python and in C called with the GIL held.
 """
 
 from __future__ import annotations
