@@ -38,7 +38,7 @@ test-chaos: $(STAMP) services
 
 ## make bench: agentyard against plain Celery, same Redis, same worker processes, same run
 bench: $(STAMP) services
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/overhead.py --floor
 
 ## make bench-budget: spend-cap reservations against plain INCR, on a redis-server of its own
 bench-budget: $(STAMP) services

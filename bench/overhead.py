@@ -55,6 +55,7 @@ from bench.harness import (  # noqa: E402  (needs the path set above)
 RESULTS = ROOT / "bench" / "results"
 STEPS = 5
 GOAL_RATIO = 0.5
+FLOOR = "celery+storage"  # the --floor workload's name
 
 
 def _parse() -> argparse.Namespace:
@@ -93,6 +94,13 @@ def _parse() -> argparse.Namespace:
         action="store_true",
         help="sample the workers with py-spy during the agentyard throughput phase "
         "(collapsed stacks in bench/results/logs/py-spy-<pid>.txt)",
+    )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="a third workload: chains of plain Celery tasks that each do a step's storage work "
+        "(the same kinds of statements, transactions and Redis script) without agentyard's "
+        "logic (bench/durable_floor.py): the most a durable step could reach here",
     )
     p.add_argument("--output", type=Path, default=RESULTS / "overhead.json")
     return p.parse_args()
@@ -163,6 +171,31 @@ class PlainCelery:
         return {
             mark: float(t) for mark, t in zip(ids, pipe.execute(), strict=True) if t is not None
         }
+
+
+class CeleryWithStorage(PlainCelery):
+    """N chains of five ``bench.floor`` tasks, each a step's storage work without agentyard's
+    logic; submitting writes the run's rows in one transaction, as ``orc.submit`` does."""
+
+    label = "celery+storage"
+
+    def __init__(self, team: Any, redis_url: str, prefix: str, database_url: str) -> None:
+        from bench import durable_floor
+
+        super().__init__(team, redis_url, prefix)
+        self._floor_task = team.floor_step
+        self._floor = durable_floor
+        self._database_url = database_url
+        durable_floor.create_tables(database_url)
+
+    def submit(self, tag: str) -> str:
+        mark = f"{self._prefix}bench:floor-done:{tag}"
+        workflow_id = f"floor-{tag}"
+        self._floor.submit(self._database_url, workflow_id, f"bench input {tag}")
+        tasks = [self._floor_task.si(workflow_id, i) for i in range(STEPS - 1)]
+        tasks.append(self._floor_task.si(workflow_id, STEPS - 1, mark=mark))
+        self._chain(*tasks).apply_async()
+        return mark
 
 
 def _wait(workload: Any, ids: list[str], timeout_s: float, poll_s: float) -> dict[str, float]:
@@ -455,65 +488,60 @@ def _run(
         f"coordinator + {len(team.AGENTS)} agent queues + {team.NOOP_QUEUE}; "
         f"{os.cpu_count()} CPU core(s)"
     )
-    start_workers(
-        orc, workers, ["coordinator", team.NOOP_QUEUE, *(f"agent.{a}" for a in team.AGENTS)]
-    )
+    queues = ["coordinator", team.NOOP_QUEUE, team.FLOOR_QUEUE]
+    start_workers(orc, workers, [*queues, *(f"agent.{a}" for a in team.AGENTS)])
 
     yard = Agentyard(team)
     plain = PlainCelery(team, args.redis_url, prefix)
+    workloads: dict[str, Any] = {"celery": plain, "agentyard": yard}
+    if args.floor:
+        workloads[FLOOR] = CeleryWithStorage(team, args.redis_url, prefix, database_url)
     timeout = max(120.0, args.workflows * 2.0)
-    print(f"warm-up: {args.warmup} workflows and {args.warmup} chains...")
-    for workload in (plain, yard):
+    print(f"warm-up: {args.warmup} runs of each workload...")
+    for workload in workloads.values():
         throughput(workload, args.warmup, "warmup", timeout)
     if args.instrument:
         _reset_instruments(orc)
 
     print(
-        f"throughput: {args.workflows} at once, each; {args.repeat} round(s), both workloads "
+        f"throughput: {args.workflows} at once, each; {args.repeat} round(s), the workloads "
         "back to back in each, taking turns to go first..."
     )
     pids = [w.pid for w in workers]
     servers = ServerCounts(args.redis_url, database_url)
-    rounds: dict[str, list[dict[str, Any]]] = {"celery": [], "agentyard": []}
+    names = list(workloads)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for r in range(args.repeat):
-        order = ("celery", "agentyard") if r % 2 == 0 else ("agentyard", "celery")
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            if name == "celery":
+            with _py_spy(pids if args.py_spy and r == 0 and name == "agentyard" else [], logs):
                 rounds[name].append(
-                    throughput(plain, args.workflows, f"tp{r}", timeout, pids, servers)
+                    throughput(workloads[name], args.workflows, f"tp{r}", timeout, pids, servers)
                 )
-                continue
-            with _py_spy(pids if args.py_spy and r == 0 else [], logs):
-                rounds[name].append(
-                    throughput(yard, args.workflows, f"tp{r}", timeout, pids, servers)
-                )
-        yard_r, plain_r = (
-            rounds["agentyard"][-1]["steps_per_s"],
-            rounds["celery"][-1]["steps_per_s"],
-        )
+        rates = {name: rounds[name][-1]["steps_per_s"] for name in names}
         print(
-            f"  round {r + 1} ({order[0]} first): celery {plain_r} steps/s, "
-            f"agentyard {yard_r} steps/s, ratio {yard_r / plain_r:.3f}"
+            f"  round {r + 1} ({order[0]} first): "
+            + ", ".join(f"{name} {rates[name]} steps/s" for name in names)
+            + f", ratio {rates['agentyard'] / rates['celery']:.3f}"
         )
     servers.close()
-    tp_plain, tp_yard = _median_round(rounds["celery"]), _median_round(rounds["agentyard"])
-    # Each round's two measurements are seconds apart, so drift in the host's speed (it moves
-    # by +-20 % on a shared VM) cancels in their ratio; the median of those is the figure.
-    ratios = [
-        y["steps_per_s"] / c["steps_per_s"]
-        for y, c in zip(rounds["agentyard"], rounds["celery"], strict=True)
-    ]
+    medians = {name: _median_round(rounds[name]) for name in names}
+    tp_plain, tp_yard = medians["celery"], medians["agentyard"]
+    # Each round's measurements are seconds apart, so drift in the host's speed (it moves by
+    # +-20 % on a shared VM) cancels in their ratio; the median of those is the figure.
+    ratios = _round_ratios(rounds, "agentyard", "celery")
     counts: dict[str, Any] = {}
     if args.instrument:
         counts["throughput"] = _collect_instruments(orc, "throughput", len(workers))
         _reset_instruments(orc)
     print(f"latency: {args.runs} one at a time, each...")
-    lat_plain = latency(plain, args.runs, "lat", 60)
-    lat_yard = latency(yard, args.runs, "lat", 60)
+    latencies = {name: latency(workloads[name], args.runs, "lat", 60) for name in names}
+    lat_plain, lat_yard = latencies["celery"], latencies["agentyard"]
     if args.instrument:
         counts["latency"] = _collect_instruments(orc, "latency", len(workers))
     breakdown = step_breakdown(database_url, lat_yard.pop("ids"))
-    lat_plain.pop("ids")
+    for figures in latencies.values():
+        figures.pop("ids", None)
 
     ratio = statistics.median(ratios)
     report = {
@@ -561,6 +589,20 @@ def _run(
         },
         "goal": {"ratio_at_least": GOAL_RATIO, "met": ratio >= GOAL_RATIO},
     }
+    if args.floor:
+        floor_ratios = _round_ratios(rounds, FLOOR, "celery")
+        report["floor"] = {
+            "what": "plain Celery tasks doing a step's storage work (bench/durable_floor.py) "
+            "without agentyard's logic",
+            "throughput": medians[FLOOR],
+            "latency_light_load": latencies[FLOOR],
+            "ratio_over_celery": round(statistics.median(floor_ratios), 3),
+            "ratio_agentyard_over_floor": round(
+                statistics.median(_round_ratios(rounds, "agentyard", FLOOR)), 3
+            ),
+            "rounds": [r["steps_per_s"] for r in rounds[FLOOR]],
+            "ratio_per_round": [round(r, 3) for r in floor_ratios],
+        }
     if args.instrument:
         report["instrument"] = counts
     _print(report)
@@ -569,6 +611,12 @@ def _run(
     shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
     print(f"\nwrote {shown}")
     return report
+
+
+def _round_ratios(rounds: dict[str, list[dict[str, Any]]], top: str, bottom: str) -> list[float]:
+    """Per round, ``top``'s steps/s over ``bottom``'s."""
+    pairs = zip(rounds[top], rounds[bottom], strict=True)
+    return [t["steps_per_s"] / b["steps_per_s"] for t, b in pairs]
 
 
 @contextlib.contextmanager
@@ -635,34 +683,39 @@ def _collect_instruments(orc: Any, phase: str, count: int) -> dict[str, Any]:
 def _print(report: dict[str, Any]) -> None:
     tp = report["throughput"]
     lat = report["latency_light_load"]
-    y, c = tp["agentyard"], tp["celery"]
-    ly, lc = lat["agentyard"], lat["celery"]
+    floor = report.get("floor")
+    # The columns: agentyard, plain Celery and, with --floor, plain Celery doing the storage work.
+    columns = [tp["agentyard"], tp["celery"], *([floor["throughput"]] if floor else [])]
+    lats = [lat["agentyard"], lat["celery"], *([floor["latency_light_load"]] if floor else [])]
+    ly, lc = lats[0], lats[1]
     cfg = report["config"]
+
+    width = 16 if floor else 12
+
+    def row(label: str, values: list[float], after: str = "") -> None:
+        print(f"{label:34}" + "".join(f"{v:>{width}.2f}" for v in values) + after)
+
     print()
     print(
         f"{cfg['worker_processes']} worker processes x {cfg['threads_per_process']} threads, "
         f"{report['machine']['cpu_cores']} cores; full durability (app defaults)"
     )
-    print(f"{'':34}{'agentyard':>12}{'celery':>12}{'ratio':>9}")
-    print(
-        f"{'throughput, steps/s (median round)':34}{y['steps_per_s']:>12.1f}"
-        f"{c['steps_per_s']:>12.1f}{tp['ratio_of_median_throughputs']:>9.3f}"
-    )
+    header = ["agentyard", "celery", *([FLOOR] if floor else [])]
+    print(f"{'':34}" + "".join(f"{h:>{width}}" for h in header) + f"{'ratio':>9}")
+    ratio_now = f"{tp['ratio_of_median_throughputs']:>9.3f}"
+    row("throughput, steps/s (median round)", [c["steps_per_s"] for c in columns], ratio_now)
     per_round = ", ".join(f"{r:.3f}" for r in tp["ratio_per_round"])
     print(
-        f"{'ratio, median of the rounds':34}{'':24}{tp['ratio_agentyard_over_celery']:>9.3f}"
-        f"   (rounds: {per_round})"
+        f"{'ratio, median of the rounds':34}{'':{width * len(columns)}}"
+        f"{tp['ratio_agentyard_over_celery']:>9.3f}   (rounds: {per_round})"
     )
-    print(f"{'  (N at once, elapsed s)':34}{y['elapsed_s']:>12.2f}{c['elapsed_s']:>12.2f}")
-    print(f"{'  (of which submitting, s)':34}{y['submit_s']:>12.2f}{c['submit_s']:>12.2f}")
+    row("  (N at once, elapsed s)", [c["elapsed_s"] for c in columns])
+    row("  (of which submitting, s)", [c["submit_s"] for c in columns])
     labels = {"machine_busy": "whole machine"}
     for group in ("workers", "postgres", "redis", "driver", "machine_busy"):
-        if group in y.get("cpu_ms_per_step", {}):
-            print(
-                f"{'  CPU ms/step, ' + labels.get(group, group):34}"
-                f"{y['cpu_ms_per_step'][group]:>12.2f}"
-                f"{c['cpu_ms_per_step'][group]:>12.2f}"
-            )
+        if group in columns[0].get("cpu_ms_per_step", {}):
+            label = "  CPU ms/step, " + labels.get(group, group)
+            row(label, [c["cpu_ms_per_step"][group] for c in columns])
     counted = {
         "pg_transactions": "PG transactions",
         "redis_commands": "Redis commands",
@@ -671,21 +724,21 @@ def _print(report: dict[str, Any]) -> None:
         "redis_cpu_us": "µs of this Redis's CPU",
     }
     for key, label in counted.items():
-        if key in y.get("server_counts_per_step", {}):
-            print(
-                f"{'  per step, ' + label:34}{y['server_counts_per_step'][key]:>12.2f}"
-                f"{c['server_counts_per_step'][key]:>12.2f}"
-            )
+        if key in columns[0].get("server_counts_per_step", {}):
+            row("  per step, " + label, [c["server_counts_per_step"][key] for c in columns])
     statements = _statements_per_step(report)
     if statements is not None:
-        print(f"{'  per step, PG statements':34}{statements:>12.2f}{0.0:>12.2f}")
+        floor_task = report["instrument"]["throughput"].get("bench.floor", {})
+        floor_statements = [floor_task.get("sql_per_task", 0.0)] if floor else []
+        row("  per step, PG statements", [statements, 0.0, *floor_statements])
     else:
         print("  (PostgreSQL statements per step: run with --instrument)")
-    print(
-        f"{'latency per step p50, ms':34}{ly['p50_step_ms']:>12.2f}{lc['p50_step_ms']:>12.2f}"
-        f"{ly['p50_step_ms'] / lc['p50_step_ms']:>8.1f}x"
+    row(
+        "latency per step p50, ms",
+        [x["p50_step_ms"] for x in lats],
+        f"{ly['p50_step_ms'] / lc['p50_step_ms']:>8.1f}x",
     )
-    print(f"{'latency per step p90, ms':34}{ly['p90_step_ms']:>12.2f}{lc['p90_step_ms']:>12.2f}")
+    row("latency per step p90, ms", [x["p90_step_ms"] for x in lats])
     print(f"  per-step latency = (finish - submit) / {STEPS}, {ly['runs']} runs one at a time")
     print(
         "agentyard step, p50 (ms): "
@@ -694,6 +747,13 @@ def _print(report: dict[str, Any]) -> None:
             for k, v in lat["agentyard_step_breakdown_p50"].items()
         )
     )
+    if floor:
+        floor_rounds = ", ".join(f"{r:.3f}" for r in floor["ratio_per_round"])
+        print(
+            f"{FLOOR} (a step's storage work, none of agentyard's logic) over celery: "
+            f"{floor['ratio_over_celery']:.3f} (median of the rounds: {floor_rounds}); "
+            f"agentyard over {FLOOR}: {floor['ratio_agentyard_over_floor']:.3f}"
+        )
     goal = report["goal"]
     print(f"goal ratio >= {goal['ratio_at_least']}: {'met' if goal['met'] else 'NOT met'}")
     if "instrument" in report:

@@ -1,10 +1,11 @@
 """The team `bench/overhead.py` measures: five zero-latency agents in a five-step sequence, and a
-plain Celery no-op task on the SAME Celery app, for the baseline.
+plain Celery no-op task on the SAME Celery app, for the baseline; with ``--floor``, a third task
+that does a step's storage work without agentyard's logic (``bench/durable_floor.py``).
 
 Settings come from the environment (``AGENTYARD_*``), as for any team. Worker processes are the
 real ``agentyard worker bench.overhead_team:orc --all-agents --coordinator``; the
-``celeryd_after_setup`` hook below adds the ``bench.noop`` queue to what they consume, so both
-workloads run on the very same processes, pools and broker connections.
+``celeryd_after_setup`` hook below adds the ``bench.noop`` and ``bench.floor`` queues to what they
+consume, so every workload runs on the very same processes, pools and broker connections.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from celery import signals
 
+from bench import durable_floor
 from orchestration import Agent, Orchestrator, Workflow
 from storage.redis_client import redis_for
 
@@ -22,6 +24,8 @@ AGENTS = ("s1", "s2", "s3", "s4", "s5")
 WORKFLOW = "five"
 NOOP_TASK = "bench.noop"
 NOOP_QUEUE = "bench.noop"
+FLOOR_TASK = "bench.floor"
+FLOOR_QUEUE = "bench.floor"
 
 orc = Orchestrator("bench")  # settings from the environment (AGENTYARD_*)
 
@@ -45,11 +49,28 @@ def noop(mark: str | None = None) -> None:
         redis_for(orc.settings.redis_url).rpush(mark, repr(time.time()))
 
 
+_admit: list[Any] = []  # the floor's Redis script, registered on first use
+
+
+@app.task(name=FLOOR_TASK, queue=FLOOR_QUEUE, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
+def floor_step(workflow_id: str, position: int, mark: str | None = None) -> None:
+    """A step's storage work without agentyard's logic (``bench.durable_floor``); the last task
+    of a chain appends its finish time to list ``mark``."""
+    redis = redis_for(orc.settings.redis_url)
+    if not _admit:
+        _admit.append(durable_floor.admit_script(redis))
+    prefix = orc.settings.redis_key_prefix
+    durable_floor.step(orc.database_url, _admit[0], prefix, workflow_id, position)
+    if mark:
+        redis.rpush(mark, repr(time.time()))
+
+
 @signals.celeryd_after_setup.connect
 def _consume_noop_queue(sender: Any = None, instance: Any = None, **_: Any) -> None:
     # Celery's documented way to add a queue after -Q was applied; only for this team's app.
     if instance is not None and instance.app is app:
         instance.app.amqp.queues.select_add(NOOP_QUEUE)
+        instance.app.amqp.queues.select_add(FLOOR_QUEUE)
 
 
 if os.environ.get("BENCH_INSTRUMENT"):
