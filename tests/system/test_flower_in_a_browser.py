@@ -223,14 +223,20 @@ def _agent_rows(page: Any, base: str) -> list[Row]:
     )
 
 
-def _queue_lengths(base: str) -> dict[str, int]:
-    """Messages waiting per queue, as Flower counts them for its Broker page. Flower lists the
-    queues its last inspection of the workers found; asking it to inspect again makes sure it
-    has one (a worker busy at Flower's start may not have answered the first)."""
+def _queue_lengths(base: str) -> dict[str, int | None]:
+    """Messages waiting per queue, as Flower counts them for its Broker page; None for a queue
+    not counted yet (RabbitMQ's management API leaves a queue's count out until its statistics
+    have been collected once, every few seconds). Flower lists the queues its last inspection
+    of the workers found; asking it to inspect again makes sure it has one (a worker busy at
+    Flower's start may not have answered the first)."""
     _get(f"{base}/workers?refresh=1&json=1", (USER, PASSWORD))
     status, body, _ = _get(f"{base}/api/queues/length", (USER, PASSWORD))
     assert status == 200, body
-    return {queue["name"]: queue["messages"] for queue in json.loads(body)["active_queues"]}
+    return {queue["name"]: queue.get("messages") for queue in json.loads(body)["active_queues"]}
+
+
+def _counted(lengths: dict[str, int | None], *queues: str) -> bool:
+    return all(lengths.get(queue) is not None for queue in queues)
 
 
 def _screenshot(page: Any, name: str) -> None:
@@ -294,7 +300,11 @@ def test_flower_asks_for_its_password_and_shows_the_agents_tasks_by_ids_only(
     counted = 3 if broker_for(orc.settings.effective_broker_url) is RABBITMQ else 2
     lengths = _until(
         "Flower counting the requests for the writer",
-        lambda: (got := _queue_lengths(base)).get("agent.writer") == counted and got,
+        lambda: (
+            (got := _queue_lengths(base)).get("agent.writer") == counted
+            and _counted(got, "agent.researcher", "agent.reviewer")
+            and got
+        ),
         seen=lambda: _queue_lengths(base),
     )
     assert lengths["agent.researcher"] == 0 and lengths["agent.reviewer"] == 0
