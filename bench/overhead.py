@@ -461,6 +461,8 @@ def _run(
         "AGENTYARD_LOG_LEVEL": args.loglevel,
         "AGENTYARD_LOG_FORMAT": "json",
     }
+    if args.floor:
+        env["BENCH_FLOOR"] = "1"
     if args.instrument:
         env["BENCH_INSTRUMENT"] = str(logs)
         if args.cprofile:
@@ -485,10 +487,11 @@ def _run(
     print(f"bench run {run_id}: database {db_name}, redis key prefix {prefix!r}")
     print(
         f"{args.processes} worker process(es) x {args.concurrency} threads, each serving "
-        f"coordinator + {len(team.AGENTS)} agent queues + {team.NOOP_QUEUE}; "
+        f"coordinator + {len(team.AGENTS)} agent queues + {team.NOOP_QUEUE}"
+        f"{' + ' + team.FLOOR_QUEUE if args.floor else ''}; "
         f"{os.cpu_count()} CPU core(s)"
     )
-    queues = ["coordinator", team.NOOP_QUEUE, team.FLOOR_QUEUE]
+    queues = ["coordinator", team.NOOP_QUEUE, *([team.FLOOR_QUEUE] if args.floor else [])]
     start_workers(orc, workers, [*queues, *(f"agent.{a}" for a in team.AGENTS)])
 
     yard = Agentyard(team)

@@ -4,8 +4,9 @@ that does a step's storage work without agentyard's logic (``bench/durable_floor
 
 Settings come from the environment (``AGENTYARD_*``), as for any team. Worker processes are the
 real ``agentyard worker bench.overhead_team:orc --all-agents --coordinator``; the
-``celeryd_after_setup`` hook below adds the ``bench.noop`` and ``bench.floor`` queues to what they
-consume, so every workload runs on the very same processes, pools and broker connections.
+``celeryd_after_setup`` hook below adds the ``bench.noop`` queue (and with ``BENCH_FLOOR`` set, the
+``bench.floor`` one) to what they consume, so every workload runs on the very same processes,
+pools and broker connections.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def _consume_noop_queue(sender: Any = None, instance: Any = None, **_: Any) -> N
     # Celery's documented way to add a queue after -Q was applied; only for this team's app.
     if instance is not None and instance.app is app:
         instance.app.amqp.queues.select_add(NOOP_QUEUE)
-        instance.app.amqp.queues.select_add(FLOOR_QUEUE)
+        if os.environ.get("BENCH_FLOOR"):  # only then: each queue served adds to every wait
+            instance.app.amqp.queues.select_add(FLOOR_QUEUE)
 
 
 if os.environ.get("BENCH_INSTRUMENT"):
