@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -134,7 +135,7 @@ def submit(database_url: str, workflow_id: str, prompt: str) -> None:
                 "request_id": request,
             },
         )
-        tx.run(_INSERT_MESSAGE, _message(request, workflow_id, first, "request", None))
+        tx.run(_INSERT_MESSAGE, _message(request, workflow_id, first, "request", False))
 
 
 def admit_script(redis: Any) -> Any:
@@ -170,7 +171,7 @@ def step(database_url: str, admit: Any, prefix: str, workflow_id: str, position:
             {"id": uuid.uuid4().hex, "workflow_id": workflow_id, "step_id": this},
         )
         tx.run(_DELIVERED, {"id": row.request_id})
-        response = _message(uuid.uuid4().hex, workflow_id, this, "response", "now")
+        response = _message(uuid.uuid4().hex, workflow_id, this, "response", True)
         tx.run(_INSERT_MESSAGE, response)
         tx.run(_LOCK_WORKFLOW, {"id": workflow_id}).one_or_none()
         steps = tx.run(_STEPS_OF_WORKFLOW, {"id": workflow_id}).rows
@@ -178,22 +179,21 @@ def step(database_url: str, admit: Any, prefix: str, workflow_id: str, position:
             after, request = step_id(workflow_id, position + 1), uuid.uuid4().hex
             next_step = {"id": after, "workflow_id": workflow_id, "position": position + 1}
             tx.run(_INSERT_STEP, next_step | {"prompt": output, "request_id": request})
-            tx.run(_INSERT_MESSAGE, _message(request, workflow_id, after, "request", None))
+            tx.run(_INSERT_MESSAGE, _message(request, workflow_id, after, "request", False))
         else:
             tx.run(_FINISH_WORKFLOW, {"id": workflow_id, "output": output})
 
 
 def _message(
-    message_id: str, workflow_id: str, step: str, kind: str, delivered: str | None
+    message_id: str, workflow_id: str, of_step: str, kind: str, delivered: bool
 ) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
+    """An outbox row's values: a request (not delivered yet) or a response (delivered now)."""
     return {
         "id": message_id,
         "workflow_id": workflow_id,
-        "step_id": step,
+        "step_id": of_step,
         "type": kind,
         "sender": "coordinator" if kind == "request" else "agent",
-        "payload": json.dumps({"step_id": step, "attempt": 1, "priority": 5}),
+        "payload": json.dumps({"step_id": of_step, "attempt": 1, "priority": 5}),
         "delivered": datetime.now(UTC) if delivered else None,
     }

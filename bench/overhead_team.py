@@ -11,6 +11,7 @@ pools and broker connections.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
@@ -50,20 +51,20 @@ def noop(mark: str | None = None) -> None:
         redis_for(orc.settings.redis_url).rpush(mark, repr(time.time()))
 
 
-_admit: list[Any] = []  # the floor's Redis script, registered on first use
+@functools.cache
+def _floor_admit() -> Any:
+    """The floor's Redis script, registered once per process."""
+    return durable_floor.admit_script(redis_for(orc.settings.redis_url))
 
 
 @app.task(name=FLOOR_TASK, queue=FLOOR_QUEUE, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
 def floor_step(workflow_id: str, position: int, mark: str | None = None) -> None:
     """A step's storage work without agentyard's logic (``bench.durable_floor``); the last task
     of a chain appends its finish time to list ``mark``."""
-    redis = redis_for(orc.settings.redis_url)
-    if not _admit:
-        _admit.append(durable_floor.admit_script(redis))
     prefix = orc.settings.redis_key_prefix
-    durable_floor.step(orc.database_url, _admit[0], prefix, workflow_id, position)
+    durable_floor.step(orc.database_url, _floor_admit(), prefix, workflow_id, position)
     if mark:
-        redis.rpush(mark, repr(time.time()))
+        redis_for(orc.settings.redis_url).rpush(mark, repr(time.time()))
 
 
 @signals.celeryd_after_setup.connect
